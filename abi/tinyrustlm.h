@@ -1,0 +1,229 @@
+/*
+ * tinyrustlm.h — the raw ABI of the TinyRustLM WebAssembly module (ABI version 1).
+ *
+ * The module (`tinyrustlm.wasm`, built for wasm32-unknown-unknown with SIMD128) exports the
+ * functions below and its linear memory as `memory`. It imports exactly one function:
+ *
+ *     env.trl_now_ms : () -> f64    milliseconds from a monotonic clock (JS: performance.now()).
+ *                                   Used only for the tokens/s figures in the diagnostics.
+ *
+ * Conventions
+ * - All pointers are 32-bit offsets into the module's linear memory; all integers are little-endian.
+ * - Host buffers. Every pointer a host passes (`ptr`, `dst_ptr`, `len_out_ptr`) must lie, with its
+ *   length, inside ONE live buffer obtained from trl `alloc` (not freed, not given to `load_model`).
+ *   Anything else — NULL, an address inside the module's own memory, a range running past the end
+ *   of a buffer, a `ptr + len` that overflows — returns TRL_STATUS_OUT_OF_BOUNDS. A zero length is
+ *   always allowed and then the pointer is not looked at (except for `load_model`, see there).
+ * - Every function except `alloc` and `abi_version` returns a status (0 = TRL_STATUS_OK). On any
+ *   non-zero status the call changed nothing: no engine state, no host buffer, nothing consumed;
+ *   `last_error` then describes the failure (field, value, rule).
+ * - The module never traps on any argument values. (A trap would be a bug; please report it.)
+ * - Single-threaded: do not call into one instance from two threads.
+ *
+ * Typical session
+ *     p = alloc(n); write package bytes at p; load_model(p, n, 0, 0)   // module now owns p
+ *     set_sampling(...)                                                  // optional; greedy default
+ *     q = alloc(m); write prompt at q; generate_start(q, m, 128, TRL_GEN_PARSE_SPECIAL)
+ *     while (state == RUNNING) { generate_step(1); read_result(TRL_RESULT_TEXT, ...) }
+ *     read_diagnostics(d, 128); free(q)
+ */
+#ifndef TINYRUSTLM_H
+#define TINYRUSTLM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TRL_ABI_VERSION 1u
+
+/* ---- Status codes ------------------------------------------------------------------------- */
+/* Call-level. */
+#define TRL_STATUS_OK                      0u
+#define TRL_STATUS_OUT_OF_BOUNDS           1u  /* a (ptr, len) is not inside one live host buffer */
+#define TRL_STATUS_INVALID_ARGUMENT        2u  /* a value outside its documented range; unknown flag bits */
+#define TRL_STATUS_WRONG_STATE             3u  /* no model loaded / already loaded / no generation running */
+#define TRL_STATUS_OUT_OF_MEMORY           4u  /* an allocation failed; nothing changed */
+#define TRL_STATUS_CONTEXT_FULL            5u  /* the prompt does not fit in the remaining context */
+#define TRL_STATUS_INVALID_SAMPLING        6u  /* a sampling parameter is out of range */
+#define TRL_STATUS_BUFFER_TOO_SMALL        7u  /* dst_cap too small; *len_out = bytes needed */
+/* SLM1 package (see FORMAT.md for the rule behind each). */
+#define TRL_STATUS_TRUNCATED              16u
+#define TRL_STATUS_BAD_MAGIC              17u
+#define TRL_STATUS_UNSUPPORTED_VERSION    18u
+#define TRL_STATUS_BAD_HEADER_LENGTH      19u
+#define TRL_STATUS_BAD_FLAGS              20u
+#define TRL_STATUS_BAD_HYPERPARAMETER     21u
+#define TRL_STATUS_BAD_SECTION_BOUNDS     22u
+#define TRL_STATUS_BAD_ALIGNMENT          23u
+#define TRL_STATUS_BAD_PADDING            24u
+#define TRL_STATUS_BAD_TENSOR_NAME        25u
+#define TRL_STATUS_UNSUPPORTED_DTYPE      26u
+#define TRL_STATUS_BAD_TENSOR_SHAPE       27u
+#define TRL_STATUS_MISSING_TENSOR         28u
+#define TRL_STATUS_DUPLICATE_TENSOR       29u
+#define TRL_STATUS_UNKNOWN_TENSOR         30u
+#define TRL_STATUS_BAD_TENSOR_DATA        31u
+#define TRL_STATUS_BAD_QUANT_MODE         32u
+#define TRL_STATUS_BAD_PARAMETER_COUNT    33u
+#define TRL_STATUS_TOKENIZER_CHECKSUM     34u
+#define TRL_STATUS_TENSOR_LAYOUT_CHECKSUM 35u
+#define TRL_STATUS_ARTIFACT_CHECKSUM      36u
+#define TRL_STATUS_LIMIT_EXCEEDED         37u  /* a count above a documented cap */
+#define TRL_STATUS_BAD_TOKENIZER_KIND     40u
+#define TRL_STATUS_BAD_TOKEN              41u
+#define TRL_STATUS_BAD_MERGE              42u
+#define TRL_STATUS_BAD_SPECIAL_TOKEN      43u
+
+typedef uint32_t trl_status;
+typedef uint32_t trl_ptr; /* offset into the module's linear memory */
+
+/* ---- Memory --------------------------------------------------------------------------------- */
+
+/* ABI version implemented by the module (TRL_ABI_VERSION). Never fails. */
+uint32_t abi_version(void);
+
+/* Allocates a zero-filled host buffer of `size` bytes, 32-byte aligned. Returns its address, or 0
+ * on failure (size 0: INVALID_ARGUMENT; more than 1024 live buffers: LIMIT_EXCEEDED; no memory:
+ * OUT_OF_MEMORY — read the reason with last_error). The host owns the buffer until `free` or a
+ * successful `load_model`. */
+trl_ptr alloc(uint32_t size);
+
+/* Releases a buffer from `alloc`. INVALID_ARGUMENT if `ptr` is not the start of a live buffer
+ * (including one already freed or owned by the model). */
+trl_status free(trl_ptr ptr);
+
+/* ---- Model ---------------------------------------------------------------------------------- */
+
+/* Validates the SLM1 package in [ptr, ptr+len) and loads it.
+ * - (ptr, len) must be exactly one whole buffer from `alloc` (INVALID_ARGUMENT otherwise).
+ * - On success the module takes ownership of that buffer (weights are used in place, no copy);
+ *   the host must not write to it or free it again.
+ * - On failure the buffer stays the host's, unchanged, and no model is loaded.
+ * - context_len: KV cache positions; 0 = min(max_context, 2048); > max_context: INVALID_ARGUMENT.
+ * - flags: must be 0 (INVALID_ARGUMENT).
+ * Errors: WRONG_STATE (a model is already loaded), OUT_OF_MEMORY (KV cache/scratch), and every
+ * package status (16..43), each naming the field and rule in last_error. */
+trl_status load_model(trl_ptr ptr, uint32_t len, uint32_t context_len, uint32_t flags);
+
+/* Frees the model, its KV cache and the session. WRONG_STATE if none is loaded. */
+trl_status unload_model(void);
+
+/* ---- Sampling ------------------------------------------------------------------------------- */
+
+/* Sets sampling for the next generate_start (a running generation keeps its settings until it is
+ * continued). Pipeline: repetition penalty → greedy if temperature == 0 → top-k → softmax(T) →
+ * top-p → min-p → draw.
+ *   temperature         finite, 0..=100 (0 = greedy: argmax, lowest id on ties)
+ *   top_k               0 = off
+ *   top_p               (0, 1]; 1 = off
+ *   min_p               [0, 1); 0 = off
+ *   repetition_penalty  1..=10 (1 = off): logit > 0 ? logit / p : logit * p, once per distinct
+ *                       token among the last repetition_window tokens (prompt and output)
+ *   seed                seeds the PRNG: xoshiro256** whose state is four SplitMix64 outputs from
+ *                       `seed`; a draw is (next_u64 >> 40) * 2^-24. Same seed ⇒ same tokens on
+ *                       every host. The stream restarts at each generate_start without CONTINUE.
+ * Errors: INVALID_SAMPLING (last_error names the field; float values are shown as f32 bits). */
+trl_status set_sampling(float temperature, uint32_t top_k, float top_p, float min_p,
+                        float repetition_penalty, uint32_t repetition_window, uint64_t seed);
+
+/* Adds a stop string (1..=64 bytes; at most 8): generation stops when the output contains it, and
+ * the text returned ends just before it. Text that could still become a stop string is held back
+ * from TRL_RESULT_TEXT until it is decided. Errors: INVALID_ARGUMENT, LIMIT_EXCEEDED. */
+trl_status add_stop_string(trl_ptr ptr, uint32_t len);
+trl_status clear_stop_strings(void);
+
+/* ---- Tokens and generation ---------------------------------------------------------------- */
+
+#define TRL_GEN_PARSE_SPECIAL 1u /* recognise special-token text such as <|im_start|> in the prompt */
+#define TRL_GEN_CONTINUE      2u /* keep the KV cache: the prompt extends the conversation so far */
+
+/* Tokenizes text (flags: 0 or TRL_GEN_PARSE_SPECIAL); read the ids with TRL_RESULT_TOKENIZED.
+ * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (flags). */
+trl_status tokenize(trl_ptr ptr, uint32_t len, uint32_t flags);
+
+/* Starts a generation: tokenizes the prompt (adding BOS if the model's tokenizer does so, except
+ * with CONTINUE), runs it through the model (prefill) and sets the state to RUNNING. Without
+ * CONTINUE the KV cache is emptied first and the sampler reseeded.
+ * max_new_tokens: the generation finishes after this many tokens (0: finishes at once).
+ * Errors: WRONG_STATE (no model; CONTINUE with no conversation), INVALID_ARGUMENT (flags; empty
+ * prompt with nothing to continue), CONTEXT_FULL (prompt does not fit; nothing changed). */
+trl_status generate_start(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t flags);
+
+/* Generates up to max_steps tokens. The generation FINISHES on an end-of-generation token (its id is
+ * in TRL_RESULT_TOKENS, its text is not in TRL_RESULT_TEXT), after max_new_tokens, on a stop string,
+ * or when the context is full (stop reasons below). The host may stop calling at any point and
+ * start a new generation, continue one (CONTINUE) or `reset`.
+ * Errors: WRONG_STATE (no model, or no generation RUNNING). */
+trl_status generate_step(uint32_t max_steps);
+
+/* generate_start + generate_step until finished, in one call. */
+trl_status generate(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t flags);
+
+/* Empties the KV cache and the session (keeps the model, sampling and stop strings).
+ * Errors: WRONG_STATE (no model). */
+trl_status reset(void);
+
+/* ---- Results -------------------------------------------------------------------------------- */
+
+#define TRL_RESULT_TEXT          0u /* unread output text; UTF-8, whole characters; reading consumes it */
+#define TRL_RESULT_TOKENS        1u /* generated ids of the current generation, u32 each */
+#define TRL_RESULT_PROMPT_TOKENS 2u /* prompt ids of the current generation, u32 each */
+#define TRL_RESULT_STATE         3u /* 16 bytes: state, stop_reason, n_prompt, n_generated (u32 each) */
+#define TRL_RESULT_TOKENIZED     4u /* ids from the last `tokenize`, u32 each */
+#define TRL_RESULT_LOGITS        5u /* vocab_size f32: the logits that chose the last generated token
+                                       (before sampling changed them), or the prompt's last logits */
+
+#define TRL_STATE_IDLE     0u
+#define TRL_STATE_RUNNING  1u
+#define TRL_STATE_FINISHED 2u
+
+#define TRL_STOP_NONE              0u
+#define TRL_STOP_END_OF_GENERATION 1u
+#define TRL_STOP_MAX_TOKENS        2u
+#define TRL_STOP_STOP_STRING       3u
+#define TRL_STOP_CONTEXT_FULL      4u
+
+/* Copies a result to [dst_ptr, dst_ptr+dst_cap) and stores the byte count at len_out_ptr (4 bytes).
+ * TEXT: writes as many unread bytes as fit, cut on a character boundary, and consumes them
+ *   (0 bytes = nothing new). Other kinds: the whole value must fit, else BUFFER_TOO_SMALL with the
+ *   needed size at len_out_ptr and nothing else written.
+ * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (kind), OUT_OF_BOUNDS, BUFFER_TOO_SMALL. */
+trl_status read_result(uint32_t kind, trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
+
+/* ---- Diagnostics ---------------------------------------------------------------------------- */
+
+/* Writes the 128-byte diagnostics record (layout version 1) to dst_ptr; works with no model loaded
+ * (model_loaded = 0). Errors: BUFFER_TOO_SMALL (dst_cap < 128), OUT_OF_BOUNDS.
+ *
+ *  off type field                      off type field
+ *    0 u32  layout_version (1)          56 u64  package_bytes
+ *    4 u32  layout_len (128)            64 u64  kv_cache_bytes
+ *    8 u32  model_loaded (0/1)          72 u64  n_params
+ *   12 u32  quant_mode (dtype code,     80 u32  tensor_layout_crc
+ *           0xFFFFFFFF = no model)      84 u32  tokenizer_crc
+ *   16 u32  prompt_tokens               88 u64  linear_memory_bytes
+ *   20 u32  generated_tokens            96 f32  prefill_ms
+ *   24 f32  prefill_tokens_per_s       100 f32  decode_ms
+ *   28 f32  decode_tokens_per_s        104 u32  kv_dtype (0 = f32)
+ *   32 u64  peak_scratch_bytes         108 u32  chat_template (0 none, 1 ChatML)
+ *           (activations + KV cache)   112 u64  total_generated_tokens (since load)
+ *   40 u32  kv_len                     120 u64  reserved (0)
+ *   44 u32  context_len
+ *   48 u32  adapters_applied
+ *   52 u32  assembly_state_crc: CRC32 of the 24-byte model identity (n_params u64,
+ *           tensor_layout_crc, tokenizer_crc, flags, n_tensors; see FORMAT.md)
+ */
+trl_status read_diagnostics(trl_ptr dst_ptr, uint32_t dst_cap);
+
+/* Copies the message of the most recent failed call (UTF-8, no terminator) — at most dst_cap bytes
+ * — and stores its full length at len_out_ptr. A successful call does not clear it.
+ * Errors: OUT_OF_BOUNDS. */
+trl_status last_error(trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYRUSTLM_H */

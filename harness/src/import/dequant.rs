@@ -1,0 +1,244 @@
+//! Scalar conversions of the tensor encodings we import: f16, bf16 and ggml's `block_q8_0`,
+//! `block_q4_0`, `block_q4_1` (ggml-common.h; the same layouts as SLM1's q8_0 / q4_0 / q4_1, see
+//! `abi/FORMAT.md`).
+
+use anyhow::{anyhow, bail, ensure, Result};
+use tinyrustlm::quant::DType;
+
+use super::gguf::GgmlType;
+
+/// Elements per quantized block.
+pub const QK: usize = 32;
+/// `f16 d`, `i8 qs[32]`.
+pub const Q8_0_BLOCK_BYTES: usize = 34;
+/// `f16 d`, `u8 qs[16]` (two 4-bit values per byte).
+pub const Q4_0_BLOCK_BYTES: usize = 18;
+/// `f16 d`, `f16 m`, `u8 qs[16]`.
+pub const Q4_1_BLOCK_BYTES: usize = 20;
+const _: () = assert!(Q8_0_BLOCK_BYTES == 2 + QK);
+const _: () = assert!(Q4_0_BLOCK_BYTES == 2 + QK / 2);
+const _: () = assert!(Q4_1_BLOCK_BYTES == 2 + 2 + QK / 2);
+
+/// IEEE-754 binary16 → binary32, exact (every f16 is representable as f32).
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = u32::from(bits >> 15) << 31;
+    let exp = u32::from((bits >> 10) & 0x1f);
+    let mant = u32::from(bits & 0x3ff);
+    let out = match (exp, mant) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: value = mant × 2^-24; normalise it for f32.
+            let shift = mant.leading_zeros() - 21; // bring the top set bit to bit 10
+            let mant = (mant << shift) & 0x3ff;
+            let exp = 127 - 15 + 1 - shift;
+            sign | (exp << 23) | (mant << 13)
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, _) => sign | 0x7fc0_0000 | (mant << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
+    };
+    f32::from_bits(out)
+}
+
+/// bfloat16 is the top half of an f32.
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// Bytes per 32-element block of a quantized dtype, `None` for f32.
+pub fn block_bytes(dtype: DType) -> Option<usize> {
+    match dtype {
+        DType::F32 => None,
+        DType::Q8_0 => Some(Q8_0_BLOCK_BYTES),
+        DType::Q4_0 => Some(Q4_0_BLOCK_BYTES),
+        DType::Q4_1 => Some(Q4_1_BLOCK_BYTES),
+    }
+}
+
+/// Decodes `bytes` of `dtype` (whole blocks; f32 little-endian for `F32`) to f32 values.
+pub fn dequantize(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>> {
+    let unit = block_bytes(dtype).unwrap_or(4);
+    ensure!(
+        bytes.len().is_multiple_of(unit),
+        "{dtype:?} data is {} bytes, not a multiple of its {unit}-byte unit",
+        bytes.len()
+    );
+    let n_units = bytes.len() / unit;
+    let mut out = Vec::with_capacity(n_units * if dtype == DType::F32 { 1 } else { QK });
+    match dtype {
+        DType::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        DType::Q8_0 => {
+            for block in bytes.chunks_exact(Q8_0_BLOCK_BYTES) {
+                let d = f16_to_f32(le_u16(block, 0));
+                out.extend(block[2..].iter().map(|&q| d * f32::from(q as i8)));
+            }
+        }
+        DType::Q4_0 => {
+            for block in bytes.chunks_exact(Q4_0_BLOCK_BYTES) {
+                let d = f16_to_f32(le_u16(block, 0));
+                let qs = &block[2..];
+                // Low nibbles are elements 0..16, high nibbles 16..32.
+                out.extend(qs.iter().map(|&q| d * (f32::from(q & 15) - 8.0)));
+                out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
+            }
+        }
+        DType::Q4_1 => {
+            for block in bytes.chunks_exact(Q4_1_BLOCK_BYTES) {
+                let d = f16_to_f32(le_u16(block, 0));
+                let m = f16_to_f32(le_u16(block, 2));
+                let qs = &block[4..];
+                out.extend(qs.iter().map(|&q| d * f32::from(q & 15) + m));
+                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The SLM1 dtype a ggml block type is kept as bit for bit, if any.
+pub fn encoded_dtype(ty: GgmlType) -> Option<DType> {
+    match ty {
+        GgmlType::Q8_0 => Some(DType::Q8_0),
+        GgmlType::Q4_0 => Some(DType::Q4_0),
+        GgmlType::Q4_1 => Some(DType::Q4_1),
+        _ => None,
+    }
+}
+
+/// Index of the first block whose scale (or minimum) is not finite (FORMAT.md: scales are finite).
+pub fn first_nonfinite_scale(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    let unit = block_bytes(dtype)?;
+    let n_halves = if dtype == DType::Q4_1 { 2 } else { 1 };
+    bytes
+        .chunks_exact(unit)
+        .position(|b| (0..n_halves).any(|h| !f16_to_f32(le_u16(b, 2 * h)).is_finite()))
+}
+
+/// Decodes a GGUF tensor of `ty` to f32 values (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+pub fn dequantize_ggml(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>> {
+    match ty {
+        GgmlType::F32 => dequantize(DType::F32, bytes),
+        GgmlType::F16 | GgmlType::Bf16 => {
+            ensure!(bytes.len().is_multiple_of(2), "{} data is {} bytes, not a multiple of 2", ty.name(), bytes.len());
+            let conv = if ty == GgmlType::F16 { f16_to_f32 } else { bf16_to_f32 };
+            Ok(bytes.chunks_exact(2).map(|c| conv(u16::from_le_bytes([c[0], c[1]]))).collect())
+        }
+        _ => match encoded_dtype(ty) {
+            Some(dtype) => dequantize(dtype, bytes),
+            None => bail!("{}", unsupported_type(ty)),
+        },
+    }
+}
+
+pub fn unsupported_type(ty: GgmlType) -> String {
+    format!(
+        "type {} (ggml type {}) cannot be imported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1",
+        ty.name(),
+        ty.code()
+    )
+}
+
+/// Position and value of the first non-finite element.
+pub fn first_nonfinite(values: &[f32]) -> Option<(usize, f32)> {
+    values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i]))
+}
+
+pub fn check_finite(what: &str, values: &[f32]) -> Result<()> {
+    match first_nonfinite(values) {
+        None => Ok(()),
+        Some((i, v)) => Err(anyhow!("{what}: element {i} is {v}, values must be finite")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_matches_known_values() {
+        let largest_subnormal = 1023.0 * 2f32.powi(-24);
+        let cases: [(u16, f32); 10] = [
+            (0x0000, 0.0),
+            (0x8000, -0.0),
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x7bff, 65504.0),
+            (0x0400, 6.103_515_6e-5), // smallest normal
+            (0x0001, 5.960_464_5e-8), // smallest subnormal
+            (0x03ff, largest_subnormal),
+            (0x7c00, f32::INFINITY),
+        ];
+        for (bits, want) in cases {
+            let got = f16_to_f32(bits);
+            assert_eq!(got.to_bits(), want.to_bits(), "f16 {bits:#06x}: got {got}, want {want}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
+
+    #[test]
+    fn f16_round_trips_every_finite_value_through_f32() {
+        // Re-encode with the textbook rule and compare: pins subnormal normalisation.
+        for bits in 0u16..=0xffff {
+            let exp = (bits >> 10) & 0x1f;
+            if exp == 0x1f {
+                continue;
+            }
+            let mant = f32::from(bits & 0x3ff);
+            let mag = if exp == 0 { mant * 2f32.powi(-24) } else { (1.0 + mant / 1024.0) * 2f32.powi(i32::from(exp) - 15) };
+            let want = if bits & 0x8000 != 0 { -mag } else { mag };
+            assert_eq!(f16_to_f32(bits).to_bits(), want.to_bits(), "f16 {bits:#06x}");
+        }
+    }
+
+    #[test]
+    fn bf16_is_the_high_half() {
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc040), -3.0);
+    }
+
+    #[test]
+    fn quant_blocks_decode_per_format_md() {
+        // d = 0.5 (f16 0x3800), m = 1.0 (0x3c00)
+        let mut q8 = vec![0x00, 0x38];
+        q8.extend((0..32).map(|i| (i as i8 - 16) as u8));
+        let v = dequantize(DType::Q8_0, &q8).unwrap();
+        assert_eq!(v.len(), 32);
+        assert_eq!(v[0], -8.0);
+        assert_eq!(v[31], 7.5);
+
+        let mut q4 = vec![0x00, 0x38];
+        q4.extend((0..16).map(|i| (i as u8) | ((15 - i as u8) << 4)));
+        let v = dequantize(DType::Q4_0, &q4).unwrap();
+        assert_eq!(v[0], 0.5 * (0.0 - 8.0));
+        assert_eq!(v[15], 0.5 * (15.0 - 8.0));
+        assert_eq!(v[16], 0.5 * (15.0 - 8.0));
+        assert_eq!(v[31], 0.5 * (0.0 - 8.0));
+
+        let mut q41 = vec![0x00, 0x38, 0x00, 0x3c];
+        q41.extend((0..16).map(|i| (i as u8) | ((15 - i as u8) << 4)));
+        let v = dequantize(DType::Q4_1, &q41).unwrap();
+        assert_eq!(v[1], 0.5 * 1.0 + 1.0);
+        assert_eq!(v[17], 0.5 * 14.0 + 1.0);
+    }
+
+    #[test]
+    fn partial_blocks_are_errors() {
+        for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+            let err = dequantize(dtype, &[0u8; 35]).unwrap_err().to_string();
+            assert!(err.contains("not a multiple"), "{dtype:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn nonfinite_scales_are_found() {
+        let mut q41 = vec![0u8; 2 * Q4_1_BLOCK_BYTES];
+        assert_eq!(first_nonfinite_scale(DType::Q4_1, &q41), None);
+        q41[Q4_1_BLOCK_BYTES + 2..Q4_1_BLOCK_BYTES + 4].copy_from_slice(&0x7c00u16.to_le_bytes());
+        assert_eq!(first_nonfinite_scale(DType::Q4_1, &q41), Some(1));
+    }
+}

@@ -1,0 +1,415 @@
+//! GGUF files of the `llama` architecture → [`ModelSpec`].
+//!
+//! Keys and tensor names follow llama.cpp's conventions (gguf.md "LLaMA", llama.cpp
+//! `llama-vocab.cpp`). GGUF llama Q/K rows are already in the adjacent-pair RoPE order SLM1 uses, so
+//! they are kept as they are. Q8_0/Q4_0/Q4_1 matrices are passed on encoded, bit for bit; norms and
+//! f32/f16/bf16 matrices as f32.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+
+use super::dequant::{check_finite, dequantize_ggml, encoded_dtype, first_nonfinite_scale, unsupported_type};
+use super::gguf::{GgmlType, Gguf, TensorInfo};
+use super::spm::sentencepiece_merges;
+use super::{canonical_tensors, tensor_progress};
+use crate::spec::{
+    token_type, ChatTemplate, Hyperparams, MergeSpec, ModelSpec, PreTokenizer, TensorData, TensorSpec, TokenSpec,
+    TokenizerKind, TokenizerSpec,
+};
+
+/// gguf.md: `[llm].rope.freq_base` is optional; llama.cpp's default.
+pub const DEFAULT_ROPE_THETA: f32 = 10_000.0;
+/// SLM1 tokenizer section: at most 16 end-of-generation ids.
+pub const MAX_EOG_IDS: usize = 16;
+
+/// Texts of control tokens that end a turn or a document (the end-of-generation texts of
+/// llama.cpp's `llama_vocab`, as far as they name ends of turns).
+pub const EOG_TEXTS: &[&str] = &[
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "</s>",
+    "<end_of_turn>",
+    "<EOT>",
+];
+/// Fill-in-the-middle sentinels (pad, repository, file separator) that llama.cpp also ends
+/// generation on: a chat model that emits one has left the conversation. SmolLM2's `<reponame>`
+/// (id 4) is one.
+pub const FIM_EOG_TEXTS: &[&str] = &[
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+];
+
+const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
+const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
+const KEY_SCORES: &str = "tokenizer.ggml.scores";
+const KEY_MERGES: &str = "tokenizer.ggml.merges";
+
+/// Reads a GGUF file into memory and imports it; see [`import_gguf_bytes`].
+pub fn import_gguf(path: impl AsRef<Path>, progress: bool) -> Result<ModelSpec> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    import_gguf_bytes(&bytes, progress).with_context(|| format!("cannot import GGUF {}", path.display()))
+}
+
+/// Imports a GGUF `llama` model: hyperparameters, tokenizer and tensors in canonical order.
+pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
+    let file = Gguf::parse(bytes)?;
+    let arch = file.get_str("general.architecture")?.ok_or_else(|| missing("general.architecture"))?;
+    ensure!(arch == "llama", "general.architecture is '{arch}': only 'llama' is supported");
+
+    let tokenizer = read_tokenizer(&file)?;
+    let tied_embeddings = file.tensor("output.weight").is_none();
+    let hparams = read_hparams(&file, tokenizer.tokens.len() as u32, tied_embeddings)?;
+
+    // Bound the layer count by the tensors present before building the list of expected names
+    // (missing ones are then reported by name).
+    ensure!(
+        hparams.n_layers as usize <= file.tensors.len(),
+        "llama.block_count is {} but the file has only {} tensors",
+        hparams.n_layers,
+        file.tensors.len()
+    );
+    let by_name: HashMap<&str, &TensorInfo> = file.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let slots = canonical_tensors(&hparams);
+    let expected: HashSet<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+    if let Some(extra) = file.tensors.iter().find(|t| !expected.contains(t.name.as_str())) {
+        bail!(
+            "tensor '{}' ({}, ne {:?}) is not part of the llama architecture we run (rope_freqs, biases and \
+             expert tensors are not supported)",
+            extra.name,
+            extra.ggml_type.name(),
+            extra.ne
+        );
+    }
+    // Check every tensor before converting any, so a bad file fails fast.
+    let mut planned = Vec::with_capacity(slots.len());
+    for slot in &slots {
+        let info = *by_name.get(slot.name.as_str()).ok_or_else(|| anyhow!("tensor '{}' is missing", slot.name))?;
+        check_shape(info, &slot.dims)?;
+        if !matches!(
+            info.ggml_type,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1
+        ) {
+            bail!("tensor '{}': {}", info.name, unsupported_type(info.ggml_type));
+        }
+        planned.push((slot, info));
+    }
+
+    let bar = tensor_progress(planned.len(), progress);
+    let mut tensors = Vec::with_capacity(planned.len());
+    for (slot, info) in planned {
+        bar.set_message(slot.name.clone());
+        let data = convert_tensor(&file, info, slot.is_norm)?;
+        tensors.push(TensorSpec { name: slot.name.clone(), dims: slot.dims.clone(), data });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    Ok(ModelSpec { hparams, tokenizer, tensors })
+}
+
+fn missing(key: &str) -> anyhow::Error {
+    anyhow!("metadata key '{key}' is missing")
+}
+
+fn required_u32(f: &Gguf, key: &str) -> Result<u32> {
+    f.get_u32(key)?.ok_or_else(|| missing(key))
+}
+
+fn read_hparams(f: &Gguf, vocab_size: u32, tied_embeddings: bool) -> Result<Hyperparams> {
+    let dim = required_u32(f, "llama.embedding_length")?;
+    let n_layers = required_u32(f, "llama.block_count")?;
+    let n_heads = required_u32(f, "llama.attention.head_count")?;
+    let n_kv_heads = f.get_u32("llama.attention.head_count_kv")?.unwrap_or(n_heads);
+    let ffn_dim = required_u32(f, "llama.feed_forward_length")?;
+    let max_context = required_u32(f, "llama.context_length")?;
+    let rope_theta = f.get_f32("llama.rope.freq_base")?.unwrap_or(DEFAULT_ROPE_THETA);
+    let norm_eps = f
+        .get_f32("llama.attention.layer_norm_rms_epsilon")?
+        .ok_or_else(|| missing("llama.attention.layer_norm_rms_epsilon"))?;
+
+    ensure!(
+        n_heads >= 1 && dim % n_heads == 0,
+        "llama.attention.head_count is {n_heads}, must be >= 1 and divide llama.embedding_length {dim}"
+    );
+    ensure!(
+        n_kv_heads >= 1 && n_heads % n_kv_heads == 0,
+        "llama.attention.head_count_kv is {n_kv_heads}, must be >= 1 and divide llama.attention.head_count {n_heads}"
+    );
+    let head_dim = dim / n_heads;
+    for key in ["llama.rope.dimension_count", "llama.attention.key_length", "llama.attention.value_length"] {
+        if let Some(v) = f.get_u32(key)? {
+            ensure!(
+                v == head_dim,
+                "{key} is {v} but head_dim (embedding_length / head_count) is {head_dim}: \
+                 partial RoPE and separate head sizes are not supported"
+            );
+        }
+    }
+    check_rope_scaling(f)?;
+    if let Some(n) = f.get_u32("llama.expert_count")? {
+        ensure!(n == 0, "llama.expert_count is {n}: mixture-of-experts models are not supported");
+    }
+    if let Some(n) = f.get_u32("llama.vocab_size")? {
+        ensure!(n == vocab_size, "llama.vocab_size is {n} but {KEY_TOKENS} has {vocab_size} tokens");
+    }
+    Ok(Hyperparams { vocab_size, dim, n_layers, n_heads, n_kv_heads, ffn_dim, max_context, rope_theta, norm_eps, tied_embeddings })
+}
+
+/// We rotate with plain RoPE: no scaling, or linear scaling by 1 (a factor of 0 means "unset" to
+/// llama.cpp).
+fn check_rope_scaling(f: &Gguf) -> Result<()> {
+    let kind = f.get_str("llama.rope.scaling.type")?;
+    match kind {
+        None | Some("none") | Some("linear") => {}
+        Some(other) => bail!("llama.rope.scaling.type is '{other}': only 'none', or 'linear' with factor 1, is supported"),
+    }
+    if kind != Some("none") {
+        for key in ["llama.rope.scaling.factor", "llama.rope.scale_linear"] {
+            if let Some(x) = f.get_f32(key)? {
+                ensure!(x == 0.0 || x == 1.0, "{key} is {x}: RoPE scaling is not supported (factor must be 1)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `info` must have `dims` (`[rows, row_len]` or `[len]`) as GGUF `ne` reversed, trailing 1s allowed.
+fn check_shape(info: &TensorInfo, dims: &[u32]) -> Result<()> {
+    let rank = dims.len();
+    let fits = info.ne.len() >= rank
+        && info.ne[rank..].iter().all(|&d| d == 1)
+        && info.ne[..rank].iter().rev().zip(dims).all(|(&n, &d)| n == u64::from(d));
+    ensure!(
+        fits,
+        "tensor '{}' has GGUF shape ne {:?}, expected ne {:?} (dims {dims:?})",
+        info.name,
+        info.ne,
+        dims.iter().rev().collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+fn convert_tensor(f: &Gguf, info: &TensorInfo, is_norm: bool) -> Result<TensorData> {
+    let data = f.tensor_data(info);
+    if let (false, Some(dtype)) = (is_norm, encoded_dtype(info.ggml_type)) {
+        if let Some(block) = first_nonfinite_scale(dtype, data) {
+            bail!("tensor '{}' ({}): block {block} has a non-finite scale", info.name, info.ggml_type.name());
+        }
+        return Ok(TensorData::Encoded { dtype, bytes: data.to_vec() });
+    }
+    let values = dequantize_ggml(info.ggml_type, data).with_context(|| format!("tensor '{}'", info.name))?;
+    check_finite(&format!("tensor '{}' ({})", info.name, info.ggml_type.name()), &values)?;
+    Ok(TensorData::F32(values))
+}
+
+fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
+    let model = f.get_str("tokenizer.ggml.model")?.ok_or_else(|| missing("tokenizer.ggml.model"))?;
+    let kind = match model {
+        "gpt2" => TokenizerKind::BpeByteLevel,
+        "llama" => TokenizerKind::BpeSentencePiece,
+        other => bail!(
+            "tokenizer.ggml.model is '{other}': only 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE) are supported"
+        ),
+    };
+    let texts = f.get_str_array(KEY_TOKENS)?.ok_or_else(|| missing(KEY_TOKENS))?;
+    let n = texts.len();
+    ensure!(n >= 1, "{KEY_TOKENS} is empty");
+
+    let types: Vec<u8> = match f.get_int_array(KEY_TOKEN_TYPE)? {
+        None => vec![token_type::NORMAL; n],
+        Some(v) => {
+            ensure!(v.len() == n, "{KEY_TOKEN_TYPE} has {} entries but {KEY_TOKENS} has {n}", v.len());
+            v.iter()
+                .enumerate()
+                .map(|(i, &t)| match u8::try_from(t) {
+                    Ok(t) if (token_type::NORMAL..=token_type::BYTE).contains(&t) => Ok(t),
+                    _ => Err(anyhow!(
+                        "{KEY_TOKEN_TYPE}[{i}] is {t}, must be 1..=6 (normal, unknown, control, user-defined, unused, byte)"
+                    )),
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let scores: Vec<f32> = match f.get_f32_array(KEY_SCORES)? {
+        None => vec![0.0; n],
+        Some(v) => {
+            ensure!(v.len() == n, "{KEY_SCORES} has {} entries but {KEY_TOKENS} has {n}", v.len());
+            if let Some(i) = v.iter().position(|s| !s.is_finite()) {
+                bail!("{KEY_SCORES}[{i}] is {}, must be finite", v[i]);
+            }
+            v.to_vec()
+        }
+    };
+    let special = |key: &str| -> Result<Option<u32>> {
+        match f.get_u32(key)? {
+            Some(id) if id as usize >= n => bail!("{key} is {id}, must be a token id < {n}"),
+            id => Ok(id),
+        }
+    };
+    let bos_id = special("tokenizer.ggml.bos_token_id")?;
+    let eos_id = special("tokenizer.ggml.eos_token_id")?;
+    let unk_id = special("tokenizer.ggml.unknown_token_id")?;
+    let eot_id = special("tokenizer.ggml.eot_token_id")?;
+    let eom_id = special("tokenizer.ggml.eom_token_id")?;
+    let sentencepiece = kind == TokenizerKind::BpeSentencePiece;
+    let add_bos = f.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(sentencepiece);
+    // llama.cpp applies the dummy prefix to SentencePiece only; read the key anyway so a wrong type
+    // is reported.
+    let space_prefix_key = f.get_bool("tokenizer.ggml.add_space_prefix")?;
+    let add_space_prefix = sentencepiece && space_prefix_key.unwrap_or(true);
+    let chat_template = match f.get_str("tokenizer.chat_template")? {
+        Some(t) if t.contains("<|im_start|>") => ChatTemplate::ChatMl,
+        _ => ChatTemplate::None,
+    };
+    let pre = f.get_str("tokenizer.ggml.pre")?;
+    let pre_tokenizer = match (kind, pre) {
+        (TokenizerKind::BpeByteLevel, None | Some("gpt2") | Some("default")) => PreTokenizer::Gpt2,
+        (TokenizerKind::BpeByteLevel, Some("smollm")) => PreTokenizer::Smollm,
+        (TokenizerKind::BpeByteLevel, Some(other)) => {
+            bail!("tokenizer.ggml.pre is '{other}': only 'gpt2', 'default' and 'smollm' are supported")
+        }
+        _ => PreTokenizer::None,
+    };
+
+    let mut tokens = Vec::with_capacity(n);
+    for (id, text) in texts.iter().enumerate() {
+        let ty = types[id];
+        let bytes = match kind {
+            TokenizerKind::BpeByteLevel => byte_level_token_bytes(text, ty),
+            _ => sentencepiece_token_bytes(text, ty),
+        }
+        .with_context(|| format!("{KEY_TOKENS}[{id}] '{text}'"))?;
+        tokens.push(TokenSpec { bytes, score: scores[id], token_type: ty });
+    }
+
+    let merges = match kind {
+        TokenizerKind::BpeByteLevel => {
+            let list = f.get_str_array(KEY_MERGES)?.ok_or_else(|| missing(KEY_MERGES))?;
+            byte_level_merges(texts, list)?
+        }
+        _ => sentencepiece_merges(&tokens)?,
+    };
+    let eog_ids = eog_ids(&tokens, texts, [eos_id, eot_id, eom_id])?;
+
+    Ok(TokenizerSpec {
+        kind,
+        tokens,
+        merges,
+        bos_id,
+        eos_id,
+        unk_id,
+        pre_tokenizer,
+        chat_template,
+        add_bos,
+        add_space_prefix,
+        eog_ids,
+    })
+}
+
+/// GPT-2's `bytes_to_unicode` inverted: code point → byte. The printable bytes `!`..=`~`,
+/// `¡`..=`¬`, `®`..=`ÿ` stand for themselves; the other 68 bytes, in increasing order, are
+/// U+0100, U+0101, ….
+fn gpt2_unicode_to_byte() -> [Option<u8>; 256 + 68] {
+    let mut table = [None; 256 + 68];
+    let mut next = 256usize;
+    for b in 0u16..=255 {
+        let printable = (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+        let cp = if printable {
+            b as usize
+        } else {
+            next += 1;
+            next - 1
+        };
+        table[cp] = Some(b as u8);
+    }
+    table
+}
+
+/// Normal (and byte) tokens are stored mapped through `bytes_to_unicode`; control, user-defined,
+/// unknown and unused tokens are plain text (llama.cpp `token_to_piece`).
+fn byte_level_token_bytes(text: &str, ty: u8) -> Result<Vec<u8>> {
+    if ty != token_type::NORMAL && ty != token_type::BYTE {
+        return Ok(text.as_bytes().to_vec());
+    }
+    // Built per call: 324 entries, cheap next to the string work.
+    let table = gpt2_unicode_to_byte();
+    text.chars()
+        .map(|c| {
+            table
+                .get(c as usize)
+                .copied()
+                .flatten()
+                .ok_or_else(|| anyhow!("character U+{:04X} is not in GPT-2's byte-to-unicode table", c as u32))
+        })
+        .collect()
+}
+
+/// Normal tokens use `▁` for space; byte tokens are `<0xAB>`; the others are plain text.
+fn sentencepiece_token_bytes(text: &str, ty: u8) -> Result<Vec<u8>> {
+    match ty {
+        token_type::NORMAL => Ok(text.replace('\u{2581}', " ").into_bytes()),
+        token_type::BYTE => parse_byte_token(text)
+            .map(|b| vec![b])
+            .ok_or_else(|| anyhow!("a byte token must be written <0xXX>")),
+        _ => Ok(text.as_bytes().to_vec()),
+    }
+}
+
+/// `<0xAB>` → 0xAB.
+pub(crate) fn parse_byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// `"a b"` merges (in the vocabulary's mapped text) → ids; rank = position in the list.
+fn byte_level_merges(texts: &[String], list: &[String]) -> Result<Vec<MergeSpec>> {
+    let mut id_of: HashMap<&str, u32> = HashMap::with_capacity(texts.len());
+    for (id, t) in texts.iter().enumerate() {
+        id_of.entry(t.as_str()).or_insert(id as u32);
+    }
+    let mut merges = Vec::with_capacity(list.len());
+    for (rank, m) in list.iter().enumerate() {
+        let ctx = || format!("{KEY_MERGES}[{rank}] '{m}'");
+        let (a, b) = m.split_once(' ').ok_or_else(|| anyhow!("{}: not two tokens separated by a space", ctx()))?;
+        let left = *id_of.get(a).ok_or_else(|| anyhow!("{}: '{a}' is not a token", ctx()))?;
+        let right = *id_of.get(b).ok_or_else(|| anyhow!("{}: '{b}' is not a token", ctx()))?;
+        let joined = format!("{a}{b}");
+        let result = *id_of.get(joined.as_str()).ok_or_else(|| anyhow!("{}: the result '{joined}' is not a token", ctx()))?;
+        merges.push(MergeSpec { left, right, result, rank: rank as u32 });
+    }
+    Ok(merges)
+}
+
+/// eos/eot/eom plus every control or user-defined token whose text ends a turn ([`EOG_TEXTS`]) or
+/// is a FIM sentinel llama.cpp stops on ([`FIM_EOG_TEXTS`]); ascending, without repeats.
+fn eog_ids(tokens: &[TokenSpec], texts: &[String], specials: [Option<u32>; 3]) -> Result<Vec<u32>> {
+    let mut ids: Vec<u32> = specials.into_iter().flatten().collect();
+    for (id, text) in texts.iter().enumerate() {
+        let special = matches!(tokens[id].token_type, token_type::CONTROL | token_type::USER_DEFINED);
+        if special && (EOG_TEXTS.contains(&text.as_str()) || FIM_EOG_TEXTS.contains(&text.as_str())) {
+            ids.push(id as u32);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ensure!(ids.len() <= MAX_EOG_IDS, "{} end-of-generation tokens {ids:?}, at most {MAX_EOG_IDS} are allowed", ids.len());
+    Ok(ids)
+}
+

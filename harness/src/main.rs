@@ -1,0 +1,381 @@
+//! `trl`: pack, inspect, tokenize, generate and chat with TinyRustLM packages.
+//! Generation always runs inside the WebAssembly module (wasmtime), never natively.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use harness::runtime::{ModuleFile, Runtime, Sampling, GEN_CONTINUE, GEN_PARSE_SPECIAL};
+use harness::{import, package, synth};
+use serde_json::json;
+use tinyrustlm::quant::DType;
+
+#[derive(Parser)]
+#[command(name = "trl", version, about = "TinyRustLM: run small language models in WebAssembly")]
+struct Cli {
+    /// The TinyRustLM module to run (default: the release build of this checkout).
+    #[arg(long, global = true)]
+    wasm: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write an SLM1 package from a GGUF file, a llama2.c checkpoint, or random weights.
+    Pack(PackArgs),
+    /// Show a package's header, identity, tokenizer and tensors (validated by the runtime's parser).
+    Inspect {
+        package: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the token ids of a text.
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// Treat `<|im_start|>`-style special tokens in the text as plain text.
+        #[arg(long)]
+        no_special: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate text from a prompt.
+    Generate(GenerateArgs),
+    /// Interactive chat (ChatML models), streaming the answers.
+    Chat {
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// System prompt (default: the model's usual one for SmolLM2).
+        #[arg(long)]
+        system: Option<String>,
+        /// Maximum tokens per answer.
+        #[arg(short = 'n', long, default_value_t = 256)]
+        max_tokens: u32,
+        #[arg(long, default_value_t = 0)]
+        context: u32,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Quant {
+    F32,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_1")]
+    Q4_1,
+}
+
+impl From<Quant> for DType {
+    fn from(q: Quant) -> DType {
+        match q {
+            Quant::F32 => DType::F32,
+            Quant::Q8_0 => DType::Q8_0,
+            Quant::Q4_0 => DType::Q4_0,
+            Quant::Q4_1 => DType::Q4_1,
+        }
+    }
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// GGUF input (llama architecture).
+    #[arg(long, conflicts_with_all = ["llama2c", "synthetic"])]
+    gguf: Option<PathBuf>,
+    /// llama2.c checkpoint (`.bin`, legacy v0 header); needs --tokenizer.
+    #[arg(long, requires = "tokenizer")]
+    llama2c: Option<PathBuf>,
+    /// llama2.c `tokenizer.bin`.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Random weights with a byte tokenizer (for tests and demos).
+    #[arg(long)]
+    synthetic: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 64)]
+    dim: u32,
+    #[arg(long, default_value_t = 2)]
+    layers: u32,
+    #[arg(long, default_value_t = 4)]
+    heads: u32,
+    #[arg(long, default_value_t = 2)]
+    kv_heads: u32,
+    #[arg(long, default_value_t = 96)]
+    ffn: u32,
+    /// Storage of the matrices (norms stay f32).
+    #[arg(long, value_enum, default_value = "q8_0")]
+    quant: Quant,
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: u32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    repeat_window: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn to_sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repeat_penalty,
+            repetition_window: self.repeat_window,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[arg(short = 'n', long, default_value_t = 64)]
+    max_tokens: u32,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Wrap the prompt as a user message in the model's chat format.
+    #[arg(long)]
+    chat: bool,
+    /// System prompt for --chat.
+    #[arg(long)]
+    system: Option<String>,
+    /// Stop when this text appears (repeatable, at most 8).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Treat special-token text in the prompt as plain text.
+    #[arg(long)]
+    no_special: bool,
+    /// Context length (0 = the runtime's default).
+    #[arg(long, default_value_t = 0)]
+    context: u32,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+const SMOLLM_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/// ChatML for one user turn, as SmolLM2's template renders it.
+fn chatml(system: &str, user: &str) -> String {
+    format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32) -> Result<Runtime> {
+    let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
+    if !wasm_path.exists() {
+        bail!("module {} not found: run `make` first or pass --wasm", wasm_path.display());
+    }
+    let file = ModuleFile::load(&wasm_path)?;
+    let mut rt = Runtime::new(&file)?;
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    rt.load_model(&bytes, context).with_context(|| format!("loading {}", model.display()))?;
+    Ok(rt)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Pack(a) => pack(a),
+        Command::Inspect { package, json } => inspect(package, *json),
+        Command::Tokenize { model, text, no_special, json } => {
+            let mut rt = open_runtime(&cli.wasm, model, 0)?;
+            let ids = rt.tokenize(text, !no_special)?;
+            if *json {
+                println!("{}", json!({ "tokens": ids }));
+            } else {
+                println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+            }
+            Ok(())
+        }
+        Command::Generate(a) => generate(&cli.wasm, a),
+        Command::Chat { model, sampling, system, max_tokens, context } => chat(&cli.wasm, model, sampling, system, *max_tokens, *context),
+    }
+}
+
+fn pack(a: &PackArgs) -> Result<()> {
+    let progress = indicatif::ProgressBar::new(0);
+    progress.set_style(indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg}").unwrap().progress_chars("=> "));
+    let spec = if let Some(gguf) = &a.gguf {
+        progress.set_prefix("reading");
+        import::import_gguf(gguf, true)?
+    } else if let Some(bin) = &a.llama2c {
+        import::import_llama2c(bin, a.tokenizer.as_ref().unwrap(), true)?
+    } else if a.synthetic {
+        let shape = synth::SynthShape { dim: a.dim, n_layers: a.layers, n_heads: a.heads, n_kv_heads: a.kv_heads, ffn_dim: a.ffn, max_context: 256, tied_embeddings: true };
+        synth::synthetic_model(&shape, a.seed)
+    } else {
+        bail!("give one of --gguf, --llama2c or --synthetic");
+    };
+    let quant: DType = a.quant.into();
+    progress.set_prefix(format!("packing {}", quant.name()));
+    progress.set_length(package::canonical_names(&spec.hparams).len() as u64);
+    let raw = package::build(&spec, quant, |name| {
+        progress.set_message(name.to_string());
+        progress.inc(1);
+    })?;
+    progress.finish_and_clear();
+    let (bytes, _) = raw.to_bytes();
+    let tmp = a.out.with_extension("slm.partial");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &a.out)?;
+    eprintln!("wrote {} ({} bytes, {} params, {})", a.out.display(), bytes.len(), raw.n_params, quant.name());
+    Ok(())
+}
+
+fn inspect(path: &Path, as_json: bool) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let pkg = tinyrustlm::format::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?;
+    let tok = tinyrustlm::tokenizer::Tokenizer::parse(&bytes[pkg.tokenizer_range.clone()], pkg.hparams.vocab_size).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?;
+    let h = pkg.hparams;
+    let id = pkg.identity;
+    let tensors: Vec<_> = pkg
+        .tensors
+        .iter()
+        .map(|t| json!({ "name": t.name, "dtype": t.dtype.name(), "dims": if t.rank == 1 { vec![t.row_len] } else { vec![t.rows, t.row_len] }, "offset": t.range.start, "bytes": t.range.len() }))
+        .collect();
+    let v = json!({
+        "file": path.display().to_string(),
+        "bytes": bytes.len(),
+        "format_version": 1,
+        "hparams": { "vocab_size": h.vocab_size, "dim": h.dim, "n_layers": h.n_layers, "n_heads": h.n_heads, "n_kv_heads": h.n_kv_heads,
+                     "head_dim": h.head_dim(), "ffn_dim": h.ffn_dim, "max_context": h.max_context, "rope_theta": h.rope_theta, "norm_eps": h.norm_eps,
+                     "tied_embeddings": h.tied_embeddings },
+        "quant_mode": pkg.quant.name(),
+        "identity": { "n_params": id.n_params, "tensor_layout_crc": format!("{:08x}", id.tensor_layout_crc), "tokenizer_crc": format!("{:08x}", id.tokenizer_crc),
+                      "flags": id.flags, "n_tensors": id.n_tensors },
+        "artifact_crc": format!("{:08x}", pkg.artifact_crc),
+        "tokenizer": { "kind": format!("{:?}", tok.kind()), "n_tokens": tok.n_tokens(), "bos_id": tok.bos_id(), "eos_id": tok.eos_id(), "chat_template": format!("{:?}", tok.chat_template()) },
+        "tensors": tensors,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{}  ({} bytes, SLM1 v1, {} storage)", path.display(), bytes.len(), pkg.quant.name());
+    println!(
+        "  llama: vocab {} · dim {} · layers {} · heads {}/{} (head_dim {}) · ffn {} · context {} · rope θ {} · eps {} · {}",
+        h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.head_dim(), h.ffn_dim, h.max_context, h.rope_theta, h.norm_eps,
+        if h.tied_embeddings { "tied embeddings" } else { "separate LM head" }
+    );
+    println!(
+        "  identity: params {} · tensor layout crc {:08x} · tokenizer crc {:08x} · flags {} · tensors {}",
+        id.n_params, id.tensor_layout_crc, id.tokenizer_crc, id.flags, id.n_tensors
+    );
+    println!("  artifact crc {:08x}", pkg.artifact_crc);
+    println!("  tokenizer: {:?}, {} tokens, bos {:?}, eos {:?}, chat {:?}", tok.kind(), tok.n_tokens(), tok.bos_id(), tok.eos_id(), tok.chat_template());
+    println!("  tensors:");
+    for t in &pkg.tensors {
+        let dims = if t.rank == 1 { format!("[{}]", t.row_len) } else { format!("[{}, {}]", t.rows, t.row_len) };
+        println!("    {:<28} {:<5} {:<14} @{:<10} {} bytes", t.name, t.dtype.name(), dims, t.range.start, t.range.len());
+    }
+    Ok(())
+}
+
+fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
+    let mut rt = open_runtime(wasm, &a.model, a.context)?;
+    rt.set_sampling(&a.sampling.to_sampling())?;
+    for s in &a.stop {
+        rt.add_stop_string(s)?;
+    }
+    let prompt = if a.chat { chatml(a.system.as_deref().unwrap_or(SMOLLM_SYSTEM), &a.prompt) } else { a.prompt.clone() };
+    let flags = if a.no_special { 0 } else { GEN_PARSE_SPECIAL };
+    let out = std::io::stdout();
+    let generation = if a.json {
+        rt.generate_all(&prompt, a.max_tokens, flags)?
+    } else {
+        let g = rt.generate_streaming(&prompt, a.max_tokens, flags, |chunk| {
+            let mut o = out.lock();
+            let _ = o.write_all(chunk.as_bytes());
+            let _ = o.flush();
+        })?;
+        println!();
+        g
+    };
+    let diag = rt.diagnostics()?;
+    if a.json {
+        println!(
+            "{}",
+            json!({ "prompt_tokens": generation.prompt_tokens, "tokens": generation.tokens, "text": generation.text,
+                    "stop_reason": generation.state.stop_reason, "diagnostics": diag })
+        );
+    } else {
+        eprintln!(
+            "[{} prompt tokens, {} generated; prefill {:.1} tok/s, decode {:.1} tok/s]",
+            diag.prompt_tokens, diag.generated_tokens, diag.prefill_tokens_per_s, diag.decode_tokens_per_s
+        );
+    }
+    Ok(())
+}
+
+fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &Option<String>, max_tokens: u32, context: u32) -> Result<()> {
+    let mut rt = open_runtime(wasm, model, context)?;
+    rt.set_sampling(&sampling.to_sampling())?;
+    let system = system.clone().unwrap_or_else(|| SMOLLM_SYSTEM.to_string());
+    eprintln!("chat with {} — empty line or Ctrl-D to quit, /reset to start over", model.display());
+    let stdin = std::io::stdin();
+    let mut first = true;
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        let user = line.trim_end_matches('\n');
+        if user == "/reset" {
+            rt.reset()?;
+            first = true;
+            continue;
+        }
+        // Later turns continue the conversation: the previous answer's <|im_end|> is already in the
+        // context, so only the newline and the new user turn are added.
+        let (prompt, flags) = if first {
+            (chatml(&system, user), GEN_PARSE_SPECIAL)
+        } else {
+            (format!("\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"), GEN_PARSE_SPECIAL | GEN_CONTINUE)
+        };
+        let out = std::io::stdout();
+        let result = rt.generate_streaming(&prompt, max_tokens, flags, |chunk| {
+            let mut o = out.lock();
+            let _ = o.write_all(chunk.as_bytes());
+            let _ = o.flush();
+        });
+        println!();
+        match result {
+            Ok(_) => first = false,
+            Err(e) if harness::runtime::status_of(&e) == Some(5) => {
+                eprintln!("(context full: starting a new conversation)");
+                rt.reset()?;
+                first = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

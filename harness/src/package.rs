@@ -1,0 +1,291 @@
+//! SLM1 writer: [`ModelSpec`] → package bytes, exactly as `abi/FORMAT.md` lays them out.
+//!
+//! Also the place that knows the canonical tensor names and order, and the low-level
+//! [`RawPackage`] form that conformance tests edit to build deliberately broken packages.
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use tinyrustlm::quant::{self, DType};
+
+use crate::spec::{Hyperparams, ModelSpec, TensorData, TensorSpec, TokenizerSpec};
+
+pub const HEADER_LEN: usize = 128;
+pub const TENSOR_ALIGN: usize = 32;
+pub const FLAG_TIED_EMBEDDINGS: u32 = 1;
+pub const NONE_ID: u32 = u32::MAX;
+
+/// Tensor names in the order the writer emits them (and the parser's required set).
+pub fn canonical_names(h: &Hyperparams) -> Vec<String> {
+    let mut names = vec!["token_embd.weight".to_string()];
+    for l in 0..h.n_layers {
+        for suffix in [
+            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+        ] {
+            names.push(format!("blk.{l}.{suffix}.weight"));
+        }
+    }
+    names.push("output_norm.weight".to_string());
+    if !h.tied_embeddings {
+        names.push("output.weight".to_string());
+    }
+    names
+}
+
+/// Expected `[rows, row_len]` (or `[len]`) of a canonical tensor.
+pub fn expected_dims(h: &Hyperparams, name: &str) -> Option<Vec<u32>> {
+    let kv = h.n_kv_heads * h.head_dim();
+    let base = name.rsplit_once(".weight")?.0;
+    let kind = base.rsplit('.').next()?;
+    Some(match kind {
+        "token_embd" | "output" => vec![h.vocab_size, h.dim],
+        "attn_norm" | "ffn_norm" | "output_norm" => vec![h.dim],
+        "attn_q" | "attn_output" => vec![h.dim, h.dim],
+        "attn_k" | "attn_v" => vec![kv, h.dim],
+        "ffn_gate" | "ffn_up" => vec![h.ffn_dim, h.dim],
+        "ffn_down" => vec![h.dim, h.ffn_dim],
+        _ => return None,
+    })
+}
+
+/// One directory entry with its encoded data.
+#[derive(Clone, Debug)]
+pub struct RawTensor {
+    pub name: Vec<u8>,
+    pub dtype: u8,
+    pub dims: Vec<u32>,
+    pub data: Vec<u8>,
+}
+
+/// A package before serialisation: every header field is explicit so tests can break any of them.
+#[derive(Clone, Debug)]
+pub struct RawPackage {
+    pub magic: [u8; 4],
+    pub format_version: u32,
+    pub header_len: u32,
+    pub flags: u32,
+    pub hparams: [u32; 7], // vocab, dim, n_layers, n_heads, n_kv_heads, ffn_dim, max_context
+    pub rope_theta: f32,
+    pub norm_eps: f32,
+    pub quant_mode: u32,
+    pub n_params: u64,
+    pub tensors: Vec<RawTensor>,
+    pub tokenizer: Vec<u8>,
+}
+
+/// Byte positions of the pieces of a serialised package (for tests that poke at them).
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    pub dir: std::ops::Range<usize>,
+    pub tokenizer: std::ops::Range<usize>,
+    pub data: std::ops::Range<usize>,
+    /// Absolute offset of each directory entry, and of each tensor's data.
+    pub entries: Vec<usize>,
+    pub tensor_data: Vec<std::ops::Range<usize>>,
+}
+
+pub fn align_up(x: usize, a: usize) -> usize {
+    x.div_ceil(a) * a
+}
+
+impl RawPackage {
+    pub fn directory_bytes(&self) -> (Vec<u8>, Vec<usize>, Vec<u64>) {
+        let mut dir = Vec::new();
+        let mut entry_starts = Vec::new();
+        let mut offsets = Vec::new();
+        let mut offset = 0u64;
+        for t in &self.tensors {
+            entry_starts.push(dir.len());
+            dir.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
+            dir.extend_from_slice(&t.name);
+            dir.push(t.dtype);
+            dir.push(t.dims.len() as u8);
+            for d in &t.dims {
+                dir.extend_from_slice(&d.to_le_bytes());
+            }
+            dir.extend_from_slice(&offset.to_le_bytes());
+            dir.extend_from_slice(&(t.data.len() as u64).to_le_bytes());
+            offsets.push(offset);
+            offset = align_up((offset as usize) + t.data.len(), TENSOR_ALIGN) as u64;
+        }
+        (dir, entry_starts, offsets)
+    }
+
+    /// Serialises with consistent offsets and checksums.
+    pub fn to_bytes(&self) -> (Vec<u8>, Layout) {
+        let (dir, entry_starts, offsets) = self.directory_bytes();
+        let dir_offset = HEADER_LEN;
+        let tok_offset = dir_offset + dir.len();
+        let data_offset = align_up(tok_offset + self.tokenizer.len(), TENSOR_ALIGN);
+        let data_len = match self.tensors.last() {
+            Some(t) => *offsets.last().unwrap() as usize + t.data.len(),
+            None => 0,
+        };
+        let mut out = Vec::with_capacity(data_offset + data_len + 4);
+        out.extend_from_slice(&self.magic);
+        for v in [self.format_version, self.header_len, self.flags] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in self.hparams {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.rope_theta.to_le_bytes());
+        out.extend_from_slice(&self.norm_eps.to_le_bytes());
+        out.extend_from_slice(&self.quant_mode.to_le_bytes());
+        out.extend_from_slice(&self.n_params.to_le_bytes());
+        out.extend_from_slice(&(self.tensors.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&self.tokenizer).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&dir).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for v in [dir_offset, dir.len(), tok_offset, self.tokenizer.len(), data_offset, data_len] {
+            out.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+        debug_assert_eq!(out.len(), HEADER_LEN);
+        out.extend_from_slice(&dir);
+        out.extend_from_slice(&self.tokenizer);
+        out.resize(data_offset, 0);
+        let mut tensor_data = Vec::new();
+        for (t, &off) in self.tensors.iter().zip(&offsets) {
+            out.resize(data_offset + off as usize, 0);
+            tensor_data.push(out.len()..out.len() + t.data.len());
+            out.extend_from_slice(&t.data);
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        let layout = Layout {
+            dir: dir_offset..tok_offset,
+            tokenizer: tok_offset..tok_offset + self.tokenizer.len(),
+            data: data_offset..data_offset + data_len,
+            entries: entry_starts.iter().map(|s| dir_offset + s).collect(),
+            tensor_data,
+        };
+        (out, layout)
+    }
+}
+
+/// Recomputes the three checksums of an edited package in place (layout from the header), so a
+/// test can break one rule without tripping the checksum checks first.
+pub fn reseal(bytes: &mut [u8]) {
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (dir_off, dir_len, tok_off, tok_len) = (u64_at(bytes, 80), u64_at(bytes, 88), u64_at(bytes, 96), u64_at(bytes, 104));
+    if let Some(dir) = bytes.get(dir_off..dir_off.saturating_add(dir_len)) {
+        let crc = crc32fast::hash(dir);
+        bytes[72..76].copy_from_slice(&crc.to_le_bytes());
+    }
+    if let Some(tok) = bytes.get(tok_off..tok_off.saturating_add(tok_len)) {
+        let crc = crc32fast::hash(tok);
+        bytes[68..72].copy_from_slice(&crc.to_le_bytes());
+    }
+    let n = bytes.len();
+    if n >= 4 {
+        let crc = crc32fast::hash(&bytes[..n - 4]);
+        bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+pub fn tokenizer_bytes(t: &TokenizerSpec) -> Result<Vec<u8>> {
+    ensure!(t.eog_ids.len() <= 16, "at most 16 end-of-generation ids, got {}", t.eog_ids.len());
+    let max_token_len = t.tokens.iter().map(|x| x.bytes.len()).max().unwrap_or(0).max(1);
+    ensure!(max_token_len <= 1024, "a token is {} bytes long; the format allows 1024", max_token_len);
+    let mut out = Vec::new();
+    let flags = (t.add_bos as u32) | ((t.add_space_prefix as u32) << 1);
+    for v in [
+        t.kind as u32,
+        t.tokens.len() as u32,
+        t.merges.len() as u32,
+        t.bos_id.unwrap_or(NONE_ID),
+        t.eos_id.unwrap_or(NONE_ID),
+        t.unk_id.unwrap_or(NONE_ID),
+        t.pre_tokenizer as u32,
+        t.chat_template as u32,
+        flags,
+        t.eog_ids.len() as u32,
+        max_token_len as u32,
+        0,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for id in &t.eog_ids {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    for tok in &t.tokens {
+        out.push(tok.token_type);
+        out.extend_from_slice(&(tok.bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(&tok.score.to_le_bytes());
+        out.extend_from_slice(&tok.bytes);
+    }
+    for m in &t.merges {
+        for v in [m.left, m.right, m.result, m.rank] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes one tensor in `dtype`: kept bit for bit when it already is, else (de)quantized.
+pub fn encode_tensor(t: &TensorSpec, dtype: DType) -> Result<Vec<u8>> {
+    let row_len = *t.dims.last().context("tensor has no dims")? as usize;
+    let rows: usize = t.dims.iter().rev().skip(1).map(|&d| d as usize).product();
+    let row_bytes = dtype
+        .row_bytes(row_len)
+        .ok_or_else(|| anyhow!("tensor {}: row length {} is not a multiple of {}'s block of {}", t.name, row_len, dtype.name(), dtype.block_elems()))?;
+    let values: std::borrow::Cow<[f32]> = match &t.data {
+        TensorData::Encoded { dtype: have, bytes } if *have == dtype => return Ok(bytes.clone()),
+        TensorData::Encoded { dtype: have, bytes } => {
+            let have_row = have.row_bytes(row_len).ok_or_else(|| anyhow!("tensor {}: bad row length for {}", t.name, have.name()))?;
+            ensure!(bytes.len() == have_row * rows, "tensor {}: {} bytes of {} data, expected {}", t.name, bytes.len(), have.name(), have_row * rows);
+            let mut v = vec![0f32; rows * row_len];
+            for (src, dst) in bytes.chunks_exact(have_row).zip(v.chunks_exact_mut(row_len)) {
+                quant::dequantize_row(*have, src, dst);
+            }
+            v.into()
+        }
+        TensorData::F32(v) => v.as_slice().into(),
+    };
+    ensure!(values.len() == rows * row_len, "tensor {}: {} values for dims {:?}", t.name, values.len(), t.dims);
+    let mut out = vec![0u8; rows * row_bytes];
+    for (src, dst) in values.chunks_exact(row_len).zip(out.chunks_exact_mut(row_bytes)) {
+        quant::quantize_row(dtype, src, dst);
+    }
+    Ok(out)
+}
+
+/// Builds the raw package for `spec` stored in `quant` (norms stay f32). `on_tensor` is called after
+/// each tensor (progress bars).
+pub fn build(spec: &ModelSpec, quant: DType, mut on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
+    let h = &spec.hparams;
+    ensure!(spec.tokenizer.tokens.len() == h.vocab_size as usize, "tokenizer has {} tokens, vocab_size is {}", spec.tokenizer.tokens.len(), h.vocab_size);
+    let names = canonical_names(h);
+    let mut tensors = Vec::with_capacity(names.len());
+    let mut n_params = 0u64;
+    for name in &names {
+        let t = spec.tensors.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("model has no tensor {name}"))?;
+        let want = expected_dims(h, name).unwrap();
+        if t.dims != want {
+            bail!("tensor {name}: dims {:?}, the hyperparameters need {:?}", t.dims, want);
+        }
+        let dtype = if t.dims.len() == 1 { DType::F32 } else { quant };
+        let data = encode_tensor(t, dtype).with_context(|| format!("encoding tensor {name}"))?;
+        n_params += t.dims.iter().map(|&d| d as u64).product::<u64>();
+        tensors.push(RawTensor { name: name.as_bytes().to_vec(), dtype: dtype.code(), dims: t.dims.clone(), data });
+        on_tensor(name);
+    }
+    if let Some(extra) = spec.tensors.iter().find(|t| !names.contains(&t.name)) {
+        bail!("tensor {} is not part of the llama architecture this runtime runs", extra.name);
+    }
+    Ok(RawPackage {
+        magic: *b"SLM1",
+        format_version: 1,
+        header_len: HEADER_LEN as u32,
+        flags: if h.tied_embeddings { FLAG_TIED_EMBEDDINGS } else { 0 },
+        hparams: [h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context],
+        rope_theta: h.rope_theta,
+        norm_eps: h.norm_eps,
+        quant_mode: quant.code() as u32,
+        n_params,
+        tensors,
+        tokenizer: tokenizer_bytes(&spec.tokenizer)?,
+    })
+}
+
+pub fn write(spec: &ModelSpec, quant: DType) -> Result<Vec<u8>> {
+    Ok(build(spec, quant, |_| {})?.to_bytes().0)
+}

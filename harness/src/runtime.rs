@@ -1,0 +1,432 @@
+//! A typed wrapper over the TinyRustLM module in wasmtime: copy bytes in, call an export, read
+//! structs back. Every method maps a non-zero status to an [`AbiError`] carrying the module's text.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use wasmtime::{Caller, Engine, Instance, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
+
+/// `read_result` kinds (see `abi/tinyrustlm.h`).
+pub mod result_kind {
+    pub const TEXT: u32 = 0;
+    pub const TOKENS: u32 = 1;
+    pub const PROMPT_TOKENS: u32 = 2;
+    pub const STATE: u32 = 3;
+    pub const TOKENIZED: u32 = 4;
+    pub const LOGITS: u32 = 5;
+}
+
+pub const GEN_PARSE_SPECIAL: u32 = 1;
+pub const GEN_CONTINUE: u32 = 2;
+
+/// A failed export call: the status code and the module's error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbiError {
+    pub status: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for AbiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "status {}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for AbiError {}
+
+/// Generation progress, from `read_result(STATE)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationState {
+    pub state: u32,
+    pub stop_reason: u32,
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+}
+
+impl GenerationState {
+    pub fn running(&self) -> bool {
+        self.state == 1
+    }
+}
+
+/// The diagnostics record (layout version 1).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Diagnostics {
+    pub layout_version: u32,
+    pub model_loaded: bool,
+    pub quant_mode: u32,
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    pub prefill_tokens_per_s: f32,
+    pub decode_tokens_per_s: f32,
+    pub peak_scratch_bytes: u64,
+    pub kv_len: u32,
+    pub context_len: u32,
+    pub adapters_applied: u32,
+    pub assembly_state_crc: u32,
+    pub package_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub n_params: u64,
+    pub tensor_layout_crc: u32,
+    pub tokenizer_crc: u32,
+    pub linear_memory_bytes: u64,
+    pub prefill_ms: f32,
+    pub decode_ms: f32,
+    pub chat_template: u32,
+    pub total_generated_tokens: u64,
+}
+
+impl Diagnostics {
+    pub fn parse(b: &[u8]) -> Result<Diagnostics> {
+        anyhow::ensure!(b.len() >= 128, "diagnostics record is {} bytes", b.len());
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        let f32_at = |at: usize| f32::from_bits(u32_at(at));
+        Ok(Diagnostics {
+            layout_version: u32_at(0),
+            model_loaded: u32_at(8) != 0,
+            quant_mode: u32_at(12),
+            prompt_tokens: u32_at(16),
+            generated_tokens: u32_at(20),
+            prefill_tokens_per_s: f32_at(24),
+            decode_tokens_per_s: f32_at(28),
+            peak_scratch_bytes: u64_at(32),
+            kv_len: u32_at(40),
+            context_len: u32_at(44),
+            adapters_applied: u32_at(48),
+            assembly_state_crc: u32_at(52),
+            package_bytes: u64_at(56),
+            kv_cache_bytes: u64_at(64),
+            n_params: u64_at(72),
+            tensor_layout_crc: u32_at(80),
+            tokenizer_crc: u32_at(84),
+            linear_memory_bytes: u64_at(88),
+            prefill_ms: f32_at(96),
+            decode_ms: f32_at(100),
+            chat_template: u32_at(108),
+            total_generated_tokens: u64_at(112),
+        })
+    }
+}
+
+struct HostState {
+    start: Instant,
+    limits: StoreLimits,
+}
+
+/// Compiled module, shareable between instances.
+#[derive(Clone)]
+pub struct ModuleFile {
+    engine: Engine,
+    module: Module,
+}
+
+impl ModuleFile {
+    pub fn load(path: &Path) -> Result<ModuleFile> {
+        let engine = Engine::default();
+        let module = Module::from_file(&engine, path).map_err(anyhow::Error::from).with_context(|| format!("compiling {}", path.display()))?;
+        Ok(ModuleFile { engine, module })
+    }
+
+    /// Import names of the module (should be only `env.trl_now_ms`).
+    pub fn imports(&self) -> Vec<String> {
+        self.module.imports().map(|i| format!("{}.{}", i.module(), i.name())).collect()
+    }
+
+    pub fn exports(&self) -> Vec<String> {
+        self.module.exports().map(|e| e.name().to_string()).collect()
+    }
+}
+
+/// One instance of the module.
+pub struct Runtime {
+    store: Store<HostState>,
+    instance: Instance,
+    memory: Memory,
+}
+
+impl Runtime {
+    pub fn new(file: &ModuleFile) -> Result<Runtime> {
+        Self::with_memory_limit(file, None)
+    }
+
+    /// An instance whose linear memory may not grow beyond `max_bytes` (memory-exhaustion tests).
+    pub fn with_memory_limit(file: &ModuleFile, max_bytes: Option<usize>) -> Result<Runtime> {
+        let mut builder = StoreLimitsBuilder::new();
+        if let Some(max) = max_bytes {
+            builder = builder.memory_size(max);
+        }
+        let mut store = Store::new(&file.engine, HostState { start: Instant::now(), limits: builder.build() });
+        store.limiter(|s| &mut s.limits);
+        let mut linker = Linker::new(&file.engine);
+        linker.func_wrap("env", "trl_now_ms", |caller: Caller<'_, HostState>| -> f64 { caller.data().start.elapsed().as_secs_f64() * 1000.0 })?;
+        let instance = linker.instantiate(&mut store, &file.module)?;
+        let memory = instance.get_memory(&mut store, "memory").context("module exports no memory")?;
+        Ok(Runtime { store, instance, memory })
+    }
+
+    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(&mut self, name: &str) -> Result<TypedFunc<P, R>> {
+        self.instance.get_typed_func::<P, R>(&mut self.store, name).map_err(anyhow::Error::from).with_context(|| format!("export {name}"))
+    }
+
+    /// Calls an export returning a status, with raw arguments (misuse tests use this directly).
+    pub fn call_status<P: wasmtime::WasmParams>(&mut self, name: &str, args: P) -> Result<u32> {
+        let f = self.func::<P, u32>(name)?;
+        f.call(&mut self.store, args).map_err(anyhow::Error::from).with_context(|| format!("{name} trapped"))
+    }
+
+    fn check(&mut self, status: u32) -> Result<()> {
+        if status == 0 {
+            return Ok(());
+        }
+        let message = self.last_error().unwrap_or_else(|e| format!("(error text unavailable: {e})"));
+        Err(AbiError { status, message }.into())
+    }
+
+    pub fn memory_size(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
+    pub fn alloc(&mut self, size: u32) -> Result<u32> {
+        let f = self.func::<u32, u32>("alloc")?;
+        let ptr = f.call(&mut self.store, size).map_err(anyhow::Error::from).context("alloc trapped")?;
+        if ptr == 0 {
+            let message = self.last_error()?;
+            return Err(anyhow!("alloc({size}) failed: {message}"));
+        }
+        Ok(ptr)
+    }
+
+    pub fn free(&mut self, ptr: u32) -> Result<()> {
+        let s = self.call_status("free", ptr)?;
+        self.check(s)
+    }
+
+    pub fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        self.memory.write(&mut self.store, ptr as usize, bytes).map_err(|e| anyhow!("writing host buffer: {e}"))
+    }
+
+    pub fn read(&self, ptr: u32, len: usize) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        self.memory.read(&self.store, ptr as usize, &mut out).map_err(|e| anyhow!("reading module memory: {e}"))?;
+        Ok(out)
+    }
+
+    /// Copies `bytes` into a fresh buffer (at least 1 byte long so empty inputs have an address).
+    pub fn put(&mut self, bytes: &[u8]) -> Result<u32> {
+        let ptr = self.alloc(bytes.len().max(1) as u32)?;
+        self.write(ptr, bytes)?;
+        Ok(ptr)
+    }
+
+    pub fn last_error(&mut self) -> Result<String> {
+        let cap = 4096u32;
+        let buf = self.alloc(cap + 4)?;
+        let s = self.call_status("last_error", (buf, cap, buf + cap))?;
+        let len = u32::from_le_bytes(self.read(buf + cap, 4)?.try_into().unwrap()) as usize;
+        let text = self.read(buf, len.min(cap as usize))?;
+        self.free(buf)?;
+        anyhow::ensure!(s == 0, "last_error returned {s}");
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// Loads a package; `context_len` 0 = the default.
+    pub fn load_model(&mut self, package: &[u8], context_len: u32) -> Result<()> {
+        let ptr = self.alloc(package.len() as u32)?;
+        self.write(ptr, package)?;
+        let s = self.call_status("load_model", (ptr, package.len() as u32, context_len, 0u32))?;
+        if s != 0 {
+            // The host keeps the buffer on failure.
+            let err = self.check(s);
+            self.free(ptr)?;
+            return err;
+        }
+        Ok(())
+    }
+
+    pub fn unload_model(&mut self) -> Result<()> {
+        let s = self.call_status("unload_model", ())?;
+        self.check(s)
+    }
+
+    pub fn set_sampling(&mut self, p: &Sampling) -> Result<()> {
+        let s = self.call_status("set_sampling", (p.temperature, p.top_k, p.top_p, p.min_p, p.repetition_penalty, p.repetition_window, p.seed))?;
+        self.check(s)
+    }
+
+    fn with_input(&mut self, name: &str, bytes: &[u8], extra: (u32, u32)) -> Result<()> {
+        let ptr = self.put(bytes)?;
+        let s = self.call_status(name, (ptr, bytes.len() as u32, extra.0, extra.1));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)
+    }
+
+    pub fn add_stop_string(&mut self, text: &str) -> Result<()> {
+        let ptr = self.put(text.as_bytes())?;
+        let s = self.call_status("add_stop_string", (ptr, text.len() as u32));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)
+    }
+
+    pub fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+        let ptr = self.put(text.as_bytes())?;
+        let s = self.call_status("tokenize", (ptr, text.len() as u32, parse_special as u32));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)?;
+        self.read_u32s(result_kind::TOKENIZED)
+    }
+
+    pub fn generate_start(&mut self, prompt: &str, max_new_tokens: u32, flags: u32) -> Result<()> {
+        self.with_input("generate_start", prompt.as_bytes(), (max_new_tokens, flags))
+    }
+
+    pub fn generate_step(&mut self, max_steps: u32) -> Result<()> {
+        let s = self.call_status("generate_step", max_steps)?;
+        self.check(s)
+    }
+
+    pub fn generate(&mut self, prompt: &str, max_new_tokens: u32, flags: u32) -> Result<()> {
+        self.with_input("generate", prompt.as_bytes(), (max_new_tokens, flags))
+    }
+
+    pub fn reset(&mut self) -> Result<()> {
+        let s = self.call_status("reset", ())?;
+        self.check(s)
+    }
+
+    /// Reads a whole result (growing the buffer when the module says it is too small).
+    pub fn read_result(&mut self, kind: u32) -> Result<Vec<u8>> {
+        let mut cap = 4096u32;
+        loop {
+            let buf = self.alloc(cap + 4)?;
+            let s = self.call_status("read_result", (kind, buf, cap, buf + cap))?;
+            let len = u32::from_le_bytes(self.read(buf + cap, 4)?.try_into().unwrap());
+            if s == 7 && len > cap {
+                self.free(buf)?;
+                cap = len;
+                continue;
+            }
+            let data = self.read(buf, len.min(cap) as usize);
+            self.free(buf)?;
+            self.check(s)?;
+            return data;
+        }
+    }
+
+    pub fn read_u32s(&mut self, kind: u32) -> Result<Vec<u32>> {
+        Ok(self.read_result(kind)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect())
+    }
+
+    pub fn read_text(&mut self) -> Result<String> {
+        let mut out = Vec::new();
+        loop {
+            let chunk = self.read_result(result_kind::TEXT)?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8(out).context("module returned text that is not UTF-8")?)
+    }
+
+    pub fn logits(&mut self) -> Result<Vec<f32>> {
+        Ok(self.read_result(result_kind::LOGITS)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    }
+
+    pub fn state(&mut self) -> Result<GenerationState> {
+        let w = self.read_u32s(result_kind::STATE)?;
+        Ok(GenerationState { state: w[0], stop_reason: w[1], prompt_tokens: w[2], generated_tokens: w[3] })
+    }
+
+    pub fn diagnostics(&mut self) -> Result<Diagnostics> {
+        let buf = self.alloc(128)?;
+        let s = self.call_status("read_diagnostics", (buf, 128u32))?;
+        let bytes = self.read(buf, 128)?;
+        self.free(buf)?;
+        self.check(s)?;
+        Diagnostics::parse(&bytes)
+    }
+
+    /// Runs a whole generation, calling `on_text` with each chunk as it arrives.
+    pub fn generate_streaming(&mut self, prompt: &str, max_new_tokens: u32, flags: u32, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+        self.generate_start(prompt, max_new_tokens, flags)?;
+        let mut text = String::new();
+        while self.state()?.running() {
+            self.generate_step(1)?;
+            let chunk = self.read_text()?;
+            on_text(&chunk);
+            text.push_str(&chunk);
+        }
+        let tail = self.read_text()?;
+        on_text(&tail);
+        text.push_str(&tail);
+        self.finish(text)
+    }
+
+    /// Reads the outcome of a finished generation.
+    pub fn finish(&mut self, text: String) -> Result<Generation> {
+        Ok(Generation {
+            prompt_tokens: self.read_u32s(result_kind::PROMPT_TOKENS)?,
+            tokens: self.read_u32s(result_kind::TOKENS)?,
+            text,
+            state: self.state()?,
+        })
+    }
+
+    /// One-call generation.
+    pub fn generate_all(&mut self, prompt: &str, max_new_tokens: u32, flags: u32) -> Result<Generation> {
+        self.generate(prompt, max_new_tokens, flags)?;
+        let text = self.read_text()?;
+        self.finish(text)
+    }
+}
+
+/// Sampling settings as `set_sampling` takes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub repetition_window: u32,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, repetition_window: 64, seed: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub prompt_tokens: Vec<u32>,
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub state: GenerationState,
+}
+
+/// Status codes as named in the header.
+pub fn status_name(code: u32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "OUT_OF_BOUNDS",
+        2 => "INVALID_ARGUMENT",
+        3 => "WRONG_STATE",
+        4 => "OUT_OF_MEMORY",
+        5 => "CONTEXT_FULL",
+        6 => "INVALID_SAMPLING",
+        7 => "BUFFER_TOO_SMALL",
+        _ => "(see tinyrustlm.h)",
+    }
+}
+
+/// The status of an error returned by this wrapper, if it came from the module.
+pub fn status_of(e: &anyhow::Error) -> Option<u32> {
+    e.downcast_ref::<AbiError>().map(|a| a.status)
+}

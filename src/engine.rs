@@ -1,0 +1,520 @@
+//! The runtime's state machine behind the ABI: one loaded model, sampling settings, stop strings and
+//! an incremental generation session. Safe Rust throughout; `abi.rs` only moves bytes in and out.
+//!
+//! Every method validates before it mutates, so a call that returns an error leaves the engine as it
+//! was (the ABI header promises this and the conformance suite checks it).
+
+use alloc::vec::Vec;
+
+use crate::buffer::AlignedBytes;
+use crate::diag::Diagnostics;
+use crate::error::{Error, Result, Status};
+use crate::model::{self, Model};
+use crate::sampler::{Sampler, SamplingParams};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// `generate_start` flags.
+pub const GEN_PARSE_SPECIAL: u32 = 1;
+/// Keep the KV cache and append the prompt to the conversation so far.
+pub const GEN_CONTINUE: u32 = 2;
+const GEN_KNOWN: u32 = GEN_PARSE_SPECIAL | GEN_CONTINUE;
+
+/// `load_model` flags (none defined yet; reserved bits must be 0).
+const LOAD_KNOWN: u32 = 0;
+
+/// Stop strings: few and short, because every generated token is checked against all of them.
+pub const MAX_STOP_STRINGS: usize = 8;
+pub const MAX_STOP_STRING_LEN: usize = 64;
+
+/// What `read_result` can read (the `kind` argument).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultKind {
+    /// Generated text not yet read, whole UTF-8 characters only; reading consumes it.
+    Text = 0,
+    /// Generated token ids of the current generation (u32 LE each).
+    Tokens = 1,
+    /// Prompt token ids of the current generation (u32 LE each).
+    PromptTokens = 2,
+    /// 16 bytes: state, stop_reason, prompt_tokens, generated_tokens (u32 LE each).
+    State = 3,
+    /// Token ids produced by the last `tokenize` call (u32 LE each).
+    Tokenized = 4,
+    /// Logits (f32 LE, vocab_size of them) that chose the last generated token, or of the last
+    /// prompt token before any was generated.
+    Logits = 5,
+}
+
+impl ResultKind {
+    pub fn from_code(code: u32) -> Option<ResultKind> {
+        Some(match code {
+            0 => ResultKind::Text,
+            1 => ResultKind::Tokens,
+            2 => ResultKind::PromptTokens,
+            3 => ResultKind::State,
+            4 => ResultKind::Tokenized,
+            5 => ResultKind::Logits,
+            _ => return None,
+        })
+    }
+}
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenState {
+    Idle = 0,
+    Running = 1,
+    Finished = 2,
+}
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    None = 0,
+    EndOfGeneration = 1,
+    MaxTokens = 2,
+    StopString = 3,
+    ContextFull = 4,
+}
+
+/// One generation: prompt, output so far, and the text the host has not read yet.
+struct Session {
+    state: GenState,
+    stop_reason: StopReason,
+    prompt_tokens: Vec<u32>,
+    generated: Vec<u32>,
+    max_new_tokens: u32,
+    /// Sampled but not yet run through the model (it is run when generation continues).
+    unfed: Option<u32>,
+    decoder: StreamDecoder,
+    /// Decoded output; `[..released]` may be read, the rest could still turn into a stop string.
+    text: Vec<u8>,
+    released: usize,
+    read: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+}
+
+impl Session {
+    fn idle() -> Session {
+        Session {
+            state: GenState::Idle,
+            stop_reason: StopReason::None,
+            prompt_tokens: Vec::new(),
+            generated: Vec::new(),
+            max_new_tokens: 0,
+            unfed: None,
+            decoder: StreamDecoder::new(),
+            text: Vec::new(),
+            released: 0,
+            read: 0,
+            prefill_ms: 0.0,
+            decode_ms: 0.0,
+        }
+    }
+}
+
+struct Loaded {
+    model: Model,
+    tokenizer: Tokenizer,
+    sampler: Sampler,
+    /// Every token in the KV cache, in order (the repetition-penalty window reads its tail).
+    context_tokens: Vec<u32>,
+    /// Logits handed to the sampler (which may rewrite them); kept for `ResultKind::Logits`.
+    work_logits: Vec<f32>,
+    session: Session,
+    tokenized: Vec<u32>,
+    total_generated: u64,
+    assembly_state_crc: u32,
+}
+
+pub struct Engine {
+    loaded: Option<Loaded>,
+    sampling: SamplingParams,
+    stop_strings: Vec<Vec<u8>>,
+    /// Milliseconds from a monotonic clock (the host's, on wasm).
+    clock: fn() -> f64,
+}
+
+fn wrong_state(field: &'static str, rule: &'static str) -> Error {
+    Error::new(Status::WrongState, field, 0, rule)
+}
+
+fn invalid(field: &'static str, value: u64, rule: &'static str) -> Error {
+    Error::new(Status::InvalidArgument, field, value, rule)
+}
+
+fn oom(field: &'static str, value: usize) -> Error {
+    Error::new(Status::OutOfMemory, field, value as u64, "allocation failed")
+}
+
+fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
+    v.try_reserve(1).map_err(|_| oom(field, v.len() + 1))?;
+    v.push(t);
+    Ok(())
+}
+
+impl Engine {
+    pub fn new(clock: fn() -> f64) -> Engine {
+        Engine { loaded: None, sampling: SamplingParams::default(), stop_strings: Vec::new(), clock }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.is_some()
+    }
+
+    fn loaded(&self) -> Result<&Loaded> {
+        self.loaded.as_ref().ok_or_else(|| wrong_state("model", "no model is loaded"))
+    }
+
+    fn loaded_mut(&mut self) -> Result<&mut Loaded> {
+        self.loaded.as_mut().ok_or_else(|| wrong_state("model", "no model is loaded"))
+    }
+
+    /// Validates `bytes` as an SLM1 package and takes them as the model. On error the bytes are
+    /// handed back so the host keeps what it passed in.
+    pub fn load(&mut self, bytes: AlignedBytes, context_len: u32, flags: u32) -> core::result::Result<(), (Error, AlignedBytes)> {
+        if self.loaded.is_some() {
+            return Err((wrong_state("model", "a model is already loaded; unload it first"), bytes));
+        }
+        if flags & !LOAD_KNOWN != 0 {
+            return Err((invalid("flags", flags as u64, "no load flags are defined; must be 0"), bytes));
+        }
+        // Parse first so a rejected package is returned untouched.
+        let package = match crate::format::parse(bytes.as_slice()) {
+            Ok(p) => p,
+            Err(e) => return Err((e, bytes)),
+        };
+        let tokenizer = match Tokenizer::parse(&bytes.as_slice()[package.tokenizer_range.clone()], package.hparams.vocab_size) {
+            Ok(t) => t,
+            Err(e) => return Err((e, bytes)),
+        };
+        let p = package.hparams;
+        if context_len > p.max_context {
+            return Err((invalid("context_len", context_len as u64, "must not exceed the package's max_context"), bytes));
+        }
+        let identity = package.identity;
+        let vocab = p.vocab_size as usize;
+        let mut work_logits = Vec::new();
+        let mut context_tokens = Vec::new();
+        let reserve_ctx = if context_len == 0 { p.max_context.min(model::DEFAULT_CONTEXT) } else { context_len } as usize;
+        if work_logits.try_reserve_exact(vocab).is_err() || context_tokens.try_reserve_exact(reserve_ctx).is_err() {
+            return Err((oom("scratch", vocab * 4), bytes));
+        }
+        work_logits.resize(vocab, 0.0);
+        let model = Model::new(bytes, package, context_len)?;
+        self.loaded = Some(Loaded {
+            model,
+            tokenizer,
+            sampler: Sampler::new(self.sampling, vocab),
+            context_tokens,
+            work_logits,
+            session: Session::idle(),
+            tokenized: Vec::new(),
+            total_generated: 0,
+            assembly_state_crc: crc32fast::hash(&identity.to_bytes()),
+        });
+        Ok(())
+    }
+
+    /// Drops the model and everything derived from it.
+    pub fn unload(&mut self) -> Result<()> {
+        self.loaded()?;
+        self.loaded = None;
+        Ok(())
+    }
+
+    pub fn set_sampling(&mut self, params: SamplingParams) -> Result<()> {
+        params.validate()?;
+        self.sampling = params;
+        Ok(())
+    }
+
+    pub fn sampling(&self) -> &SamplingParams {
+        &self.sampling
+    }
+
+    pub fn add_stop_string(&mut self, s: &[u8]) -> Result<()> {
+        if s.is_empty() || s.len() > MAX_STOP_STRING_LEN {
+            return Err(invalid("stop_string.len", s.len() as u64, "must be in 1..=64 bytes"));
+        }
+        if self.stop_strings.len() >= MAX_STOP_STRINGS {
+            return Err(Error::new(Status::LimitExceeded, "stop_strings", self.stop_strings.len() as u64, "at most 8 stop strings"));
+        }
+        self.stop_strings.try_reserve(1).map_err(|_| oom("stop_strings", 1))?;
+        let mut owned = Vec::new();
+        owned.try_reserve_exact(s.len()).map_err(|_| oom("stop_string", s.len()))?;
+        owned.extend_from_slice(s);
+        self.stop_strings.push(owned);
+        Ok(())
+    }
+
+    pub fn clear_stop_strings(&mut self) {
+        self.stop_strings.clear();
+    }
+
+    /// Tokenizes `text` (for inspection; the result is read as `ResultKind::Tokenized`).
+    pub fn tokenize(&mut self, text: &[u8], flags: u32) -> Result<()> {
+        if flags & !GEN_PARSE_SPECIAL != 0 {
+            return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1) is allowed"));
+        }
+        let l = self.loaded_mut()?;
+        let mut out = Vec::new();
+        l.tokenizer.encode(text, flags & GEN_PARSE_SPECIAL != 0, &mut out);
+        l.tokenized = out;
+        Ok(())
+    }
+
+    /// Forgets the conversation: empties the KV cache and the session.
+    pub fn reset(&mut self) -> Result<()> {
+        let l = self.loaded_mut()?;
+        l.model.reset();
+        l.context_tokens.clear();
+        l.session = Session::idle();
+        Ok(())
+    }
+
+    /// Tokenizes the prompt and runs it through the model (prefill). The first generated token comes
+    /// from `step`. With `GEN_CONTINUE` the prompt extends the current conversation.
+    pub fn start(&mut self, prompt: &[u8], max_new_tokens: u32, flags: u32) -> Result<()> {
+        if flags & !GEN_KNOWN != 0 {
+            return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1) and CONTINUE (2) are defined"));
+        }
+        let sampling = self.sampling;
+        let clock = self.clock;
+        let l = self.loaded_mut()?;
+        let continuing = flags & GEN_CONTINUE != 0;
+        if continuing && l.session.state == GenState::Idle && l.model.kv_len() == 0 {
+            return Err(wrong_state("flags.CONTINUE", "there is no conversation to continue"));
+        }
+
+        // Build the full token list before touching any state.
+        let mut tokens = Vec::new();
+        if continuing {
+            if let Some(t) = l.session.unfed {
+                push_token(&mut tokens, t, "prompt_tokens")?;
+            }
+        }
+        let mut prompt_tokens = Vec::new();
+        l.tokenizer.encode(prompt, flags & GEN_PARSE_SPECIAL != 0, &mut prompt_tokens);
+        if continuing {
+            // The tokenizer adds BOS for a fresh prompt; mid-conversation it does not belong.
+            if let (Some(bos), Some(&first)) = (l.tokenizer.bos_id(), prompt_tokens.first()) {
+                if first == bos && l.tokenizer.adds_bos() {
+                    prompt_tokens.remove(0);
+                }
+            }
+        }
+        tokens.try_reserve(prompt_tokens.len()).map_err(|_| oom("prompt_tokens", prompt_tokens.len()))?;
+        tokens.extend_from_slice(&prompt_tokens);
+        let base = if continuing { l.model.kv_len() } else { 0 };
+        if tokens.is_empty() && base == 0 {
+            return Err(invalid("prompt.len", 0, "the prompt produced no tokens and there is no context to continue"));
+        }
+        if base + tokens.len() > l.model.context_len() {
+            return Err(Error::new(Status::ContextFull, "prompt_tokens", (base + tokens.len()) as u64, "prompt does not fit in the context"));
+        }
+        l.context_tokens.try_reserve(base + tokens.len()).map_err(|_| oom("context_tokens", tokens.len()))?;
+
+        // Commit.
+        if !continuing {
+            l.model.reset();
+            l.context_tokens.clear();
+            l.sampler = Sampler::new(sampling, l.work_logits.len());
+        } else if l.sampler.params() != &sampling {
+            l.sampler = Sampler::new(sampling, l.work_logits.len());
+        }
+        let t0 = clock();
+        if tokens.is_empty() {
+            // Continuing with nothing new: the logits of the last position are still current.
+        } else {
+            l.model.forward(&tokens)?;
+            l.context_tokens.extend_from_slice(&tokens);
+        }
+        let prefill_ms = clock() - t0;
+        let mut session = Session::idle();
+        session.state = GenState::Running;
+        session.prompt_tokens = prompt_tokens;
+        session.max_new_tokens = max_new_tokens;
+        session.prefill_ms = prefill_ms;
+        l.session = session;
+        l.work_logits.copy_from_slice(l.model.logits());
+        if max_new_tokens == 0 {
+            l.session.state = GenState::Finished;
+            l.session.stop_reason = StopReason::MaxTokens;
+        }
+        Ok(())
+    }
+
+    /// Generates up to `max_steps` tokens of the running generation.
+    pub fn step(&mut self, max_steps: u32) -> Result<()> {
+        let clock = self.clock;
+        let l = self.loaded.as_mut().ok_or_else(|| wrong_state("model", "no model is loaded"))?;
+        if l.session.state != GenState::Running {
+            return Err(wrong_state("generation", "no generation is running (call generate_start)"));
+        }
+        let stops = &self.stop_strings;
+        let t0 = clock();
+        for _ in 0..max_steps {
+            if let Some(t) = l.session.unfed {
+                if l.model.kv_len() >= l.model.context_len() {
+                    finish(l, StopReason::ContextFull);
+                    break;
+                }
+                l.model.forward(&[t])?;
+                push_token(&mut l.context_tokens, t, "context_tokens")?;
+                l.session.unfed = None;
+            }
+            l.work_logits.copy_from_slice(l.model.logits());
+            let window = l.sampler.params().repetition_window as usize;
+            let recent = &l.context_tokens[l.context_tokens.len().saturating_sub(window)..];
+            let mut logits = core::mem::take(&mut l.work_logits);
+            let token = l.sampler.sample(&mut logits, recent);
+            // Keep the logits as they were before the sampler rewrote them.
+            logits.copy_from_slice(l.model.logits());
+            l.work_logits = logits;
+            push_token(&mut l.session.generated, token, "generated_tokens")?;
+            l.session.unfed = Some(token);
+            l.total_generated += 1;
+            if l.tokenizer.is_end_of_generation(token) {
+                finish(l, StopReason::EndOfGeneration);
+                break;
+            }
+            let mut piece = Vec::new();
+            l.session.decoder.push(l.tokenizer.decode_piece(l.context_tokens.last().copied(), token), &mut piece);
+            let before = l.session.text.len();
+            l.session.text.try_reserve(piece.len()).map_err(|_| oom("text", piece.len()))?;
+            l.session.text.extend_from_slice(&piece);
+            if let Some(cut) = find_stop(&l.session.text, before, stops) {
+                l.session.text.truncate(cut);
+                l.session.released = l.session.released.min(cut);
+                l.session.state = GenState::Finished;
+                l.session.stop_reason = StopReason::StopString;
+                break;
+            }
+            l.session.released = l.session.text.len() - held_back(&l.session.text, stops);
+            if l.session.generated.len() as u64 >= l.session.max_new_tokens as u64 {
+                finish(l, StopReason::MaxTokens);
+                break;
+            }
+        }
+        l.session.decode_ms += clock() - t0;
+        Ok(())
+    }
+
+    /// `start` then `step` until the generation finishes.
+    pub fn generate(&mut self, prompt: &[u8], max_new_tokens: u32, flags: u32) -> Result<()> {
+        self.start(prompt, max_new_tokens, flags)?;
+        while self.loaded()?.session.state == GenState::Running {
+            self.step(u32::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Copies a result into `dst`; returns the number of bytes written. For `Text`, as much unread
+    /// text as fits (cut on a character boundary) is written and consumed. For the other kinds the
+    /// whole value must fit, else `BufferTooSmall` with the needed length.
+    pub fn read(&mut self, kind: ResultKind, dst: &mut [u8]) -> core::result::Result<usize, (Error, usize)> {
+        let l = self.loaded.as_mut().ok_or((wrong_state("model", "no model is loaded"), 0))?;
+        let s = &mut l.session;
+        let whole = |bytes: &mut dyn Iterator<Item = [u8; 4]>, n: usize, dst: &mut [u8]| -> core::result::Result<usize, (Error, usize)> {
+            if dst.len() < n * 4 {
+                return Err((Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "buffer too small; the needed length is reported"), n * 4));
+            }
+            for (chunk, b) in dst.chunks_exact_mut(4).zip(bytes) {
+                chunk.copy_from_slice(&b);
+            }
+            Ok(n * 4)
+        };
+        match kind {
+            ResultKind::Text => {
+                let avail = &s.text[s.read..s.released];
+                let mut n = avail.len().min(dst.len());
+                while n > 0 && n < avail.len() && (avail[n] & 0xC0) == 0x80 {
+                    n -= 1;
+                }
+                dst[..n].copy_from_slice(&avail[..n]);
+                s.read += n;
+                Ok(n)
+            }
+            ResultKind::Tokens => whole(&mut s.generated.iter().map(|t| t.to_le_bytes()), s.generated.len(), dst),
+            ResultKind::PromptTokens => whole(&mut s.prompt_tokens.iter().map(|t| t.to_le_bytes()), s.prompt_tokens.len(), dst),
+            ResultKind::Tokenized => whole(&mut l.tokenized.iter().map(|t| t.to_le_bytes()), l.tokenized.len(), dst),
+            ResultKind::Logits => whole(&mut l.work_logits.iter().map(|x| x.to_le_bytes()), l.work_logits.len(), dst),
+            ResultKind::State => {
+                let words = [s.state as u32, s.stop_reason as u32, s.prompt_tokens.len() as u32, s.generated.len() as u32];
+                whole(&mut words.iter().map(|w| w.to_le_bytes()), 4, dst)
+            }
+        }
+    }
+
+    pub fn state(&self) -> (GenState, StopReason) {
+        match &self.loaded {
+            Some(l) => (l.session.state, l.session.stop_reason),
+            None => (GenState::Idle, StopReason::None),
+        }
+    }
+
+    pub fn diagnostics(&self, linear_memory_bytes: u64) -> Diagnostics {
+        let Some(l) = &self.loaded else {
+            return Diagnostics { linear_memory_bytes, ..Default::default() };
+        };
+        let s = &l.session;
+        let m = &l.model;
+        let rate = |n: usize, ms: f64| if ms > 0.0 { (n as f64 * 1000.0 / ms) as f32 } else { 0.0 };
+        let id = m.package().identity;
+        Diagnostics {
+            model_loaded: true,
+            quant_mode: Some(m.package().quant.code()),
+            prompt_tokens: s.prompt_tokens.len() as u32,
+            generated_tokens: s.generated.len() as u32,
+            prefill_tokens_per_s: rate(s.prompt_tokens.len(), s.prefill_ms),
+            decode_tokens_per_s: rate(s.generated.len(), s.decode_ms),
+            peak_scratch_bytes: (m.scratch_bytes() + m.kv_cache_bytes()) as u64,
+            kv_len: m.kv_len() as u32,
+            context_len: m.context_len() as u32,
+            adapters_applied: 0,
+            assembly_state_crc: l.assembly_state_crc,
+            package_bytes: m.package_bytes() as u64,
+            kv_cache_bytes: m.kv_cache_bytes() as u64,
+            n_params: id.n_params,
+            tensor_layout_crc: id.tensor_layout_crc,
+            tokenizer_crc: id.tokenizer_crc,
+            linear_memory_bytes,
+            prefill_ms: s.prefill_ms as f32,
+            decode_ms: s.decode_ms as f32,
+            chat_template: l.tokenizer.chat_template() as u32,
+            total_generated_tokens: l.total_generated,
+        }
+    }
+}
+
+fn finish(l: &mut Loaded, reason: StopReason) {
+    let s = &mut l.session;
+    let mut tail = Vec::new();
+    s.decoder.finish(&mut tail);
+    s.text.extend_from_slice(&tail);
+    s.released = s.text.len();
+    s.state = GenState::Finished;
+    s.stop_reason = reason;
+}
+
+/// Earliest start of a stop string that ends in the text appended after `before`.
+fn find_stop(text: &[u8], before: usize, stops: &[Vec<u8>]) -> Option<usize> {
+    stops
+        .iter()
+        .filter_map(|stop| {
+            let from = before.saturating_sub(stop.len() - 1);
+            text[from..].windows(stop.len()).position(|w| w == &stop[..]).map(|i| from + i)
+        })
+        .min()
+}
+
+/// How many trailing bytes of `text` could be the start of a stop string (held back from the host).
+fn held_back(text: &[u8], stops: &[Vec<u8>]) -> usize {
+    stops
+        .iter()
+        .map(|stop| (1..stop.len()).rev().find(|&k| k <= text.len() && text.ends_with(&stop[..k])).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+}

@@ -1,0 +1,131 @@
+//! Status codes and the error type every fallible runtime function returns.
+//!
+//! Codes are stable: they are part of the ABI and listed in `abi/tinyrustlm.h` with the condition that
+//! produces each one. An [`Error`] names the field that broke a rule, the offending value and the rule,
+//! so a host can tell a user exactly what is wrong with a file.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Stable numeric status codes (the return value of every export).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok = 0,
+
+    // --- Call-level errors (1..=15) ---
+    /// A pointer/length pair does not lie inside linear memory, or `ptr + len` overflows.
+    OutOfBounds = 1,
+    /// An argument value is outside its documented range.
+    InvalidArgument = 2,
+    /// The call is not allowed in the current state (no model loaded, model already loaded, ...).
+    WrongState = 3,
+    /// An allocation failed; nothing was changed.
+    OutOfMemory = 4,
+    /// The KV cache has no room for another token.
+    ContextFull = 5,
+    /// A sampling parameter is out of range (NaN, negative temperature, top-p outside (0, 1], ...).
+    InvalidSampling = 6,
+    /// The destination buffer is too small; the needed length is reported.
+    BufferTooSmall = 7,
+
+    // --- SLM1 package errors (16..=47) ---
+    Truncated = 16,
+    BadMagic = 17,
+    UnsupportedVersion = 18,
+    BadHeaderLength = 19,
+    BadFlags = 20,
+    BadHyperparameter = 21,
+    BadSectionBounds = 22,
+    BadAlignment = 23,
+    BadPadding = 24,
+    BadTensorName = 25,
+    UnsupportedDtype = 26,
+    BadTensorShape = 27,
+    MissingTensor = 28,
+    DuplicateTensor = 29,
+    UnknownTensor = 30,
+    BadTensorData = 31,
+    BadQuantMode = 32,
+    BadParameterCount = 33,
+    TokenizerChecksum = 34,
+    TensorLayoutChecksum = 35,
+    ArtifactChecksum = 36,
+    LimitExceeded = 37,
+    BadTokenizerKind = 40,
+    BadToken = 41,
+    BadMerge = 42,
+    BadSpecialToken = 43,
+}
+
+impl Status {
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Short upper-case name, the suffix of the `TRL_STATUS_*` constant in the header.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::OutOfBounds => "OUT_OF_BOUNDS",
+            Status::InvalidArgument => "INVALID_ARGUMENT",
+            Status::WrongState => "WRONG_STATE",
+            Status::OutOfMemory => "OUT_OF_MEMORY",
+            Status::ContextFull => "CONTEXT_FULL",
+            Status::InvalidSampling => "INVALID_SAMPLING",
+            Status::BufferTooSmall => "BUFFER_TOO_SMALL",
+            Status::Truncated => "TRUNCATED",
+            Status::BadMagic => "BAD_MAGIC",
+            Status::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            Status::BadHeaderLength => "BAD_HEADER_LENGTH",
+            Status::BadFlags => "BAD_FLAGS",
+            Status::BadHyperparameter => "BAD_HYPERPARAMETER",
+            Status::BadSectionBounds => "BAD_SECTION_BOUNDS",
+            Status::BadAlignment => "BAD_ALIGNMENT",
+            Status::BadPadding => "BAD_PADDING",
+            Status::BadTensorName => "BAD_TENSOR_NAME",
+            Status::UnsupportedDtype => "UNSUPPORTED_DTYPE",
+            Status::BadTensorShape => "BAD_TENSOR_SHAPE",
+            Status::MissingTensor => "MISSING_TENSOR",
+            Status::DuplicateTensor => "DUPLICATE_TENSOR",
+            Status::UnknownTensor => "UNKNOWN_TENSOR",
+            Status::BadTensorData => "BAD_TENSOR_DATA",
+            Status::BadQuantMode => "BAD_QUANT_MODE",
+            Status::BadParameterCount => "BAD_PARAMETER_COUNT",
+            Status::TokenizerChecksum => "TOKENIZER_CHECKSUM",
+            Status::TensorLayoutChecksum => "TENSOR_LAYOUT_CHECKSUM",
+            Status::ArtifactChecksum => "ARTIFACT_CHECKSUM",
+            Status::LimitExceeded => "LIMIT_EXCEEDED",
+            Status::BadTokenizerKind => "BAD_TOKENIZER_KIND",
+            Status::BadToken => "BAD_TOKEN",
+            Status::BadMerge => "BAD_MERGE",
+            Status::BadSpecialToken => "BAD_SPECIAL_TOKEN",
+        }
+    }
+}
+
+/// A failed check: which field, what value it had, and which rule it broke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub status: Status,
+    /// The offending field, e.g. `header.n_kv_heads` or `tensor[blk.3.attn_q.weight].dims`.
+    pub field: String,
+    /// The offending value (for fields that are not numbers: an index or length that locates it).
+    pub value: u64,
+    /// The rule, phrased as what was required, e.g. `must divide n_heads`.
+    pub rule: &'static str,
+}
+
+impl Error {
+    pub fn new(status: Status, field: impl Into<String>, value: u64, rule: &'static str) -> Self {
+        Error { status, field: field.into(), value, rule }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} = {}: {}", self.status.name(), self.field, self.value, self.rule)
+    }
+}
+
+pub type Result<T> = core::result::Result<T, Error>;

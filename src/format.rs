@@ -1,0 +1,577 @@
+//! SLM1 model package: parse and validate untrusted bytes (layout in `abi/FORMAT.md`).
+//!
+//! [`parse`] checks everything except the tokenizer section's contents (that is
+//! [`crate::tokenizer::Tokenizer::parse`]'s job) and returns a [`Package`]: byte ranges and shapes
+//! that the model uses to borrow tensors in place. Nothing here copies tensor data.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::error::{Error, Result, Status};
+use crate::quant::DType;
+
+pub const MAGIC: [u8; 4] = *b"SLM1";
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 128;
+/// Tensor data alignment: enough for any SIMD128 load and a cache line half.
+pub const TENSOR_ALIGN: usize = 32;
+pub const FLAG_TIED_EMBEDDINGS: u32 = 1;
+const KNOWN_FLAGS: u32 = FLAG_TIED_EMBEDDINGS;
+const TRAILER_LEN: usize = 4;
+
+/// Caps on header values. They bound allocation sizes derived from untrusted counts; each is far
+/// above any model this runtime is meant for (SmolLM2-135M: vocab 49152, dim 576, 30 layers).
+pub const MAX_VOCAB: u32 = 262_144;
+pub const MAX_DIM: u32 = 16_384;
+pub const MAX_LAYERS: u32 = 256;
+pub const MAX_FFN_DIM: u32 = 65_536;
+pub const MAX_CONTEXT: u32 = 32_768;
+pub const MAX_TENSORS: u32 = 4_096;
+pub const MAX_TENSOR_NAME_LEN: usize = 64;
+
+/// Architecture hyperparameters from the header.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyperparams {
+    pub vocab_size: u32,
+    pub dim: u32,
+    pub n_layers: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub ffn_dim: u32,
+    pub max_context: u32,
+    pub rope_theta: f32,
+    pub norm_eps: f32,
+    pub tied_embeddings: bool,
+}
+
+impl Hyperparams {
+    pub fn head_dim(&self) -> usize {
+        (self.dim / self.n_heads) as usize
+    }
+    /// Width of the K and V projections: `n_kv_heads · head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads as usize * self.head_dim()
+    }
+}
+
+/// What an adapter names to say which parent it was made for (see FORMAT.md, "Model identity").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelIdentity {
+    pub n_params: u64,
+    pub tensor_layout_crc: u32,
+    pub tokenizer_crc: u32,
+    pub flags: u32,
+    pub n_tensors: u32,
+}
+
+impl ModelIdentity {
+    /// The 24-byte little-endian encoding used wherever the identity is hashed.
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        out[0..8].copy_from_slice(&self.n_params.to_le_bytes());
+        out[8..12].copy_from_slice(&self.tensor_layout_crc.to_le_bytes());
+        out[12..16].copy_from_slice(&self.tokenizer_crc.to_le_bytes());
+        out[16..20].copy_from_slice(&self.flags.to_le_bytes());
+        out[20..24].copy_from_slice(&self.n_tensors.to_le_bytes());
+        out
+    }
+}
+
+/// One directory entry; `range` is absolute within the package bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: DType,
+    /// `[rows, row_len]`; a vector has `rows == 1`.
+    pub rows: usize,
+    pub row_len: usize,
+    pub rank: u8,
+    pub range: Range<usize>,
+}
+
+impl TensorEntry {
+    pub fn n_elements(&self) -> u64 {
+        self.rows as u64 * self.row_len as u64
+    }
+}
+
+/// Directory indices of one transformer block's tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerTensors {
+    pub attn_norm: usize,
+    pub attn_q: usize,
+    pub attn_k: usize,
+    pub attn_v: usize,
+    pub attn_output: usize,
+    pub ffn_norm: usize,
+    pub ffn_gate: usize,
+    pub ffn_up: usize,
+    pub ffn_down: usize,
+}
+
+/// A validated package: where everything is. Borrow the bytes again to read tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Package {
+    pub hparams: Hyperparams,
+    pub quant: DType,
+    pub identity: ModelIdentity,
+    pub tensors: Vec<TensorEntry>,
+    pub token_embd: usize,
+    pub layers: Vec<LayerTensors>,
+    pub output_norm: usize,
+    /// `None` when the embeddings are tied.
+    pub output: Option<usize>,
+    pub tokenizer_range: Range<usize>,
+    pub artifact_crc: u32,
+}
+
+/// Little-endian reader over untrusted bytes: every read is bounds-checked and reports the field.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Prefix for field names in errors, e.g. `tensor[3]`.
+    section: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], section: &'static str) -> Self {
+        Reader { bytes, pos: 0, section }
+    }
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+    pub(crate) fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(Error::new(
+                Status::Truncated,
+                format!("{}.{}", self.section, field),
+                n as u64,
+                "needs this many more bytes than the section holds",
+            ));
+        }
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+    pub(crate) fn u8(&mut self, field: &str) -> Result<u8> {
+        Ok(self.take(1, field)?[0])
+    }
+    pub(crate) fn u16(&mut self, field: &str) -> Result<u16> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    pub(crate) fn u32(&mut self, field: &str) -> Result<u32> {
+        let b = self.take(4, field)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(crate) fn u64(&mut self, field: &str) -> Result<u64> {
+        let b = self.take(8, field)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub(crate) fn f32(&mut self, field: &str) -> Result<f32> {
+        Ok(f32::from_bits(self.u32(field)?))
+    }
+}
+
+pub fn align_up(value: u64, align: u64) -> Option<u64> {
+    debug_assert!(align.is_power_of_two());
+    Some(value.checked_add(align - 1)? & !(align - 1))
+}
+
+fn bad(status: Status, field: impl Into<String>, value: u64, rule: &'static str) -> Error {
+    Error::new(status, field, value, rule)
+}
+
+/// The raw header fields, before any cross-checks.
+struct RawHeader {
+    flags: u32,
+    hparams: Hyperparams,
+    quant_mode: u32,
+    n_params: u64,
+    n_tensors: u32,
+    tokenizer_crc: u32,
+    tensor_layout_crc: u32,
+    reserved: u32,
+    dir_offset: u64,
+    dir_len: u64,
+    tokenizer_offset: u64,
+    tokenizer_len: u64,
+    data_offset: u64,
+    data_len: u64,
+}
+
+fn read_header(bytes: &[u8]) -> Result<RawHeader> {
+    if bytes.len() < HEADER_LEN {
+        // A short file may still announce itself as something else: report the magic first.
+        if bytes.len() >= 4 && bytes[0..4] != MAGIC {
+            return Err(bad(Status::BadMagic, "header.magic", u32_at(bytes, 0) as u64, "must be \"SLM1\""));
+        }
+        return Err(bad(Status::Truncated, "header", bytes.len() as u64, "a package is at least 128 bytes"));
+    }
+    let mut r = Reader::new(&bytes[..HEADER_LEN], "header");
+    let magic = r.take(4, "magic")?;
+    if magic != MAGIC {
+        return Err(bad(Status::BadMagic, "header.magic", u32_at(magic, 0) as u64, "must be \"SLM1\""));
+    }
+    let version = r.u32("format_version")?;
+    if version != FORMAT_VERSION {
+        return Err(bad(Status::UnsupportedVersion, "header.format_version", version as u64, "must be 1"));
+    }
+    let header_len = r.u32("header_len")?;
+    if header_len as usize != HEADER_LEN {
+        return Err(bad(Status::BadHeaderLength, "header.header_len", header_len as u64, "must be 128"));
+    }
+    let flags = r.u32("flags")?;
+    let hparams = Hyperparams {
+        vocab_size: r.u32("vocab_size")?,
+        dim: r.u32("dim")?,
+        n_layers: r.u32("n_layers")?,
+        n_heads: r.u32("n_heads")?,
+        n_kv_heads: r.u32("n_kv_heads")?,
+        ffn_dim: r.u32("ffn_dim")?,
+        max_context: r.u32("max_context")?,
+        rope_theta: r.f32("rope_theta")?,
+        norm_eps: r.f32("norm_eps")?,
+        tied_embeddings: flags & FLAG_TIED_EMBEDDINGS != 0,
+    };
+    Ok(RawHeader {
+        flags,
+        hparams,
+        quant_mode: r.u32("quant_mode")?,
+        n_params: r.u64("n_params")?,
+        n_tensors: r.u32("n_tensors")?,
+        tokenizer_crc: r.u32("tokenizer_crc")?,
+        tensor_layout_crc: r.u32("tensor_layout_crc")?,
+        reserved: r.u32("reserved")?,
+        dir_offset: r.u64("dir_offset")?,
+        dir_len: r.u64("dir_len")?,
+        tokenizer_offset: r.u64("tokenizer_offset")?,
+        tokenizer_len: r.u64("tokenizer_len")?,
+        data_offset: r.u64("data_offset")?,
+        data_len: r.u64("data_len")?,
+    })
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Section byte ranges, once they are known to tile the file exactly.
+struct Sections {
+    dir: Range<usize>,
+    tokenizer: Range<usize>,
+    data: Range<usize>,
+}
+
+fn check_sections(h: &RawHeader, file_len: usize) -> Result<Sections> {
+    let file_len = file_len as u64;
+    if h.dir_offset != HEADER_LEN as u64 {
+        return Err(bad(Status::BadSectionBounds, "header.dir_offset", h.dir_offset, "must equal header_len (128)"));
+    }
+    let dir_end = h.dir_offset.checked_add(h.dir_len);
+    if dir_end.is_none_or(|end| end > file_len) {
+        return Err(bad(Status::BadSectionBounds, "header.dir_len", h.dir_len, "directory must end inside the file"));
+    }
+    let dir_end = dir_end.unwrap_or_default();
+    if h.tokenizer_offset != dir_end {
+        return Err(bad(
+            Status::BadSectionBounds,
+            "header.tokenizer_offset",
+            h.tokenizer_offset,
+            "must equal dir_offset + dir_len (sections are contiguous)",
+        ));
+    }
+    let tok_end = h.tokenizer_offset.checked_add(h.tokenizer_len);
+    if tok_end.is_none_or(|end| end > file_len) {
+        return Err(bad(Status::BadSectionBounds, "header.tokenizer_len", h.tokenizer_len, "tokenizer section must end inside the file"));
+    }
+    let tok_end = tok_end.unwrap_or_default();
+    if align_up(tok_end, TENSOR_ALIGN as u64) != Some(h.data_offset) {
+        return Err(bad(
+            Status::BadSectionBounds,
+            "header.data_offset",
+            h.data_offset,
+            "must equal align_up(tokenizer_offset + tokenizer_len, 32)",
+        ));
+    }
+    let data_end = h.data_offset.checked_add(h.data_len);
+    let expected_len = data_end.and_then(|end| end.checked_add(TRAILER_LEN as u64));
+    match expected_len {
+        Some(len) if len == file_len => {}
+        Some(len) if len > file_len => {
+            return Err(bad(Status::Truncated, "header.data_len", h.data_len, "tensor data and trailer must fit in the file"));
+        }
+        _ => {
+            return Err(bad(
+                Status::BadSectionBounds,
+                "header.data_len",
+                h.data_len,
+                "file must end right after the tensor data and the 4-byte artifact CRC",
+            ));
+        }
+    }
+    // All values are now ≤ file_len, which is a usize.
+    let (dir_offset, tok_offset, data_offset) = (h.dir_offset as usize, h.tokenizer_offset as usize, h.data_offset as usize);
+    Ok(Sections {
+        dir: dir_offset..dir_end as usize,
+        tokenizer: tok_offset..tok_end as usize,
+        data: data_offset..data_offset + h.data_len as usize,
+    })
+}
+
+fn check_checksums(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<u32> {
+    let body_len = bytes.len() - TRAILER_LEN;
+    let stored = u32_at(bytes, body_len);
+    let actual = crc32fast::hash(&bytes[..body_len]);
+    if stored != actual {
+        return Err(bad(Status::ArtifactChecksum, "trailer.artifact_crc", stored as u64, "must equal the CRC32 of all preceding bytes"));
+    }
+    let layout = crc32fast::hash(&bytes[s.dir.clone()]);
+    if layout != h.tensor_layout_crc {
+        return Err(bad(
+            Status::TensorLayoutChecksum,
+            "header.tensor_layout_crc",
+            h.tensor_layout_crc as u64,
+            "must equal the CRC32 of the tensor directory",
+        ));
+    }
+    let tok = crc32fast::hash(&bytes[s.tokenizer.clone()]);
+    if tok != h.tokenizer_crc {
+        return Err(bad(Status::TokenizerChecksum, "header.tokenizer_crc", h.tokenizer_crc as u64, "must equal the CRC32 of the tokenizer section"));
+    }
+    // Padding between the tokenizer section and the data.
+    if let Some(i) = bytes[s.tokenizer.end..s.data.start].iter().position(|&b| b != 0) {
+        return Err(bad(Status::BadPadding, "padding.tokenizer_to_data", (s.tokenizer.end + i) as u64, "padding bytes must be zero"));
+    }
+    Ok(stored)
+}
+
+fn check_hparams(h: &RawHeader) -> Result<DType> {
+    if h.flags & !KNOWN_FLAGS != 0 {
+        return Err(bad(Status::BadFlags, "header.flags", h.flags as u64, "only bit 0 (TIED_EMBEDDINGS) may be set"));
+    }
+    if h.reserved != 0 {
+        return Err(bad(Status::BadFlags, "header.reserved", h.reserved as u64, "must be 0"));
+    }
+    let p = &h.hparams;
+    let range = |field: &'static str, value: u32, max: u32, rule: &'static str| {
+        if value == 0 || value > max {
+            Err(bad(Status::BadHyperparameter, field, value as u64, rule))
+        } else {
+            Ok(())
+        }
+    };
+    range("header.vocab_size", p.vocab_size, MAX_VOCAB, "must be in 1..=262144")?;
+    range("header.dim", p.dim, MAX_DIM, "must be in 1..=16384")?;
+    range("header.n_layers", p.n_layers, MAX_LAYERS, "must be in 1..=256")?;
+    range("header.n_heads", p.n_heads, p.dim, "must be in 1..=dim")?;
+    range("header.n_kv_heads", p.n_kv_heads, p.n_heads, "must be in 1..=n_heads")?;
+    range("header.ffn_dim", p.ffn_dim, MAX_FFN_DIM, "must be in 1..=65536")?;
+    range("header.max_context", p.max_context, MAX_CONTEXT, "must be in 1..=32768")?;
+    if p.dim % p.n_heads != 0 {
+        return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "must divide dim"));
+    }
+    if (p.dim / p.n_heads) % 2 != 0 {
+        return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "head_dim = dim / n_heads must be even (RoPE rotates pairs)"));
+    }
+    if p.n_heads % p.n_kv_heads != 0 {
+        return Err(bad(Status::BadHyperparameter, "header.n_kv_heads", p.n_kv_heads as u64, "must divide n_heads"));
+    }
+    if !(p.rope_theta.is_finite() && p.rope_theta > 0.0) {
+        return Err(bad(Status::BadHyperparameter, "header.rope_theta", p.rope_theta.to_bits() as u64, "must be finite and > 0 (value shown as f32 bits)"));
+    }
+    if !(p.norm_eps.is_finite() && p.norm_eps > 0.0) {
+        return Err(bad(Status::BadHyperparameter, "header.norm_eps", p.norm_eps.to_bits() as u64, "must be finite and > 0 (value shown as f32 bits)"));
+    }
+    let quant = u8::try_from(h.quant_mode).ok().and_then(DType::from_code);
+    let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code: 0 f32, 1 q8_0, 2 q4_0, 3 q4_1"))?;
+    if h.n_tensors > MAX_TENSORS {
+        return Err(bad(Status::LimitExceeded, "header.n_tensors", h.n_tensors as u64, "must be at most 4096"));
+    }
+    Ok(quant)
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
+}
+
+fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<TensorEntry>> {
+    let mut r = Reader::new(&bytes[s.dir.clone()], "directory");
+    // The smallest entry is 2 + 1 + 1 + 1 + 4 + 8 + 8 = 25 bytes: bound the allocation by the bytes present.
+    let n = h.n_tensors as usize;
+    if n.checked_mul(25).is_none_or(|min| min > r.remaining()) {
+        return Err(bad(Status::Truncated, "header.n_tensors", n as u64, "directory is too short for this many entries"));
+    }
+    let mut entries: Vec<TensorEntry> = Vec::with_capacity(n);
+    let mut expected_offset: u64 = 0;
+    for i in 0..n {
+        let at = |field: &str| format!("tensor[{}].{}", i, field);
+        let name_len = r.u16("name_len").map_err(|e| Error { field: at("name_len"), ..e })? as usize;
+        if name_len == 0 || name_len > MAX_TENSOR_NAME_LEN {
+            return Err(bad(Status::BadTensorName, at("name_len"), name_len as u64, "must be in 1..=64"));
+        }
+        let name = r.take(name_len, "name").map_err(|e| Error { field: at("name"), ..e })?;
+        if !valid_name(name) {
+            return Err(bad(Status::BadTensorName, at("name"), name_len as u64, "must use only [a-z0-9_.]"));
+        }
+        // Checked above: ASCII only.
+        let name = String::from(core::str::from_utf8(name).unwrap_or_default());
+        let named = |field: &str| format!("tensor[{}].{}", name, field);
+        let code = r.u8("dtype").map_err(|e| Error { field: named("dtype"), ..e })?;
+        let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1"))?;
+        let rank = r.u8("rank").map_err(|e| Error { field: named("rank"), ..e })?;
+        if rank != 1 && rank != 2 {
+            return Err(bad(Status::BadTensorShape, named("rank"), rank as u64, "must be 1 or 2"));
+        }
+        let mut dims = [1u32; 2];
+        for d in 0..rank as usize {
+            dims[d] = r.u32("dims").map_err(|e| Error { field: named("dims"), ..e })?;
+            if dims[d] == 0 {
+                return Err(bad(Status::BadTensorShape, named("dims"), 0, "every dim must be at least 1"));
+            }
+        }
+        let (rows, row_len) = if rank == 1 { (1usize, dims[0] as usize) } else { (dims[0] as usize, dims[1] as usize) };
+        let offset = r.u64("offset").map_err(|e| Error { field: named("offset"), ..e })?;
+        let byte_len = r.u64("byte_len").map_err(|e| Error { field: named("byte_len"), ..e })?;
+        if offset % TENSOR_ALIGN as u64 != 0 {
+            return Err(bad(Status::BadAlignment, named("offset"), offset, "must be a multiple of 32"));
+        }
+        if offset != expected_offset {
+            return Err(bad(
+                Status::BadSectionBounds,
+                named("offset"),
+                offset,
+                "must start at the previous tensor's end rounded up to 32 (no gap, no overlap)",
+            ));
+        }
+        let row_bytes = dtype
+            .row_bytes(row_len)
+            .ok_or_else(|| bad(Status::BadTensorShape, named("dims"), row_len as u64, "row length must be a multiple of the dtype's block size (32 for quantized)"))?;
+        let expected_len = (row_bytes as u64).checked_mul(rows as u64);
+        if expected_len != Some(byte_len) {
+            return Err(bad(Status::BadTensorShape, named("byte_len"), byte_len, "must equal rows × row bytes of the dtype"));
+        }
+        let end = offset.checked_add(byte_len).filter(|&end| end <= h.data_len);
+        let end = end.ok_or_else(|| bad(Status::BadSectionBounds, named("byte_len"), byte_len, "tensor must end inside the data section"))?;
+        let start_abs = s.data.start + offset as usize;
+        let end_abs = s.data.start + end as usize;
+        let next = align_up(end, TENSOR_ALIGN as u64).unwrap_or(u64::MAX);
+        // Padding up to the next tensor (or up to data_len for the last) must be zero.
+        let pad_end = s.data.start as u64 + next.min(h.data_len);
+        if let Some(p) = bytes[end_abs..pad_end as usize].iter().position(|&b| b != 0) {
+            return Err(bad(Status::BadPadding, named("padding"), (end_abs + p) as u64, "padding after a tensor must be zero"));
+        }
+        expected_offset = next;
+        if entries.iter().any(|e| e.name == name) {
+            return Err(bad(Status::DuplicateTensor, named("name"), i as u64, "each tensor name may appear once"));
+        }
+        entries.push(TensorEntry { name, dtype, rows, row_len, rank, range: start_abs..end_abs });
+    }
+    if r.remaining() != 0 {
+        return Err(bad(Status::BadSectionBounds, "header.dir_len", h.dir_len, "directory must end exactly after the last entry"));
+    }
+    let data_used = entries.last().map_or(0, |e| (e.range.end - s.data.start) as u64);
+    if data_used != h.data_len {
+        return Err(bad(Status::BadSectionBounds, "header.data_len", h.data_len, "must end exactly where the last tensor ends"));
+    }
+    Ok(entries)
+}
+
+/// Finds `name`, checks its shape and dtype, and returns its directory index.
+fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usize], dtype: DType) -> Result<usize> {
+    let i = entries
+        .iter()
+        .position(|e| e.name == name)
+        .ok_or_else(|| bad(Status::MissingTensor, format!("tensor[{}]", name), 0, "required tensor is missing"))?;
+    let e = &entries[i];
+    let shape_ok = match dims {
+        [len] => e.rank == 1 && e.row_len == *len,
+        [rows, cols] => e.rank == 2 && e.rows == *rows && e.row_len == *cols,
+        _ => false,
+    };
+    if !shape_ok {
+        let expected = dims.iter().fold(0u64, |acc, &d| (acc << 32) | d as u64);
+        return Err(bad(
+            Status::BadTensorShape,
+            format!("tensor[{}].dims", name),
+            expected,
+            "must match the hyperparameters (value = required dims packed as u32s)",
+        ));
+    }
+    if e.dtype != dtype {
+        return Err(bad(Status::BadQuantMode, format!("tensor[{}].dtype", name), e.dtype.code() as u64, "norms must be f32, matrices must have the header's quant_mode"));
+    }
+    found[i] = true;
+    Ok(i)
+}
+
+/// Parses and validates an SLM1 package. See `abi/FORMAT.md` for every rule and its status.
+pub fn parse(bytes: &[u8]) -> Result<Package> {
+    let h = read_header(bytes)?;
+    let sections = check_sections(&h, bytes.len())?;
+    let artifact_crc = check_checksums(bytes, &h, &sections)?;
+    let quant = check_hparams(&h)?;
+    let tensors = read_directory(bytes, &h, &sections)?;
+
+    let p = h.hparams;
+    let (dim, kv_dim, ffn, vocab) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
+    let mut found = alloc::vec![false; tensors.len()];
+    let token_embd = require(&tensors, &mut found, "token_embd.weight", &[vocab, dim], quant)?;
+    let mut layers = Vec::with_capacity(p.n_layers as usize);
+    for l in 0..p.n_layers {
+        let mut t = |suffix: &str, dims: &[usize], dtype: DType| require(&tensors, &mut found, &format!("blk.{}.{}", l, suffix), dims, dtype);
+        layers.push(LayerTensors {
+            attn_norm: t("attn_norm.weight", &[dim], DType::F32)?,
+            attn_q: t("attn_q.weight", &[dim, dim], quant)?,
+            attn_k: t("attn_k.weight", &[kv_dim, dim], quant)?,
+            attn_v: t("attn_v.weight", &[kv_dim, dim], quant)?,
+            attn_output: t("attn_output.weight", &[dim, dim], quant)?,
+            ffn_norm: t("ffn_norm.weight", &[dim], DType::F32)?,
+            ffn_gate: t("ffn_gate.weight", &[ffn, dim], quant)?,
+            ffn_up: t("ffn_up.weight", &[ffn, dim], quant)?,
+            ffn_down: t("ffn_down.weight", &[dim, ffn], quant)?,
+        });
+    }
+    let output_norm = require(&tensors, &mut found, "output_norm.weight", &[dim], DType::F32)?;
+    let output = if p.tied_embeddings {
+        None
+    } else {
+        Some(require(&tensors, &mut found, "output.weight", &[vocab, dim], quant)?)
+    };
+    if let Some(i) = found.iter().position(|&f| !f) {
+        return Err(bad(Status::UnknownTensor, format!("tensor[{}]", tensors[i].name), i as u64, "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)"));
+    }
+
+    let n_params: u64 = tensors.iter().map(TensorEntry::n_elements).sum();
+    if n_params != h.n_params {
+        return Err(bad(Status::BadParameterCount, "header.n_params", h.n_params, "must equal the sum of all tensors' element counts"));
+    }
+    for e in &tensors {
+        if let Some(at) = crate::quant::first_non_finite(e.dtype, &bytes[e.range.clone()]) {
+            return Err(bad(Status::BadTensorData, format!("tensor[{}]", e.name), at as u64, "scales and f32 values must be finite (value = block/element index)"));
+        }
+    }
+
+    Ok(Package {
+        hparams: p,
+        quant,
+        identity: ModelIdentity {
+            n_params,
+            tensor_layout_crc: h.tensor_layout_crc,
+            tokenizer_crc: h.tokenizer_crc,
+            flags: h.flags,
+            n_tensors: h.n_tensors,
+        },
+        tensors,
+        token_embd,
+        layers,
+        output_norm,
+        output,
+        tokenizer_range: sections.tokenizer,
+        artifact_crc,
+    })
+}

@@ -1,0 +1,35 @@
+//! TinyRustLM: a small, `no_std` runtime for llama-architecture language models, built for
+//! `wasm32-unknown-unknown` and driven through a raw C ABI over linear memory (`abi/tinyrustlm.h`).
+//!
+//! Modules in pipeline order: [`format`] parses SLM1 packages, [`quant`] holds the tensor block
+//! layouts and matvec kernels, [`tokenizer`] turns text into ids and back, [`model`] runs the
+//! forward pass, [`sampler`] picks tokens, [`diag`] reports, [`engine`] ties them into a session and
+//! `abi` (wasm only) exports it.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod buffer;
+pub mod error;
+pub mod format;
+pub mod quant;
+pub mod tokenizer;
+pub mod model;
+pub mod sampler;
+pub mod diag;
+pub mod engine;
+
+#[cfg(target_arch = "wasm32")]
+mod abi;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // Every input path returns a status instead of panicking; reaching this is a bug, and a trap is
+    // the only safe way out.
+    core::arch::wasm32::unreachable()
+}

@@ -1,0 +1,436 @@
+//! Llama-architecture forward pass over a validated SLM1 package, weights borrowed in place.
+//!
+//! Pipeline per block (llama2.c `run.c` order): RMSNorm → Q/K/V projections → RoPE on adjacent
+//! pairs → grouped-query attention over the KV cache → output projection + residual → RMSNorm →
+//! SwiGLU FFN + residual. Then the final norm and the LM head (tied to the embeddings or not).
+//!
+//! Tokens are processed in batches: a prompt of n tokens runs as ⌈n / MAX_BATCH⌉ passes in which
+//! every weight matrix is read once per pass (`quant::matmul`), which is what makes prefill faster
+//! than decoding one token at a time. Decoding is the batch of one.
+
+use alloc::collections::TryReserveError;
+use alloc::vec::Vec;
+
+use crate::buffer::AlignedBytes;
+use crate::error::{Error, Result, Status};
+use crate::format::{Hyperparams, Package, TensorEntry};
+use crate::quant::{self, DType, QuantizedActivations};
+
+/// Tokens per prefill pass. Bigger batches amortise weight reads further but grow scratch
+/// linearly (SmolLM2: ≈ 30 KB per batch row).
+pub const MAX_BATCH: usize = 32;
+
+/// Default context when the host asks for 0: long enough for chat, small enough that the KV cache
+/// of a 135M model stays under 100 MB.
+pub const DEFAULT_CONTEXT: u32 = 2048;
+
+/// KV cache: per layer, `context_len` positions of `kv_dim` keys and values.
+struct KvCache {
+    /// `[n_layers][context_len][kv_dim]`
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    /// Number of positions filled.
+    len: usize,
+}
+
+/// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
+struct Scratch {
+    x: Vec<f32>,       // [B, dim] residual stream
+    xb: Vec<f32>,      // [B, dim] normed input / attention output
+    xb2: Vec<f32>,     // [B, dim] projection output
+    q: Vec<f32>,       // [B, dim]
+    k: Vec<f32>,       // [B, kv_dim]
+    v: Vec<f32>,       // [B, kv_dim]
+    hb: Vec<f32>,      // [B, ffn_dim] gate
+    hb2: Vec<f32>,     // [B, ffn_dim] up
+    att: Vec<f32>,     // [context_len] scores of one head
+    rope: Vec<f32>,    // [head_dim] cos, sin interleaved for one position
+    logits: Vec<f32>,  // [vocab_size]
+    xq: QuantizedActivations, // [B, width] the current matmul input, quantized to q8 blocks
+}
+
+pub struct Model {
+    bytes: AlignedBytes,
+    package: Package,
+    context_len: usize,
+    kv: KvCache,
+    scratch: Scratch,
+    scratch_bytes: usize,
+}
+
+fn try_vec(len: usize) -> core::result::Result<Vec<f32>, TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
+fn oom(what: &'static str, bytes: usize) -> Error {
+    Error::new(Status::OutOfMemory, what, bytes as u64, "allocation failed (bytes requested)")
+}
+
+impl Model {
+    /// Takes ownership of validated package bytes and allocates the KV cache and scratch.
+    /// `context_len` 0 means `min(max_context, DEFAULT_CONTEXT)`. On failure the bytes are handed
+    /// back untouched.
+    pub fn new(bytes: AlignedBytes, package: Package, context_len: u32) -> core::result::Result<Model, (Error, AlignedBytes)> {
+        match Self::alloc_state(&package, context_len) {
+            Ok((context_len, kv, scratch, scratch_bytes)) => Ok(Model { bytes, package, context_len, kv, scratch, scratch_bytes }),
+            Err(e) => Err((e, bytes)),
+        }
+    }
+
+    fn alloc_state(package: &Package, context_len: u32) -> Result<(usize, KvCache, Scratch, usize)> {
+        let p = package.hparams;
+        if context_len > p.max_context {
+            return Err(Error::new(Status::InvalidArgument, "context_len", context_len as u64, "must not exceed the package's max_context"));
+        }
+        let context_len = if context_len == 0 { p.max_context.min(DEFAULT_CONTEXT) } else { context_len } as usize;
+        let (dim, kv_dim, ffn, vocab) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
+        let kv_len = (p.n_layers as usize).checked_mul(context_len).and_then(|n| n.checked_mul(kv_dim));
+        let kv_len = kv_len.ok_or_else(|| oom("kv_cache", usize::MAX))?;
+        let kv = KvCache {
+            keys: try_vec(kv_len).map_err(|_| oom("kv_cache.keys", kv_len * 4))?,
+            values: try_vec(kv_len).map_err(|_| oom("kv_cache.values", kv_len * 4))?,
+            len: 0,
+        };
+        let b = MAX_BATCH;
+        let alloc = |len: usize| try_vec(len).map_err(|_| oom("scratch", len * 4));
+        let widest = dim.max(ffn);
+        let mut xq = QuantizedActivations::new();
+        let mut quant_bytes = 0;
+        if package.quant != DType::F32 {
+            // Size the quantized activation buffer now so the scratch figure is final.
+            xq.quantize(&alloc(b * widest)?);
+            quant_bytes = b * widest * 5 / 4; // i8 quants + an f32 scale (and sum) per 32 values
+        }
+        let scratch = Scratch {
+            x: alloc(b * dim)?,
+            xb: alloc(b * dim)?,
+            xb2: alloc(b * dim)?,
+            q: alloc(b * dim)?,
+            k: alloc(b * kv_dim)?,
+            v: alloc(b * kv_dim)?,
+            hb: alloc(b * ffn)?,
+            hb2: alloc(b * ffn)?,
+            att: alloc(context_len)?,
+            rope: alloc(p.head_dim())?,
+            logits: alloc(vocab)?,
+            xq,
+        };
+        let floats = scratch.x.len()
+            + scratch.xb.len()
+            + scratch.xb2.len()
+            + scratch.q.len()
+            + scratch.k.len()
+            + scratch.v.len()
+            + scratch.hb.len()
+            + scratch.hb2.len()
+            + scratch.att.len()
+            + scratch.rope.len()
+            + scratch.logits.len();
+        Ok((context_len, kv, scratch, floats * 4 + quant_bytes))
+    }
+
+    pub fn hparams(&self) -> &Hyperparams {
+        &self.package.hparams
+    }
+    pub fn package(&self) -> &Package {
+        &self.package
+    }
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+    /// Mutable package bytes, for adapters that rewrite weights in place.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        self.bytes.as_mut_slice()
+    }
+    pub fn context_len(&self) -> usize {
+        self.context_len
+    }
+    pub fn kv_len(&self) -> usize {
+        self.kv.len
+    }
+    pub fn kv_cache_bytes(&self) -> usize {
+        (self.kv.keys.len() + self.kv.values.len()) * 4
+    }
+    pub fn scratch_bytes(&self) -> usize {
+        self.scratch_bytes
+    }
+    pub fn package_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+    /// Forget every cached position (a new conversation).
+    pub fn reset(&mut self) {
+        self.kv.len = 0;
+    }
+    /// Drop cached positions from `len` on (the host rewinds a conversation).
+    pub fn truncate(&mut self, len: usize) {
+        self.kv.len = self.kv.len.min(len);
+    }
+
+    /// Logits of the last token processed by [`Model::forward`].
+    pub fn logits(&self) -> &[f32] {
+        &self.scratch.logits
+    }
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        &mut self.scratch.logits
+    }
+
+    /// Runs `tokens` at the next positions of the KV cache and leaves the logits of the last one
+    /// in [`Model::logits`]. Fails without touching the cache if they do not fit or an id is out of
+    /// range.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.package.hparams.vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= vocab) {
+            return Err(Error::new(Status::InvalidArgument, "token", bad as u64, "token id must be below vocab_size"));
+        }
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        if self.kv.len + tokens.len() > self.context_len {
+            return Err(Error::new(Status::ContextFull, "kv_len", (self.kv.len + tokens.len()) as u64, "tokens do not fit in the context"));
+        }
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            self.forward_batch(chunk, i + 1 == n_chunks);
+        }
+        Ok(())
+    }
+
+    /// One pass over the weights for up to `MAX_BATCH` tokens at positions `kv.len ..`.
+    fn forward_batch(&mut self, tokens: &[u32], want_logits: bool) {
+        let p = self.package.hparams;
+        let n = tokens.len();
+        let (dim, kv_dim, ffn) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize);
+        let head_dim = p.head_dim();
+        let bytes = self.bytes.as_slice();
+        let pkg = &self.package;
+        let s = &mut self.scratch;
+        let pos0 = self.kv.len;
+
+        let embd = &pkg.tensors[pkg.token_embd];
+        for (t, &token) in tokens.iter().enumerate() {
+            embedding_row(bytes, embd, token as usize, &mut s.x[t * dim..(t + 1) * dim]);
+        }
+
+        for (l, layer) in pkg.layers.iter().enumerate() {
+            let t = |i: usize| &pkg.tensors[i];
+            // Attention.
+            rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.attn_norm)), dim, p.norm_eps);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim]);
+            matmul(bytes, t(layer.attn_q), &s.xb, &s.xq, n, &mut s.q);
+            matmul(bytes, t(layer.attn_k), &s.xb, &s.xq, n, &mut s.k);
+            matmul(bytes, t(layer.attn_v), &s.xb, &s.xq, n, &mut s.v);
+            let layer_base = l * self.context_len * kv_dim;
+            for i in 0..n {
+                let pos = pos0 + i;
+                rope_table(&mut s.rope, pos, head_dim, p.rope_theta);
+                apply_rope(&mut s.q[i * dim..(i + 1) * dim], &s.rope);
+                apply_rope(&mut s.k[i * kv_dim..(i + 1) * kv_dim], &s.rope);
+                let at = layer_base + pos * kv_dim;
+                self.kv.keys[at..at + kv_dim].copy_from_slice(&s.k[i * kv_dim..(i + 1) * kv_dim]);
+                self.kv.values[at..at + kv_dim].copy_from_slice(&s.v[i * kv_dim..(i + 1) * kv_dim]);
+            }
+            let keys = &self.kv.keys[layer_base..layer_base + self.context_len * kv_dim];
+            let values = &self.kv.values[layer_base..layer_base + self.context_len * kv_dim];
+            for i in 0..n {
+                attention(
+                    &s.q[i * dim..(i + 1) * dim],
+                    keys,
+                    values,
+                    pos0 + i + 1,
+                    &p,
+                    &mut s.att,
+                    &mut s.xb[i * dim..(i + 1) * dim],
+                );
+            }
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim]);
+            matmul(bytes, t(layer.attn_output), &s.xb, &s.xq, n, &mut s.xb2);
+            for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
+                *x += *d;
+            }
+
+            // SwiGLU feed-forward.
+            rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.ffn_norm)), dim, p.norm_eps);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim]);
+            matmul(bytes, t(layer.ffn_gate), &s.xb, &s.xq, n, &mut s.hb);
+            matmul(bytes, t(layer.ffn_up), &s.xb, &s.xq, n, &mut s.hb2);
+            for (g, u) in s.hb[..n * ffn].iter_mut().zip(&s.hb2[..n * ffn]) {
+                *g = silu(*g) * *u;
+            }
+            quantize_rows(pkg.quant, &mut s.xq, &s.hb[..n * ffn]);
+            matmul(bytes, t(layer.ffn_down), &s.hb, &s.xq, n, &mut s.xb2);
+            for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
+                *x += *d;
+            }
+        }
+        self.kv.len += n;
+
+        if want_logits {
+            let last = &s.x[(n - 1) * dim..n * dim];
+            rmsnorm_rows(&mut s.xb[..dim], last, weight_f32(bytes, &pkg.tensors[pkg.output_norm]), dim, p.norm_eps);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..dim]);
+            let head = &pkg.tensors[pkg.output.unwrap_or(pkg.token_embd)];
+            matmul(bytes, head, &s.xb, &s.xq, 1, &mut s.logits);
+        }
+    }
+}
+
+/// A norm weight as f32 values. The parser guarantees f32 dtype and finiteness.
+fn weight_f32<'a>(bytes: &'a [u8], t: &TensorEntry) -> &'a [u8] {
+    &bytes[t.range.clone()]
+}
+
+fn embedding_row(bytes: &[u8], embd: &TensorEntry, token: usize, out: &mut [f32]) {
+    let row_bytes = embd.dtype.row_bytes(embd.row_len).unwrap_or(0);
+    let start = embd.range.start + token * row_bytes;
+    quant::dequantize_row(embd.dtype, &bytes[start..start + row_bytes], out);
+}
+
+/// `out[t] = x[t] / sqrt(mean(x[t]²) + eps) · w` for each row `t`; sums in f64 so the result does
+/// not depend on the row length's rounding error.
+fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[u8], dim: usize, eps: f32) {
+    for (o, xr) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+        let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
+        let inv = (1.0 / libm::sqrt(ss / dim as f64 + eps as f64)) as f32;
+        for ((o, &v), w) in o.iter_mut().zip(xr).zip(weight.chunks_exact(4)) {
+            *o = v * inv * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        }
+    }
+}
+
+/// Quantizes a batch of activation rows for the integer kernels (rows are whole q8 blocks because
+/// quantized row lengths are multiples of 32). f32 weights read `x` directly.
+fn quantize_rows(dtype: DType, xq: &mut QuantizedActivations, x: &[f32]) {
+    if dtype != DType::F32 {
+        xq.quantize(x);
+    }
+}
+
+/// `out[t] = W · x[t]` for the first `n` rows of `x`.
+fn matmul(bytes: &[u8], w: &TensorEntry, x: &[f32], xq: &QuantizedActivations, n: usize, out: &mut [f32]) {
+    quant::matmul(w.dtype, &bytes[w.range.clone()], w.rows, w.row_len, n, &x[..n * w.row_len], xq, &mut out[..n * w.rows]);
+}
+
+/// cos/sin for one position, interleaved: `table[2j] = cos(pos·θ_j)`, `table[2j+1] = sin(pos·θ_j)`
+/// with `θ_j = rope_theta^(−2j/head_dim)`. Computed in f64 and rounded once, like the reference.
+fn rope_table(table: &mut [f32], pos: usize, head_dim: usize, rope_theta: f32) {
+    for j in 0..head_dim / 2 {
+        let freq = libm::pow(rope_theta as f64, -((2 * j) as f64) / head_dim as f64);
+        let angle = pos as f64 * freq;
+        table[2 * j] = libm::cos(angle) as f32;
+        table[2 * j + 1] = libm::sin(angle) as f32;
+    }
+}
+
+/// Rotates adjacent pairs `(v[2j], v[2j+1])` of every head in `v` (GGUF / llama2.c order).
+fn apply_rope(v: &mut [f32], table: &[f32]) {
+    let head_dim = table.len();
+    for head in v.chunks_exact_mut(head_dim) {
+        for (pair, cs) in head.chunks_exact_mut(2).zip(table.chunks_exact(2)) {
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0 * cs[0] - x1 * cs[1];
+            pair[1] = x0 * cs[1] + x1 * cs[0];
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Four partial sums keep the loop vectorisable while fixing the summation order.
+    let mut acc = [0.0f32; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    for (k, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[k] += x * y;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// Causal grouped-query attention for one query token over positions `0..n_pos` of one layer.
+/// `q`: [n_heads·head_dim]; `keys`/`values`: [context_len, kv_dim]; `out`: [n_heads·head_dim].
+fn attention(q: &[f32], keys: &[f32], values: &[f32], n_pos: usize, p: &Hyperparams, att: &mut [f32], out: &mut [f32]) {
+    let head_dim = p.head_dim();
+    let kv_dim = p.kv_dim();
+    let group = (p.n_heads / p.n_kv_heads) as usize;
+    let scale = 1.0 / libm::sqrtf(head_dim as f32);
+    for h in 0..p.n_heads as usize {
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        let kv_off = (h / group) * head_dim;
+        let scores = &mut att[..n_pos];
+        for (t, score) in scores.iter_mut().enumerate() {
+            let k = &keys[t * kv_dim + kv_off..t * kv_dim + kv_off + head_dim];
+            *score = dot(qh, k) * scale;
+        }
+        softmax(scores);
+        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
+        oh.fill(0.0);
+        for (t, &a) in scores.iter().enumerate() {
+            let v = &values[t * kv_dim + kv_off..t * kv_dim + kv_off + head_dim];
+            for (o, &vv) in oh.iter_mut().zip(v) {
+                *o += a * vv;
+            }
+        }
+    }
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + libm::expf(-x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rotates_pairs_by_position() {
+        let mut table = [0.0f32; 4];
+        rope_table(&mut table, 0, 4, 10000.0);
+        assert_eq!(table, [1.0, 0.0, 1.0, 0.0]);
+        rope_table(&mut table, 1, 4, 10000.0);
+        let mut v = [1.0f32, 0.0, 1.0, 0.0];
+        apply_rope(&mut v, &table);
+        assert!((v[0] - libm::cosf(1.0)).abs() < 1e-6 && (v[1] - libm::sinf(1.0)).abs() < 1e-6);
+        // Second pair: θ = 10000^(-2/4) = 0.01.
+        assert!((v[3] - libm::sinf(0.01)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_is_shift_invariant() {
+        let mut a = [1.0f32, 2.0, 3.0];
+        let mut b = [101.0f32, 102.0, 103.0];
+        softmax(&mut a);
+        softmax(&mut b);
+        assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn dot_handles_tails() {
+        for n in [0usize, 1, 3, 4, 5, 17] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let expected: f32 = a.iter().map(|x| x * x).sum();
+            assert_eq!(dot(&a, &a), expected);
+        }
+    }
+}

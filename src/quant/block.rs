@@ -1,0 +1,239 @@
+//! Half-precision conversion and the per-block quantizers / dequantizers (plain safe Rust).
+//!
+//! The quantizers reproduce ggml's reference quantizers (`quantize_row_q8_0_ref`,
+//! `quantize_row_q4_0_ref`, `quantize_row_q4_1_ref` in `ggml-quants.c`) bit for bit, including the
+//! choice to compute `1/d` from the `f32` scale before it is rounded to `f16`.
+
+use super::{DType, Q4_0_BLOCK_BYTES, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+
+/// Widens IEEE-754 binary16 bits to `f32`, exactly (every `f16` is an `f32`): subnormals become
+/// normal `f32`s, infinities stay infinite, NaNs stay NaN with the payload shifted into the top of
+/// the `f32` mantissa.
+#[inline]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let bits = bits as u32;
+    let sign = (bits & 0x8000) << 16;
+    let exp_mant = bits & 0x7fff;
+    let magnitude = if exp_mant >= 0x7c00 {
+        // Infinity or NaN: all-ones exponent, mantissa carried over.
+        0x7f80_0000 | ((exp_mant & 0x03ff) << 13)
+    } else if exp_mant >= 0x0400 {
+        // Normal: rebias the exponent from 15 to 127 (add 112 << 23); the mantissa moves up 13 bits.
+        (exp_mant << 13) + (112 << 23)
+    } else {
+        // Zero or subnormal: value = mantissa · 2^-24; both steps are exact and never touch an f32
+        // subnormal (which is slow on some hosts).
+        ((exp_mant as f32) * (1.0 / 16_777_216.0)).to_bits()
+    };
+    f32::from_bits(sign | magnitude)
+}
+
+/// Narrows an `f32` to IEEE-754 binary16 bits with round-to-nearest, ties-to-even — the same result
+/// as numpy's `astype(float16)` and ggml's `GGML_FP32_TO_FP16` for every non-NaN input:
+/// magnitudes at or above 65520 become infinity, magnitudes at or below 2^-25 become (signed) zero,
+/// and results in between may be subnormal. NaN becomes the quiet NaN `0x7e00` with the input's sign
+/// (ggml's choice).
+pub fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let abs = bits & 0x7fff_ffff;
+    if abs > 0x7f80_0000 {
+        return sign | 0x7e00;
+    }
+    if abs >= 0x477f_f000 {
+        // ≥ 65520 = halfway between 65504 (largest f16) and 65536; the tie rounds to even, i.e. up.
+        return sign | 0x7c00;
+    }
+    if abs >= 0x3880_0000 {
+        // Normal f16 (≥ 2^-14): rebias the exponent, keep the top 10 mantissa bits, round on the
+        // 13 dropped ones. A mantissa carry correctly bumps the exponent.
+        let truncated = (abs - (112 << 23)) >> 13;
+        let rest = abs & 0x1fff;
+        let round_up = rest > 0x1000 || (rest == 0x1000 && truncated & 1 == 1);
+        return sign | (truncated + round_up as u32) as u16;
+    }
+    if abs <= 0x3300_0000 {
+        // ≤ 2^-25, half the smallest subnormal: the tie at 2^-25 rounds to even (zero).
+        return sign;
+    }
+    // Subnormal f16: value / 2^-24 = mantissa_with_implicit_bit · 2^(exp - 126), exp in 102..=112.
+    let exp = abs >> 23;
+    let mantissa = (abs & 0x007f_ffff) | 0x0080_0000;
+    let shift = 126 - exp; // 14 ..= 24
+    let truncated = mantissa >> shift;
+    let rest = mantissa & ((1 << shift) - 1);
+    let half = 1 << (shift - 1);
+    let round_up = rest > half || (rest == half && truncated & 1 == 1);
+    sign | (truncated + round_up as u32) as u16
+}
+
+#[inline]
+fn read_f16(bytes: &[u8], offset: usize) -> u16 {
+    u16::from_le_bytes([bytes[offset], bytes[offset + 1]])
+}
+
+#[inline]
+fn write_f16(bytes: &mut [u8], offset: usize, x: f32) {
+    bytes[offset..offset + 2].copy_from_slice(&f32_to_f16(x).to_le_bytes());
+}
+
+/// ggml `quantize_row_q8_0_ref`: per 32-block, `amax = max |x|`, `d = amax / 127`,
+/// `id = d ≠ 0 ? 1/d : 0` (from the `f32` `d`), `qs[j] = roundf(x[j] · id)` (round half away from
+/// zero; the float→`i8` conversion saturates where C's is undefined), and `d` stored as
+/// `f32_to_f16(d)`.
+///
+/// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 34`; only whole
+/// blocks present in both are written.
+pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
+    debug_assert!(src.len() % QK == 0 && dst.len() == src.len() / QK * Q8_0_BLOCK_BYTES);
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(Q8_0_BLOCK_BYTES)) {
+        let mut amax = 0.0f32;
+        for &v in x {
+            let a = v.abs();
+            amax = if amax > a { amax } else { a }; // C `MAX(amax, fabsf(v))`
+        }
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        write_f16(block, 0, d);
+        for (q, &v) in block[2..].iter_mut().zip(x) {
+            *q = (libm::roundf(v * id) as i8) as u8;
+        }
+    }
+}
+
+/// ggml `quantize_row_q4_0_ref`: per 32-block, `max` = the element of largest magnitude (first one
+/// on ties, sign kept), `d = max / −8`, `id = d ≠ 0 ? 1/d : 0`, quant
+/// `q = min(15, trunc(x · id + 8.5))` (truncation toward zero, clamped to `0..=15` where C is
+/// undefined), elements `j` and `j + 16` packed as low and high nibble of `qs[j]`; `d` stored as
+/// `f32_to_f16(d)`.
+///
+/// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 18`.
+pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
+    debug_assert!(src.len() % QK == 0 && dst.len() == src.len() / QK * Q4_0_BLOCK_BYTES);
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(Q4_0_BLOCK_BYTES)) {
+        let mut amax = 0.0f32;
+        let mut max = 0.0f32;
+        for &v in x {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        write_f16(block, 0, d);
+        let nibble = |v: f32| ((v * id + 8.5) as i8).clamp(0, 15) as u8;
+        for j in 0..QK / 2 {
+            block[2 + j] = nibble(x[j]) | (nibble(x[j + QK / 2]) << 4);
+        }
+    }
+}
+
+/// ggml `quantize_row_q4_1_ref`: per 32-block, `min`/`max` over the block (starting from
+/// `±f32::MAX`), `d = (max − min) / 15`, `id = d ≠ 0 ? 1/d : 0`, quant
+/// `q = min(15, trunc((x − min) · id + 0.5))` (clamped to `0..=15` where C is undefined), nibbles
+/// packed as for `q4_0`; `d` and `m = min` stored as `f32_to_f16`.
+///
+/// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 20`.
+pub fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) {
+    debug_assert!(src.len() % QK == 0 && dst.len() == src.len() / QK * Q4_1_BLOCK_BYTES);
+    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(Q4_1_BLOCK_BYTES)) {
+        let mut min = f32::MAX;
+        let mut max = -f32::MAX;
+        for &v in x {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        write_f16(block, 0, d);
+        write_f16(block, 2, min);
+        let nibble = |v: f32| (((v - min) * id + 0.5) as i8).clamp(0, 15) as u8;
+        for j in 0..QK / 2 {
+            block[4 + j] = nibble(x[j]) | (nibble(x[j + QK / 2]) << 4);
+        }
+    }
+}
+
+/// Quantizes one row of `src.len()` elements into `dst` (`dtype.row_bytes(src.len())` bytes);
+/// `f32` writes the values little-endian. Preconditions as for the per-dtype functions.
+pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
+    match dtype {
+        DType::F32 => {
+            debug_assert!(dst.len() == src.len() * 4);
+            for (out, v) in dst.chunks_exact_mut(4).zip(src) {
+                out.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        DType::Q8_0 => quantize_row_q8_0(src, dst),
+        DType::Q4_0 => quantize_row_q4_0(src, dst),
+        DType::Q4_1 => quantize_row_q4_1(src, dst),
+    }
+}
+
+/// Expands `src` (whole blocks of `dtype`) into `dst`, following the element formulas of the module
+/// docs in `f32` (`q4_1`: `(q · d) + m`, two roundings as in ggml's `dequantize_row_q4_1`).
+///
+/// Precondition: `src.len() == dtype.row_bytes(dst.len())`; only whole blocks present in both are
+/// written.
+pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
+    debug_assert!(dtype.row_bytes(dst.len()) == Some(src.len()));
+    match dtype {
+        DType::F32 => {
+            for (v, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::Q8_0 => {
+            for (y, block) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(Q8_0_BLOCK_BYTES)) {
+                let d = f16_to_f32(read_f16(block, 0));
+                for (v, &q) in y.iter_mut().zip(&block[2..]) {
+                    *v = (q as i8) as f32 * d;
+                }
+            }
+        }
+        DType::Q4_0 => {
+            for (y, block) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(Q4_0_BLOCK_BYTES)) {
+                let d = f16_to_f32(read_f16(block, 0));
+                let (lo, hi) = y.split_at_mut(QK / 2);
+                for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[2..]) {
+                    *a = ((q & 15) as i32 - 8) as f32 * d;
+                    *b = ((q >> 4) as i32 - 8) as f32 * d;
+                }
+            }
+        }
+        DType::Q4_1 => {
+            for (y, block) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(Q4_1_BLOCK_BYTES)) {
+                let d = f16_to_f32(read_f16(block, 0));
+                let m = f16_to_f32(read_f16(block, 2));
+                let (lo, hi) = y.split_at_mut(QK / 2);
+                for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[4..]) {
+                    *a = (q & 15) as f32 * d + m;
+                    *b = (q >> 4) as f32 * d + m;
+                }
+            }
+        }
+    }
+}
+
+/// For the package parser: the first block index (quantized dtypes) whose scale `d` — or, for
+/// `q4_1`, `d` or `m` — is infinite or NaN, or the first element index (`f32`) whose value is.
+/// `None` when everything is finite. A trailing partial block is not examined.
+pub fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    let f16_finite = |h: u16| h & 0x7c00 != 0x7c00;
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+        DType::Q8_0 | DType::Q4_0 => bytes
+            .chunks_exact(dtype.block_bytes())
+            .position(|block| !f16_finite(read_f16(block, 0))),
+        DType::Q4_1 => bytes
+            .chunks_exact(Q4_1_BLOCK_BYTES)
+            .position(|block| !f16_finite(read_f16(block, 0)) || !f16_finite(read_f16(block, 2))),
+    }
+}

@@ -1,0 +1,420 @@
+//! Quantized block layouts and the matrix-vector / matrix-matrix kernels.
+//!
+//! Pipeline position: format → **quant** → tokenizer → model. The package parser uses
+//! [`DType`], [`DType::row_bytes`] and [`first_non_finite`] to validate tensor data; the model calls
+//! [`matvec`] (decode, one token) and [`matmul`] (prefill, a batch of tokens) on borrowed package
+//! bytes.
+//!
+//! # Block layouts
+//!
+//! Rows are sequences of 32-element blocks ([`QK`]), little-endian, no padding, no alignment
+//! (`abi/FORMAT.md`, "Dtypes"). They are ggml's `block_q8_0`, `block_q4_0` and `block_q4_1` from
+//! `ggml-common.h`:
+//!
+//! | dtype  | bytes | layout                               | element `j`                          |
+//! |--------|-------|--------------------------------------|--------------------------------------|
+//! | `q8_0` | 34    | `f16 d`, `i8 qs[32]`                 | `d · qs[j]`                          |
+//! | `q4_0` | 18    | `f16 d`, `u8 qs[16]`                 | `d · (nibble(j) − 8)`                |
+//! | `q4_1` | 20    | `f16 d`, `f16 m`, `u8 qs[16]`        | `d · nibble(j) + m`                  |
+//!
+//! `nibble(j)` is `qs[j] & 15` for `j < 16` and `qs[j − 16] >> 4` for `j ≥ 16`.
+//!
+//! # Activation quantization (what [`QuantizedActivations::quantize`] computes)
+//!
+//! ggml's `quantize_row_q8_0_ref`, except that the scale is kept as an `f32` instead of being
+//! rounded to `f16`. Per 32-element block `x[0..32]`, in `f32` arithmetic:
+//!
+//! * `amax = max |x[j]|` (starting from `+0.0`, `amax = if amax > a { amax } else { a }`),
+//! * `d = amax / 127`, `id = if d != 0 { 1 / d } else { 0 }`,
+//! * `q[j] = round_half_away_from_zero(x[j] · id)` (C `roundf`), then clamped to `−127 ..= 127`.
+//!   For finite input the clamp never triggers (`|x · id| ≤ 127.00003`); it only matters when
+//!   `1 / d` overflows for a subnormal `amax`, where ggml's C conversion is undefined.
+//!   NaN converts to 0.
+//!
+//! The block also keeps `Σ q[j]` (an `i32`) for the `q4_1` minimum term.
+//!
+//! # Dot products and the fixed float accumulation order
+//!
+//! Every kernel (the plain scalar one in [`scalar`] and the SIMD128 one in `simd128`) performs
+//! *exactly* the following IEEE-754 `f32` operations, in this order, with no fused multiply-add, so
+//! their results are bit-identical (NaN payloads aside) on every platform:
+//!
+//! **Quantized weights** (`q8_0`, `q4_0`, `q4_1`) against quantized activations, `n_blocks = cols / 32`:
+//!
+//! 1. per block `b`, an exact integer sum `isum_b = Σ_j w_q[j] · x_q[j]` (`i32`; `w_q` is `qs[j]`
+//!    for `q8_0`, `nibble(j) − 8` for `q4_0` and `nibble(j)` for `q4_1`), and for `q4_1` also
+//!    `xsum_b = Σ_j x_q[j]`;
+//! 2. `term_b = (d_w · d_x) · f32(isum_b)` for `q8_0`/`q4_0`, and
+//!    `term_b = (d_w · d_x) · f32(isum_b) + (m_w · d_x) · f32(xsum_b)` for `q4_1`
+//!    (`d_w`, `m_w` the block's `f16` fields widened exactly; `d_x` the activation scale;
+//!    `f32(i)` is exact because `|i| < 2^24`);
+//! 3. four accumulators starting at `+0.0`: `acc[b % 4] += term_b` for `b = 0, 1, 2, …`;
+//! 4. result `(acc[0] + acc[1]) + (acc[2] + acc[3])`.
+//!
+//! **`f32` weights** against `f32` activations, `cols` elements:
+//!
+//! 1. sixteen accumulators starting at `+0.0`: `acc[i % 16] += w[i] · x[i]` for `i = 0, 1, 2, …`
+//!    (the product rounded, then the sum rounded; tail elements included the same way);
+//! 2. `v[l] = (acc[l] + acc[l + 4]) + (acc[l + 8] + acc[l + 12])` for `l = 0..4`;
+//! 3. result `(v[0] + v[1]) + (v[2] + v[3])`.
+//!
+//! `cols = 0` gives `+0.0`.
+//!
+//! [`matmul`] computes each token's dot products with exactly the same operations, so its output is
+//! bit-identical to calling [`matvec`] once per token.
+
+use alloc::vec::Vec;
+
+mod block;
+pub mod scalar;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128;
+
+#[cfg(feature = "kernel-selftest")]
+mod selftest;
+#[cfg(any(test, feature = "kernel-selftest"))]
+mod testdata;
+#[cfg(test)]
+mod tests;
+
+pub use block::{
+    dequantize_row, f16_to_f32, f32_to_f16, first_non_finite, quantize_row, quantize_row_q4_0,
+    quantize_row_q4_1, quantize_row_q8_0,
+};
+#[cfg(feature = "kernel-selftest")]
+pub use selftest::kernel_selftest;
+
+/// Elements per quant block (ggml's `QK8_0`, `QK4_0`, `QK4_1`).
+pub const QK: usize = 32;
+
+/// Bytes of one `q8_0` block: `f16 d` + `i8 qs[32]` (ggml `block_q8_0`).
+pub const Q8_0_BLOCK_BYTES: usize = 34;
+/// Bytes of one `q4_0` block: `f16 d` + `u8 qs[16]`, two 4-bit quants per byte (ggml `block_q4_0`).
+pub const Q4_0_BLOCK_BYTES: usize = 18;
+/// Bytes of one `q4_1` block: `f16 d` + `f16 m` + `u8 qs[16]` (ggml `block_q4_1`).
+pub const Q4_1_BLOCK_BYTES: usize = 20;
+
+const _: () = assert!(Q8_0_BLOCK_BYTES == 2 + QK);
+const _: () = assert!(Q4_0_BLOCK_BYTES == 2 + QK / 2);
+const _: () = assert!(Q4_1_BLOCK_BYTES == 2 + 2 + QK / 2);
+// The SIMD kernels load a block's quants as 16-byte vectors and the activations as 8 x i16.
+const _: () = assert!(QK == 32);
+
+/// Element type of a tensor, with the stable code stored in the package (`abi/FORMAT.md`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32 = 0,
+    Q8_0 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+}
+
+impl DType {
+    /// All dtypes, in code order.
+    pub const ALL: [DType; 4] = [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1];
+
+    /// The dtype with package code `code`, or `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<DType> {
+        match code {
+            0 => Some(DType::F32),
+            1 => Some(DType::Q8_0),
+            2 => Some(DType::Q4_0),
+            3 => Some(DType::Q4_1),
+            _ => None,
+        }
+    }
+
+    /// The package code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Lower-case name as in ggml / GGUF: `"f32"`, `"q8_0"`, `"q4_0"`, `"q4_1"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+        }
+    }
+
+    /// Elements per block: 1 for `f32`, [`QK`] for the quantized types.
+    pub fn block_elems(self) -> usize {
+        match self {
+            DType::F32 => 1,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => QK,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::Q8_0 => Q8_0_BLOCK_BYTES,
+            DType::Q4_0 => Q4_0_BLOCK_BYTES,
+            DType::Q4_1 => Q4_1_BLOCK_BYTES,
+        }
+    }
+
+    /// Bytes of a row of `row_len` elements; `None` if `row_len` is not a multiple of
+    /// [`block_elems`](DType::block_elems) or the size overflows `usize`.
+    pub fn row_bytes(self, row_len: usize) -> Option<usize> {
+        if row_len % self.block_elems() != 0 {
+            return None;
+        }
+        (row_len / self.block_elems()).checked_mul(self.block_bytes())
+    }
+}
+
+/// Activations quantized once to q8 blocks, so integer dot products can be used against quantized
+/// weights (see the module docs for the exact rounding).
+///
+/// One structure holds any number of whole blocks: quantize a single token's `cols` activations for
+/// [`matvec`], or a whole token-major batch `n_tokens × cols` for [`matmul`] (blocks never straddle
+/// tokens because `cols` is a multiple of 32, so the batch is exactly the per-token structures laid
+/// end to end). Buffers are reused across calls; quantizing never shrinks their capacity.
+#[derive(Clone, Debug, Default)]
+pub struct QuantizedActivations {
+    /// Per-block scale `d` (`f32`, not rounded to `f16`). Shape `[n_blocks]`.
+    d: Vec<f32>,
+    /// Quants, values in `−127 ..= 127`, widened to `i16` once here so the SIMD kernels can feed
+    /// `i32x4.dot_i16x8_s` directly instead of sign-extending the activations for every weight row.
+    /// Shape `[n_blocks × 32]`.
+    qs: Vec<i16>,
+    /// Per-block `Σ qs` (used by the `q4_1` minimum term). Shape `[n_blocks]`.
+    sums: Vec<i32>,
+}
+
+impl QuantizedActivations {
+    /// An empty structure (no allocation until the first [`quantize`](Self::quantize)).
+    pub fn new() -> Self {
+        QuantizedActivations { d: Vec::new(), qs: Vec::new(), sums: Vec::new() }
+    }
+
+    /// Quantizes `x` (replacing the previous contents).
+    ///
+    /// Precondition: `x.len()` is a multiple of [`QK`]; a trailing partial block is ignored.
+    pub fn quantize(&mut self, x: &[f32]) {
+        debug_assert!(x.len() % QK == 0, "activation length {} is not a multiple of {QK}", x.len());
+        let n_blocks = x.len() / QK;
+        self.d.clear();
+        self.qs.clear();
+        self.sums.clear();
+        self.d.reserve(n_blocks);
+        self.qs.reserve(n_blocks * QK);
+        self.sums.reserve(n_blocks);
+        for xb in x.chunks_exact(QK) {
+            let mut amax = 0.0f32;
+            for &v in xb {
+                let a = v.abs();
+                // ggml's MAX(amax, fabsf(v)) spelled out, NaN behaviour included.
+                amax = if amax > a { amax } else { a };
+            }
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for &v in xb {
+                // `as i32` saturates and maps NaN to 0; the clamp keeps the |q| <= 127 invariant.
+                let q = (libm::roundf(v * id) as i32).clamp(-127, 127);
+                sum += q;
+                self.qs.push(q as i16);
+            }
+            self.d.push(d);
+            self.sums.push(sum);
+        }
+    }
+
+    /// Number of quantized elements (`n_blocks × 32`).
+    pub fn len(&self) -> usize {
+        self.d.len() * QK
+    }
+
+    /// `true` when nothing has been quantized.
+    pub fn is_empty(&self) -> bool {
+        self.d.is_empty()
+    }
+
+    /// Number of quantized blocks.
+    pub fn n_blocks(&self) -> usize {
+        self.d.len()
+    }
+
+    /// The per-block scales, quants and quant sums of blocks `first_block .. first_block + n_blocks`
+    /// (empty slices where that range is not held).
+    pub(crate) fn view(&self, first_block: usize, n_blocks: usize) -> XqView<'_> {
+        let end = first_block.checked_add(n_blocks);
+        let blocks = |len: usize| match end {
+            Some(end) if end <= len => first_block..end,
+            _ => 0..0,
+        };
+        let qs = match (first_block.checked_mul(QK), end.and_then(|e| e.checked_mul(QK))) {
+            (Some(lo), Some(hi)) if hi <= self.qs.len() => &self.qs[lo..hi],
+            _ => &self.qs[..0],
+        };
+        XqView { d: &self.d[blocks(self.d.len())], qs, sums: &self.sums[blocks(self.sums.len())] }
+    }
+}
+
+/// Borrowed quantized activations of one token: `d[n_blocks]`, `qs[n_blocks × 32]`, `sums[n_blocks]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct XqView<'a> {
+    pub(crate) d: &'a [f32],
+    pub(crate) qs: &'a [i16],
+    pub(crate) sums: &'a [i32],
+}
+
+impl XqView<'_> {
+    /// Whole blocks present in all three slices.
+    pub(crate) fn n_blocks(&self) -> usize {
+        self.d.len().min(self.qs.len() / QK).min(self.sums.len())
+    }
+}
+
+/// `out[r] = dot(row r of W, x)` for `r in 0..rows`.
+///
+/// `bytes` holds `rows` rows of `dtype` data, each `cols` elements (`dtype.row_bytes(cols)` bytes),
+/// little-endian, with no alignment requirement. `f32` weights use `x` (`x.len() ≥ cols`);
+/// quantized weights use `xq`, which must hold `x` quantized (`xq.len() == cols`) — the caller
+/// quantizes once and reuses it for every matrix that multiplies the same vector. The float
+/// accumulation order is fixed (module docs).
+///
+/// Preconditions (checked by `debug_assert!`): `cols` is a multiple of `dtype.block_elems()`,
+/// `bytes.len() ≥ rows · row_bytes`, `out.len() ≥ rows`, and the activation length above. When
+/// they are violated nothing panics and memory stays safe; only outputs that can be computed are
+/// written.
+pub fn matvec(
+    dtype: DType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    xq: &QuantizedActivations,
+    out: &mut [f32],
+) {
+    matmul(dtype, bytes, rows, cols, 1, x, xq, out)
+}
+
+/// Batched prefill: `y[t · rows + r] = dot(row r of W, token t of X)` for `t in 0..n_tokens`,
+/// `r in 0..rows`.
+///
+/// `x` is token-major `n_tokens × cols` `f32`; `xq` is the whole of `x` quantized with one
+/// [`QuantizedActivations::quantize`] call (it is read only for quantized weights, `x` only for
+/// `f32` weights); `y` is token-major `n_tokens × rows`. Weights are the outer loop and tokens the
+/// inner one (in tiles of [`TOKEN_TILE`] tokens), so each weight row is read from memory once per
+/// tile and decoded once per group of four tokens. The output is bit-identical to calling
+/// [`matvec`] for each token.
+///
+/// Preconditions as for [`matvec`], with `x.len() ≥ n_tokens · cols` (f32) or
+/// `xq.len() == n_tokens · cols` (quantized) and `y.len() ≥ n_tokens · rows`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dtype: DType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    x: &[f32],
+    xq: &QuantizedActivations,
+    y: &mut [f32],
+) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128::matmul(dtype, bytes, rows, cols, n_tokens, x, xq, y);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    scalar::matmul(dtype, bytes, rows, cols, n_tokens, x, xq, y);
+}
+
+/// Tokens per tile in [`matmul`]: one tile's quantized activations (≈ 2.2 KiB per token at
+/// `cols = 1024`) stay cache-resident while every weight row streams past them once.
+pub const TOKEN_TILE: usize = 32;
+
+/// Tokens sharing one decode of a weight block in the SIMD matmul kernel.
+pub(crate) const TOKEN_GROUP: usize = 4;
+
+/// One kernel family (a dtype in one implementation): the dot products of one weight row against
+/// `N` tokens at once. `dot` must perform, for each token, exactly the operations in the module
+/// docs, so `N = 1` and `N = TOKEN_GROUP` agree bit for bit.
+pub(crate) trait RowKernel {
+    /// A token's activations as this kernel reads them.
+    type Act<'a>: Copy;
+    /// Token `t`'s activations, `cols` elements (empty if not held).
+    fn act<'a>(x: &'a [f32], xq: &'a QuantizedActivations, t: usize, cols: usize) -> Self::Act<'a>;
+    /// Dot products of `row` (one row of weight bytes) with each of `acts`.
+    fn dot<const N: usize>(row: &[u8], acts: [Self::Act<'_>; N]) -> [f32; N];
+}
+
+/// Token `t`'s `f32` activations: `x[t·cols .. (t+1)·cols]`, or empty if out of range.
+pub(crate) fn f32_act(x: &[f32], t: usize, cols: usize) -> &[f32] {
+    let range = t.checked_mul(cols).and_then(|lo| Some(lo..lo.checked_add(cols)?));
+    range.and_then(|r| x.get(r)).unwrap_or(&[])
+}
+
+/// Token `t`'s quantized activations: blocks `t·n_blocks .. (t+1)·n_blocks`, `n_blocks = cols/32`.
+pub(crate) fn q_act(xq: &QuantizedActivations, t: usize, cols: usize) -> XqView<'_> {
+    let n_blocks = cols / QK;
+    match t.checked_mul(n_blocks) {
+        Some(first) => xq.view(first, n_blocks),
+        None => xq.view(0, 0),
+    }
+}
+
+/// The shared matmul driver: weight rows outer, token tiles and groups inner. Used by both the
+/// scalar and the SIMD128 implementations so their iteration is the same; only `K::dot` differs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn drive_matmul<K: RowKernel>(
+    dtype: DType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    x: &[f32],
+    xq: &QuantizedActivations,
+    y: &mut [f32],
+) {
+    let Some(row_bytes) = dtype.row_bytes(cols) else {
+        debug_assert!(false, "cols {cols} is not a multiple of {} for {}", dtype.block_elems(), dtype.name());
+        return;
+    };
+    debug_assert!(
+        rows.checked_mul(row_bytes).is_some_and(|n| bytes.len() >= n),
+        "{} weights: {} bytes for {rows} rows of {cols}",
+        dtype.name(),
+        bytes.len()
+    );
+    debug_assert!(n_tokens.checked_mul(rows).is_some_and(|n| y.len() >= n), "output too short");
+    debug_assert!(
+        match dtype {
+            DType::F32 => n_tokens.checked_mul(cols).is_some_and(|n| x.len() >= n),
+            _ => n_tokens.checked_mul(cols).is_some_and(|n| xq.len() == n),
+        },
+        "activations do not hold {n_tokens} tokens of {cols}"
+    );
+    if rows == 0 || n_tokens == 0 {
+        return;
+    }
+    // Clamp to what the buffers can hold, so violated preconditions never index out of range.
+    // `y` keeps the caller's row stride; only the rows the weight bytes cover are computed.
+    let y_stride = rows;
+    let n_tokens = n_tokens.min(y.len() / y_stride);
+    let rows = if row_bytes == 0 { rows } else { rows.min(bytes.len() / row_bytes) };
+    for tile_start in (0..n_tokens).step_by(TOKEN_TILE) {
+        let tile_end = n_tokens.min(tile_start + TOKEN_TILE);
+        for r in 0..rows {
+            let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
+            let mut t = tile_start;
+            while t + TOKEN_GROUP <= tile_end {
+                let acts: [K::Act<'_>; TOKEN_GROUP] = core::array::from_fn(|i| K::act(x, xq, t + i, cols));
+                for (i, v) in K::dot(row, acts).into_iter().enumerate() {
+                    y[(t + i) * y_stride + r] = v;
+                }
+                t += TOKEN_GROUP;
+            }
+            while t < tile_end {
+                let [v] = K::dot(row, [K::act(x, xq, t, cols)]);
+                y[t * y_stride + r] = v;
+                t += 1;
+            }
+        }
+    }
+}

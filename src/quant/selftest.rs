@@ -1,0 +1,69 @@
+//! `kernel_selftest`: the scalar reference against the dispatched kernels, for the wasm build.
+//!
+//! Native `cargo test` cannot execute SIMD128, so a test build of the module exports this function
+//! and a wasmtime host calls it. It compares bit patterns, so a single ulp of difference counts.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::testdata::{random_activations, random_weights, Rng};
+use super::{matmul, matvec, scalar, DType, QuantizedActivations, TOKEN_TILE};
+
+/// Row lengths for quantized dtypes: one to 48 blocks, with every `n_blocks % 4` tail.
+pub(crate) const QUANT_COLS: [usize; 6] = [32, 64, 96, 544, 576, 1536];
+/// Extra row lengths for `f32`: every `cols % 16` tail and sizes around the 16-lane step.
+pub(crate) const F32_COLS: [usize; 11] = [1, 2, 3, 15, 16, 17, 31, 33, 63, 127, 129];
+
+/// Runs the dispatched `matvec` / `matmul` (SIMD128 in a wasm `+simd128` build) against
+/// [`scalar`] over [`QUANT_COLS`] (all dtypes) and [`F32_COLS`] (`f32`) with deterministic
+/// pseudo-random data, and `matmul` against per-token `matvec`. Returns the number of output values
+/// whose bits differ (0 = pass).
+pub fn kernel_selftest() -> u32 {
+    let mut mismatches = 0u32;
+    let mut rng = Rng::new(0x5eed_0001);
+    for dtype in DType::ALL {
+        let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
+        for &cols in QUANT_COLS.iter().chain(extra) {
+            // 13 tokens: three groups of 4 and a remainder of 1; 37 crosses a token tile.
+            for n_tokens in [1, 13, TOKEN_TILE + 5] {
+                mismatches = mismatches.saturating_add(compare(dtype, 7, cols, n_tokens, &mut rng));
+            }
+        }
+    }
+    mismatches
+}
+
+fn count_bit_mismatches(a: &[f32], b: &[f32]) -> u32 {
+    let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    let missing = a.len().abs_diff(b.len());
+    u32::try_from(differ + missing).unwrap_or(u32::MAX)
+}
+
+fn compare(dtype: DType, rows: usize, cols: usize, n_tokens: usize, rng: &mut Rng) -> u32 {
+    let weights = random_weights(dtype, rows, cols, rng);
+    let x = random_activations(n_tokens * cols, rng);
+    let mut xq = QuantizedActivations::new();
+    if dtype != DType::F32 {
+        xq.quantize(&x);
+    }
+    let mut mismatches = 0u32;
+
+    let mut y_fast = vec![0.0f32; n_tokens * rows];
+    let mut y_ref = vec![0.0f32; n_tokens * rows];
+    matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y_fast);
+    scalar::matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y_ref);
+    mismatches = mismatches.saturating_add(count_bit_mismatches(&y_fast, &y_ref));
+
+    // Per-token matvec, each token quantized on its own.
+    let mut y_tokens: Vec<f32> = Vec::with_capacity(n_tokens * rows);
+    let mut x1q = QuantizedActivations::new();
+    let mut out = vec![0.0f32; rows];
+    for x1 in x.chunks_exact(cols) {
+        if dtype != DType::F32 {
+            x1q.quantize(x1);
+        }
+        matvec(dtype, &weights, rows, cols, x1, &x1q, &mut out);
+        y_tokens.extend_from_slice(&out);
+    }
+    mismatches.saturating_add(count_bit_mismatches(&y_fast, &y_tokens))
+}

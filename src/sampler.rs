@@ -1,0 +1,965 @@
+//! Next-token selection: turns one row of logits into a token id.
+//!
+//! # Pipeline (llama.cpp order)
+//! Each stage is spelled out exactly (operation, order, f32 arithmetic), so that another
+//! implementation given the same logits, `recent` tokens, parameters and seed picks the same ids.
+//! Only the first `min(logits.len(), n_vocab)` logits are considered, `n_vocab` being the size
+//! given to [`Sampler::new`].
+//!
+//! 0. **Non-finite logits.** NaN becomes `-inf` (the token can never be chosen) and `+inf` becomes
+//!    `f32::MAX` (the token wins, tying with any other `+inf`), so no later step meets NaN.
+//! 1. **Repetition penalty** (skipped when `repetition_penalty == 1` or `repetition_window == 0`).
+//!    The window is the last `min(repetition_window, recent.len())` entries of `recent` (prompt
+//!    and generated tokens). Each *distinct* id in it that indexes a considered logit is penalized
+//!    once, CTRL / llama.cpp style: `logit > 0 ? logit / penalty : logit * penalty`. Other ids are
+//!    ignored.
+//! 2. **Greedy** (`temperature == 0`): the id of the largest logit, lowest id on ties; no random
+//!    number is drawn and stages 3-7 do not apply. If every logit is `-inf` the result is 0.
+//! 3. **Candidates and top-k.** Candidates are the tokens whose logit is not `-inf`. If there are
+//!    none, the result is 0 (after the random number of stage 7 is drawn, so the stream stays in
+//!    step). If `0 < top_k < candidate count`, only the `top_k` candidates with the largest
+//!    logits are kept, ties broken by lower id; found by partial selection (average O(V)), not by
+//!    a full sort.
+//! 4. **Softmax with temperature.** `m` = largest candidate logit; weight
+//!    `w = libm::expf((logit - m) / temperature)` (the best weight is exactly 1). Candidates are
+//!    put in the *stable order*: weight descending, then id ascending (the weight is the
+//!    probability before the common normalization, so this is the probability order).
+//!    `sum` = f32 sum of the weights taken in that order; `p = w / sum`.
+//! 5. **Top-p** (skipped when `top_p == 1`, so rounding can never drop a tail that "off" keeps).
+//!    Walking the stable order, accumulate `p` in f32; keep the tokens up to and including the
+//!    first one at which the running sum is `>= top_p` (all of them if it never gets there).
+//! 6. **Min-p** (skipped when `min_p == 0`). Drop the tokens with `p < min_p * p_max`, `p_max`
+//!    being the first (largest) kept probability. Then drop tokens whose `p` underflowed to
+//!    exactly 0: they can never be drawn and must not become the fallback of stage 7.
+//! 7. **Draw.** Renormalizing is folded into the target: `total` = f32 sum of the kept `p` in the
+//!    stable order, `u = rng.next_f32()`, `target = u * total`. Walking the stable order with a
+//!    running f32 sum `c`, the result is the first token with `target < c`; if rounding leaves
+//!    `target` beyond the last running sum, the last kept token.
+//!
+//! Exactly one random number is consumed per call when `temperature > 0`, none when it is 0.
+//! Every float operation above is a basic IEEE-754 f32 operation or `libm::expf`, and every sort
+//! uses a total order, so results do not depend on the host.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result, Status};
+
+/// Largest accepted temperature. Above this every distribution is practically uniform; the bound
+/// keeps `(logit - m) / temperature` well away from denormals for any sane logit range.
+pub const MAX_TEMPERATURE: f32 = 100.0;
+/// Largest accepted repetition penalty. llama.cpp sets no bound; values past ~2 already wreck text,
+/// so 10 leaves room for experiments while rejecting typos such as 100.
+pub const MAX_REPETITION_PENALTY: f32 = 10.0;
+
+/// Sampling parameters, as passed through the ABI. Check them with [`SamplingParams::validate`]
+/// before building a [`Sampler`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// 0 = greedy (argmax, lowest id on ties); > 0 = sample. Finite, `0..=MAX_TEMPERATURE`.
+    pub temperature: f32,
+    /// Keep only the `top_k` highest logits; 0 = off.
+    pub top_k: u32,
+    /// Nucleus size, in `(0, 1]`; 1 = off.
+    pub top_p: f32,
+    /// Drop tokens with probability below `min_p` times the best one, in `[0, 1)`; 0 = off.
+    pub min_p: f32,
+    /// CTRL / llama.cpp repetition penalty, in `1..=MAX_REPETITION_PENALTY`; 1 = off.
+    pub repetition_penalty: f32,
+    /// How many of the most recent tokens (prompt + generated) the penalty looks at; 0 = off.
+    pub repetition_window: u32,
+    /// Seed of the [`Rng`] stream.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    /// Greedy decoding with every filter off; a 64-token penalty window ready for when the penalty
+    /// is switched on.
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            repetition_window: 64,
+            seed: 0,
+        }
+    }
+}
+
+/// An `InvalidSampling` error for a float field. `Error::value` is a `u64`, so a float reports its
+/// IEEE-754 bit pattern (`f32::to_bits`), which also keeps NaN and infinities distinguishable.
+fn invalid_float(field: &'static str, value: f32, rule: &'static str) -> Error {
+    Error::new(Status::InvalidSampling, field, u64::from(value.to_bits()), rule)
+}
+
+impl SamplingParams {
+    /// Checks every rule; the first broken one (in field order) is reported with its field name
+    /// (`sampling.temperature`, ...). `top_k`, `repetition_window` and `seed` accept every value.
+    pub fn validate(&self) -> Result<()> {
+        // Written as `!(in range)` so that NaN, which fails every comparison, is rejected too.
+        if !(self.temperature.is_finite()
+            && self.temperature >= 0.0
+            && self.temperature <= MAX_TEMPERATURE)
+        {
+            return Err(invalid_float(
+                "sampling.temperature",
+                self.temperature,
+                "must be finite and in 0..=100 (0 = greedy)",
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(invalid_float("sampling.top_p", self.top_p, "must be in (0, 1] (1 = off)"));
+        }
+        if !(self.min_p >= 0.0 && self.min_p < 1.0) {
+            return Err(invalid_float("sampling.min_p", self.min_p, "must be in [0, 1) (0 = off)"));
+        }
+        if !(self.repetition_penalty >= 1.0 && self.repetition_penalty <= MAX_REPETITION_PENALTY) {
+            return Err(invalid_float(
+                "sampling.repetition_penalty",
+                self.repetition_penalty,
+                "must be in 1..=10 (1 = off)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The sampler's pseudo-random generator: xoshiro256** seeded through SplitMix64.
+///
+/// All arithmetic is on u64 and wraps modulo 2^64; `rotl(x, k)` is a left rotation by `k` bits.
+///
+/// **Seeding (SplitMix64).** Starting from `x = seed`, four outputs of SplitMix64 become the state
+/// `s[0], s[1], s[2], s[3]`, in that order. One SplitMix64 output is:
+/// ```text
+/// x = x + 0x9E3779B97F4A7C15
+/// z = x
+/// z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+/// z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+/// output z ^ (z >> 31)
+/// ```
+/// (The SplitMix64 output function is a bijection of `x`, so four consecutive outputs are never
+/// all zero, the one state xoshiro cannot leave.)
+///
+/// **`next_u64` (xoshiro256\*\*, Blackman & Vigna 2018).**
+/// ```text
+/// result = rotl(s[1] * 5, 7) * 9
+/// t = s[1] << 17
+/// s[2] ^= s[0]
+/// s[3] ^= s[1]
+/// s[1] ^= s[2]
+/// s[0] ^= s[3]
+/// s[2] ^= t
+/// s[3] = rotl(s[3], 45)
+/// output result
+/// ```
+///
+/// **`next_f32`.** Takes one `next_u64` output `r` and returns `(r >> 40) as f32 * 2^-24`: the top
+/// 24 bits as an integer, scaled. Both steps are exact in f32, so the value is a multiple of 2^-24
+/// in `[0, 1 - 2^-24]` on every host.
+///
+/// Reference stream: `Rng::new(42)` starts `0x15780B2E0C2EC716`, `0x6104D9866D113A7E`, ...;
+/// the test `rng_golden_seed_42` pins the first eight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut splitmix64 = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let s = [splitmix64(), splitmix64(), splitmix64(), splitmix64()];
+        Rng { s }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in `[0, 1)`, a multiple of 2^-24 (24 bits is exactly the f32 significand).
+    pub fn next_f32(&mut self) -> f32 {
+        const TWO_POW_MINUS_24: f32 = 1.0 / 16_777_216.0;
+        (self.next_u64() >> 40) as f32 * TWO_POW_MINUS_24
+    }
+}
+
+/// A token still in the running: its id and, depending on the stage, its logit, its softmax weight
+/// or its probability.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    id: u32,
+    value: f32,
+}
+
+/// The stable order (value descending, then id ascending) packed into one integer, so that sorting
+/// and selecting compare plain u64s (measured 2-4x faster than a two-field float comparator on a
+/// 49152-token row). The float's bits are mapped to a u32 that orders like the float itself
+/// (negative: all bits flipped; positive: sign bit set), then inverted for descending. This is
+/// IEEE-754 total order, which agrees with `<` on every value the pipeline produces: NaN is gone
+/// after stage 0, and stage 0 also turns -0.0 into +0.0 so the two zeros tie as `==` says.
+fn stable_order_key(candidate: &Candidate) -> u64 {
+    let bits = candidate.value.to_bits();
+    let ascending = if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 };
+    (u64::from(!ascending) << 32) | u64::from(candidate.id)
+}
+
+/// Turns logits into token ids following the pipeline in the module docs. Holds its scratch
+/// buffers so that sampling a token allocates nothing.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+    /// Vocabulary size the scratch buffers were sized for; longer logit rows are cut to it.
+    n_vocab: usize,
+    /// Capacity `n_vocab`; refilled for every sampled token.
+    candidates: Vec<Candidate>,
+    /// `n_vocab` flags, all false between calls; marks ids already penalized in the current window
+    /// so that repeats are penalized once.
+    penalized: Vec<bool>,
+}
+
+impl Sampler {
+    /// `params` should have passed [`SamplingParams::validate`]; other values give unspecified (but
+    /// never panicking) results. Allocates all scratch memory now.
+    pub fn new(params: SamplingParams, vocab_size: usize) -> Self {
+        // Token ids are u32; a larger vocabulary cannot be addressed anyway.
+        let n_vocab = vocab_size.min(u32::MAX as usize);
+        Sampler {
+            params,
+            rng: Rng::new(params.seed),
+            n_vocab,
+            candidates: Vec::with_capacity(n_vocab),
+            penalized: vec![false; n_vocab],
+        }
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Restarts the random stream from `params.seed`, so a reset session repeats its samples.
+    pub fn reseed(&mut self) {
+        self.rng = Rng::new(self.params.seed);
+    }
+
+    /// Picks the next token. `logits` may be modified in place (stages 0-1: sanitized and
+    /// penalized). `recent` = tokens so far (prompt + generated); only the last
+    /// `repetition_window` count.
+    /// The result is below `min(logits.len(), vocab_size)`, or 0 if that is 0.
+    pub fn sample(&mut self, logits: &mut [f32], recent: &[u32]) -> u32 {
+        let n_logits = logits.len().min(self.n_vocab);
+        let logits = &mut logits[..n_logits];
+
+        sanitize_logits(logits);
+        self.apply_repetition_penalty(logits, recent);
+
+        let temperature = self.params.temperature;
+        if temperature == 0.0 {
+            return argmax(logits);
+        }
+        // Drawn before anything can return early: one number per sampled token, always.
+        let u = self.rng.next_f32();
+
+        // Stage 3: candidates and top-k.
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        let mut max_logit = f32::NEG_INFINITY;
+        for (id, &logit) in logits.iter().enumerate() {
+            if logit > f32::NEG_INFINITY {
+                candidates.push(Candidate { id: id as u32, value: logit });
+                max_logit = max_logit.max(logit);
+            }
+        }
+        if candidates.is_empty() {
+            return 0;
+        }
+        let top_k = self.params.top_k as usize;
+        if top_k > 0 && top_k < candidates.len() {
+            // Partial selection: afterwards the first top_k entries are the top_k best in the
+            // stable order (in no particular order among themselves). The order is total, so the
+            // set is the same whatever the selection algorithm does internally.
+            candidates.select_nth_unstable_by_key(top_k - 1, stable_order_key);
+            candidates.truncate(top_k);
+        }
+
+        // Stage 4: softmax with temperature.
+        for candidate in candidates.iter_mut() {
+            candidate.value = libm::expf((candidate.value - max_logit) / temperature);
+        }
+        // A full O(V log V) sort only when top_k is off; otherwise top_k entries.
+        candidates.sort_unstable_by_key(stable_order_key);
+        let sum: f32 = candidates.iter().fold(0.0, |acc, c| acc + c.value);
+        for candidate in candidates.iter_mut() {
+            candidate.value /= sum;
+        }
+
+        // Stage 5: top-p.
+        let mut n_kept = candidates.len();
+        let top_p = self.params.top_p;
+        if top_p != 1.0 {
+            let mut cumulative = 0.0f32;
+            for (i, candidate) in candidates.iter().enumerate() {
+                cumulative += candidate.value;
+                if cumulative >= top_p {
+                    n_kept = i + 1;
+                    break;
+                }
+            }
+        }
+
+        // Stage 6: min-p, then zero probabilities. The kept set is a prefix of the stable order,
+        // so each filter only shortens it; `.max(1)` guards parameters that skipped validation.
+        let min_p = self.params.min_p;
+        if min_p != 0.0 {
+            let threshold = min_p * candidates[0].value;
+            n_kept =
+                candidates[..n_kept].iter().take_while(|c| c.value >= threshold).count().max(1);
+        }
+        n_kept = candidates[..n_kept].iter().take_while(|c| c.value > 0.0).count().max(1);
+        let kept = &candidates[..n_kept];
+
+        // Stage 7: draw.
+        let total: f32 = kept.iter().fold(0.0, |acc, c| acc + c.value);
+        let target = u * total;
+        let mut cumulative = 0.0f32;
+        for candidate in kept {
+            cumulative += candidate.value;
+            if target < cumulative {
+                return candidate.id;
+            }
+        }
+        kept[n_kept - 1].id
+    }
+
+    /// Stage 1. Each distinct in-vocabulary id of the window is penalized exactly once.
+    fn apply_repetition_penalty(&mut self, logits: &mut [f32], recent: &[u32]) {
+        let penalty = self.params.repetition_penalty;
+        let n_window = (self.params.repetition_window as usize).min(recent.len());
+        if penalty == 1.0 || n_window == 0 {
+            return;
+        }
+        let window = &recent[recent.len() - n_window..];
+        for &id in window {
+            let id = id as usize;
+            if id < logits.len() && !self.penalized[id] {
+                self.penalized[id] = true;
+                let logit = logits[id];
+                logits[id] = if logit > 0.0 { logit / penalty } else { logit * penalty };
+            }
+        }
+        // Clear only what was set: O(window), not O(vocab).
+        for &id in window {
+            if let Some(flag) = self.penalized.get_mut(id as usize) {
+                *flag = false;
+            }
+        }
+    }
+}
+
+/// Stage 0: NaN → -inf (never chosen), +inf → f32::MAX (chosen, without inf - inf = NaN later),
+/// -0.0 → +0.0 (so [`stable_order_key`] ties the two zeros).
+fn sanitize_logits(logits: &mut [f32]) {
+    for logit in logits.iter_mut() {
+        if logit.is_nan() {
+            *logit = f32::NEG_INFINITY;
+        } else if *logit == f32::INFINITY {
+            *logit = f32::MAX;
+        } else if *logit == 0.0 {
+            *logit = 0.0;
+        }
+    }
+}
+
+/// Stage 2: index of the largest logit, lowest on ties (strict `>` keeps the first); 0 when every
+/// logit is -inf or the row is empty.
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best_id = 0;
+    let mut best_logit = f32::NEG_INFINITY;
+    for (id, &logit) in logits.iter().enumerate() {
+        if logit > best_logit {
+            best_id = id;
+            best_logit = logit;
+        }
+    }
+    best_id as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use core::cmp::Ordering;
+
+    /// The stable order as a plain comparator, the definition [`stable_order_key`] must match.
+    fn value_desc_then_id(a: &Candidate, b: &Candidate) -> Ordering {
+        b.value.partial_cmp(&a.value).expect("no NaN in the pipeline").then(a.id.cmp(&b.id))
+    }
+
+    #[test]
+    fn stable_order_key_matches_comparator() {
+        let values = [
+            -f32::MAX,
+            -1e30,
+            -2.0,
+            -1.0,
+            -f32::MIN_POSITIVE,
+            -1e-45,
+            0.0,
+            1e-45,
+            f32::MIN_POSITIVE,
+            0.5,
+            1.0,
+            1.0 + f32::EPSILON,
+            3e38,
+            f32::MAX,
+        ];
+        let mut candidates = Vec::new();
+        for (i, &value) in values.iter().enumerate() {
+            // Two ids per value, the higher id first, so ties must be broken by the key.
+            candidates.push(Candidate { id: (2 * i + 1) as u32, value });
+            candidates.push(Candidate { id: (2 * i) as u32, value });
+        }
+        for a in &candidates {
+            for b in &candidates {
+                let by_key = stable_order_key(a).cmp(&stable_order_key(b));
+                assert_eq!(by_key, value_desc_then_id(a, b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    fn sampling(temperature: f32) -> SamplingParams {
+        SamplingParams { temperature, ..SamplingParams::default() }
+    }
+
+    fn random_logits(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect()
+    }
+
+    // ---- validation ----
+
+    fn assert_rejected(params: SamplingParams, field: &str) {
+        let err = params.validate().expect_err(field);
+        assert_eq!(err.status, Status::InvalidSampling, "{field}");
+        assert_eq!(err.field, field);
+    }
+
+    #[test]
+    fn default_is_greedy_and_valid() {
+        let params = SamplingParams::default();
+        assert_eq!(params.validate(), Ok(()));
+        assert_eq!(params.temperature, 0.0);
+        assert_eq!((params.top_k, params.top_p, params.min_p), (0, 1.0, 0.0));
+        assert_eq!(
+            (params.repetition_penalty, params.repetition_window, params.seed),
+            (1.0, 64, 0)
+        );
+    }
+
+    #[test]
+    fn validate_accepts_boundaries() {
+        let d = SamplingParams::default();
+        for params in [
+            SamplingParams { temperature: MAX_TEMPERATURE, ..d },
+            SamplingParams { temperature: -0.0, ..d },
+            SamplingParams { temperature: f32::MIN_POSITIVE, ..d },
+            SamplingParams { top_p: f32::MIN_POSITIVE, ..d },
+            SamplingParams { min_p: 0.999_999_9, ..d },
+            SamplingParams { repetition_penalty: MAX_REPETITION_PENALTY, ..d },
+            SamplingParams { top_k: u32::MAX, repetition_window: u32::MAX, seed: u64::MAX, ..d },
+        ] {
+            assert_eq!(params.validate(), Ok(()), "{params:?}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_temperature() {
+        let d = SamplingParams::default();
+        for temperature in
+            [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1.0, -f32::MIN_POSITIVE, 100.01]
+        {
+            assert_rejected(SamplingParams { temperature, ..d }, "sampling.temperature");
+        }
+        let err = SamplingParams { temperature: -1.0, ..d }.validate().unwrap_err();
+        assert_eq!(err.value, u64::from((-1.0f32).to_bits()), "float values report their bits");
+    }
+
+    #[test]
+    fn validate_rejects_bad_top_p() {
+        let d = SamplingParams::default();
+        for top_p in [0.0, -0.0, -0.5, 1.000_001, f32::NAN, f32::INFINITY] {
+            assert_rejected(SamplingParams { top_p, ..d }, "sampling.top_p");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_min_p() {
+        let d = SamplingParams::default();
+        for min_p in [-0.01, 1.0, 2.0, f32::NAN, f32::NEG_INFINITY] {
+            assert_rejected(SamplingParams { min_p, ..d }, "sampling.min_p");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_repetition_penalty() {
+        let d = SamplingParams::default();
+        for repetition_penalty in [0.0, 0.999, -1.0, 10.01, f32::NAN, f32::INFINITY] {
+            assert_rejected(
+                SamplingParams { repetition_penalty, ..d },
+                "sampling.repetition_penalty",
+            );
+        }
+    }
+
+    // ---- PRNG ----
+
+    /// Pins the stream: a change to seeding, the generator or the float conversion fails here.
+    /// Values computed by an independent Python implementation of the spec in the `Rng` docs.
+    #[test]
+    fn rng_golden_seed_42() {
+        const GOLDEN_U64: [u64; 8] = [
+            0x1578_0B2E_0C2E_C716,
+            0x6104_D986_6D11_3A7E,
+            0xAE17_5332_39E4_99A1,
+            0xECB8_AD47_03B3_60A1,
+            0xFDE6_DC7F_E2EC_5E64,
+            0xC50D_A531_0179_5238,
+            0xB821_5485_5A65_DDB2,
+            0xD99A_2743_EBE6_0087,
+        ];
+        const GOLDEN_F32: [f32; 8] = [
+            0.083_862_96,
+            0.378_980_22,
+            0.680_043_4,
+            0.924_692_9,
+            0.991_803_9,
+            0.769_739_45,
+            0.719_258_55,
+            0.850_008_4,
+        ];
+        let mut rng = Rng::new(42);
+        let got: Vec<u64> = (0..8).map(|_| rng.next_u64()).collect();
+        assert_eq!(got, GOLDEN_U64);
+
+        let mut rng = Rng::new(42);
+        for (&bits, &expected) in GOLDEN_U64.iter().zip(&GOLDEN_F32) {
+            let u = rng.next_f32();
+            assert_eq!(u, expected);
+            assert_eq!(u, (bits >> 40) as f32 / 16_777_216.0);
+        }
+    }
+
+    #[test]
+    fn rng_next_f32_in_unit_interval() {
+        let mut rng = Rng::new(7);
+        for _ in 0..10_000 {
+            let u = rng.next_f32();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn rng_seeds_differ() {
+        let a: Vec<u64> = {
+            let mut r = Rng::new(0);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = Rng::new(1);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        assert_ne!(a, b);
+        assert!(a.iter().all(|&x| x != 0), "seed 0 must not give a degenerate stream");
+    }
+
+    // ---- greedy ----
+
+    #[test]
+    fn greedy_is_argmax_with_lowest_id_on_ties() {
+        let mut sampler = Sampler::new(SamplingParams::default(), 6);
+        assert_eq!(sampler.sample(&mut [0.1, 3.0, -2.0, 2.9, 0.0, 1.0], &[]), 1);
+        assert_eq!(sampler.sample(&mut [0.1, 3.0, -2.0, 3.0, 0.0, 3.0], &[]), 1);
+        assert_eq!(sampler.sample(&mut [5.0, 5.0, 5.0, 5.0, 5.0, 5.0], &[]), 0);
+        // -0.0 and 0.0 are equal: tie goes to the lower id.
+        assert_eq!(sampler.sample(&mut [-1.0, -0.0, 0.0, -3.0, -1.0, -1.0], &[]), 1);
+        let mut logits = [-0.0, f32::NAN, f32::INFINITY];
+        sampler.sample(&mut logits, &[]);
+        assert_eq!(logits.map(f32::to_bits), [0.0, f32::NEG_INFINITY, f32::MAX].map(f32::to_bits));
+    }
+
+    #[test]
+    fn greedy_handles_non_finite_logits() {
+        let mut sampler = Sampler::new(SamplingParams::default(), 4);
+        assert_eq!(sampler.sample(&mut [f32::NAN, 1.0, f32::NAN, 0.5], &[]), 1, "NaN never wins");
+        assert_eq!(sampler.sample(&mut [1.0, f32::INFINITY, 2.0, f32::INFINITY], &[]), 1);
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(sampler.sample(&mut [inf, inf, inf, inf], &[]), 0, "all -inf: lowest id");
+        assert_eq!(sampler.sample(&mut [f32::NAN; 4], &[]), 0, "all NaN: lowest id");
+        assert_eq!(sampler.sample(&mut [inf, inf, inf, -1e30], &[]), 3);
+    }
+
+    #[test]
+    fn greedy_does_not_consume_random_numbers() {
+        let mut sampler = Sampler::new(SamplingParams { seed: 9, ..SamplingParams::default() }, 3);
+        for _ in 0..5 {
+            sampler.sample(&mut [1.0, 2.0, 3.0], &[]);
+        }
+        assert_eq!(sampler.rng, Rng::new(9));
+    }
+
+    #[test]
+    fn short_long_and_empty_logit_rows() {
+        let mut sampler = Sampler::new(SamplingParams::default(), 3);
+        assert_eq!(sampler.sample(&mut [], &[]), 0);
+        assert_eq!(sampler.sample(&mut [1.0, 2.0], &[]), 1, "short row");
+        assert_eq!(
+            sampler.sample(&mut [1.0, 2.0, 0.0, 9.0], &[]),
+            1,
+            "ids past vocab_size ignored"
+        );
+        let mut sampler = Sampler::new(sampling(1.0), 3);
+        assert_eq!(sampler.sample(&mut [], &[]), 0);
+        assert!(sampler.sample(&mut [1.0, 2.0, 0.0, 99.0], &[]) < 3);
+    }
+
+    // ---- sampling ----
+
+    fn draw_sequence(params: SamplingParams, n_tokens: usize) -> Vec<u32> {
+        let mut logit_rng = Rng::new(1234);
+        let mut sampler = Sampler::new(params, 100);
+        let mut tokens = Vec::new();
+        for _ in 0..n_tokens {
+            let mut logits = random_logits(&mut logit_rng, 100, 4.0);
+            let token = sampler.sample(&mut logits, &tokens);
+            tokens.push(token);
+        }
+        tokens
+    }
+
+    #[test]
+    fn same_seed_same_sequence_different_seed_different() {
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 40,
+            top_p: 0.95,
+            seed: 5,
+            ..Default::default()
+        };
+        let a = draw_sequence(params, 64);
+        assert_eq!(a, draw_sequence(params, 64));
+        assert_ne!(a, draw_sequence(SamplingParams { seed: 6, ..params }, 64));
+    }
+
+    #[test]
+    fn reseed_restarts_the_stream() {
+        let mut sampler =
+            Sampler::new(SamplingParams { temperature: 1.0, seed: 3, ..Default::default() }, 50);
+        let mut logit_rng = Rng::new(1);
+        let logits = random_logits(&mut logit_rng, 50, 2.0);
+        let first: Vec<u32> = (0..20).map(|_| sampler.sample(&mut logits.clone(), &[])).collect();
+        sampler.reseed();
+        let again: Vec<u32> = (0..20).map(|_| sampler.sample(&mut logits.clone(), &[])).collect();
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn top_k_1_equals_greedy() {
+        let mut logit_rng = Rng::new(77);
+        let mut greedy = Sampler::new(SamplingParams::default(), 500);
+        let mut top1 = Sampler::new(
+            SamplingParams { temperature: 1.5, top_k: 1, seed: 1, ..Default::default() },
+            500,
+        );
+        for _ in 0..200 {
+            let logits = random_logits(&mut logit_rng, 500, 3.0);
+            assert_eq!(
+                top1.sample(&mut logits.clone(), &[]),
+                greedy.sample(&mut logits.clone(), &[])
+            );
+        }
+    }
+
+    #[test]
+    fn top_k_ties_keep_lowest_ids() {
+        // Four tokens tie for best; top_k = 2 keeps ids 1 and 3.
+        let params = SamplingParams { temperature: 1.0, top_k: 2, ..Default::default() };
+        let mut sampler = Sampler::new(params, 6);
+        for _ in 0..500 {
+            let token = sampler.sample(&mut [0.0, 1.0, 0.5, 1.0, 1.0, 1.0], &[]);
+            assert!(token == 1 || token == 3, "{token}");
+        }
+    }
+
+    #[test]
+    fn tiny_top_p_equals_greedy() {
+        let mut logit_rng = Rng::new(78);
+        let mut greedy = Sampler::new(SamplingParams::default(), 500);
+        let params =
+            SamplingParams { temperature: 1.0, top_p: 1e-6, seed: 2, ..Default::default() };
+        let mut nucleus = Sampler::new(params, 500);
+        for _ in 0..200 {
+            let logits = random_logits(&mut logit_rng, 500, 3.0);
+            assert_eq!(
+                nucleus.sample(&mut logits.clone(), &[]),
+                greedy.sample(&mut logits.clone(), &[])
+            );
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_nucleus() {
+        // Probabilities 0.5, 0.25, 0.125, 0.125 (logits are ln of them): top_p = 0.7 needs the
+        // first two (0.75 >= 0.7), so ids 2 and 3 never appear.
+        let logits = [libm::logf(0.5), libm::logf(0.25), libm::logf(0.125), libm::logf(0.125)];
+        let params = SamplingParams { temperature: 1.0, top_p: 0.7, ..Default::default() };
+        let mut sampler = Sampler::new(params, 4);
+        let mut counts = [0u32; 4];
+        for _ in 0..2000 {
+            counts[sampler.sample(&mut logits.clone(), &[]) as usize] += 1;
+        }
+        assert_eq!(&counts[2..], &[0, 0]);
+        assert!(counts[0] > 0 && counts[1] > 0);
+    }
+
+    #[test]
+    fn min_p_filters() {
+        // Relative to the best: 1, 0.5, 0.2, 0.05. min_p = 0.3 keeps ids 0 and 1 only.
+        let logits = [0.0, libm::logf(0.5), libm::logf(0.2), libm::logf(0.05)];
+        let params = SamplingParams { temperature: 1.0, min_p: 0.3, ..Default::default() };
+        let mut sampler = Sampler::new(params, 4);
+        let mut counts = [0u32; 4];
+        for _ in 0..2000 {
+            counts[sampler.sample(&mut logits.clone(), &[]) as usize] += 1;
+        }
+        assert_eq!(&counts[2..], &[0, 0]);
+        assert!(counts[0] > counts[1] && counts[1] > 0);
+    }
+
+    #[test]
+    fn repetition_penalty_changes_the_argmax() {
+        let params = SamplingParams { repetition_penalty: 1.2, ..Default::default() };
+        let mut sampler = Sampler::new(params, 3);
+        // Positive logit is divided: 2.0 / 1.2 = 1.67 < 1.9.
+        assert_eq!(sampler.sample(&mut [2.0, 1.9, 0.0], &[]), 0);
+        assert_eq!(sampler.sample(&mut [2.0, 1.9, 0.0], &[0]), 1);
+        // Negative logit is multiplied: -1.0 * 1.2 = -1.2 < -1.1.
+        assert_eq!(sampler.sample(&mut [-1.0, -1.1, -5.0], &[0]), 1);
+    }
+
+    #[test]
+    fn repetition_penalty_once_per_distinct_token_and_only_in_window() {
+        let params =
+            SamplingParams { repetition_penalty: 2.0, repetition_window: 3, ..Default::default() };
+        let mut sampler = Sampler::new(params, 4);
+        let mut logits = [4.0, -4.0, 4.0, 4.0];
+        // Window = last 3 = [1, 1, 0]; token 2 is older than the window; 99 is outside the vocab.
+        sampler.sample(&mut logits, &[2, 99, 1, 1, 0]);
+        assert_eq!(logits, [2.0, -8.0, 4.0, 4.0]);
+        // Flags were cleared: a second call penalizes again from the untouched logits.
+        let mut logits = [4.0, -4.0, 4.0, 4.0];
+        sampler.sample(&mut logits, &[1, 1, 0]);
+        assert_eq!(logits, [2.0, -8.0, 4.0, 4.0]);
+        // Window 0 = off.
+        let params = SamplingParams { repetition_window: 0, ..params };
+        let mut logits = [4.0, -4.0, 4.0, 4.0];
+        Sampler::new(params, 4).sample(&mut logits, &[0, 1]);
+        assert_eq!(logits, [4.0, -4.0, 4.0, 4.0]);
+    }
+
+    /// Chi-square limit for the draw-distribution tests: the 0.1 % critical value for 4 degrees of
+    /// freedom (5 tokens). Measured with `N_DRAWS` draws over logits `[1, 2, 0.5, 3, -1]`: seeds
+    /// 0..20 at T = 1 gave 0.3..13.3; drawing at T = 1 but comparing with T = 1.2 gave 412, and
+    /// with T = 0.7 gave 3016. Seeds are fixed, so the test is deterministic either way.
+    const CHI_SQUARE_LIMIT: f64 = 18.47;
+    const N_DRAWS: u32 = 20_000;
+
+    fn chi_square_against_softmax(logits: &[f32], temperature: f32, seed: u64) -> f64 {
+        let params = SamplingParams { temperature, seed, ..Default::default() };
+        let mut sampler = Sampler::new(params, logits.len());
+        let mut counts = vec![0u32; logits.len()];
+        for _ in 0..N_DRAWS {
+            counts[sampler.sample(&mut logits.to_vec(), &[]) as usize] += 1;
+        }
+        // Reference softmax in f64, independent of the f32 pipeline.
+        let max = logits.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l)));
+        let weights: Vec<f64> =
+            logits.iter().map(|&l| ((f64::from(l) - max) / f64::from(temperature)).exp()).collect();
+        let sum: f64 = weights.iter().sum();
+        counts
+            .iter()
+            .zip(&weights)
+            .map(|(&observed, &w)| {
+                let expected = f64::from(N_DRAWS) * w / sum;
+                (f64::from(observed) - expected).powi(2) / expected
+            })
+            .sum()
+    }
+
+    #[test]
+    fn draws_match_softmax() {
+        let logits = [1.0, 2.0, 0.5, 3.0, -1.0];
+        for (temperature, seed) in [(1.0, 11), (0.7, 12), (2.0, 13)] {
+            let chi_square = chi_square_against_softmax(&logits, temperature, seed);
+            assert!(chi_square < CHI_SQUARE_LIMIT, "T={temperature}: chi-square {chi_square}");
+        }
+    }
+
+    /// Plain twin of stages 3-7: a full sort instead of partial selection. Pins the top-k fast
+    /// path to the same ids, bit for bit, over random rows with many ties.
+    fn reference_sample(logits: &[f32], params: &SamplingParams, u: f32) -> u32 {
+        let mut all: Vec<Candidate> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, &l)| l > f32::NEG_INFINITY)
+            .map(|(id, &value)| Candidate { id: id as u32, value })
+            .collect();
+        if all.is_empty() {
+            return 0;
+        }
+        all.sort_by(value_desc_then_id);
+        if params.top_k > 0 {
+            all.truncate(params.top_k as usize);
+        }
+        let max = all[0].value;
+        for c in &mut all {
+            c.value = libm::expf((c.value - max) / params.temperature);
+        }
+        all.sort_by(value_desc_then_id);
+        let sum = all.iter().fold(0.0f32, |a, c| a + c.value);
+        let p: Vec<f32> = all.iter().map(|c| c.value / sum).collect();
+        let mut n = p.len();
+        if params.top_p != 1.0 {
+            let mut cum = 0.0f32;
+            if let Some(i) = p.iter().position(|&x| {
+                cum += x;
+                cum >= params.top_p
+            }) {
+                n = i + 1;
+            }
+        }
+        if params.min_p != 0.0 {
+            n = n.min(p.iter().position(|&x| x < params.min_p * p[0]).unwrap_or(n));
+        }
+        n = n.min(p.iter().position(|&x| x == 0.0).unwrap_or(n));
+        let total = p[..n].iter().fold(0.0f32, |a, &x| a + x);
+        let mut cum = 0.0f32;
+        for i in 0..n {
+            cum += p[i];
+            if u * total < cum {
+                return all[i].id;
+            }
+        }
+        all[n - 1].id
+    }
+
+    #[test]
+    fn partial_selection_matches_full_sort_reference() {
+        let mut case_rng = Rng::new(2024);
+        for case in 0..300 {
+            let n_vocab = 1 + (case_rng.next_u64() % 300) as usize;
+            // Quantized logits make ties common, which is where selection and sorting could differ.
+            let logits: Vec<f32> = (0..n_vocab)
+                .map(|_| match case_rng.next_u64() % 10 {
+                    0 => f32::NEG_INFINITY,
+                    1 => -0.0,
+                    _ => ((case_rng.next_u64() % 16) as f32 - 8.0) * 0.5,
+                })
+                .collect();
+            let params = SamplingParams {
+                temperature: [0.3, 1.0, 2.5][case % 3],
+                top_k: (case_rng.next_u64() % 20) as u32,
+                top_p: [1.0, 0.9, 0.5][(case / 3) % 3],
+                min_p: [0.0, 0.05, 0.3][(case / 9) % 3],
+                seed: case as u64,
+                ..Default::default()
+            };
+            let mut sampler = Sampler::new(params, n_vocab);
+            let u = Rng::new(params.seed).next_f32();
+            let expected = reference_sample(&logits, &params, u);
+            assert_eq!(
+                sampler.sample(&mut logits.clone(), &[]),
+                expected,
+                "case {case}: {params:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_masked_logits_sample_to_zero_and_still_draw() {
+        let mut sampler =
+            Sampler::new(SamplingParams { temperature: 1.0, seed: 4, ..Default::default() }, 3);
+        assert_eq!(sampler.sample(&mut [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY], &[]), 0);
+        let mut expected = Rng::new(4);
+        expected.next_u64();
+        assert_eq!(sampler.rng, expected);
+    }
+
+    #[test]
+    fn no_panics_for_any_valid_params() {
+        const SPECIAL: [f32; 6] =
+            [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 0.0];
+        let mut case_rng = Rng::new(99);
+        let mut pick = |n: u64| case_rng.next_u64() % n;
+        for case in 0..2000 {
+            let params = SamplingParams {
+                temperature: [0.0, f32::MIN_POSITIVE, 1e-3, 1.0, MAX_TEMPERATURE][pick(5) as usize],
+                top_k: [0, 1, 2, 7, 1000, u32::MAX][pick(6) as usize],
+                top_p: [1.0, 1e-9, 0.5, 0.999_999_9, f32::MIN_POSITIVE][pick(5) as usize],
+                min_p: [0.0, 1e-9, 0.5, 0.999_999_9][pick(4) as usize],
+                repetition_penalty: [1.0, 1.000_001, 1.3, MAX_REPETITION_PENALTY][pick(4) as usize],
+                repetition_window: [0, 1, 64, u32::MAX][pick(4) as usize],
+                seed: pick(u64::MAX),
+            };
+            assert_eq!(params.validate(), Ok(()));
+            let n_vocab = pick(70) as usize;
+            let mut sampler = Sampler::new(params, n_vocab);
+            for _ in 0..3 {
+                let n_logits = pick(80) as usize;
+                let mut logits: Vec<f32> = (0..n_logits)
+                    .map(|_| match pick(8) {
+                        0 => SPECIAL[pick(6) as usize],
+                        _ => f32::from_bits(pick(1 << 32) as u32),
+                    })
+                    .collect();
+                let recent: Vec<u32> = (0..pick(100)).map(|_| pick(90) as u32).collect();
+                let token = sampler.sample(&mut logits, &recent);
+                let n = n_logits.min(n_vocab);
+                assert!(token == 0 || (token as usize) < n, "case {case}: {token} of {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_panics_for_invalid_params_either() {
+        let mut sampler_params = Vec::new();
+        for bad in [f32::NAN, f32::INFINITY, -1.0, 2.0, 0.0] {
+            let d = SamplingParams { temperature: 1.0, ..Default::default() };
+            sampler_params.push(SamplingParams { temperature: bad, ..d });
+            sampler_params.push(SamplingParams { top_p: bad, ..d });
+            sampler_params.push(SamplingParams { min_p: bad, ..d });
+            sampler_params.push(SamplingParams { repetition_penalty: bad, ..d });
+        }
+        let mut logit_rng = Rng::new(5);
+        for params in sampler_params {
+            let mut sampler = Sampler::new(params, 16);
+            let token = sampler.sample(&mut random_logits(&mut logit_rng, 16, 5.0), &[1, 2, 3]);
+            assert!(token < 16);
+        }
+    }
+}
