@@ -2,8 +2,8 @@
 # prompt with the real model (fetched by `make model`).
 
 WASM_TARGET := wasm32-unknown-unknown
-WASM        := target/$(WASM_TARGET)/release/tinyrustlm.wasm
-SELFTEST_WASM := target/selftest/$(WASM_TARGET)/release/tinyrustlm.wasm
+WASM        := target/$(WASM_TARGET)/wasm/tinyrustlm.wasm
+SELFTEST_WASM := target/selftest/$(WASM_TARGET)/wasm/tinyrustlm.wasm
 TRL         := target/release/trl
 MODELS      := models
 GGUF        := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -20,11 +20,11 @@ target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 wasm: target
-	cargo build --release --target $(WASM_TARGET) -p tinyrustlm
+	cargo build --profile wasm --target $(WASM_TARGET) -p tinyrustlm
 	@ls -l $(WASM) | awk '{print "module: " $$5 " bytes"}'
 
 $(SELFTEST_WASM): target $(shell find src -name '*.rs') Cargo.toml
-	cargo build --release --target $(WASM_TARGET) -p tinyrustlm --features kernel-selftest --target-dir target/selftest
+	cargo build --profile wasm --target $(WASM_TARGET) -p tinyrustlm --features kernel-selftest --target-dir target/selftest
 
 harness:
 	cargo build --release -p harness
@@ -51,6 +51,11 @@ $(MODELS)/smollm2-135m-%.slm: $(GGUF) | harness
 
 run: wasm harness model
 	$(TRL) generate --model $(RUN_MODEL) --chat --prompt "$(PROMPT)" -n 128
+
+# Speed, side by side in one run: wasm (wasmtime), native, and llama.cpp (installed into .cache on
+# first use). Results land in target/bench/results.{json,md}.
+bench: wasm harness model
+	$(TRL) bench --models $(MODELS) --llama-cpp $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -138,6 +138,7 @@ trl_status clear_stop_strings(void);
 
 #define TRL_GEN_PARSE_SPECIAL 1u /* recognise special-token text such as <|im_start|> in the prompt */
 #define TRL_GEN_CONTINUE      2u /* keep the KV cache: the prompt extends the conversation so far */
+#define TRL_GEN_IGNORE_EOG    4u /* do not stop at end-of-generation tokens (exact token counts) */
 
 /* Tokenizes text (flags: 0 or TRL_GEN_PARSE_SPECIAL); read the ids with TRL_RESULT_TOKENIZED.
  * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (flags). */

@@ -17,7 +17,9 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub const GEN_PARSE_SPECIAL: u32 = 1;
 /// Keep the KV cache and append the prompt to the conversation so far.
 pub const GEN_CONTINUE: u32 = 2;
-const GEN_KNOWN: u32 = GEN_PARSE_SPECIAL | GEN_CONTINUE;
+/// Do not stop at end-of-generation tokens (benchmarks that need an exact token count).
+pub const GEN_IGNORE_EOG: u32 = 4;
+const GEN_KNOWN: u32 = GEN_PARSE_SPECIAL | GEN_CONTINUE | GEN_IGNORE_EOG;
 
 /// `load_model` flags (none defined yet; reserved bits must be 0).
 const LOAD_KNOWN: u32 = 0;
@@ -84,6 +86,7 @@ struct Session {
     prompt_tokens: Vec<u32>,
     generated: Vec<u32>,
     max_new_tokens: u32,
+    ignore_eog: bool,
     /// Sampled but not yet run through the model (it is run when generation continues).
     unfed: Option<u32>,
     decoder: StreamDecoder,
@@ -103,6 +106,7 @@ impl Session {
             prompt_tokens: Vec::new(),
             generated: Vec::new(),
             max_new_tokens: 0,
+            ignore_eog: false,
             unfed: None,
             decoder: StreamDecoder::new(),
             text: Vec::new(),
@@ -278,7 +282,7 @@ impl Engine {
     /// from `step`. With `GEN_CONTINUE` the prompt extends the current conversation.
     pub fn start(&mut self, prompt: &[u8], max_new_tokens: u32, flags: u32) -> Result<()> {
         if flags & !GEN_KNOWN != 0 {
-            return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1) and CONTINUE (2) are defined"));
+            return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1), CONTINUE (2) and IGNORE_EOG (4) are defined"));
         }
         let sampling = self.sampling;
         let clock = self.clock;
@@ -336,6 +340,7 @@ impl Engine {
         session.state = GenState::Running;
         session.prompt_tokens = prompt_tokens;
         session.max_new_tokens = max_new_tokens;
+        session.ignore_eog = flags & GEN_IGNORE_EOG != 0;
         session.prefill_ms = prefill_ms;
         l.session = session;
         l.work_logits.copy_from_slice(l.model.logits());
@@ -376,7 +381,7 @@ impl Engine {
             push_token(&mut l.session.generated, token, "generated_tokens")?;
             l.session.unfed = Some(token);
             l.total_generated += 1;
-            if l.tokenizer.is_end_of_generation(token) {
+            if !l.session.ignore_eog && l.tokenizer.is_end_of_generation(token) {
                 finish(l, StopReason::EndOfGeneration);
                 break;
             }

@@ -44,7 +44,7 @@ struct Scratch {
     hb: Vec<f32>,      // [B, ffn_dim] gate
     hb2: Vec<f32>,     // [B, ffn_dim] up
     att: Vec<f32>,     // [context_len] scores of one head
-    rope: Vec<f32>,    // [head_dim] cos, sin interleaved for one position
+    rope: Vec<f32>,    // [B, head_dim] cos, sin interleaved per batch position
     logits: Vec<f32>,  // [vocab_size]
     xq: QuantizedActivations, // [B, width] the current matmul input, quantized to q8 blocks
 }
@@ -114,7 +114,7 @@ impl Model {
             hb: alloc(b * ffn)?,
             hb2: alloc(b * ffn)?,
             att: alloc(context_len)?,
-            rope: alloc(p.head_dim())?,
+            rope: alloc(b * p.head_dim())?,
             logits: alloc(vocab)?,
             xq,
         };
@@ -209,6 +209,9 @@ impl Model {
         let s = &mut self.scratch;
         let pos0 = self.kv.len;
 
+        for i in 0..n {
+            rope_table(&mut s.rope[i * head_dim..(i + 1) * head_dim], pos0 + i, head_dim, p.rope_theta);
+        }
         let embd = &pkg.tensors[pkg.token_embd];
         for (t, &token) in tokens.iter().enumerate() {
             embedding_row(bytes, embd, token as usize, &mut s.x[t * dim..(t + 1) * dim]);
@@ -225,9 +228,9 @@ impl Model {
             let layer_base = l * self.context_len * kv_dim;
             for i in 0..n {
                 let pos = pos0 + i;
-                rope_table(&mut s.rope, pos, head_dim, p.rope_theta);
-                apply_rope(&mut s.q[i * dim..(i + 1) * dim], &s.rope);
-                apply_rope(&mut s.k[i * kv_dim..(i + 1) * kv_dim], &s.rope);
+                let rope = &s.rope[i * head_dim..(i + 1) * head_dim];
+                apply_rope(&mut s.q[i * dim..(i + 1) * dim], rope);
+                apply_rope(&mut s.k[i * kv_dim..(i + 1) * kv_dim], rope);
                 let at = layer_base + pos * kv_dim;
                 self.kv.keys[at..at + kv_dim].copy_from_slice(&s.k[i * kv_dim..(i + 1) * kv_dim]);
                 self.kv.values[at..at + kv_dim].copy_from_slice(&s.v[i * kv_dim..(i + 1) * kv_dim]);

@@ -45,6 +45,8 @@ enum Command {
     },
     /// Generate text from a prompt.
     Generate(GenerateArgs),
+    /// Measure load, prefill and decode speed (wasm, native, optionally llama.cpp) side by side.
+    Bench(BenchArgs),
     /// Interactive chat (ChatML models), streaming the answers.
     Chat {
         #[arg(long)]
@@ -60,6 +62,33 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         context: u32,
     },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Folder with smollm2-135m-{quant}.slm packages (from `make model`).
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Storage modes to measure (those whose package exists).
+    #[arg(long, value_delimiter = ',', default_value = "f32,q8_0,q4_0,q4_1")]
+    quant: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    decode_tokens: usize,
+    /// Also measure llama.cpp (installs llama-cpp-python into --cache on first use).
+    #[arg(long)]
+    llama_cpp: bool,
+    /// Skip the native build of the runtime.
+    #[arg(long)]
+    no_native: bool,
+    #[arg(long, default_value = ".cache")]
+    cache: PathBuf,
+    /// Where to write results.json and results.md.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -215,6 +244,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Generate(a) => generate(&cli.wasm, a),
+        Command::Bench(a) => bench(&cli.wasm, a),
         Command::Chat { model, sampling, system, max_tokens, context } => chat(&cli.wasm, model, sampling, system, *max_tokens, *context),
     }
 }
@@ -377,5 +407,48 @@ fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
+    use harness::bench::*;
+    let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
+    let module = ModuleFile::load(&wasm_path)?;
+    let cfg = BenchConfig { runs: a.runs, prompt_tokens: a.prompt_tokens, decode_tokens: a.decode_tokens, context: 512 };
+    let gguf = a.models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut results = Vec::new();
+    for q in &a.quant {
+        let package = a.models.join(format!("smollm2-135m-{q}.slm"));
+        if !package.exists() {
+            eprintln!("skipping {q}: {} not found (make model)", package.display());
+            continue;
+        }
+        eprintln!("{q}: wasm…");
+        let w = bench_wasm(&module, &package, &cfg)?;
+        eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", w.load_ms, w.prefill_tokens_per_s, w.decode_tokens_per_s);
+        results.push(w);
+        let mut rt = Runtime::new(&module)?;
+        rt.load_model(&std::fs::read(&package)?, 512)?;
+        let prompt = prompt_of(&mut rt, a.prompt_tokens)?;
+        if !a.no_native {
+            eprintln!("{q}: native…");
+            let n = bench_native(&package, &prompt, &cfg)?;
+            eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", n.load_ms, n.prefill_tokens_per_s, n.decode_tokens_per_s);
+            results.push(n);
+        }
+        if a.llama_cpp {
+            eprintln!("{q}: llama.cpp…");
+            let l = bench_llama_cpp(&a.cache, &gguf, q, &prompt, &cfg)?;
+            eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", l.load_ms, l.prefill_tokens_per_s, l.decode_tokens_per_s);
+            results.push(l);
+        }
+    }
+    let report = Report { machine: machine_description(), module_bytes: std::fs::metadata(&wasm_path)?.len(), results };
+    std::fs::create_dir_all(&a.out)?;
+    std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&report)?)?;
+    let md = markdown(&report);
+    std::fs::write(a.out.join("results.md"), &md)?;
+    println!("{md}");
+    eprintln!("wrote {}/results.json and results.md", a.out.display());
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod result_kind {
 
 pub const GEN_PARSE_SPECIAL: u32 = 1;
 pub const GEN_CONTINUE: u32 = 2;
+pub const GEN_IGNORE_EOG: u32 = 4;
 
 /// A failed export call: the status code and the module's error text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,7 +86,7 @@ pub fn synthetic_model(shape: &SynthShape, seed: u64) -> ModelSpec {
                 (0..n).map(|_| 1.0 + 0.1 * rng.next_signed()).collect()
             } else {
                 let fan_in = dims[1] as f32;
-                let scale = if name.starts_with("token_embd") || name.starts_with("output.") { 1.0 } else { 1.5 / fan_in.sqrt() };
+                let scale = if name.starts_with("token_embd") || name.starts_with("output.") { 0.3 } else { 1.5 / fan_in.sqrt() };
                 (0..n).map(|_| scale * rng.next_signed()).collect()
             };
             TensorSpec { name, dims, data: TensorData::F32(data) }

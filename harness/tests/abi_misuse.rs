@@ -51,6 +51,12 @@ fn expect(rt: &mut Runtime, what: &str, got: u32, want: Status) {
     }
 }
 
+/// Calls `name(args)` and panics unless it returns `want` (see `check`).
+fn expect_call<P: wasmtime::WasmParams>(rt: &mut Runtime, what: &str, name: &str, args: P, want: Status) {
+    let got = call(rt, name, args);
+    expect(rt, what, got, want);
+}
+
 /// Loads through the raw ABI; returns the model's buffer (ptr, len), which the module now owns.
 fn load(rt: &mut Runtime, bytes: &[u8], context_len: u32) -> (u32, u32) {
     let ptr = try_load(rt, bytes, context_len).unwrap_or_else(|e| panic!("loading a valid package failed: {}", e.message));
@@ -71,7 +77,7 @@ const DIAG_LINEAR_MEMORY: std::ops::Range<usize> = 88..96;
 
 fn snapshot(rt: &mut Runtime) -> Snapshot {
     let buf = rt.alloc(8192 + 4).unwrap();
-    expect(rt, "read_diagnostics (snapshot)", call(rt, "read_diagnostics", (buf, 128u32)), Status::Ok);
+    expect_call(rt, "read_diagnostics (snapshot)", "read_diagnostics", (buf, 128u32), Status::Ok);
     let mut diagnostics = rt.read(buf, 128).unwrap();
     diagnostics[DIAG_LINEAR_MEMORY].fill(0);
     let mut results = Vec::new();
@@ -182,8 +188,8 @@ fn free_accepts_only_the_start_of_a_live_buffer() {
         let s = call(&mut rt, "free", ptr);
         expect(&mut rt, &format!("free({what})"), s, Status::InvalidArgument);
     }
-    expect(&mut rt, "free(live)", call(&mut rt, "free", p), Status::Ok);
-    expect(&mut rt, "free(live) twice", call(&mut rt, "free", p), Status::InvalidArgument);
+    expect_call(&mut rt, "free(live)", "free", p, Status::Ok);
+    expect_call(&mut rt, "free(live) twice", "free", p, Status::InvalidArgument);
     // The model is unaffected by the attempt to free its buffer.
     let g = rt.generate_all(PROMPT, N_NEW_TOKENS, 0).unwrap();
     assert_eq!(g.tokens, reference_tokens());
@@ -234,18 +240,18 @@ fn load_model_needs_one_whole_live_buffer_and_valid_arguments() {
     }
     assert_no_failures("load_model arguments", &failures);
     // The buffer is still the host's and whole: it loads, at the largest allowed context.
-    expect(&mut rt, "load_model(valid, context_len = max_context)", call(&mut rt, "load_model", (p, len, 128u32, 0u32)), Status::Ok);
+    expect_call(&mut rt, "load_model(valid, context_len = max_context)", "load_model", (p, len, 128u32, 0u32), Status::Ok);
     assert_eq!(diagnostics(&mut rt).context_len, 128);
-    expect(&mut rt, "free(the loaded model's buffer)", call(&mut rt, "free", p), Status::InvalidArgument);
+    expect_call(&mut rt, "free(the loaded model's buffer)", "free", p, Status::InvalidArgument);
 }
 
 #[test]
 fn unload_without_a_model_is_wrong_state() {
     let mut rt = runtime();
-    expect(&mut rt, "unload_model with no model", call(&mut rt, "unload_model", ()), Status::WrongState);
+    expect_call(&mut rt, "unload_model with no model", "unload_model", (), Status::WrongState);
     load(&mut rt, good_package(), 0);
-    expect(&mut rt, "unload_model", call(&mut rt, "unload_model", ()), Status::Ok);
-    expect(&mut rt, "unload_model twice", call(&mut rt, "unload_model", ()), Status::WrongState);
+    expect_call(&mut rt, "unload_model", "unload_model", (), Status::Ok);
+    expect_call(&mut rt, "unload_model twice", "unload_model", (), Status::WrongState);
     assert!(!diagnostics(&mut rt).model_loaded);
     assert_usable(&mut rt, "unloading twice");
 }
@@ -261,52 +267,52 @@ fn calls_in_the_wrong_order_are_wrong_state() {
     let ws = Status::WrongState;
 
     // No model loaded.
-    expect(&mut rt, "reset before load", call(&mut rt, "reset", ()), ws);
-    expect(&mut rt, "generate_step before load", call(&mut rt, "generate_step", 1u32), ws);
+    expect_call(&mut rt, "reset before load", "reset", (), ws);
+    expect_call(&mut rt, "generate_step before load", "generate_step", 1u32, ws);
     for kind in 0..=5u32 {
-        expect(&mut rt, &format!("read_result({kind}) before load"), call(&mut rt, "read_result", (kind, out, 4096u32, len_out)), ws);
+        expect_call(&mut rt, &format!("read_result({kind}) before load"), "read_result", (kind, out, 4096u32, len_out), ws);
     }
-    expect(&mut rt, "tokenize before load", call(&mut rt, "tokenize", (input, 4u32, 0u32)), ws);
-    expect(&mut rt, "generate_start before load", call(&mut rt, "generate_start", (input, 4u32, 8u32, 0u32)), ws);
-    expect(&mut rt, "generate_start(CONTINUE) before load", call(&mut rt, "generate_start", (input, 4u32, 8u32, GEN_CONTINUE)), ws);
-    expect(&mut rt, "generate before load", call(&mut rt, "generate", (input, 4u32, 8u32, 0u32)), ws);
+    expect_call(&mut rt, "tokenize before load", "tokenize", (input, 4u32, 0u32), ws);
+    expect_call(&mut rt, "generate_start before load", "generate_start", (input, 4u32, 8u32, 0u32), ws);
+    expect_call(&mut rt, "generate_start(CONTINUE) before load", "generate_start", (input, 4u32, 8u32, GEN_CONTINUE), ws);
+    expect_call(&mut rt, "generate before load", "generate", (input, 4u32, 8u32, 0u32), ws);
     // These need no model.
     let d = diagnostics(&mut rt);
     assert!(!d.model_loaded && d.quant_mode == u32::MAX, "diagnostics with no model: {d:?}");
     rt.set_sampling(&Sampling::default()).expect("set_sampling with no model");
     rt.add_stop_string("zz").expect("add_stop_string with no model");
-    expect(&mut rt, "clear_stop_strings", call(&mut rt, "clear_stop_strings", ()), Status::Ok);
+    expect_call(&mut rt, "clear_stop_strings", "clear_stop_strings", (), Status::Ok);
 
     // Loaded, nothing generated yet.
     let pkg = good_package();
     load(&mut rt, pkg, 0);
-    expect(&mut rt, "generate_step before generate_start", call(&mut rt, "generate_step", 1u32), ws);
-    expect(&mut rt, "CONTINUE with no conversation", call(&mut rt, "generate_start", (input, 4u32, 8u32, GEN_CONTINUE)), ws);
-    expect(&mut rt, "generate(CONTINUE) with no conversation", call(&mut rt, "generate", (input, 4u32, 8u32, GEN_CONTINUE)), ws);
+    expect_call(&mut rt, "generate_step before generate_start", "generate_step", 1u32, ws);
+    expect_call(&mut rt, "CONTINUE with no conversation", "generate_start", (input, 4u32, 8u32, GEN_CONTINUE), ws);
+    expect_call(&mut rt, "generate(CONTINUE) with no conversation", "generate", (input, 4u32, 8u32, GEN_CONTINUE), ws);
     assert_eq!(state(&mut rt), [STATE_IDLE, 0, 0, 0], "state after failed calls on a fresh model");
     let second = rt.put(pkg).unwrap();
-    expect(&mut rt, "load_model twice", call(&mut rt, "load_model", (second, pkg.len() as u32, 0u32, 0u32)), ws);
+    expect_call(&mut rt, "load_model twice", "load_model", (second, pkg.len() as u32, 0u32, 0u32), ws);
     assert_eq!(rt.read(second, pkg.len()).unwrap(), pkg, "the second package's buffer changed");
-    expect(&mut rt, "free the second package (still the host's)", call(&mut rt, "free", second), Status::Ok);
+    expect_call(&mut rt, "free the second package (still the host's)", "free", second, Status::Ok);
 
     // A finished generation.
     rt.generate_all(PROMPT, 3, 0).unwrap();
     assert_eq!(state(&mut rt)[0], STATE_FINISHED);
-    expect(&mut rt, "generate_step after the generation finished", call(&mut rt, "generate_step", 1u32), ws);
+    expect_call(&mut rt, "generate_step after the generation finished", "generate_step", 1u32, ws);
     // There is a conversation now, so CONTINUE works.
-    expect(&mut rt, "CONTINUE after a generation", call(&mut rt, "generate_start", (input, 4u32, 2u32, GEN_CONTINUE)), Status::Ok);
+    expect_call(&mut rt, "CONTINUE after a generation", "generate_start", (input, 4u32, 2u32, GEN_CONTINUE), Status::Ok);
 
     // After reset there is no conversation again.
-    expect(&mut rt, "reset", call(&mut rt, "reset", ()), Status::Ok);
+    expect_call(&mut rt, "reset", "reset", (), Status::Ok);
     assert_eq!(diagnostics(&mut rt).kv_len, 0);
-    expect(&mut rt, "CONTINUE after reset", call(&mut rt, "generate_start", (input, 4u32, 8u32, GEN_CONTINUE)), ws);
-    expect(&mut rt, "generate_step after reset", call(&mut rt, "generate_step", 1u32), ws);
+    expect_call(&mut rt, "CONTINUE after reset", "generate_start", (input, 4u32, 8u32, GEN_CONTINUE), ws);
+    expect_call(&mut rt, "generate_step after reset", "generate_step", 1u32, ws);
 
     // Unloaded: back to the no-model errors.
     rt.unload_model().unwrap();
-    expect(&mut rt, "read_result after unload", call(&mut rt, "read_result", (result_kind::STATE, out, 4096u32, len_out)), ws);
-    expect(&mut rt, "generate_step after unload", call(&mut rt, "generate_step", 1u32), ws);
-    expect(&mut rt, "reset after unload", call(&mut rt, "reset", ()), ws);
+    expect_call(&mut rt, "read_result after unload", "read_result", (result_kind::STATE, out, 4096u32, len_out), ws);
+    expect_call(&mut rt, "generate_step after unload", "generate_step", 1u32, ws);
+    expect_call(&mut rt, "reset after unload", "reset", (), ws);
     assert_usable(&mut rt, "calls in the wrong order");
 }
 
@@ -467,23 +473,23 @@ fn zero_lengths_never_look_at_the_pointer() {
     load(&mut rt, good_package(), 0);
     let len_out = rt.alloc(4).unwrap();
     for p in [0u32, 8, u32::MAX] {
-        expect(&mut rt, &format!("tokenize({p}, 0)"), call(&mut rt, "tokenize", (p, 0u32, 0u32)), Status::Ok);
+        expect_call(&mut rt, &format!("tokenize({p}, 0)"), "tokenize", (p, 0u32, 0u32), Status::Ok);
         // An empty stop string is invalid whatever the pointer: INVALID_ARGUMENT, not OUT_OF_BOUNDS.
-        expect(&mut rt, &format!("add_stop_string({p}, 0)"), call(&mut rt, "add_stop_string", (p, 0u32)), Status::InvalidArgument);
-        expect(&mut rt, &format!("read_result(TEXT, {p}, 0)"), call(&mut rt, "read_result", (result_kind::TEXT, p, 0u32, len_out)), Status::Ok);
+        expect_call(&mut rt, &format!("add_stop_string({p}, 0)"), "add_stop_string", (p, 0u32), Status::InvalidArgument);
+        expect_call(&mut rt, &format!("read_result(TEXT, {p}, 0)"), "read_result", (result_kind::TEXT, p, 0u32, len_out), Status::Ok);
         assert_eq!(u32_at(&rt.read(len_out, 4).unwrap(), 0), 0, "TEXT with cap 0 reports 0 bytes");
-        expect(&mut rt, &format!("read_result(STATE, {p}, 0)"), call(&mut rt, "read_result", (result_kind::STATE, p, 0u32, len_out)), Status::BufferTooSmall);
+        expect_call(&mut rt, &format!("read_result(STATE, {p}, 0)"), "read_result", (result_kind::STATE, p, 0u32, len_out), Status::BufferTooSmall);
         assert_eq!(u32_at(&rt.read(len_out, 4).unwrap(), 0), 16, "STATE with cap 0 reports the 16 bytes needed");
-        expect(&mut rt, &format!("read_diagnostics({p}, 0)"), call(&mut rt, "read_diagnostics", (p, 0u32)), Status::BufferTooSmall);
-        expect(&mut rt, &format!("last_error({p}, 0)"), call(&mut rt, "last_error", (p, 0u32, len_out)), Status::Ok);
+        expect_call(&mut rt, &format!("read_diagnostics({p}, 0)"), "read_diagnostics", (p, 0u32), Status::BufferTooSmall);
+        expect_call(&mut rt, &format!("last_error({p}, 0)"), "last_error", (p, 0u32, len_out), Status::Ok);
         assert!(u32_at(&rt.read(len_out, 4).unwrap(), 0) > 0, "last_error with cap 0 still reports the message length");
         // The synthetic tokenizer adds BOS, so an empty prompt is one token.
-        expect(&mut rt, &format!("generate_start({p}, 0)"), call(&mut rt, "generate_start", (p, 0u32, 2u32, 0u32)), Status::Ok);
+        expect_call(&mut rt, &format!("generate_start({p}, 0)"), "generate_start", (p, 0u32, 2u32, 0u32), Status::Ok);
         assert_eq!(rt.read_u32s(result_kind::PROMPT_TOKENS).unwrap(), vec![256], "an empty prompt is just BOS");
     }
     // load_model is the exception: (ptr, 0) is never a whole buffer.
     rt.unload_model().unwrap();
-    expect(&mut rt, "load_model(NULL, 0)", call(&mut rt, "load_model", (0u32, 0u32, 0u32, 0u32)), Status::InvalidArgument);
+    expect_call(&mut rt, "load_model(NULL, 0)", "load_model", (0u32, 0u32, 0u32, 0u32), Status::InvalidArgument);
 }
 
 #[test]
@@ -493,13 +499,13 @@ fn empty_prompt_without_bos_is_invalid_unless_continuing() {
     let pkg = raw_package_from(&spec, DType::F32).to_bytes().0;
     let mut rt = runtime();
     load(&mut rt, &pkg, 0);
-    expect(&mut rt, "generate_start(empty, no BOS)", call(&mut rt, "generate_start", (0u32, 0u32, 4u32, 0u32)), Status::InvalidArgument);
-    expect(&mut rt, "generate(empty, no BOS)", call(&mut rt, "generate", (0u32, 0u32, 4u32, 0u32)), Status::InvalidArgument);
+    expect_call(&mut rt, "generate_start(empty, no BOS)", "generate_start", (0u32, 0u32, 4u32, 0u32), Status::InvalidArgument);
+    expect_call(&mut rt, "generate(empty, no BOS)", "generate", (0u32, 0u32, 4u32, 0u32), Status::InvalidArgument);
     assert_eq!(state(&mut rt), [STATE_IDLE, 0, 0, 0]);
     rt.generate_all("ab", 2, 0).unwrap();
     let kv = diagnostics(&mut rt).kv_len;
     // Continuing with nothing new feeds the last sampled token and carries on.
-    expect(&mut rt, "generate_start(empty, CONTINUE)", call(&mut rt, "generate_start", (0u32, 0u32, 2u32, GEN_CONTINUE)), Status::Ok);
+    expect_call(&mut rt, "generate_start(empty, CONTINUE)", "generate_start", (0u32, 0u32, 2u32, GEN_CONTINUE), Status::Ok);
     assert_eq!(state(&mut rt)[0], STATE_RUNNING);
     rt.generate_step(2).unwrap();
     assert!(diagnostics(&mut rt).kv_len > kv, "continuing did not extend the KV cache");
@@ -529,13 +535,13 @@ fn buffer_too_small_reports_the_needed_length_and_consumes_nothing() {
         assert_eq!(rt.read(out, 8192).unwrap(), pattern, "result {kind}: BUFFER_TOO_SMALL wrote to dst");
         assert_eq!(rt.read_result(kind).unwrap(), whole, "result {kind} changed after BUFFER_TOO_SMALL");
         // Exactly the needed size is enough.
-        expect(&mut rt, &format!("read_result({kind}, cap {needed})"), call(&mut rt, "read_result", (kind, out, needed, len_out)), Status::Ok);
+        expect_call(&mut rt, &format!("read_result({kind}, cap {needed})"), "read_result", (kind, out, needed, len_out), Status::Ok);
         assert_eq!(rt.read(out, needed as usize).unwrap(), whole);
     }
     // An unknown kind writes nothing, not even len_out.
     rt.write(out, &pattern).unwrap();
     rt.write(len_out, &[0xFF; 4]).unwrap();
-    expect(&mut rt, "read_result(kind 6)", call(&mut rt, "read_result", (6u32, out, 8192u32, len_out)), Status::InvalidArgument);
+    expect_call(&mut rt, "read_result(kind 6)", "read_result", (6u32, out, 8192u32, len_out), Status::InvalidArgument);
     assert_eq!(rt.read(len_out, 4).unwrap(), [0xFF; 4], "read_result(kind 6) wrote len_out");
     assert_eq!(rt.read(out, 8192).unwrap(), pattern, "read_result(kind 6) wrote dst");
 
@@ -545,7 +551,7 @@ fn buffer_too_small_reports_the_needed_length_and_consumes_nothing() {
     }
     let mut text = Vec::new();
     loop {
-        expect(&mut rt, "read_result(TEXT, cap 4)", call(&mut rt, "read_result", (result_kind::TEXT, out, 4u32, len_out)), Status::Ok);
+        expect_call(&mut rt, "read_result(TEXT, cap 4)", "read_result", (result_kind::TEXT, out, 4u32, len_out), Status::Ok);
         let n = u32_at(&rt.read(len_out, 4).unwrap(), 0) as usize;
         assert!(n <= 4, "TEXT wrote {n} bytes into a 4-byte buffer");
         if n == 0 {
@@ -564,14 +570,14 @@ fn read_diagnostics_needs_128_bytes() {
     let mut rt = runtime();
     let buf = rt.alloc(256).unwrap();
     rt.write(buf, &[0xA5; 256]).unwrap();
-    expect(&mut rt, "read_diagnostics(cap 127)", call(&mut rt, "read_diagnostics", (buf, 127u32)), Status::BufferTooSmall);
+    expect_call(&mut rt, "read_diagnostics(cap 127)", "read_diagnostics", (buf, 127u32), Status::BufferTooSmall);
     assert_eq!(rt.read(buf, 256).unwrap(), vec![0xA5; 256], "BUFFER_TOO_SMALL wrote to the buffer");
-    expect(&mut rt, "read_diagnostics(cap 256)", call(&mut rt, "read_diagnostics", (buf, 256u32)), Status::Ok);
+    expect_call(&mut rt, "read_diagnostics(cap 256)", "read_diagnostics", (buf, 256u32), Status::Ok);
     let b = rt.read(buf, 256).unwrap();
     assert_eq!((u32_at(&b, 0), u32_at(&b, 4), u32_at(&b, 8)), (1, 128, 0), "layout_version, layout_len, model_loaded");
     assert_eq!(&b[128..], &[0xA5; 128][..], "read_diagnostics wrote past the 128-byte record");
     // The record's last 128 bytes of a buffer are a valid destination too.
-    expect(&mut rt, "read_diagnostics(last 128 bytes)", call(&mut rt, "read_diagnostics", (buf + 128, 128u32)), Status::Ok);
+    expect_call(&mut rt, "read_diagnostics(last 128 bytes)", "read_diagnostics", (buf + 128, 128u32), Status::Ok);
 }
 
 /// The header's convention: "every pointer a host passes must lie, WITH ITS LENGTH, inside one live
@@ -580,7 +586,7 @@ fn read_diagnostics_needs_128_bytes() {
 fn read_diagnostics_cap_past_the_buffer_is_out_of_bounds() {
     let mut rt = runtime();
     let buf = rt.alloc(128).unwrap();
-    expect(&mut rt, "read_diagnostics(128-byte buffer, cap 129)", call(&mut rt, "read_diagnostics", (buf, 129u32)), Status::OutOfBounds);
+    expect_call(&mut rt, "read_diagnostics(128-byte buffer, cap 129)", "read_diagnostics", (buf, 129u32), Status::OutOfBounds);
 }
 
 #[test]
@@ -592,12 +598,12 @@ fn last_error_copies_a_prefix_and_reports_the_full_length() {
     let buf = rt.alloc(64).unwrap();
     let len_out = rt.alloc(4).unwrap();
     rt.write(buf, &[0xA5; 64]).unwrap();
-    expect(&mut rt, "last_error(cap 5)", call(&mut rt, "last_error", (buf, 5u32, len_out)), Status::Ok);
+    expect_call(&mut rt, "last_error(cap 5)", "last_error", (buf, 5u32, len_out), Status::Ok);
     assert_eq!(rt.read(buf, 5).unwrap(), full.as_bytes()[..5], "the first 5 bytes of the message");
     assert_eq!(rt.read(buf + 5, 59).unwrap(), vec![0xA5; 59], "last_error wrote past cap");
     assert_eq!(u32_at(&rt.read(len_out, 4).unwrap(), 0) as usize, full.len(), "full message length");
     // A successful call does not clear the message.
-    expect(&mut rt, "last_error(cap 0)", call(&mut rt, "last_error", (0u32, 0u32, len_out)), Status::Ok);
+    expect_call(&mut rt, "last_error(cap 0)", "last_error", (0u32, 0u32, len_out), Status::Ok);
     assert_eq!(u32_at(&rt.read(len_out, 4).unwrap(), 0) as usize, full.len());
     assert_eq!(rt.last_error().unwrap(), full);
 }
@@ -610,7 +616,7 @@ fn last_error_cap_past_the_buffer_is_out_of_bounds() {
     assert_eq!(alloc_raw(&mut rt, 0), 0); // a short message ("INVALID_ARGUMENT: size = 0: ...")
     let buf = rt.alloc(1024).unwrap();
     let len_out = rt.alloc(4).unwrap();
-    expect(&mut rt, "last_error(1024-byte buffer, cap 1025)", call(&mut rt, "last_error", (buf, 1025u32, len_out)), Status::OutOfBounds);
+    expect_call(&mut rt, "last_error(1024-byte buffer, cap 1025)", "last_error", (buf, 1025u32, len_out), Status::OutOfBounds);
 }
 
 // ---- Sampling ----------------------------------------------------------------------------------
@@ -713,7 +719,7 @@ fn a_prompt_that_does_not_fit_is_context_full_and_changes_nothing() {
     assert_no_failures("CONTEXT_FULL prompts", &failures);
     // The boundary: BOS + 15 bytes is exactly the context and fits.
     let exact = rt.put(&[b'z'; (CTX - 1) as usize]).unwrap();
-    expect(&mut rt, "generate_start(exactly context_len tokens)", call(&mut rt, "generate_start", (exact, CTX - 1, 4u32, 0u32)), Status::Ok);
+    expect_call(&mut rt, "generate_start(exactly context_len tokens)", "generate_start", (exact, CTX - 1, 4u32, 0u32), Status::Ok);
     assert_eq!(diagnostics(&mut rt).kv_len, CTX);
 }
 
@@ -729,11 +735,11 @@ fn generation_stops_with_context_full_when_the_context_fills() {
     // Every generated token but the last was fed back into the KV cache.
     assert!((room..=room + 1).contains(&(g.tokens.len() as u32)), "generated {} tokens with room for {room}", g.tokens.len());
     assert_eq!(diagnostics(&mut rt).kv_len, CTX, "the KV cache is full");
-    expect(&mut rt, "generate_step after CONTEXT_FULL", call(&mut rt, "generate_step", 1u32), Status::WrongState);
+    expect_call(&mut rt, "generate_step after CONTEXT_FULL", "generate_step", 1u32, Status::WrongState);
     // Continuing cannot fit even one more token, and changes nothing.
     let before = snapshot(&mut rt);
     let p = rt.put(b"d").unwrap();
-    expect(&mut rt, "CONTINUE in a full context", call(&mut rt, "generate_start", (p, 1u32, 4u32, GEN_CONTINUE)), Status::ContextFull);
+    expect_call(&mut rt, "CONTINUE in a full context", "generate_start", (p, 1u32, 4u32, GEN_CONTINUE), Status::ContextFull);
     assert_eq!(snapshot(&mut rt), before, "a CONTEXT_FULL continue changed state");
     // A new generation starts from an empty cache.
     rt.generate_all("abc", 2, 0).unwrap();
@@ -752,14 +758,14 @@ fn stop_strings_are_limited_to_8_of_1_to_64_bytes() {
         rt.add_stop_string(&format!("stop{i}")).unwrap();
     }
     // Rejected adds are not counted: the 8th valid one still fits.
-    expect(&mut rt, "add_stop_string(65 bytes)", call(&mut rt, "add_stop_string", (s65, 65u32)), Status::InvalidArgument);
-    expect(&mut rt, "add_stop_string(empty)", call(&mut rt, "add_stop_string", (empty, 0u32)), Status::InvalidArgument);
-    expect(&mut rt, "add_stop_string(64 bytes) as the 8th", call(&mut rt, "add_stop_string", (s64, 64u32)), Status::Ok);
-    expect(&mut rt, "add_stop_string as the 9th", call(&mut rt, "add_stop_string", (empty, 1u32)), Status::LimitExceeded);
-    expect(&mut rt, "add_stop_string(65 bytes) when full", call(&mut rt, "add_stop_string", (s65, 65u32)), Status::InvalidArgument);
-    expect(&mut rt, "clear_stop_strings", call(&mut rt, "clear_stop_strings", ()), Status::Ok);
+    expect_call(&mut rt, "add_stop_string(65 bytes)", "add_stop_string", (s65, 65u32), Status::InvalidArgument);
+    expect_call(&mut rt, "add_stop_string(empty)", "add_stop_string", (empty, 0u32), Status::InvalidArgument);
+    expect_call(&mut rt, "add_stop_string(64 bytes) as the 8th", "add_stop_string", (s64, 64u32), Status::Ok);
+    expect_call(&mut rt, "add_stop_string as the 9th", "add_stop_string", (empty, 1u32), Status::LimitExceeded);
+    expect_call(&mut rt, "add_stop_string(65 bytes) when full", "add_stop_string", (s65, 65u32), Status::InvalidArgument);
+    expect_call(&mut rt, "clear_stop_strings", "clear_stop_strings", (), Status::Ok);
     for i in 0..8 {
         rt.add_stop_string(&format!("again{i}")).unwrap_or_else(|e| panic!("stop string {i} after clearing: {e:#}"));
     }
-    expect(&mut rt, "add_stop_string as the 9th after clearing", call(&mut rt, "add_stop_string", (empty, 1u32)), Status::LimitExceeded);
+    expect_call(&mut rt, "add_stop_string as the 9th after clearing", "add_stop_string", (empty, 1u32), Status::LimitExceeded);
 }

@@ -7,7 +7,7 @@ use harness::runtime::{ModuleFile, Runtime};
 #[test]
 fn simd128_kernels_match_scalar_reference_in_wasm() {
     let path = std::env::var("TRL_SELFTEST_WASM").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/selftest/wasm32-unknown-unknown/release/tinyrustlm.wasm")
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/selftest/wasm32-unknown-unknown/wasm/tinyrustlm.wasm")
     });
     assert!(path.exists(), "{} is missing: build it with `make test` (target $(SELFTEST_WASM))", path.display());
     let file = ModuleFile::load(&path).unwrap();

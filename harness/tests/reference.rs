@@ -10,12 +10,14 @@ use std::sync::OnceLock;
 use tinyrustlm::quant::DType;
 
 /// Max |logit difference| between the module (f32 weights, f32 arithmetic) and the f64 reference.
-/// Measured ≈ 2e-5 on these shapes (logits of magnitude ~5); 1e-3 leaves room for summation order
+/// Measured ≤ 2.3e-6 on these shapes (logits of magnitude ~3); 1e-3 leaves room for summation order
 /// without hiding a real bug (a wrong RoPE pair or head mapping moves logits by > 0.1).
 const LOGIT_TOLERANCE_F32: f64 = 1e-3;
-/// q8_0 weights and q8 activations vs the reference over the same (dequantized) weights.
-/// Measured ≈ 0.02; an error in a quantized kernel moves logits by whole units.
-const LOGIT_TOLERANCE_Q8_0: f64 = 0.1;
+/// q8_0 weights and q8 activations vs the reference over the same (dequantized) weights: the only
+/// difference left is the activations' 8-bit rounding, ≈ 0.4 % per matmul input, compounding over
+/// layers. Measured up to ≈ 0.09 on logits spanning ±3; a wrong block scale or nibble order moves
+/// them by whole units.
+const LOGIT_TOLERANCE_Q8_0: f64 = 0.15;
 
 fn module() -> &'static ModuleFile {
     static M: OnceLock<ModuleFile> = OnceLock::new();

@@ -85,8 +85,11 @@ fn write_f16(bytes: &mut [u8], offset: usize, x: f32) {
 /// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 34`; only whole
 /// blocks present in both are written.
 pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
-    debug_assert!(src.len() % QK == 0 && dst.len() == src.len() / QK * Q8_0_BLOCK_BYTES);
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(Q8_0_BLOCK_BYTES)) {
+    debug_assert!(src.len().is_multiple_of(QK) && dst.len() == src.len() / QK * Q8_0_BLOCK_BYTES);
+    for (x, block) in src
+        .chunks_exact(QK)
+        .zip(dst.chunks_exact_mut(Q8_0_BLOCK_BYTES))
+    {
         let mut amax = 0.0f32;
         for &v in x {
             let a = v.abs();
@@ -109,8 +112,11 @@ pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
 ///
 /// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 18`.
 pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
-    debug_assert!(src.len() % QK == 0 && dst.len() == src.len() / QK * Q4_0_BLOCK_BYTES);
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(Q4_0_BLOCK_BYTES)) {
+    debug_assert!(src.len().is_multiple_of(QK) && dst.len() == src.len() / QK * Q4_0_BLOCK_BYTES);
+    for (x, block) in src
+        .chunks_exact(QK)
+        .zip(dst.chunks_exact_mut(Q4_0_BLOCK_BYTES))
+    {
         let mut amax = 0.0f32;
         let mut max = 0.0f32;
         for &v in x {
@@ -136,8 +142,11 @@ pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
 ///
 /// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 20`.
 pub fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) {
-    debug_assert!(src.len() % QK == 0 && dst.len() == src.len() / QK * Q4_1_BLOCK_BYTES);
-    for (x, block) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(Q4_1_BLOCK_BYTES)) {
+    debug_assert!(src.len().is_multiple_of(QK) && dst.len() == src.len() / QK * Q4_1_BLOCK_BYTES);
+    for (x, block) in src
+        .chunks_exact(QK)
+        .zip(dst.chunks_exact_mut(Q4_1_BLOCK_BYTES))
+    {
         let mut min = f32::MAX;
         let mut max = -f32::MAX;
         for &v in x {
@@ -189,7 +198,10 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
             }
         }
         DType::Q8_0 => {
-            for (y, block) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(Q8_0_BLOCK_BYTES)) {
+            for (y, block) in dst
+                .chunks_exact_mut(QK)
+                .zip(src.chunks_exact(Q8_0_BLOCK_BYTES))
+            {
                 let d = f16_to_f32(read_f16(block, 0));
                 for (v, &q) in y.iter_mut().zip(&block[2..]) {
                     *v = (q as i8) as f32 * d;
@@ -197,7 +209,10 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
             }
         }
         DType::Q4_0 => {
-            for (y, block) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(Q4_0_BLOCK_BYTES)) {
+            for (y, block) in dst
+                .chunks_exact_mut(QK)
+                .zip(src.chunks_exact(Q4_0_BLOCK_BYTES))
+            {
                 let d = f16_to_f32(read_f16(block, 0));
                 let (lo, hi) = y.split_at_mut(QK / 2);
                 for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[2..]) {
@@ -207,7 +222,10 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
             }
         }
         DType::Q4_1 => {
-            for (y, block) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(Q4_1_BLOCK_BYTES)) {
+            for (y, block) in dst
+                .chunks_exact_mut(QK)
+                .zip(src.chunks_exact(Q4_1_BLOCK_BYTES))
+            {
                 let d = f16_to_f32(read_f16(block, 0));
                 let m = f16_to_f32(read_f16(block, 2));
                 let (lo, hi) = y.split_at_mut(QK / 2);

@@ -31,7 +31,8 @@
 //!   `1 / d` overflows for a subnormal `amax`, where ggml's C conversion is undefined.
 //!   NaN converts to 0.
 //!
-//! The block also keeps `Σ q[j]` (an `i32`) for the `q4_1` minimum term.
+//! The block also keeps `Σ q[j]` (an `i32`) for the `q4_1` minimum term (the SIMD `q4_0` kernel
+//! uses it too, for the `−8` offset). Quants are stored widened to `i16`.
 //!
 //! # Dot products and the fixed float accumulation order
 //!
@@ -39,7 +40,8 @@
 //! *exactly* the following IEEE-754 `f32` operations, in this order, with no fused multiply-add, so
 //! their results are bit-identical (NaN payloads aside) on every platform:
 //!
-//! **Quantized weights** (`q8_0`, `q4_0`, `q4_1`) against quantized activations, `n_blocks = cols / 32`:
+//! **Quantized weights** (`q8_0`, `q4_0`, `q4_1`) against quantized activations,
+//! `n_blocks = cols / 32`:
 //!
 //! 1. per block `b`, an exact integer sum `isum_b = Σ_j w_q[j] · x_q[j]` (`i32`; `w_q` is `qs[j]`
 //!    for `q8_0`, `nibble(j) − 8` for `q4_0` and `nibble(j)` for `q4_1`), and for `q4_1` also
@@ -161,7 +163,7 @@ impl DType {
     /// Bytes of a row of `row_len` elements; `None` if `row_len` is not a multiple of
     /// [`block_elems`](DType::block_elems) or the size overflows `usize`.
     pub fn row_bytes(self, row_len: usize) -> Option<usize> {
-        if row_len % self.block_elems() != 0 {
+        if !row_len.is_multiple_of(self.block_elems()) {
             return None;
         }
         (row_len / self.block_elems()).checked_mul(self.block_bytes())
@@ -190,14 +192,22 @@ pub struct QuantizedActivations {
 impl QuantizedActivations {
     /// An empty structure (no allocation until the first [`quantize`](Self::quantize)).
     pub fn new() -> Self {
-        QuantizedActivations { d: Vec::new(), qs: Vec::new(), sums: Vec::new() }
+        QuantizedActivations {
+            d: Vec::new(),
+            qs: Vec::new(),
+            sums: Vec::new(),
+        }
     }
 
     /// Quantizes `x` (replacing the previous contents).
     ///
     /// Precondition: `x.len()` is a multiple of [`QK`]; a trailing partial block is ignored.
     pub fn quantize(&mut self, x: &[f32]) {
-        debug_assert!(x.len() % QK == 0, "activation length {} is not a multiple of {QK}", x.len());
+        debug_assert!(
+            x.len().is_multiple_of(QK),
+            "activation length {} is not a multiple of {QK}",
+            x.len()
+        );
         let n_blocks = x.len() / QK;
         self.d.clear();
         self.qs.clear();
@@ -249,11 +259,18 @@ impl QuantizedActivations {
             Some(end) if end <= len => first_block..end,
             _ => 0..0,
         };
-        let qs = match (first_block.checked_mul(QK), end.and_then(|e| e.checked_mul(QK))) {
+        let qs = match (
+            first_block.checked_mul(QK),
+            end.and_then(|e| e.checked_mul(QK)),
+        ) {
             (Some(lo), Some(hi)) if hi <= self.qs.len() => &self.qs[lo..hi],
             _ => &self.qs[..0],
         };
-        XqView { d: &self.d[blocks(self.d.len())], qs, sums: &self.sums[blocks(self.sums.len())] }
+        XqView {
+            d: &self.d[blocks(self.d.len())],
+            qs,
+            sums: &self.sums[blocks(self.sums.len())],
+        }
     }
 }
 
@@ -346,7 +363,9 @@ pub(crate) trait RowKernel {
 
 /// Token `t`'s `f32` activations: `x[t·cols .. (t+1)·cols]`, or empty if out of range.
 pub(crate) fn f32_act(x: &[f32], t: usize, cols: usize) -> &[f32] {
-    let range = t.checked_mul(cols).and_then(|lo| Some(lo..lo.checked_add(cols)?));
+    let range = t
+        .checked_mul(cols)
+        .and_then(|lo| Some(lo..lo.checked_add(cols)?));
     range.and_then(|r| x.get(r)).unwrap_or(&[])
 }
 
@@ -373,16 +392,25 @@ pub(crate) fn drive_matmul<K: RowKernel>(
     y: &mut [f32],
 ) {
     let Some(row_bytes) = dtype.row_bytes(cols) else {
-        debug_assert!(false, "cols {cols} is not a multiple of {} for {}", dtype.block_elems(), dtype.name());
+        debug_assert!(
+            false,
+            "cols {cols} is not a multiple of {} for {}",
+            dtype.block_elems(),
+            dtype.name()
+        );
         return;
     };
     debug_assert!(
-        rows.checked_mul(row_bytes).is_some_and(|n| bytes.len() >= n),
+        rows.checked_mul(row_bytes)
+            .is_some_and(|n| bytes.len() >= n),
         "{} weights: {} bytes for {rows} rows of {cols}",
         dtype.name(),
         bytes.len()
     );
-    debug_assert!(n_tokens.checked_mul(rows).is_some_and(|n| y.len() >= n), "output too short");
+    debug_assert!(
+        n_tokens.checked_mul(rows).is_some_and(|n| y.len() >= n),
+        "output too short"
+    );
     debug_assert!(
         match dtype {
             DType::F32 => n_tokens.checked_mul(cols).is_some_and(|n| x.len() >= n),
@@ -397,14 +425,19 @@ pub(crate) fn drive_matmul<K: RowKernel>(
     // `y` keeps the caller's row stride; only the rows the weight bytes cover are computed.
     let y_stride = rows;
     let n_tokens = n_tokens.min(y.len() / y_stride);
-    let rows = if row_bytes == 0 { rows } else { rows.min(bytes.len() / row_bytes) };
+    // (`row_bytes == 0` only for `cols == 0`: every row is empty and present.)
+    let rows = bytes
+        .len()
+        .checked_div(row_bytes)
+        .map_or(rows, |n| rows.min(n));
     for tile_start in (0..n_tokens).step_by(TOKEN_TILE) {
         let tile_end = n_tokens.min(tile_start + TOKEN_TILE);
         for r in 0..rows {
             let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
             let mut t = tile_start;
             while t + TOKEN_GROUP <= tile_end {
-                let acts: [K::Act<'_>; TOKEN_GROUP] = core::array::from_fn(|i| K::act(x, xq, t + i, cols));
+                let acts: [K::Act<'_>; TOKEN_GROUP] =
+                    core::array::from_fn(|i| K::act(x, xq, t + i, cols));
                 for (i, v) in K::dot(row, acts).into_iter().enumerate() {
                     y[(t + i) * y_stride + r] = v;
                 }

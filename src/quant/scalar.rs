@@ -44,7 +44,7 @@ pub fn matmul(
 
 /// `Σ w[i]·x[i]` over `min(w.len() / 4, x.len())` elements, `w` little-endian `f32` bytes:
 /// sixteen accumulators `acc[i % 16]`, then the fixed reduction tree.
-pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+pub(crate) fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     for (i, (wb, &xv)) in w.chunks_exact(4).zip(x).enumerate() {
         acc[i % 16] += f32::from_le_bytes([wb[0], wb[1], wb[2], wb[3]]) * xv;
@@ -69,7 +69,11 @@ pub(crate) fn reduce4(acc: &[f32; 4]) -> f32 {
 /// `isum = Σ_j w_q[j]·x_q[j]` with `w_q[j] = weight(j)`, exact in `i32`.
 #[inline]
 fn block_isum(x_q: &[i16], weight: impl Fn(usize) -> i32) -> i32 {
-    x_q.iter().take(QK).enumerate().map(|(j, &xq)| weight(j) * xq as i32).sum()
+    x_q.iter()
+        .take(QK)
+        .enumerate()
+        .map(|(j, &xq)| weight(j) * xq as i32)
+        .sum()
 }
 
 /// Little-endian `f16` at `offset`, widened.
@@ -113,7 +117,8 @@ pub(crate) fn dot_q4_1(row: &[u8], xq: XqView<'_>) -> f32 {
         let block = &row[b * Q4_1_BLOCK_BYTES..(b + 1) * Q4_1_BLOCK_BYTES];
         let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[4..], j));
         let d_x = xq.d[b];
-        acc[b % 4] += (f16_at(block, 0) * d_x) * isum as f32 + (f16_at(block, 2) * d_x) * xq.sums[b] as f32;
+        acc[b % 4] +=
+            (f16_at(block, 0) * d_x) * isum as f32 + (f16_at(block, 2) * d_x) * xq.sums[b] as f32;
     }
     reduce4(&acc)
 }
@@ -147,7 +152,12 @@ macro_rules! quantized_row_kernel {
     ($kernel:ident, $dot:ident) => {
         impl RowKernel for $kernel {
             type Act<'a> = XqView<'a>;
-            fn act<'a>(_: &'a [f32], xq: &'a QuantizedActivations, t: usize, cols: usize) -> XqView<'a> {
+            fn act<'a>(
+                _: &'a [f32],
+                xq: &'a QuantizedActivations,
+                t: usize,
+                cols: usize,
+            ) -> XqView<'a> {
                 q_act(xq, t, cols)
             }
             fn dot<const N: usize>(row: &[u8], acts: [XqView<'_>; N]) -> [f32; N] {

@@ -6,20 +6,20 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::testdata::{random_activations, random_weights, Rng};
+use super::testdata::{random_activations, random_weights, Rng, F32_COLS, QUANT_COLS};
 use super::{matmul, matvec, scalar, DType, QuantizedActivations, TOKEN_TILE};
-
-/// Row lengths for quantized dtypes: one to 48 blocks, with every `n_blocks % 4` tail.
-pub(crate) const QUANT_COLS: [usize; 6] = [32, 64, 96, 544, 576, 1536];
-/// Extra row lengths for `f32`: every `cols % 16` tail and sizes around the 16-lane step.
-pub(crate) const F32_COLS: [usize; 11] = [1, 2, 3, 15, 16, 17, 31, 33, 63, 127, 129];
 
 /// Runs the dispatched `matvec` / `matmul` (SIMD128 in a wasm `+simd128` build) against
 /// [`scalar`] over [`QUANT_COLS`] (all dtypes) and [`F32_COLS`] (`f32`) with deterministic
-/// pseudo-random data, and `matmul` against per-token `matvec`. Returns the number of output values
+/// pseudo-random data, `matmul` against per-token `matvec`, and (SIMD128) the vector `f16`
+/// widening against [`f16_to_f32`](super::f16_to_f32) for all 65536 patterns. Returns the number of output values
 /// whose bits differ (0 = pass).
 pub fn kernel_selftest() -> u32 {
     let mut mismatches = 0u32;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        mismatches = mismatches.saturating_add(super::simd128::f16x4_mismatches());
+    }
     let mut rng = Rng::new(0x5eed_0001);
     for dtype in DType::ALL {
         let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
@@ -34,7 +34,11 @@ pub fn kernel_selftest() -> u32 {
 }
 
 fn count_bit_mismatches(a: &[f32], b: &[f32]) -> u32 {
-    let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    let differ = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count();
     let missing = a.len().abs_diff(b.len());
     u32::try_from(differ + missing).unwrap_or(u32::MAX)
 }

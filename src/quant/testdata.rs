@@ -10,6 +10,11 @@ use alloc::vec::Vec;
 
 use super::{f32_to_f16, quantize_row, DType, QK};
 
+/// Row lengths for quantized dtypes: one to 48 blocks, with every `n_blocks % 4` tail.
+pub(crate) const QUANT_COLS: [usize; 6] = [32, 64, 96, 544, 576, 1536];
+/// Extra row lengths for `f32`: every `cols % 16` tail and sizes around the 16-lane step.
+pub(crate) const F32_COLS: [usize; 11] = [1, 2, 3, 15, 16, 17, 31, 33, 63, 127, 129];
+
 /// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough for test data.
 pub(crate) struct Rng(u64);
 
@@ -47,7 +52,9 @@ fn random_scale_bits(rng: &mut Rng, typical: f32) -> u16 {
     match rng.below(16) {
         0 => 0,
         1 => rng.below(0x400) as u16 | if rng.below(2) == 0 { 0 } else { 0x8000 }, // subnormal
-        _ => f32_to_f16(typical * (0.25 + rng.unit().abs() * 4.0) * if rng.below(8) == 0 { -1.0 } else { 1.0 }),
+        _ => f32_to_f16(
+            typical * (0.25 + rng.unit().abs() * 4.0) * if rng.below(8) == 0 { -1.0 } else { 1.0 },
+        ),
     }
 }
 

@@ -7,13 +7,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::testdata::{random_activations, random_weights, Rng};
+use super::testdata::{random_activations, random_weights, Rng, F32_COLS, QUANT_COLS};
 use super::*;
-
-/// Row lengths for the quantized kernels (1 to 48 blocks, every `n_blocks % 4` tail).
-const QUANT_COLS: [usize; 6] = [32, 64, 96, 544, 576, 1536];
-/// Row lengths for the `f32` kernel (every `cols % 16` tail).
-const F32_COLS: [usize; 11] = [1, 2, 3, 15, 16, 17, 31, 33, 63, 127, 129];
 
 /// Allowed `|kernel − f64 reference| / Σ|w_i · x_i|` for one dot product.
 ///
@@ -36,12 +31,20 @@ fn xq_of(x: &[f32]) -> QuantizedActivations {
 
 #[test]
 fn dtype_codes_names_and_sizes() {
-    let expect = [("f32", 1, 4), ("q8_0", 32, 34), ("q4_0", 32, 18), ("q4_1", 32, 20)];
+    let expect = [
+        ("f32", 1, 4),
+        ("q8_0", 32, 34),
+        ("q4_0", 32, 18),
+        ("q4_1", 32, 20),
+    ];
     for (i, dtype) in DType::ALL.into_iter().enumerate() {
         assert_eq!(dtype.code() as usize, i);
         assert_eq!(DType::from_code(i as u8), Some(dtype));
         let (name, elems, bytes) = expect[i];
-        assert_eq!((dtype.name(), dtype.block_elems(), dtype.block_bytes()), (name, elems, bytes));
+        assert_eq!(
+            (dtype.name(), dtype.block_elems(), dtype.block_bytes()),
+            (name, elems, bytes)
+        );
     }
     for code in 4..=255u8 {
         assert_eq!(DType::from_code(code), None);
@@ -65,7 +68,10 @@ fn row_bytes_checks_multiples_and_overflow() {
     assert_eq!(DType::Q8_0.row_bytes(n), None);
     assert_eq!(DType::Q4_0.row_bytes(n), Some(n / 32 * 18));
     assert_eq!(DType::F32.row_bytes(usize::MAX / 4 + 1), None);
-    assert_eq!(DType::F32.row_bytes(usize::MAX / 4), Some(usize::MAX / 4 * 4));
+    assert_eq!(
+        DType::F32.row_bytes(usize::MAX / 4),
+        Some(usize::MAX / 4 * 4)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,7 +109,10 @@ fn f16_round_trip_is_exhaustively_exact() {
         if f16_value(bits).is_some() {
             assert_eq!(back, bits, "{bits:#06x}");
         } else {
-            assert!(back & 0x7c00 == 0x7c00 && back & 0x3ff != 0, "NaN {bits:#06x} -> {back:#06x}");
+            assert!(
+                back & 0x7c00 == 0x7c00 && back & 0x3ff != 0,
+                "NaN {bits:#06x} -> {back:#06x}"
+            );
             assert_eq!(back & 0x8000, bits & 0x8000);
         }
     }
@@ -121,7 +130,13 @@ fn f32_to_f16_oracle(x: f32) -> u16 {
         return sign | 0x7c00;
     }
     let (mut lo, mut hi) = (0u16, 0x7c00u16); // invariant: value(lo) ≤ a < value(hi) (65536 for hi = inf)
-    let value = |h: u16| if h == 0x7c00 { 65536.0 } else { f16_value(h).unwrap() };
+    let value = |h: u16| {
+        if h == 0x7c00 {
+            65536.0
+        } else {
+            f16_value(h).unwrap()
+        }
+    };
     if a >= 65536.0 {
         return sign | 0x7c00;
     }
@@ -152,7 +167,11 @@ fn f32_to_f16_matches_rounding_oracle() {
     let mut n_checked = 0usize;
     let mut check = |bits: u32| {
         let x = f32::from_bits(bits);
-        assert_eq!(f32_to_f16(x), f32_to_f16_oracle(x), "x = {x:e} ({bits:#010x})");
+        assert_eq!(
+            f32_to_f16(x),
+            f32_to_f16_oracle(x),
+            "x = {x:e} ({bits:#010x})"
+        );
         n_checked += 1;
     };
     // Every exponent, every top-10 mantissa pattern, and the dropped 13 bits at and around the
@@ -188,11 +207,11 @@ fn f32_to_f16_known_values() {
         (65520.0, 0x7c00),
         (f32::INFINITY, 0x7c00),
         (f32::NEG_INFINITY, 0xfc00),
-        (6.103_515_6e-5, 0x0400),   // 2^-14, smallest normal
-        (5.960_464_5e-8, 0x0001),   // 2^-24, smallest subnormal
-        (2.980_232_2e-8, 0x0000),   // 2^-25, tie to even -> 0
-        (4.470_348_4e-8, 0x0001),   // 1.5 · 2^-25
-        (8.940_697e-8, 0x0002),     // 3 · 2^-25 = 1.5 · 2^-24, tie to even -> 2
+        (6.103_515_6e-5, 0x0400), // 2^-14, smallest normal
+        (5.960_464_5e-8, 0x0001), // 2^-24, smallest subnormal
+        (2.980_232_2e-8, 0x0000), // 2^-25, tie to even -> 0
+        (4.470_348_4e-8, 0x0001), // 1.5 · 2^-25
+        (8.940_697e-8, 0x0002),   // 3 · 2^-25 = 1.5 · 2^-24, tie to even -> 2
     ];
     for (x, bits) in cases {
         assert_eq!(f32_to_f16(x), bits, "{x:e}");
@@ -215,7 +234,10 @@ fn zero_blocks_quantize_to_ggml_bytes() {
     let mut q4 = [0u8; Q4_0_BLOCK_BYTES];
     quantize_row_q4_0(&zeros, &mut q4);
     assert_eq!(&q4[..2], &[0x00, 0x80], "d = 0 / -8 is -0.0, as in ggml");
-    assert!(q4[2..].iter().all(|&b| b == 0x88), "x = 0 is nibble 8 (trunc(0 + 8.5))");
+    assert!(
+        q4[2..].iter().all(|&b| b == 0x88),
+        "x = 0 is nibble 8 (trunc(0 + 8.5))"
+    );
     let mut q41 = [0xaau8; Q4_1_BLOCK_BYTES];
     quantize_row_q4_1(&zeros, &mut q41);
     assert!(q41.iter().all(|&b| b == 0));
@@ -252,8 +274,17 @@ fn q4_0_uses_signed_max_and_clamps_the_far_end() {
     let mut block = [0u8; Q4_0_BLOCK_BYTES];
     quantize_row_q4_0(&x, &mut block);
     assert_eq!(u16::from_le_bytes([block[0], block[1]]), 0x3c00);
-    let nib = |j: usize| if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 };
-    assert_eq!([nib(0), nib(1), nib(2), nib(3), nib(16), nib(17)], [0, 15, 8, 8, 11, 5]);
+    let nib = |j: usize| {
+        if j < 16 {
+            block[2 + j] & 15
+        } else {
+            block[2 + j - 16] >> 4
+        }
+    };
+    assert_eq!(
+        [nib(0), nib(1), nib(2), nib(3), nib(16), nib(17)],
+        [0, 15, 8, 8, 11, 5]
+    );
 }
 
 #[test]
@@ -262,9 +293,90 @@ fn q4_1_maps_min_to_0_and_max_to_15() {
     let mut block = [0u8; Q4_1_BLOCK_BYTES];
     quantize_row_q4_1(&x, &mut block);
     assert_eq!(u16::from_le_bytes([block[2], block[3]]), f32_to_f16(-1.0));
-    assert_eq!(u16::from_le_bytes([block[0], block[1]]), f32_to_f16(31.0 / 15.0));
+    assert_eq!(
+        u16::from_le_bytes([block[0], block[1]]),
+        f32_to_f16(31.0 / 15.0)
+    );
     assert_eq!(block[4] & 15, 0);
     assert_eq!(block[4 + 15] >> 4, 15);
+}
+
+/// Bytes from an independent run of ggml's C reference quantizers (`quantize_row_q8_0_ref`,
+/// `quantize_row_q4_0_ref`, `quantize_row_q4_1_ref` with the generic `GGML_FP32_TO_FP16`, built
+/// with `-ffp-contract=off`) on the eight blocks of [`golden_block`]: ordinary values at several
+/// magnitudes, an all-±0 block, a block of exact halves (ties everywhere), a block with one outlier,
+/// f16-subnormal scales (`2e-7`) and an `f16`-overflowing scale (`65000`: q4 `d` becomes infinite).
+const GOLDEN_Q8_0: [&str; 8] = [
+    "cf3281746a5f54493e34291e1308fef3e8ddd2c8bdb2a79c92877a6f655a4f44392f",
+    "f60ad7ccc1b6aca1968b7f74695f54493e33281e1308fdf2e8ddd2c7bcb1a79c9186",
+    "01002d22170d02f7ece1d6ccc1b6aba0958a7f74695e54493e33281d1308fdf2e7dc",
+    "eb5384796e63584e43382d22170c01f7ece1d6cbc0b5aa9f958a7f74695e53493e33",
+    "00000000000000000000000000000000000000000000000000000000000000000000",
+    "082c81899199a1a9b1b9c0c8d0d8e0e8f0f8000810182028303840474f575f676f77",
+    "9340fc04048103030202020101000000fffffffefefefdfdfdfcfc04030303020202",
+    "9272ded3c7bcb1a69b90857f74695e53483c31261b1005faefe4d9cdc2b7aca1968b",
+];
+const GOLDEN_Q4_0: [&str; 8] = [
+    "c242504f4f3e2d2d1c0bfbfae9e9d8c7c6b6",
+    "e89a5b6b7c7d8d9eafafb0c1c1d2e3e3f4f5",
+    "0b80051617273839495a5b6b7c8d8d9eafaf",
+    "dbe3bfb0c1d2d2e3f4f4051617273839495a",
+    "008088888888888888888888888888888888",
+    "003c809191a2a2b3b3c4c4d5d5e6e6f7f7f8",
+    "8a5088888880888888888888888888888888",
+    "00fc5a6b6c7c8d8e9eafafb0c1d1d2e3f3f4",
+];
+const GOLDEN_Q4_1: [&str; 8] = [
+    "1243c2ce504f4e3d2d2c1b0bfae9e9d8c8c7b6a6",
+    "371b9fa6a5948483727261505f4e3e3d2c1c1b0a",
+    "0c005480fae9e9d8c7c7b6a5a594838372616150",
+    "2564aeef504f4e3d2d2c1b0bfae9e9d8c8c7b6a6",
+    "0000008000000000000000000000000000000000",
+    "223c00c880809191a2a2b3b3c4c4d5d5e6e6f7f7",
+    "fd4c8adceeefefe0efefefefeffffffffffffffe",
+    "007c00fca5a5948383726161504f4e3e2d2c1c0b",
+];
+
+/// Block `b` of the golden input: `x[j] = ((7919·j + 104729·b) mod 2001 − 1000) / 37 · scale[b]`
+/// in `f32` (two correctly rounded operations, so C and Rust agree), with blocks 5 and 6 reshaped.
+fn golden_block(b: usize) -> [f32; QK] {
+    const SCALES: [f32; 8] = [1.0, 1e-3, 2e-7, 300.0, 0.0, -0.5, 1.0 / 3.0, 65000.0];
+    let mut x = [0.0f32; QK];
+    for (j, v) in x.iter_mut().enumerate() {
+        let k = ((j * 7919 + b * 104_729) % 2001) as i32 - 1000;
+        *v = k as f32 / 37.0 * SCALES[b];
+    }
+    if b == 5 {
+        for (j, v) in x.iter_mut().enumerate() {
+            *v = (j as i32 - 16) as f32 * 0.5;
+        }
+    }
+    if b == 6 {
+        x[3] = -x[3] * 40.0;
+    }
+    x
+}
+
+#[test]
+fn quantizers_match_ggml_reference_bytes() {
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| std::format!("{b:02x}"))
+            .collect::<std::string::String>()
+    };
+    for b in 0..8 {
+        let x = golden_block(b);
+        for (dtype, golden) in [
+            (DType::Q8_0, &GOLDEN_Q8_0),
+            (DType::Q4_0, &GOLDEN_Q4_0),
+            (DType::Q4_1, &GOLDEN_Q4_1),
+        ] {
+            let mut block = vec![0u8; dtype.block_bytes()];
+            quantize_row(dtype, &x, &mut block);
+            assert_eq!(hex(&block), golden[b], "{} block {b}", dtype.name());
+        }
+    }
 }
 
 /// Max |x − dequantize(quantize(x))| allowed per element, from the block's own fields:
@@ -302,7 +414,11 @@ fn quantize_dequantize_round_trip_within_bounds() {
                 let block = &bytes[b * dtype.block_bytes()..(b + 1) * dtype.block_bytes()];
                 let bound = round_trip_bound(dtype, block);
                 for (j, (a, y)) in xb.iter().zip(yb).enumerate() {
-                    assert!((a - y).abs() <= bound, "{} block {b} elem {j}: {a} -> {y}, bound {bound}", dtype.name());
+                    assert!(
+                        (a - y).abs() <= bound,
+                        "{} block {b} elem {j}: {a} -> {y}, bound {bound}",
+                        dtype.name()
+                    );
                 }
             }
         }
@@ -322,16 +438,29 @@ fn dequantize_row_follows_the_block_formulas() {
                 let want = match dtype {
                     DType::Q8_0 => (block[2 + j] as i8) as f32 * d,
                     DType::Q4_0 => {
-                        let q = if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 };
+                        let q = if j < 16 {
+                            block[2 + j] & 15
+                        } else {
+                            block[2 + j - 16] >> 4
+                        };
                         (q as f32 - 8.0) * d
                     }
                     _ => {
                         let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
-                        let q = if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 };
+                        let q = if j < 16 {
+                            block[4 + j] & 15
+                        } else {
+                            block[4 + j - 16] >> 4
+                        };
                         q as f32 * d + m
                     }
                 };
-                assert_eq!(got[b * QK + j].to_bits(), want.to_bits(), "{} block {b} elem {j}", dtype.name());
+                assert_eq!(
+                    got[b * QK + j].to_bits(),
+                    want.to_bits(),
+                    "{} block {b} elem {j}",
+                    dtype.name()
+                );
             }
         }
     }
@@ -359,7 +488,12 @@ fn first_non_finite_finds_bad_scales_and_values() {
                 } else {
                     b[at..at + 2].copy_from_slice(&f32_to_f16(bad).to_le_bytes());
                 }
-                assert_eq!(first_non_finite(dtype, &b), Some(2), "{} offset {offset} {bad}", dtype.name());
+                assert_eq!(
+                    first_non_finite(dtype, &b),
+                    Some(2),
+                    "{} offset {offset} {bad}",
+                    dtype.name()
+                );
             }
         }
         bytes.truncate(bytes.len() - 1); // a trailing partial unit is not examined
@@ -416,7 +550,10 @@ fn activation_quantization_error_is_half_a_step() {
             assert!((-127..=127).contains(&q));
             sum += q as i32;
             let err = (v as f64 - d as f64 * q as f64).abs();
-            assert!(err <= 0.5 * d as f64 * (1.0 + 1e-5), "block {b} elem {j}: {v} vs {d}·{q}");
+            assert!(
+                err <= 0.5 * d as f64 * (1.0 + 1e-5),
+                "block {b} elem {j}: {v} vs {d}·{q}"
+            );
         }
         assert_eq!(sum, xq.sums[b]);
     }
@@ -440,12 +577,29 @@ fn dequantize_f64(dtype: DType, row: &[u8]) -> (Vec<f64>, Vec<f64>) {
     }
     for block in row.chunks_exact(dtype.block_bytes()) {
         let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]])) as f64;
-        let m = if dtype == DType::Q4_1 { f16_to_f32(u16::from_le_bytes([block[2], block[3]])) as f64 } else { 0.0 };
+        let m = if dtype == DType::Q4_1 {
+            f16_to_f32(u16::from_le_bytes([block[2], block[3]])) as f64
+        } else {
+            0.0
+        };
         for j in 0..QK {
             let q = match dtype {
                 DType::Q8_0 => (block[2 + j] as i8) as f64,
-                DType::Q4_0 => (if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 }) as f64 - 8.0,
-                _ => (if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 }) as f64,
+                DType::Q4_0 => {
+                    (if j < 16 {
+                        block[2 + j] & 15
+                    } else {
+                        block[2 + j - 16] >> 4
+                    }) as f64
+                        - 8.0
+                }
+                _ => {
+                    (if j < 16 {
+                        block[4 + j] & 15
+                    } else {
+                        block[4 + j - 16] >> 4
+                    }) as f64
+                }
             };
             w.push(d * q + m);
             mag.push((d * q).abs() + m.abs());
@@ -459,7 +613,9 @@ fn activations_f64(dtype: DType, x: &[f32], xq: &QuantizedActivations) -> Vec<f6
     if dtype == DType::F32 {
         return x.iter().map(|&v| v as f64).collect();
     }
-    (0..xq.len()).map(|i| xq.d[i / QK] as f64 * xq.qs[i] as f64).collect()
+    (0..xq.len())
+        .map(|i| xq.d[i / QK] as f64 * xq.qs[i] as f64)
+        .collect()
 }
 
 #[test]
@@ -472,7 +628,11 @@ fn dot_products_match_f64_reference() {
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
             let x = random_activations(cols, &mut rng);
-            let xq = if dtype == DType::F32 { QuantizedActivations::new() } else { xq_of(&x) };
+            let xq = if dtype == DType::F32 {
+                QuantizedActivations::new()
+            } else {
+                xq_of(&x)
+            };
             let mut out = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
             let a = activations_f64(dtype, &x, &xq);
@@ -505,7 +665,9 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
             let w = f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap());
             acc[i % 16] += w * x[i];
         }
-        let v: Vec<f32> = (0..4).map(|l| (acc[l] + acc[l + 4]) + (acc[l + 8] + acc[l + 12])).collect();
+        let v: Vec<f32> = (0..4)
+            .map(|l| (acc[l] + acc[l + 4]) + (acc[l + 8] + acc[l + 12]))
+            .collect();
         return (v[0] + v[1]) + (v[2] + v[3]);
     }
     let bb = dtype.block_bytes();
@@ -518,8 +680,21 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
             let x_q = xq.qs[b * QK + j] as i32;
             let w_q = match dtype {
                 DType::Q8_0 => (block[2 + j] as i8) as i32,
-                DType::Q4_0 => (if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 }) as i32 - 8,
-                _ => (if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 }) as i32,
+                DType::Q4_0 => {
+                    (if j < 16 {
+                        block[2 + j] & 15
+                    } else {
+                        block[2 + j - 16] >> 4
+                    }) as i32
+                        - 8
+                }
+                _ => {
+                    (if j < 16 {
+                        block[4 + j] & 15
+                    } else {
+                        block[4 + j - 16] >> 4
+                    }) as i32
+                }
             };
             isum += w_q * x_q;
             xsum += x_q;
@@ -545,7 +720,11 @@ fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
             let x = random_activations(cols, &mut rng);
-            let xq = if dtype == DType::F32 { QuantizedActivations::new() } else { xq_of(&x) };
+            let xq = if dtype == DType::F32 {
+                QuantizedActivations::new()
+            } else {
+                xq_of(&x)
+            };
             let mut out = vec![f32::NAN; rows];
             let mut out_scalar = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
@@ -553,7 +732,12 @@ fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
             let row_bytes = dtype.row_bytes(cols).unwrap();
             for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
                 let want = spec_dot(dtype, row, &x, &xq);
-                assert_eq!(out[r].to_bits(), want.to_bits(), "{} cols {cols} row {r}", dtype.name());
+                assert_eq!(
+                    out[r].to_bits(),
+                    want.to_bits(),
+                    "{} cols {cols} row {r}",
+                    dtype.name()
+                );
                 assert_eq!(out_scalar[r].to_bits(), want.to_bits());
             }
         }
@@ -573,13 +757,27 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
                 let mut y = vec![f32::NAN; n_tokens * rows];
                 matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y);
                 let mut y_scalar = vec![f32::NAN; n_tokens * rows];
-                scalar::matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y_scalar);
+                scalar::matmul(
+                    dtype,
+                    &weights,
+                    rows,
+                    cols,
+                    n_tokens,
+                    &x,
+                    &xq,
+                    &mut y_scalar,
+                );
                 let mut out = vec![f32::NAN; rows];
                 for (t, x1) in x.chunks_exact(cols).enumerate() {
                     matvec(dtype, &weights, rows, cols, x1, &xq_of(x1), &mut out);
                     for r in 0..rows {
                         let got = y[t * rows + r];
-                        assert_eq!(got.to_bits(), out[r].to_bits(), "{} cols {cols} n {n_tokens} t {t} r {r}", dtype.name());
+                        assert_eq!(
+                            got.to_bits(),
+                            out[r].to_bits(),
+                            "{} cols {cols} n {n_tokens} t {t} r {r}",
+                            dtype.name()
+                        );
                         assert_eq!(y_scalar[t * rows + r].to_bits(), out[r].to_bits());
                     }
                 }

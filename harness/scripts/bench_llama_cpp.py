@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""llama.cpp side of `trl bench`: single-threaded load, prefill and decode timings as JSON.
+
+The shipped GGUF is Q4_1; other storage modes are made with llama.cpp's own quantizer (cached next
+to the install). Prefill evaluates the whole prompt in one batch; decode feeds back greedy tokens one
+at a time without stopping at end-of-generation, like `trl bench` does with IGNORE_EOG.
+"""
+import argparse, json, os, statistics, sys, time
+import llama_cpp
+
+FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3}
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--gguf", required=True)
+ap.add_argument("--quant", required=True, choices=FTYPES)
+ap.add_argument("--cache", required=True)
+ap.add_argument("--prompt", required=True)
+ap.add_argument("--decode", type=int, default=128)
+ap.add_argument("--runs", type=int, default=3)
+a = ap.parse_args()
+
+path = a.gguf
+if a.quant != "q4_1":
+    path = os.path.join(a.cache, f"smollm2-{a.quant}.gguf")
+    if not os.path.exists(path):
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = FTYPES[a.quant]
+        params.allow_requantize = True
+        params.nthread = 1
+        rc = llama_cpp.llama_model_quantize(a.gguf.encode(), (path + ".partial").encode(), params)
+        if rc != 0:
+            sys.exit(f"llama_model_quantize failed: {rc}")
+        os.rename(path + ".partial", path)
+
+loads, prefills, decodes = [], [], []
+n_prompt = 0
+for _ in range(a.runs):
+    t = time.perf_counter()
+    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, n_threads=1, n_threads_batch=1, verbose=False)
+    loads.append((time.perf_counter() - t) * 1000)
+    tokens = llm.tokenize(a.prompt.encode(), add_bos=False, special=True)
+    n_prompt = len(tokens)
+    llm.reset()
+    t = time.perf_counter()
+    llm.eval(tokens)
+    prefills.append(n_prompt / (time.perf_counter() - t))
+    t = time.perf_counter()
+    for _ in range(a.decode):
+        tok = int(llm.scores[llm.n_tokens - 1].argmax())
+        llm.eval([tok])
+    decodes.append(a.decode / (time.perf_counter() - t))
+    del llm
+
+print(json.dumps({
+    "gguf": path, "prompt_tokens": n_prompt,
+    "load_ms": statistics.median(loads),
+    "prefill_tokens_per_s": statistics.median(prefills),
+    "decode_tokens_per_s": statistics.median(decodes),
+}))

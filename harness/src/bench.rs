@@ -1,0 +1,283 @@
+//! `trl bench`: load time, prefill and decode speed, memory and module size, measured side by side
+//! in one run for the wasm module (wasmtime), a native build of the same crate, and optionally
+//! llama.cpp (through `llama-cpp-python`, single-threaded, same prompt and token counts).
+//!
+//! Figures are medians over `runs` passes; the machine is shared and noisy, so only ratios taken
+//! in the same run are meaningful.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::runtime::{result_kind, ModuleFile, Runtime, GEN_IGNORE_EOG};
+
+/// A prose paragraph; the prompt is cut from repetitions of it to an exact token count.
+const PROMPT_SOURCE: &str = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg \
+combined movable metal type, oil-based ink and a wooden press adapted from those used to make wine. Books, \
+which had been copied by hand for centuries, could now be produced in hundreds of identical copies, and \
+ideas travelled across Europe faster than ever before. ";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub engine: String,
+    pub package: String,
+    pub quant: String,
+    pub load_ms: f64,
+    /// Time to copy the package bytes into the module's memory (the floor for load_ms).
+    pub copy_ms: f64,
+    pub prefill_tokens: usize,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens: usize,
+    pub decode_tokens_per_s: f64,
+    pub peak_memory_bytes: u64,
+    pub runs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub module_bytes: u64,
+    pub results: Vec<Figures>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// A prompt of exactly `n` tokens (checked with the model's own tokenizer).
+pub fn prompt_of(rt: &mut Runtime, n: usize) -> Result<String> {
+    let words: Vec<&str> = PROMPT_SOURCE.split(' ').filter(|w| !w.is_empty()).collect();
+    let mut text = String::new();
+    let mut i = 0;
+    loop {
+        let candidate = if text.is_empty() { words[i % words.len()].to_string() } else { format!("{} {}", text, words[i % words.len()]) };
+        let count = rt.tokenize(&candidate, false)?.len();
+        if count > n {
+            break;
+        }
+        text = candidate;
+        i += 1;
+        if count == n {
+            return Ok(text);
+        }
+    }
+    // Top up with single-character tokens until the count is exact.
+    while rt.tokenize(&text, false)?.len() < n {
+        text.push_str(" a");
+    }
+    let got = rt.tokenize(&text, false)?.len();
+    if got != n {
+        bail!("could not build a prompt of exactly {n} tokens (got {got})");
+    }
+    Ok(text)
+}
+
+pub struct BenchConfig {
+    pub runs: usize,
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    pub context: u32,
+}
+
+pub fn bench_wasm(module: &ModuleFile, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
+    let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
+    let (mut load, mut copy, mut prefill, mut decode, mut peak) = (vec![], vec![], vec![], vec![], 0u64);
+    let mut quant = String::new();
+    for _ in 0..cfg.runs {
+        let mut rt = Runtime::new(module)?;
+        let t = Instant::now();
+        let ptr = rt.alloc(bytes.len() as u32)?;
+        rt.write(ptr, &bytes)?;
+        let copy_ms = ms(t);
+        let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, 0u32))?;
+        anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
+        load.push(ms(t));
+        copy.push(copy_ms);
+        let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
+        let t = Instant::now();
+        rt.generate_start(&prompt, cfg.decode_tokens as u32, GEN_IGNORE_EOG)?;
+        prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
+        let t = Instant::now();
+        while rt.state()?.running() {
+            rt.generate_step(16)?;
+        }
+        let n = rt.read_u32s(result_kind::TOKENS)?.len();
+        anyhow::ensure!(n == cfg.decode_tokens, "generated {n} tokens, wanted {}", cfg.decode_tokens);
+        decode.push(n as f64 * 1000.0 / ms(t));
+        peak = peak.max(rt.memory_size() as u64);
+        quant = quant_name(rt.diagnostics()?.quant_mode);
+    }
+    Ok(Figures {
+        engine: "tinyrustlm wasm (wasmtime)".into(),
+        package: package.display().to_string(),
+        quant,
+        load_ms: median(load),
+        copy_ms: median(copy),
+        prefill_tokens: cfg.prompt_tokens,
+        prefill_tokens_per_s: median(prefill),
+        decode_tokens: cfg.decode_tokens,
+        decode_tokens_per_s: median(decode),
+        peak_memory_bytes: peak,
+        runs: cfg.runs,
+    })
+}
+
+fn quant_name(code: u32) -> String {
+    match code {
+        0 => "f32",
+        1 => "q8_0",
+        2 => "q4_0",
+        3 => "q4_1",
+        _ => "?",
+    }
+    .to_string()
+}
+
+fn native_clock() -> f64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+}
+
+/// The same crate compiled for this machine (scalar kernels: SIMD128 exists only on wasm).
+pub fn bench_native(package: &Path, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
+    use tinyrustlm::buffer::AlignedBytes;
+    use tinyrustlm::engine::{Engine, ResultKind};
+    let bytes = std::fs::read(package)?;
+    let (mut load, mut copy, mut prefill, mut decode) = (vec![], vec![], vec![], vec![]);
+    let mut quant = String::new();
+    for _ in 0..cfg.runs {
+        let mut engine = Engine::new(native_clock);
+        let t = Instant::now();
+        let buf = AlignedBytes::copy_from(&bytes).map_err(|_| anyhow::anyhow!("out of memory"))?;
+        copy.push(ms(t));
+        engine.load(buf, cfg.context, 0).map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+        load.push(ms(t));
+        let t = Instant::now();
+        engine.start(prompt.as_bytes(), cfg.decode_tokens as u32, GEN_IGNORE_EOG).map_err(|e| anyhow::anyhow!("{e}"))?;
+        prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
+        let t = Instant::now();
+        engine.step(cfg.decode_tokens as u32).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut tokens = vec![0u8; cfg.decode_tokens * 4];
+        let n = engine.read(ResultKind::Tokens, &mut tokens).map_err(|(e, _)| anyhow::anyhow!("{e}"))? / 4;
+        anyhow::ensure!(n == cfg.decode_tokens, "native generated {n} tokens");
+        decode.push(n as f64 * 1000.0 / ms(t));
+        quant = quant_name(engine.diagnostics(0).quant_mode.map_or(u32::MAX, u32::from));
+    }
+    Ok(Figures {
+        engine: "tinyrustlm native (scalar kernels)".into(),
+        package: package.display().to_string(),
+        quant,
+        load_ms: median(load),
+        copy_ms: median(copy),
+        prefill_tokens: cfg.prompt_tokens,
+        prefill_tokens_per_s: median(prefill),
+        decode_tokens: cfg.decode_tokens,
+        decode_tokens_per_s: median(decode),
+        peak_memory_bytes: 0,
+        runs: cfg.runs,
+    })
+}
+
+/// llama.cpp through llama-cpp-python, installed on request into `cache`.
+pub fn bench_llama_cpp(cache: &Path, gguf: &Path, quant: &str, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
+    let site = cache.join("llama-cpp-python");
+    if !site.join("llama_cpp").exists() {
+        eprintln!("installing llama-cpp-python into {} (builds llama.cpp from source; several minutes)…", site.display());
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&site)
+            .arg("llama-cpp-python")
+            .env("CMAKE_ARGS", "-DGGML_NATIVE=ON -DGGML_OPENMP=OFF")
+            .status()
+            .context("running pip")?;
+        anyhow::ensure!(status.success(), "pip install llama-cpp-python failed");
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--gguf", &gguf.display().to_string(), "--quant", quant, "--cache", &cache.display().to_string()])
+        .args(["--prompt", prompt, "--decode", &cfg.decode_tokens.to_string(), "--runs", &cfg.runs.to_string()])
+        .env("PYTHONPATH", &site)
+        .output()
+        .context("running bench_llama_cpp.py")?;
+    anyhow::ensure!(out.status.success(), "llama.cpp benchmark failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing llama.cpp figures")?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(Figures {
+        engine: "llama.cpp native (1 thread)".into(),
+        package: v["gguf"].as_str().unwrap_or_default().to_string(),
+        quant: quant.to_string(),
+        load_ms: f("load_ms"),
+        copy_ms: f64::NAN,
+        prefill_tokens: v["prompt_tokens"].as_u64().unwrap_or(0) as usize,
+        prefill_tokens_per_s: f("prefill_tokens_per_s"),
+        decode_tokens: cfg.decode_tokens,
+        decode_tokens_per_s: f("decode_tokens_per_s"),
+        peak_memory_bytes: 0,
+        runs: cfg.runs,
+    })
+}
+
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpu}, {cores} cores, {}", std::env::consts::OS)
+}
+
+pub fn markdown(report: &Report) -> String {
+    let mut s = format!(
+        "Machine: {}. Module: {} bytes. Medians of {} runs; prefill {} tokens, decode {} tokens.\n\n",
+        report.machine,
+        report.module_bytes,
+        report.results.first().map_or(0, |r| r.runs),
+        report.results.first().map_or(0, |r| r.prefill_tokens),
+        report.results.first().map_or(0, |r| r.decode_tokens)
+    );
+    s.push_str("| storage | engine | load ms (copy ms) | prefill tok/s | decode tok/s | peak memory MB |\n|---|---|---|---|---|---|\n");
+    for r in &report.results {
+        let copy = if r.copy_ms.is_nan() { String::new() } else { format!(" ({:.0})", r.copy_ms) };
+        let mem = if r.peak_memory_bytes == 0 { "–".to_string() } else { format!("{:.0}", r.peak_memory_bytes as f64 / 1048576.0) };
+        s.push_str(&format!(
+            "| {} | {} | {:.0}{} | {:.1} | {:.1} | {} |\n",
+            r.quant, r.engine, r.load_ms, copy, r.prefill_tokens_per_s, r.decode_tokens_per_s, mem
+        ));
+    }
+    // Ratios against llama.cpp where both were measured in this run.
+    let mut ratios = String::new();
+    for w in report.results.iter().filter(|r| r.engine.starts_with("tinyrustlm wasm")) {
+        if let Some(l) = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.quant == w.quant) {
+            ratios.push_str(&format!(
+                "| {} | {:.2} | {:.2} | {:.2} |\n",
+                w.quant,
+                w.decode_tokens_per_s / l.decode_tokens_per_s,
+                w.prefill_tokens_per_s / l.prefill_tokens_per_s,
+                w.load_ms / w.copy_ms
+            ));
+        }
+    }
+    if !ratios.is_empty() {
+        s.push_str("\n| storage | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy |\n|---|---|---|---|\n");
+        s.push_str(&ratios);
+    }
+    s
+}
