@@ -10,7 +10,7 @@
  * Conventions
  * - All pointers are 32-bit offsets into the module's linear memory; all integers are little-endian.
  * - Host buffers. Every pointer a host passes (`ptr`, `dst_ptr`, `len_out_ptr`) must lie, with its
- *   length, inside ONE live buffer obtained from trl `alloc` (not freed, not given to `load_model`).
+ *   length, inside ONE live buffer obtained from trl `alloc` (not released with `dealloc`, not given to `load_model`).
  *   Anything else — NULL, an address inside the module's own memory, a range running past the end
  *   of a buffer, a `ptr + len` that overflows — returns TRL_STATUS_OUT_OF_BOUNDS. A zero length is
  *   always allowed and then the pointer is not looked at (except for `load_model`, see there).
@@ -25,7 +25,7 @@
  *     set_sampling(...)                                                  // optional; greedy default
  *     q = alloc(m); write prompt at q; generate_start(q, m, 128, TRL_GEN_PARSE_SPECIAL)
  *     while (state == RUNNING) { generate_step(1); read_result(TRL_RESULT_TEXT, ...) }
- *     read_diagnostics(d, 128); free(q)
+ *     read_diagnostics(d, 128); dealloc(q)
  */
 #ifndef TINYRUSTLM_H
 #define TINYRUSTLM_H
@@ -86,13 +86,14 @@ uint32_t abi_version(void);
 
 /* Allocates a zero-filled host buffer of `size` bytes, 32-byte aligned. Returns its address, or 0
  * on failure (size 0: INVALID_ARGUMENT; more than 1024 live buffers: LIMIT_EXCEEDED; no memory:
- * OUT_OF_MEMORY — read the reason with last_error). The host owns the buffer until `free` or a
+ * OUT_OF_MEMORY — read the reason with last_error). The host owns the buffer until `dealloc` or a
  * successful `load_model`. */
 trl_ptr alloc(uint32_t size);
 
-/* Releases a buffer from `alloc`. INVALID_ARGUMENT if `ptr` is not the start of a live buffer
- * (including one already freed or owned by the model). */
-trl_status free(trl_ptr ptr);
+/* Releases a buffer from `alloc` (named dealloc, not free, so C hosts can include this header next
+ * to <stdlib.h>). INVALID_ARGUMENT if `ptr` is not the start of a live buffer (including one
+ * already released or owned by the model). */
+trl_status dealloc(trl_ptr ptr);
 
 /* ---- Model ---------------------------------------------------------------------------------- */
 

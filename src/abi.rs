@@ -143,7 +143,7 @@ pub extern "C" fn alloc(size: u32) -> u32 {
 }
 
 #[no_mangle]
-pub extern "C" fn free(ptr: u32) -> u32 {
+pub extern "C" fn dealloc(ptr: u32) -> u32 {
     with_state(|s| match s.buffers.iter().position(|b| b.addr == ptr as usize) {
         Some(i) => {
             s.buffers.swap_remove(i);

@@ -481,6 +481,13 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
     Ok(entries)
 }
 
+/// 4-bit packages may keep the token embedding (and a separate LM head) in q8_0: these tensors
+/// decide every logit, and the shipped SmolLM2 GGUF stores its embedding as Q8_0 — requantizing it
+/// to 4 bits loses the shipped quality (FORMAT.md, "Required tensors").
+fn embedding_dtype_ok(quant: DType, actual: DType) -> bool {
+    matches!(quant, DType::Q4_0 | DType::Q4_1) && actual == DType::Q8_0
+}
+
 /// Finds `name`, checks its shape and dtype, and returns its directory index.
 fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usize], dtype: DType) -> Result<usize> {
     let i = entries
@@ -502,8 +509,15 @@ fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usiz
             "must match the hyperparameters (value = required dims packed as u32s)",
         ));
     }
-    if e.dtype != dtype {
-        return Err(bad(Status::BadQuantMode, format!("tensor[{}].dtype", name), e.dtype.code() as u64, "norms must be f32, matrices must have the header's quant_mode"));
+    // Embedding-shaped matrices may also be q8_0 in 4-bit packages (see `embedding_dtype_ok`).
+    let embedding = name == "token_embd.weight" || name == "output.weight";
+    if e.dtype != dtype && !(embedding && embedding_dtype_ok(dtype, e.dtype)) {
+        return Err(bad(
+            Status::BadQuantMode,
+            format!("tensor[{}].dtype", name),
+            e.dtype.code() as u64,
+            "norms must be f32; matrices must have the header's quant_mode (embeddings: or q8_0 when quant_mode is 4-bit)",
+        ));
     }
     found[i] = true;
     Ok(i)

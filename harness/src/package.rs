@@ -248,6 +248,12 @@ pub fn encode_tensor(t: &TensorSpec, dtype: DType) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// In 4-bit packages the embedding and LM head stay q8_0 (FORMAT.md allows it): they shape every
+/// logit, and SmolLM2's GGUF ships its embedding as Q8_0, which is then kept bit for bit.
+pub fn embedding_in_q8_0(quant: DType, name: &str) -> bool {
+    matches!(quant, DType::Q4_0 | DType::Q4_1) && (name == "token_embd.weight" || name == "output.weight")
+}
+
 /// Builds the raw package for `spec` stored in `quant` (norms stay f32). `on_tensor` is called after
 /// each tensor (progress bars).
 pub fn build(spec: &ModelSpec, quant: DType, mut on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
@@ -262,7 +268,13 @@ pub fn build(spec: &ModelSpec, quant: DType, mut on_tensor: impl FnMut(&str)) ->
         if t.dims != want {
             bail!("tensor {name}: dims {:?}, the hyperparameters need {:?}", t.dims, want);
         }
-        let dtype = if t.dims.len() == 1 { DType::F32 } else { quant };
+        let dtype = if t.dims.len() == 1 {
+            DType::F32
+        } else if embedding_in_q8_0(quant, name) {
+            DType::Q8_0
+        } else {
+            quant
+        };
         let data = encode_tensor(t, dtype).with_context(|| format!("encoding tensor {name}"))?;
         n_params += t.dims.iter().map(|&d| d as u64).product::<u64>();
         tensors.push(RawTensor { name: name.as_bytes().to_vec(), dtype: dtype.code(), dims: t.dims.clone(), data });

@@ -200,7 +200,7 @@ impl Runtime {
     }
 
     pub fn free(&mut self, ptr: u32) -> Result<()> {
-        let s = self.call_status("free", ptr)?;
+        let s = self.call_status("dealloc", ptr)?;
         self.check(s)
     }
 

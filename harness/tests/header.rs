@@ -15,8 +15,8 @@ fn header_compiles_as_c_and_cpp() {
     std::fs::write(
         &src,
         format!(
-            "#include \"{}\"\n_Static_assert(TRL_ABI_VERSION == 1u, \"abi\");\n\
-             void *fns[] = {{ (void*)abi_version, (void*)alloc, (void*)free, (void*)load_model, (void*)unload_model,\n\
+            "#include <stdlib.h>\n#include \"{}\"\n_Static_assert(TRL_ABI_VERSION == 1u, \"abi\");\n\
+             void *fns[] = {{ (void*)abi_version, (void*)alloc, (void*)dealloc, (void*)load_model, (void*)unload_model,\n\
                (void*)set_sampling, (void*)add_stop_string, (void*)clear_stop_strings, (void*)tokenize,\n\
                (void*)generate_start, (void*)generate_step, (void*)generate, (void*)reset,\n\
                (void*)read_result, (void*)read_diagnostics, (void*)last_error }};\n",

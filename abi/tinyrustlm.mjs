@@ -1,0 +1,963 @@
+// tinyrustlm.mjs — the TinyRustLM WebAssembly module from JavaScript.
+//
+// A hand-written ES module over the raw exports documented in `tinyrustlm.h`, with no dependencies
+// and no bundler. The same file runs in browsers (main thread or a Web Worker), Node ≥ 20 and Deno.
+//
+//     import { TinyRustLM } from "./tinyrustlm.mjs";
+//     const lm = await TinyRustLM.load("tinyrustlm.wasm");
+//     await lm.loadModel("smollm2-135m-q8_0.slm", { onProgress: (p) => console.log(p.loaded, p.total) });
+//     for await (const text of lm.chat([{ role: "user", content: "Hi!" }])) process.stdout.write(text);
+//
+// Conventions
+// - Methods and options are camelCase. Records that mirror a record of the ABI or of `trl ... --json`
+//   (diagnostics, generation results) keep its snake_case field names, so the C header, the CLI's JSON
+//   and this module share one vocabulary.
+// - Every failed export call throws a `TrlError` (an `Error`) with `.status` (the code from the
+//   header) and `.message` (the module's `last_error` text). As the header promises, a failed call
+//   changed nothing, so the instance stays usable.
+// - One instance holds one model. Calls are synchronous inside the module; `generate` yields to the
+//   event loop between tokens so an AbortSignal (or a worker's "stop" message) is seen at once.
+
+// ---- Constants from tinyrustlm.h ----------------------------------------------------------------
+
+/** ABI version this wrapper speaks (`TRL_ABI_VERSION`). */
+export const ABI_VERSION = 1;
+
+/** Status codes (`TRL_STATUS_*`), by name. */
+export const Status = Object.freeze({
+  OK: 0,
+  OUT_OF_BOUNDS: 1,
+  INVALID_ARGUMENT: 2,
+  WRONG_STATE: 3,
+  OUT_OF_MEMORY: 4,
+  CONTEXT_FULL: 5,
+  INVALID_SAMPLING: 6,
+  BUFFER_TOO_SMALL: 7,
+  TRUNCATED: 16,
+  BAD_MAGIC: 17,
+  UNSUPPORTED_VERSION: 18,
+  BAD_HEADER_LENGTH: 19,
+  BAD_FLAGS: 20,
+  BAD_HYPERPARAMETER: 21,
+  BAD_SECTION_BOUNDS: 22,
+  BAD_ALIGNMENT: 23,
+  BAD_PADDING: 24,
+  BAD_TENSOR_NAME: 25,
+  UNSUPPORTED_DTYPE: 26,
+  BAD_TENSOR_SHAPE: 27,
+  MISSING_TENSOR: 28,
+  DUPLICATE_TENSOR: 29,
+  UNKNOWN_TENSOR: 30,
+  BAD_TENSOR_DATA: 31,
+  BAD_QUANT_MODE: 32,
+  BAD_PARAMETER_COUNT: 33,
+  TOKENIZER_CHECKSUM: 34,
+  TENSOR_LAYOUT_CHECKSUM: 35,
+  ARTIFACT_CHECKSUM: 36,
+  LIMIT_EXCEEDED: 37,
+  BAD_TOKENIZER_KIND: 40,
+  BAD_TOKEN: 41,
+  BAD_MERGE: 42,
+  BAD_SPECIAL_TOKEN: 43,
+});
+
+/**
+ * The header's name for a status code ("CONTEXT_FULL"), or "STATUS_<n>" for a code this wrapper
+ * does not know (a newer module).
+ * @param {number} code
+ * @returns {string}
+ */
+export function statusName(code) {
+  for (const [name, value] of Object.entries(Status)) if (value === code) return name;
+  return `STATUS_${code}`;
+}
+
+/** `generate_start` flags (`TRL_GEN_*`). */
+export const GenFlags = Object.freeze({ PARSE_SPECIAL: 1, CONTINUE: 2, IGNORE_EOG: 4 });
+
+/** `read_result` kinds (`TRL_RESULT_*`). */
+export const ResultKind = Object.freeze({ TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5 });
+
+/** Generation states (`TRL_STATE_*`). */
+export const GenState = Object.freeze({ IDLE: 0, RUNNING: 1, FINISHED: 2 });
+
+/** Why a generation finished (`TRL_STOP_*`). */
+export const StopReason = Object.freeze({ NONE: 0, END_OF_GENERATION: 1, MAX_TOKENS: 2, STOP_STRING: 3, CONTEXT_FULL: 4 });
+
+/** Storage dtype codes (FORMAT.md, "Dtypes"), as reported in `diagnostics().quant_mode`. */
+export const DTypeName = Object.freeze({ 0: "f32", 1: "q8_0", 2: "q4_0", 3: "q4_1" });
+
+/** SmolLM2's default system prompt, as its chat template (and `trl --chat`) adds it. */
+export const SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/** Size of the diagnostics record, layout version 1. */
+const DIAGNOSTICS_LEN = 128;
+/** Bytes of the wrapper's reusable scratch buffer; results larger than this get a buffer of their own. */
+const SCRATCH_CAP = 16384;
+/** `last_error` messages are short; longer ones are cut here. */
+const ERROR_CAP = 4096;
+/** Largest buffer wasm32 can address (`alloc` takes a u32). */
+const MAX_U32 = 0xffffffff;
+
+// ---- Errors ---------------------------------------------------------------------------------------
+
+/**
+ * A failed call: `.status` is the code from `tinyrustlm.h`, `.statusName` its name, `.message` the
+ * module's `last_error` text (which names the field, the value and the rule it broke).
+ */
+export class TrlError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} message
+   * @param {string} [call] the export that failed
+   */
+  constructor(status, message, call) {
+    super(message);
+    this.name = "TrlError";
+    /** @type {number} */
+    this.status = status;
+    /** @type {string} */
+    this.statusName = statusName(status);
+    /** @type {string | undefined} */
+    this.call = call;
+  }
+}
+
+function abortError(signal) {
+  if (signal.reason !== undefined) return signal.reason;
+  // DOMException exists in browsers, Node ≥ 17 and Deno.
+  return new DOMException("The operation was aborted.", "AbortError");
+}
+
+// ---- Host helpers ---------------------------------------------------------------------------------
+
+const isNode = typeof process !== "undefined" && process.versions != null && process.versions.node != null && typeof Deno === "undefined";
+
+/** Yields to the event loop (a macrotask), so messages and abort events are delivered. */
+const yieldToEventLoop = (() => {
+  if (typeof setImmediate === "function") return () => new Promise((resolve) => setImmediate(resolve));
+  if (typeof MessageChannel === "function") {
+    // A message round trip is not clamped the way nested setTimeout(0) is (4 ms in browsers).
+    const queue = [];
+    let channel = null;
+    return () =>
+      new Promise((resolve) => {
+        if (channel === null) {
+          channel = new MessageChannel();
+          channel.port1.onmessage = () => queue.shift()();
+        }
+        queue.push(resolve);
+        channel.port2.postMessage(0);
+      });
+  }
+  return () => new Promise((resolve) => setTimeout(resolve, 0));
+})();
+
+/** True for a string that parses as an absolute URL (http:, https:, file:, blob:, data:). */
+function isAbsoluteUrl(s) {
+  try {
+    new URL(s);
+    return /^[a-z][a-z0-9+.-]*:/i.test(s) && !/^[a-z]:[\\/]/i.test(s); // not a Windows drive path
+  } catch {
+    return false;
+  }
+}
+
+/** In Node, a string that is not an absolute URL, or a file: URL, is read from the file system. */
+function nodeFilePath(source) {
+  if (!isNode) return null;
+  if (source instanceof URL) return source.protocol === "file:" ? source : null;
+  if (typeof source === "string") {
+    if (!isAbsoluteUrl(source)) return source;
+    if (source.startsWith("file:")) return new URL(source);
+  }
+  return null;
+}
+
+/** A web ReadableStream as an async iterable of Uint8Array (not every browser iterates streams). */
+async function* readChunks(stream) {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value instanceof Uint8Array ? value : new Uint8Array(value);
+    }
+  } finally {
+    // Runs on early exit too (an error or abort in the consumer): stop the download.
+    reader.cancel().catch(() => {});
+  }
+}
+
+function asBytes(source) {
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  if (typeof SharedArrayBuffer !== "undefined" && source instanceof SharedArrayBuffer) return new Uint8Array(source);
+  return null;
+}
+
+// ---- Loading the module ---------------------------------------------------------------------------
+
+/** Where `make wasm` puts the module, relative to this file (used when no source is given). */
+export const DEFAULT_WASM_URL = new URL("../target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
+
+/**
+ * Compiles the TinyRustLM module (it can then be instantiated many times).
+ * Sources: a URL or URL string (fetched and compiled while it streams in; in Node a path or file:
+ * URL is read from disk), a `Response`, bytes (ArrayBuffer / typed array), or a compiled
+ * `WebAssembly.Module` (returned as is).
+ * @param {string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module} [source]
+ * @returns {Promise<WebAssembly.Module>}
+ */
+export async function compileModule(source = DEFAULT_WASM_URL) {
+  if (source instanceof WebAssembly.Module) return source;
+  const bytes = asBytes(source);
+  if (bytes) return WebAssembly.compile(bytes);
+  const path = nodeFilePath(source);
+  if (path !== null) {
+    const { readFile } = await import("node:fs/promises");
+    return WebAssembly.compile(await readFile(path));
+  }
+  const response = typeof Response !== "undefined" && source instanceof Response ? source : await fetch(source);
+  if (!response.ok) throw new Error(`fetching the module: HTTP ${response.status} ${response.statusText} for ${response.url || source}`);
+  if (typeof WebAssembly.compileStreaming === "function" && (response.headers.get("content-type") || "").startsWith("application/wasm")) {
+    return WebAssembly.compileStreaming(response);
+  }
+  // A server that does not say application/wasm: compile from the whole body instead.
+  return WebAssembly.compile(await response.arrayBuffer());
+}
+
+/** The module's one import: a monotonic clock in milliseconds, only used for tokens/s. */
+function imports() {
+  return { env: { trl_now_ms: () => performance.now() } };
+}
+
+// ---- Diagnostics ----------------------------------------------------------------------------------
+
+/**
+ * Parses the 128-byte diagnostics record (layout version 1, see `read_diagnostics` in the header).
+ * Field names are the header's; 64-bit fields become Numbers (exact below 2^53, which byte and token
+ * counts are). `quant_name` is added: the dtype name of `quant_mode`, or null with no model.
+ * @param {Uint8Array} bytes at least 128 bytes
+ * @returns {Diagnostics}
+ */
+export function parseDiagnostics(bytes) {
+  if (bytes.byteLength < DIAGNOSTICS_LEN) throw new Error(`diagnostics record is ${bytes.byteLength} bytes, expected ${DIAGNOSTICS_LEN}`);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, DIAGNOSTICS_LEN);
+  const u32 = (at) => v.getUint32(at, true);
+  const u64 = (at) => Number(v.getBigUint64(at, true));
+  const f32 = (at) => v.getFloat32(at, true);
+  const quant_mode = u32(12);
+  return {
+    layout_version: u32(0),
+    layout_len: u32(4),
+    model_loaded: u32(8) !== 0,
+    quant_mode,
+    quant_name: DTypeName[quant_mode] ?? null,
+    prompt_tokens: u32(16),
+    generated_tokens: u32(20),
+    prefill_tokens_per_s: f32(24),
+    decode_tokens_per_s: f32(28),
+    peak_scratch_bytes: u64(32),
+    kv_len: u32(40),
+    context_len: u32(44),
+    adapters_applied: u32(48),
+    assembly_state_crc: u32(52),
+    package_bytes: u64(56),
+    kv_cache_bytes: u64(64),
+    n_params: u64(72),
+    tensor_layout_crc: u32(80),
+    tokenizer_crc: u32(84),
+    linear_memory_bytes: u64(88),
+    prefill_ms: f32(96),
+    decode_ms: f32(100),
+    kv_dtype: u32(104),
+    chat_template: u32(108),
+    total_generated_tokens: u64(112),
+  };
+}
+
+// ---- Chat format ----------------------------------------------------------------------------------
+
+/**
+ * Renders messages in ChatML, the way SmolLM2's chat template does (and `trl --chat` for one user
+ * turn): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`.
+ * When the first message is not a system message, `defaultSystem` is put first (SmolLM2's own
+ * default; pass null to leave it out).
+ * @param {ChatMessage[]} messages
+ * @param {{ defaultSystem?: string | null, addGenerationPrompt?: boolean }} [options]
+ * @returns {string}
+ */
+export function formatChatML(messages, { defaultSystem = SMOLLM_SYSTEM, addGenerationPrompt = true } = {}) {
+  if (!Array.isArray(messages)) throw new TypeError("messages must be an array of { role, content }");
+  let out = "";
+  if (defaultSystem != null && (messages.length === 0 || messages[0].role !== "system")) {
+    out += `<|im_start|>system\n${defaultSystem}<|im_end|>\n`;
+  }
+  for (const [i, m] of messages.entries()) {
+    if (m == null || typeof m.role !== "string" || typeof m.content !== "string") {
+      throw new TypeError(`messages[${i}] must be { role: string, content: string }`);
+    }
+    out += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
+  }
+  if (addGenerationPrompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+// ---- The runtime ----------------------------------------------------------------------------------
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Names of the optional exports this wrapper feature-detects. */
+const ADAPTER_EXPORTS = ["validate_adapter_delta", "apply_adapter_delta", "remove_last_adapter", "reset_adapters"];
+const EVAL_EXPORTS = ["eval_run", "evaluate", "run_eval"];
+
+/**
+ * One instance of the TinyRustLM module: one model, one conversation at a time.
+ * Create it with {@link TinyRustLM.load}.
+ */
+export class TinyRustLM {
+  /**
+   * Compiles (or reuses) the module and instantiates it.
+   * @param {string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module} [wasm]
+   *   the module; defaults to the `make wasm` build beside this checkout ({@link DEFAULT_WASM_URL})
+   * @returns {Promise<TinyRustLM>}
+   */
+  static async load(wasm) {
+    const module = await compileModule(wasm);
+    const instance = await WebAssembly.instantiate(module, imports());
+    return new TinyRustLM(instance);
+  }
+
+  /**
+   * Wraps an instance made elsewhere (it must have been given the `env.trl_now_ms` import).
+   * Prefer {@link TinyRustLM.load}.
+   * @param {WebAssembly.Instance} instance
+   */
+  constructor(instance) {
+    /** @private */
+    this._x = instance.exports;
+    /** @private */
+    this._memory = /** @type {WebAssembly.Memory} */ (instance.exports.memory);
+    /** @private `dealloc` (named `free` before the header renamed it) */
+    this._dealloc = this._x.dealloc ?? this._x.free;
+    const version = this._x.abi_version();
+    if (version !== ABI_VERSION) throw new Error(`module speaks ABI version ${version}; this wrapper speaks ${ABI_VERSION}`);
+    /** @private one reusable buffer for small results and out-lengths */
+    this._scratch = 0;
+    /** @private true while a generate() iterator is open */
+    this._busy = false;
+    /** @private the text now in the KV cache, when a chat can continue it (see chat()) */
+    this._transcript = null;
+    /** @private cached id of `<|im_end|>` (undefined = not looked up yet) */
+    this._imEndId = undefined;
+    /**
+     * Optional exports present in this build.
+     * @type {{ adapters: boolean, evaluate: boolean }}
+     */
+    this.features = Object.freeze({
+      adapters: ADAPTER_EXPORTS.every((n) => typeof this._x[n] === "function"),
+      evaluate: EVAL_EXPORTS.some((n) => typeof this._x[n] === "function"),
+    });
+  }
+
+  /** The module's ABI version. @returns {number} */
+  get abiVersion() {
+    return this._x.abi_version();
+  }
+
+  /** The raw exports, for callers who need an export this wrapper does not cover. */
+  get exports() {
+    return this._x;
+  }
+
+  /** The module's linear memory size in bytes. @returns {number} */
+  get memoryBytes() {
+    return this._memory.buffer.byteLength;
+  }
+
+  // ---- memory plumbing (private) ----
+
+  /** @private Fresh view: memory.buffer is replaced whenever the module grows its memory. */
+  _bytes(ptr, len) {
+    return new Uint8Array(this._memory.buffer, ptr, len);
+  }
+
+  /** @private */
+  _u32(ptr) {
+    return new DataView(this._memory.buffer).getUint32(ptr, true);
+  }
+
+  /** @private The module's last error text (the header: a failed call sets it). */
+  _lastError() {
+    const buf = this._x.alloc(ERROR_CAP + 4);
+    if (buf === 0) return "(error text unavailable: alloc failed)";
+    try {
+      const s = this._x.last_error(buf, ERROR_CAP, buf + ERROR_CAP);
+      if (s !== 0) return `(error text unavailable: last_error returned ${s})`;
+      const len = Math.min(this._u32(buf + ERROR_CAP), ERROR_CAP);
+      return new TextDecoder().decode(this._bytes(buf, len));
+    } finally {
+      this._dealloc(buf);
+    }
+  }
+
+  /** @private Throws a TrlError for a non-zero status. */
+  _check(status, call) {
+    if (status !== 0) throw new TrlError(status, this._lastError(), call);
+  }
+
+  /** @private */
+  _alloc(size) {
+    if (!(Number.isInteger(size) && size >= 1 && size <= MAX_U32)) {
+      throw new TrlError(Status.INVALID_ARGUMENT, `size: ${size} is not a buffer size the module can allocate (1..=${MAX_U32})`, "alloc");
+    }
+    const ptr = this._x.alloc(size);
+    if (ptr === 0) throw new TrlError(Status.OUT_OF_MEMORY, this._lastError(), "alloc");
+    return ptr;
+  }
+
+  /** @private */
+  _free(ptr) {
+    this._check(this._dealloc(ptr), "dealloc");
+  }
+
+  /** @private Copies bytes into a fresh host buffer (at least 1 byte, so empty input has an address). */
+  _put(bytes) {
+    const ptr = this._alloc(Math.max(bytes.byteLength, 1));
+    this._bytes(ptr, bytes.byteLength).set(bytes);
+    return ptr;
+  }
+
+  /** @private Calls `fn(ptr, len)` with `input` copied into a temporary host buffer. */
+  _withInput(input, call, fn) {
+    const bytes = typeof input === "string" ? encoder.encode(input) : asBytes(input);
+    if (bytes === null) throw new TypeError(`${call}: expected a string or bytes`);
+    const ptr = this._put(bytes);
+    let status;
+    try {
+      status = fn(ptr, bytes.byteLength);
+    } finally {
+      this._free(ptr);
+    }
+    this._check(status, call);
+  }
+
+  /** @private */
+  _scratchBuf() {
+    if (this._scratch === 0) this._scratch = this._alloc(SCRATCH_CAP + 4);
+    return this._scratch;
+  }
+
+  /**
+   * @private Reads a result kind whole; a result larger than the scratch buffer gets a buffer of the
+   * size the module asks for (BUFFER_TOO_SMALL reports it). Returns a copy.
+   */
+  _readResult(kind) {
+    const scratch = this._scratchBuf();
+    const s = this._x.read_result(kind, scratch, SCRATCH_CAP, scratch + SCRATCH_CAP);
+    const len = this._u32(scratch + SCRATCH_CAP);
+    if (s === 0) return this._bytes(scratch, len).slice();
+    if (s !== Status.BUFFER_TOO_SMALL || kind === ResultKind.TEXT) this._check(s, "read_result");
+    const buf = this._alloc(len + 4);
+    try {
+      this._check(this._x.read_result(kind, buf, len, buf + len), "read_result");
+      return this._bytes(buf, this._u32(buf + len)).slice();
+    } finally {
+      this._free(buf);
+    }
+  }
+
+  /** @private */
+  _readU32s(kind) {
+    const b = this._readResult(kind);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const out = new Array(b.byteLength >>> 2);
+    for (let i = 0; i < out.length; i++) out[i] = v.getUint32(i * 4, true);
+    return out;
+  }
+
+  /** @private Reads all unread output text (TEXT is cut on character boundaries by the module). */
+  _readText() {
+    const scratch = this._scratchBuf();
+    let text = "";
+    for (;;) {
+      this._check(this._x.read_result(ResultKind.TEXT, scratch, SCRATCH_CAP, scratch + SCRATCH_CAP), "read_result");
+      const len = this._u32(scratch + SCRATCH_CAP);
+      if (len === 0) return text;
+      text += decoder.decode(this._bytes(scratch, len));
+    }
+  }
+
+  // ---- model ----
+
+  /**
+   * Loads an SLM1 package and validates every byte of it (FORMAT.md). Sources: bytes (ArrayBuffer or
+   * typed array), a `Blob`/`File`, a `Response`, or a URL (in Node also a file path). Bytes are
+   * streamed straight into the module's memory when the size is known up front.
+   * @param {ModelSource} source
+   * @param {LoadModelOptions} [options]
+   * @returns {Promise<Diagnostics>} the diagnostics right after loading
+   * @throws {TrlError} a package status (16..43) naming the field and rule; WRONG_STATE if a model is
+   *   already loaded (call {@link unloadModel} first); OUT_OF_MEMORY
+   */
+  async loadModel(source, { contextLength = 0, onProgress, signal } = {}) {
+    if (this.diagnostics().model_loaded) {
+      throw new TrlError(Status.WRONG_STATE, "load_model: a model is already loaded (unload it first)", "load_model");
+    }
+    const report = (phase, loaded, total) => onProgress?.({ phase, loaded, total });
+    const { ptr, len } = await this._receivePackage(source, report, signal);
+    report("validate", len, len);
+    const status = this._x.load_model(ptr, len, contextLength, 0);
+    if (status !== 0) {
+      const err = new TrlError(status, this._lastError(), "load_model");
+      this._free(ptr); // on failure the buffer stays the host's
+      throw err;
+    }
+    this._transcript = null;
+    this._imEndId = undefined;
+    report("done", len, len);
+    return this.diagnostics();
+  }
+
+  /**
+   * @private Copies a package into a host buffer, reporting progress. Returns the buffer, which
+   * the caller passes to load_model (or frees).
+   */
+  async _receivePackage(source, report, signal) {
+    signal?.throwIfAborted();
+    const bytes = asBytes(source);
+    if (bytes) {
+      report("read", 0, bytes.byteLength);
+      const ptr = this._put(bytes);
+      report("read", bytes.byteLength, bytes.byteLength);
+      return { ptr, len: bytes.byteLength };
+    }
+    const path = nodeFilePath(source);
+    if (path !== null) {
+      const { stat } = await import("node:fs/promises");
+      const { createReadStream } = await import("node:fs");
+      const { size } = await stat(path);
+      const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+      try {
+        return await this._streamInto(stream, size, report, signal);
+      } finally {
+        stream.destroy();
+      }
+    }
+    if (typeof Blob !== "undefined" && source instanceof Blob) {
+      return this._streamInto(readChunks(source.stream()), source.size, report, signal);
+    }
+    const response = typeof Response !== "undefined" && source instanceof Response ? source : await fetch(source, { signal });
+    if (!response.ok) throw new Error(`fetching the model: HTTP ${response.status} ${response.statusText} for ${response.url || source}`);
+    // With a content-encoding the length header counts compressed bytes: size unknown then.
+    const header = response.headers.get("content-length");
+    const total = header !== null && !response.headers.get("content-encoding") ? Number(header) : null;
+    if (response.body === null) return this._receivePackage(await response.arrayBuffer(), report, signal);
+    return this._streamInto(readChunks(response.body), total, report, signal);
+  }
+
+  /**
+   * @private Copies chunks into module memory as they arrive. With `total` known the buffer is
+   * allocated first and filled in place; `total` null (size unknown) collects the chunks first.
+   */
+  async _streamInto(chunks, total, report, signal) {
+    let loaded = 0;
+    let ptr = 0;
+    const held = [];
+    try {
+      if (total !== null) ptr = this._alloc(Math.max(total, 1));
+      report("read", 0, total);
+      for await (const value of chunks) {
+        signal?.throwIfAborted();
+        if (total !== null) {
+          if (loaded + value.byteLength > total) throw new Error(`the model source sent more than the ${total} bytes it announced`);
+          this._bytes(ptr + loaded, value.byteLength).set(value);
+        } else {
+          held.push(value);
+        }
+        loaded += value.byteLength;
+        report("read", loaded, total);
+      }
+      signal?.throwIfAborted();
+      if (total === null) {
+        ptr = this._alloc(Math.max(loaded, 1));
+        let at = ptr;
+        for (const c of held) {
+          this._bytes(at, c.byteLength).set(c);
+          at += c.byteLength;
+        }
+      } else if (loaded !== total) {
+        throw new Error(`the model source ended after ${loaded} of the ${total} bytes it announced`);
+      }
+      return { ptr, len: loaded };
+    } catch (e) {
+      if (ptr !== 0) this._dealloc(ptr);
+      throw e;
+    }
+  }
+
+  /**
+   * Frees the model, its KV cache and the session. Sampling and stop strings stay set.
+   * @throws {TrlError} WRONG_STATE if no model is loaded
+   */
+  unloadModel() {
+    this._assertIdle("unload_model");
+    this._check(this._x.unload_model(), "unload_model");
+    this._transcript = null;
+  }
+
+  /**
+   * Empties the KV cache and the session (the model, sampling and stop strings stay).
+   * @throws {TrlError} WRONG_STATE if no model is loaded
+   */
+  reset() {
+    this._assertIdle("reset");
+    this._check(this._x.reset(), "reset");
+    this._transcript = null;
+  }
+
+  // ---- sampling and stop strings ----
+
+  /**
+   * Sets sampling for the next generation. Missing fields take the greedy defaults
+   * ({@link DEFAULT_SAMPLING}); temperature 0 is greedy decoding.
+   * @param {SamplingOptions} [options]
+   * @throws {TrlError} INVALID_SAMPLING naming the field
+   */
+  setSampling(options = {}) {
+    const p = { ...DEFAULT_SAMPLING, ...options };
+    const seed = BigInt.asUintN(64, BigInt(p.seed));
+    this._check(this._x.set_sampling(p.temperature, p.topK, p.topP, p.minP, p.repetitionPenalty, p.repetitionWindow, seed), "set_sampling");
+  }
+
+  /**
+   * Replaces the stop strings (at most 8, each 1..=64 bytes of UTF-8). If one is rejected, the list is
+   * left empty.
+   * @param {string[]} strings
+   * @throws {TrlError} INVALID_ARGUMENT, LIMIT_EXCEEDED
+   */
+  setStopStrings(strings) {
+    this._check(this._x.clear_stop_strings(), "clear_stop_strings");
+    try {
+      for (const s of strings) this._withInput(s, "add_stop_string", (ptr, len) => this._x.add_stop_string(ptr, len));
+    } catch (e) {
+      this._x.clear_stop_strings();
+      throw e;
+    }
+  }
+
+  // ---- tokens and generation ----
+
+  /**
+   * Token ids of a text (no BOS is added).
+   * @param {string} text
+   * @param {{ parseSpecial?: boolean }} [options] recognise `<|im_start|>`-style text (default true)
+   * @returns {number[]}
+   */
+  tokenize(text, { parseSpecial = true } = {}) {
+    this._withInput(text, "tokenize", (ptr, len) => this._x.tokenize(ptr, len, parseSpecial ? GenFlags.PARSE_SPECIAL : 0));
+    return this._readU32s(ResultKind.TOKENIZED);
+  }
+
+  /**
+   * Generates text from a prompt, yielding each new piece of text as the model produces it (whole
+   * UTF-8 characters; text that might still become a stop string is held back until decided).
+   *
+   * The iterator yields to the event loop between tokens. Aborting the signal ends the iteration with
+   * the signal's reason (an "AbortError" DOMException by default) after the current token; the engine
+   * stays usable, and {@link result} reports what was generated up to that point. Breaking out of a
+   * `for await` loop stops generation the same way.
+   * @param {string} prompt
+   * @param {GenerateOptions} [options]
+   * @returns {AsyncGenerator<string, GenerationResult, void>} returns the {@link result} when done
+   * @throws {TrlError} WRONG_STATE (no model; another generation of this instance still open),
+   *   CONTEXT_FULL (the prompt does not fit), INVALID_SAMPLING (options.sampling)
+   */
+  async *generate(prompt, options = {}) {
+    const { maxTokens = 256, parseSpecial = true, ignoreEog = false, signal } = options;
+    this._claim("generate");
+    try {
+      signal?.throwIfAborted();
+      if (options.sampling) this.setSampling(options.sampling);
+      if (options.stop) this.setStopStrings(options.stop);
+      const flags = (parseSpecial ? GenFlags.PARSE_SPECIAL : 0) | (options.continue ? GenFlags.CONTINUE : 0) | (ignoreEog ? GenFlags.IGNORE_EOG : 0);
+      this._transcript = null;
+      this._withInput(prompt, "generate_start", (ptr, len) => this._x.generate_start(ptr, len, maxTokens, flags));
+      yield* this._stream(signal);
+      return this.result();
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /** @private The step loop shared by generate() and chat(). */
+  async *_stream(signal) {
+    let first = this._readText();
+    if (first) yield first;
+    while (this.state().state === GenState.RUNNING) {
+      await yieldToEventLoop();
+      signal?.throwIfAborted();
+      this._check(this._x.generate_step(1), "generate_step");
+      const text = this._readText();
+      if (text) yield text;
+    }
+  }
+
+  /**
+   * Runs a whole generation and returns its outcome (the fields of `trl generate --json`). `onText`
+   * receives the text as it streams.
+   * @param {string} prompt
+   * @param {GenerateOptions & { onText?: (text: string) => void }} [options]
+   * @returns {Promise<GenerationResult>}
+   */
+  async complete(prompt, options = {}) {
+    let text = "";
+    for await (const t of this.generate(prompt, options)) {
+      text += t;
+      options.onText?.(t);
+    }
+    return { ...this.result(), text };
+  }
+
+  /**
+   * Chats: renders `messages` in the model's chat format (ChatML, see {@link formatChatML}) and
+   * streams the assistant's answer like {@link generate}.
+   *
+   * When the previous call was a chat whose answer ended with `<|im_end|>`, and `messages` extend
+   * that conversation (the earlier messages unchanged, the answer passed back as the assistant
+   * message), only the new turns are run through the model (the KV cache is kept); otherwise the
+   * whole conversation is. Both give the same kind of answer; the first is faster.
+   * @param {ChatMessage[]} messages
+   * @param {ChatOptions} [options]
+   * @returns {AsyncGenerator<string, GenerationResult, void>}
+   * @throws {TrlError} INVALID_ARGUMENT if the model has no chat template; as {@link generate}
+   */
+  async *chat(messages, options = {}) {
+    const { maxTokens = 256, signal, defaultSystem = SMOLLM_SYSTEM, reuseContext = true } = options;
+    this._claim("chat");
+    try {
+      signal?.throwIfAborted();
+      if (this.diagnostics().chat_template !== 1) {
+        throw new TrlError(Status.INVALID_ARGUMENT, "chat: this model's package names no chat template (tokenizer chat_template = none); use generate()", "chat");
+      }
+      if (options.sampling) this.setSampling(options.sampling);
+      if (options.stop) this.setStopStrings(options.stop);
+      const full = formatChatML(messages, { defaultSystem });
+      const base = GenFlags.PARSE_SPECIAL | (options.ignoreEog ? GenFlags.IGNORE_EOG : 0);
+      const known = this._transcript;
+      this._transcript = null;
+      let started = false;
+      if (reuseContext && known !== null && full.length > known.length && full.startsWith(known)) {
+        try {
+          this._withInput(full.slice(known.length), "generate_start", (ptr, len) => this._x.generate_start(ptr, len, maxTokens, base | GenFlags.CONTINUE));
+          started = true;
+        } catch (e) {
+          if (!(e instanceof TrlError && e.status === Status.CONTEXT_FULL)) throw e;
+          // The conversation no longer fits on top of the cache: start over from the whole text.
+        }
+      }
+      if (!started) this._withInput(full, "generate_start", (ptr, len) => this._x.generate_start(ptr, len, maxTokens, base));
+      let answer = "";
+      for await (const t of this._stream(signal)) {
+        answer += t;
+        yield t;
+      }
+      const result = this.result();
+      // The KV cache now holds `full + answer + <|im_end|>` exactly when the answer ended on that
+      // token (it is fed when the conversation continues); other endings are not reused.
+      if (result.stop_reason === StopReason.END_OF_GENERATION && result.tokens.at(-1) === this._imEnd()) {
+        this._transcript = `${full}${answer}<|im_end|>`;
+      }
+      return { ...result, text: answer };
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /** @private The id of `<|im_end|>` in this model's vocabulary, or null. */
+  _imEnd() {
+    if (this._imEndId === undefined) {
+      const ids = this.tokenize("<|im_end|>");
+      this._imEndId = ids.length === 1 ? ids[0] : null;
+    }
+    return this._imEndId;
+  }
+
+  /** @private */
+  _claim(call) {
+    if (this._busy) throw new TrlError(Status.WRONG_STATE, `${call}: another generation of this instance is still open (finish, abort or break out of it first)`, call);
+    this._busy = true;
+  }
+
+  /** @private */
+  _assertIdle(call) {
+    if (this._busy) throw new TrlError(Status.WRONG_STATE, `${call}: a generation of this instance is still open`, call);
+  }
+
+  /**
+   * The state of the current (or last) generation.
+   * @returns {GenerationState}
+   */
+  state() {
+    const w = this._readU32s(ResultKind.STATE);
+    return { state: w[0], stop_reason: w[1], prompt_tokens: w[2], generated_tokens: w[3] };
+  }
+
+  /**
+   * The outcome of the current (or last) generation, with `trl generate --json`'s field names. `text`
+   * is not included here (the module hands text out once; {@link complete} and the generators'
+   * return value carry it).
+   * @returns {GenerationResult}
+   */
+  result() {
+    const st = this.state();
+    return {
+      prompt_tokens: this._readU32s(ResultKind.PROMPT_TOKENS),
+      tokens: this._readU32s(ResultKind.TOKENS),
+      stop_reason: st.stop_reason,
+      state: st.state,
+    };
+  }
+
+  /**
+   * The logits that chose the last generated token (or the prompt's last logits), vocab_size of them.
+   * @returns {Float32Array}
+   */
+  logits() {
+    const b = this._readResult(ResultKind.LOGITS);
+    return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  }
+
+  // ---- diagnostics ----
+
+  /**
+   * The diagnostics record (works with no model loaded: `model_loaded` false).
+   * @returns {Diagnostics}
+   */
+  diagnostics() {
+    const scratch = this._scratchBuf();
+    this._check(this._x.read_diagnostics(scratch, DIAGNOSTICS_LEN), "read_diagnostics");
+    return parseDiagnostics(this._bytes(scratch, DIAGNOSTICS_LEN).slice());
+  }
+
+  /**
+   * The module's text for the most recent failed call ("" if none yet).
+   * @returns {string}
+   */
+  lastError() {
+    return this._lastError();
+  }
+
+  // ---- adapters (feature-detected: `features.adapters`) ----
+
+  /** @private */
+  _requireAdapters(call) {
+    if (!this.features.adapters) throw new TrlError(Status.INVALID_ARGUMENT, `${call}: this build of the module has no adapter exports`, call);
+  }
+
+  /**
+   * Checks an adapter package (ADP1 / ASP1 / ALR1) against the loaded model without changing anything.
+   * @param {ArrayBuffer | ArrayBufferView} bytes
+   * @throws {TrlError} the adapter's status (parent identity mismatch, unknown target, …)
+   */
+  validateAdapter(bytes) {
+    this._requireAdapters("validate_adapter_delta");
+    this._withInput(bytes, "validate_adapter_delta", (ptr, len) => this._x.validate_adapter_delta(ptr, len));
+  }
+
+  /**
+   * Validates, then applies an adapter to the loaded model; a failed apply changes nothing. The
+   * KV cache no longer matches the weights afterwards, so the session is reset.
+   * @param {ArrayBuffer | ArrayBufferView} bytes
+   * @returns {Diagnostics} after applying (`adapters_applied`, `assembly_state_crc`)
+   * @throws {TrlError}
+   */
+  applyAdapter(bytes) {
+    this._requireAdapters("apply_adapter_delta");
+    this._assertIdle("apply_adapter_delta");
+    this._withInput(bytes, "apply_adapter_delta", (ptr, len) => this._x.apply_adapter_delta(ptr, len));
+    this._transcript = null;
+    return this.diagnostics();
+  }
+
+  /**
+   * Removes the most recently applied adapter.
+   * @returns {Diagnostics}
+   * @throws {TrlError} WRONG_STATE when none is applied
+   */
+  removeLastAdapter() {
+    this._requireAdapters("remove_last_adapter");
+    this._assertIdle("remove_last_adapter");
+    this._check(this._x.remove_last_adapter(), "remove_last_adapter");
+    this._transcript = null;
+    return this.diagnostics();
+  }
+
+  /**
+   * Removes every applied adapter: back to the parent's weights and assembly-state checksum.
+   * @returns {Diagnostics}
+   */
+  resetAdapters() {
+    this._requireAdapters("reset_adapters");
+    this._assertIdle("reset_adapters");
+    this._check(this._x.reset_adapters(), "reset_adapters");
+    this._transcript = null;
+    return this.diagnostics();
+  }
+
+  // ---- evaluation (feature-detected: `features.evaluate`) ----
+
+  /**
+   * Runs an eval-case file in the module (greedy) and returns the sidecar it writes, as its exact
+   * bytes (UTF-8 JSON: keep these bytes to hash or download) and parsed.
+   * @param {string | ArrayBuffer | ArrayBufferView} cases the eval-case file (JSONL)
+   * @returns {Promise<{ bytes: Uint8Array, text: string, sidecar: any }>}
+   * @throws {TrlError}
+   */
+  async evaluate(cases) {
+    if (!this.features.evaluate) throw new TrlError(Status.INVALID_ARGUMENT, "evaluate: this build of the module has no eval export", "evaluate");
+    this._assertIdle("evaluate");
+    const name = EVAL_EXPORTS.find((n) => typeof this._x[n] === "function");
+    this._transcript = null;
+    this._withInput(cases, name, (ptr, len) => this._x[name](ptr, len));
+    const bytes = this._readResult(EVAL_RESULT_KIND);
+    const text = new TextDecoder().decode(bytes);
+    return { bytes, text, sidecar: JSON.parse(text) };
+  }
+}
+
+/** `read_result` kind of the eval sidecar (provisional until the eval export is in the header). */
+const EVAL_RESULT_KIND = 6;
+
+/**
+ * Greedy decoding with the header's defaults; {@link TinyRustLM.setSampling} fills missing fields
+ * from here.
+ * @type {Readonly<Required<SamplingOptions>>}
+ */
+export const DEFAULT_SAMPLING = Object.freeze({
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  repetitionWindow: 64,
+  seed: 0,
+});
+
+/**
+ * @typedef {{ role: string, content: string }} ChatMessage
+ * @typedef {{ temperature?: number, topK?: number, topP?: number, minP?: number,
+ *   repetitionPenalty?: number, repetitionWindow?: number, seed?: number | bigint }} SamplingOptions
+ * @typedef {{ maxTokens?: number, parseSpecial?: boolean, continue?: boolean, ignoreEog?: boolean,
+ *   signal?: AbortSignal, sampling?: SamplingOptions, stop?: string[] }} GenerateOptions
+ * @typedef {{ maxTokens?: number, ignoreEog?: boolean, signal?: AbortSignal, sampling?: SamplingOptions,
+ *   stop?: string[], defaultSystem?: string | null, reuseContext?: boolean }} ChatOptions
+ * @typedef {{ phase: "read" | "validate" | "done", loaded: number, total: number | null }} LoadProgress
+ * @typedef {{ contextLength?: number, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} LoadModelOptions
+ * @typedef {ArrayBuffer | ArrayBufferView | Blob | Response | URL | string} ModelSource
+ * @typedef {{ state: number, stop_reason: number, prompt_tokens: number, generated_tokens: number }} GenerationState
+ * @typedef {{ prompt_tokens: number[], tokens: number[], stop_reason: number, state: number, text?: string }} GenerationResult
+ * @typedef {ReturnType<typeof parseDiagnostics>} Diagnostics
+ */
