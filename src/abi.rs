@@ -282,6 +282,10 @@ pub extern "C" fn read_diagnostics(dst_ptr: u32, dst_cap: u32) -> u32 {
         if (dst_cap as usize) < crate::diag::LAYOUT_LEN {
             return s.fail(Error::new(Status::BufferTooSmall, "dst_cap", dst_cap as u64, "must be at least 128 bytes"));
         }
+        // The whole (dst_ptr, dst_cap) range must be the host's, not just the bytes written.
+        if let Err(e) = s.locate(dst_ptr, dst_cap, "dst") {
+            return s.fail(e);
+        }
         let (i, off) = match s.locate(dst_ptr, crate::diag::LAYOUT_LEN as u32, "dst") {
             Ok(at) => at,
             Err(e) => return s.fail(e),
@@ -298,6 +302,11 @@ pub extern "C" fn last_error(dst_ptr: u32, dst_cap: u32, len_out_ptr: u32) -> u3
     with_state(|s| {
         if let Err(e) = s.locate(len_out_ptr, 4, "len_out_ptr") {
             return s.fail(e);
+        }
+        if dst_cap > 0 {
+            if let Err(e) = s.locate(dst_ptr, dst_cap, "dst") {
+                return s.fail(e);
+            }
         }
         let msg_len = s.last_error.len();
         let n = msg_len.min(dst_cap as usize);

@@ -6,13 +6,13 @@
 mod common;
 
 use common::*;
-use harness::runtime::{result_kind, Runtime, Sampling, GEN_CONTINUE, GEN_PARSE_SPECIAL};
+use harness::runtime::{result_kind, Runtime, Sampling, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL};
 use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
 /// Every function the header declares.
 const HEADER_EXPORTS: [&str; 16] = [
-    "abi_version", "alloc", "free", "load_model", "unload_model", "set_sampling", "add_stop_string", "clear_stop_strings", "tokenize",
+    "abi_version", "alloc", "dealloc", "load_model", "unload_model", "set_sampling", "add_stop_string", "clear_stop_strings", "tokenize",
     "generate_start", "generate_step", "generate", "reset", "read_result", "read_diagnostics", "last_error",
 ];
 
@@ -180,17 +180,17 @@ fn alloc_caps_live_buffers_at_1024() {
 }
 
 #[test]
-fn free_accepts_only_the_start_of_a_live_buffer() {
+fn dealloc_accepts_only_the_start_of_a_live_buffer() {
     let mut rt = runtime();
     let p = rt.alloc(64).unwrap();
     let (model, _) = load(&mut rt, good_package(), 0);
     for (what, ptr) in [("NULL", 0), ("address 8", 8), ("inside a live buffer", p + 1), ("u32::MAX", u32::MAX), ("the model's buffer", model)] {
-        let s = call(&mut rt, "free", ptr);
-        expect(&mut rt, &format!("free({what})"), s, Status::InvalidArgument);
+        let s = call(&mut rt, "dealloc", ptr);
+        expect(&mut rt, &format!("dealloc({what})"), s, Status::InvalidArgument);
     }
-    expect_call(&mut rt, "free(live)", "free", p, Status::Ok);
-    expect_call(&mut rt, "free(live) twice", "free", p, Status::InvalidArgument);
-    // The model is unaffected by the attempt to free its buffer.
+    expect_call(&mut rt, "dealloc(live)", "dealloc", p, Status::Ok);
+    expect_call(&mut rt, "dealloc(live) twice", "dealloc", p, Status::InvalidArgument);
+    // The model is unaffected by the attempt to release its buffer.
     let g = rt.generate_all(PROMPT, N_NEW_TOKENS, 0).unwrap();
     assert_eq!(g.tokens, reference_tokens());
 }
@@ -242,7 +242,7 @@ fn load_model_needs_one_whole_live_buffer_and_valid_arguments() {
     // The buffer is still the host's and whole: it loads, at the largest allowed context.
     expect_call(&mut rt, "load_model(valid, context_len = max_context)", "load_model", (p, len, 128u32, 0u32), Status::Ok);
     assert_eq!(diagnostics(&mut rt).context_len, 128);
-    expect_call(&mut rt, "free(the loaded model's buffer)", "free", p, Status::InvalidArgument);
+    expect_call(&mut rt, "dealloc(the loaded model's buffer)", "dealloc", p, Status::InvalidArgument);
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn calls_in_the_wrong_order_are_wrong_state() {
     let second = rt.put(pkg).unwrap();
     expect_call(&mut rt, "load_model twice", "load_model", (second, pkg.len() as u32, 0u32, 0u32), ws);
     assert_eq!(rt.read(second, pkg.len()).unwrap(), pkg, "the second package's buffer changed");
-    expect_call(&mut rt, "free the second package (still the host's)", "free", second, Status::Ok);
+    expect_call(&mut rt, "dealloc the second package (still the host's)", "dealloc", second, Status::Ok);
 
     // A finished generation.
     rt.generate_all(PROMPT, 3, 0).unwrap();
@@ -362,13 +362,17 @@ fn failed_calls_during_a_generation_change_nothing() {
     let input = rt.put(IN).unwrap();
     let out = rt.alloc(OUT_CAP).unwrap();
     let len_out = rt.alloc(4).unwrap();
-    let freed = rt.alloc(64).unwrap();
-    rt.free(freed).unwrap();
     let long = rt.put(&[b'x'; 100]).unwrap(); // 100 tokens + BOS > CONTEXT_LEN
     let medium = rt.put(&[b'y'; 50]).unwrap(); // fits alone, not after the conversation so far
     let stop65 = rt.put(&[b's'; 65]).unwrap();
     let second_pkg = rt.put(good_package()).unwrap();
     let second_len = good_package().len() as u32;
+    // A released buffer whose address no later host buffer takes: allocated after all the others,
+    // kept off the top of the heap by a live guard, and too small for the buffers the snapshots
+    // and last_error allocate.
+    let freed = rt.alloc(3000).unwrap();
+    let _guard = rt.alloc(64).unwrap();
+    rt.free(freed).unwrap();
     let n_generated = state(&mut rt)[3];
     let (oob, ia) = (Status::OutOfBounds, Status::InvalidArgument);
 
@@ -381,7 +385,7 @@ fn failed_calls_during_a_generation_change_nothing() {
         cases.push(misuse(format!("generate_start({how}, CONTINUE)"), oob, move |rt| call(rt, "generate_start", (p, l, 8u32, GEN_CONTINUE))));
         cases.push(misuse(format!("generate({how})"), oob, move |rt| call(rt, "generate", (p, l, 8u32, 0u32))));
         if p != input {
-            cases.push(misuse(format!("free({how})"), ia, move |rt| call(rt, "free", p)));
+            cases.push(misuse(format!("dealloc({how})"), ia, move |rt| call(rt, "dealloc", p)));
         }
         cases.push(misuse(format!("load_model({how})"), ia, move |rt| call(rt, "load_model", (p, l, 0u32, 0u32))));
     }
@@ -417,7 +421,8 @@ fn failed_calls_during_a_generation_change_nothing() {
         misuse("add_stop_string(65 bytes)", ia, move |rt| call(rt, "add_stop_string", (stop65, 65u32))),
         misuse("tokenize(flags CONTINUE)", ia, move |rt| call(rt, "tokenize", (input, 4u32, GEN_CONTINUE))),
         misuse("tokenize(flags u32::MAX)", ia, move |rt| call(rt, "tokenize", (input, 4u32, u32::MAX))),
-        misuse("generate_start(flags 4)", ia, move |rt| call(rt, "generate_start", (input, 4u32, 8u32, 4u32))),
+        misuse("generate_start(flags 8, undefined)", ia, move |rt| call(rt, "generate_start", (input, 4u32, 8u32, 8u32))),
+        misuse("generate_start(all flags + bit 31)", ia, move |rt| call(rt, "generate_start", (input, 4u32, 8u32, 0x8000_0007u32))),
         misuse("generate(flags 0x80000000)", ia, move |rt| call(rt, "generate", (input, 4u32, 8u32, 0x8000_0000u32))),
         misuse("generate_start(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (long, 100u32, 8u32, 0u32))),
         misuse("generate(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate", (long, 100u32, 8u32, GEN_PARSE_SPECIAL))),
@@ -433,7 +438,7 @@ fn failed_calls_during_a_generation_change_nothing() {
         misuse("set_sampling(temperature NaN)", Status::InvalidSampling, move |rt| call(rt, "set_sampling", (f32::NAN, 0u32, 1.0f32, 0.0f32, 1.0f32, 64u32, 0u64))),
         misuse("load_model(a second valid package)", Status::WrongState, move |rt| call(rt, "load_model", (second_pkg, second_len, 0u32, 0u32))),
         misuse("load_model(the model's own buffer, whole)", ia, move |rt| call(rt, "load_model", (model.0, model.1, 0u32, 0u32))),
-        misuse("free(the model's buffer)", ia, move |rt| call(rt, "free", model.0)),
+        misuse("dealloc(the model's buffer)", ia, move |rt| call(rt, "dealloc", model.0)),
     ]);
 
     let mut failures = Vec::new();
@@ -581,12 +586,19 @@ fn read_diagnostics_needs_128_bytes() {
 }
 
 /// The header's convention: "every pointer a host passes must lie, WITH ITS LENGTH, inside one live
-/// buffer"; for read_diagnostics the length is dst_cap.
+/// buffer"; for read_diagnostics the length is dst_cap, not just the 128 bytes written.
 #[test]
 fn read_diagnostics_cap_past_the_buffer_is_out_of_bounds() {
     let mut rt = runtime();
     let buf = rt.alloc(128).unwrap();
-    expect_call(&mut rt, "read_diagnostics(128-byte buffer, cap 129)", "read_diagnostics", (buf, 129u32), Status::OutOfBounds);
+    let mut failures = Vec::new();
+    for cap in [129u32, u32::MAX] {
+        let s = call(&mut rt, "read_diagnostics", (buf, cap));
+        if let Err(e) = check(&mut rt, &format!("read_diagnostics(128-byte buffer, cap {cap})"), s, Status::OutOfBounds) {
+            failures.push(e);
+        }
+    }
+    assert_no_failures("read_diagnostics dst_cap", &failures);
 }
 
 #[test]
@@ -613,10 +625,17 @@ fn last_error_copies_a_prefix_and_reports_the_full_length() {
 #[test]
 fn last_error_cap_past_the_buffer_is_out_of_bounds() {
     let mut rt = runtime();
-    assert_eq!(alloc_raw(&mut rt, 0), 0); // a short message ("INVALID_ARGUMENT: size = 0: ...")
     let buf = rt.alloc(1024).unwrap();
     let len_out = rt.alloc(4).unwrap();
-    expect_call(&mut rt, "last_error(1024-byte buffer, cap 1025)", "last_error", (buf, 1025u32, len_out), Status::OutOfBounds);
+    let mut failures = Vec::new();
+    for cap in [1025u32, u32::MAX] {
+        assert_eq!(alloc_raw(&mut rt, 0), 0); // a short message again ("INVALID_ARGUMENT: size = 0: ...")
+        let s = call(&mut rt, "last_error", (buf, cap, len_out));
+        if let Err(e) = check(&mut rt, &format!("last_error(1024-byte buffer, cap {cap})"), s, Status::OutOfBounds) {
+            failures.push(e);
+        }
+    }
+    assert_no_failures("last_error dst_cap", &failures);
 }
 
 // ---- Sampling ----------------------------------------------------------------------------------
@@ -728,7 +747,8 @@ fn generation_stops_with_context_full_when_the_context_fills() {
     const CTX: u32 = 8;
     let mut rt = runtime();
     load(&mut rt, good_package(), CTX);
-    let g = rt.generate_all("abc", 100, 0).unwrap(); // BOS + 3 prompt tokens
+    // BOS + 3 prompt tokens; IGNORE_EOG so that an end-of-generation token cannot end it first.
+    let g = rt.generate_all("abc", 100, GEN_IGNORE_EOG).unwrap();
     assert_eq!(g.state.state, STATE_FINISHED);
     assert_eq!(g.state.stop_reason, STOP_CONTEXT_FULL, "stop reason (tokens {:?})", g.tokens);
     let room = CTX - 4;

@@ -59,8 +59,9 @@ mod tok {
     pub const EOG_IDS: usize = 48;
 }
 
-/// The valid packages every generic case is applied to.
-const BASES: [(DType, bool); 3] = [(DType::F32, true), (DType::Q8_0, true), (DType::Q8_0, false)];
+/// The valid packages every generic case is applied to. (The writer stores a 4-bit package's
+/// embeddings as q8_0, so the q4_0 base also covers that mix.)
+const BASES: [(DType, bool); 4] = [(DType::F32, true), (DType::Q8_0, true), (DType::Q8_0, false), (DType::Q4_0, false)];
 
 fn base_name(quant: DType, tied: bool) -> String {
     format!("{} {}", quant.name(), if tied { "tied" } else { "untied" })
@@ -334,7 +335,12 @@ fn header_fields_out_of_range_are_rejected() {
         Case { name: "quant_mode 0xFFFFFFFF", edit: |b, _| put_u32(b, QUANT_MODE, u32::MAX), want: Status::BadQuantMode, field: "header.quant_mode" },
         Case { name: "n_tensors 4097", edit: |b, _| put_u32(b, N_TENSORS, 4097), want: Status::LimitExceeded, field: "header.n_tensors" },
         Case { name: "n_tensors 0xFFFFFFFF", edit: |b, _| put_u32(b, N_TENSORS, u32::MAX), want: Status::LimitExceeded, field: "header.n_tensors" },
-        Case { name: "n_tensors 4096: more than the directory bytes hold", edit: |b, _| put_u32(b, N_TENSORS, 4096), want: Status::Truncated, field: "header.n_tensors" },
+        Case {
+            name: "n_tensors 4096: more than the directory bytes hold",
+            edit: |b, _| put_u32(b, N_TENSORS, 4096),
+            want: Status::Truncated,
+            field: "header.n_tensors",
+        },
     ];
     run_byte_cases(&cases, &BASES);
 }
@@ -346,14 +352,25 @@ fn header_inconsistent_with_the_tensors_is_rejected() {
     let cases: Vec<Case<ByteEdit>> = vec![
         Case { name: "vocab_size 259", edit: |b, _| bump_u32(b, VOCAB_SIZE, 1), want: Status::BadTensorShape, field: "tensor[token_embd.weight].dims" },
         Case { name: "dim 128", edit: |b, _| put_u32(b, DIM, 128), want: Status::BadTensorShape, field: "tensor[token_embd.weight].dims" },
-        Case { name: "n_kv_heads 4 (attn_k has 2 heads' rows)", edit: |b, _| put_u32(b, N_KV_HEADS, 4), want: Status::BadTensorShape, field: "tensor[blk.0.attn_k.weight].dims" },
-        Case { name: "n_heads 8, n_kv_heads 2 (attn_k rows change)", edit: |b, _| put_u32(b, N_HEADS, 8), want: Status::BadTensorShape, field: "tensor[blk.0.attn_k.weight].dims" },
+        Case {
+            name: "n_kv_heads 4 (attn_k has 2 heads' rows)",
+            edit: |b, _| put_u32(b, N_KV_HEADS, 4),
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_k.weight].dims",
+        },
+        Case {
+            name: "n_heads 8, n_kv_heads 2 (attn_k rows change)",
+            edit: |b, _| put_u32(b, N_HEADS, 8),
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_k.weight].dims",
+        },
         Case { name: "ffn_dim 128", edit: |b, _| put_u32(b, FFN_DIM, 128), want: Status::BadTensorShape, field: "tensor[blk.0.ffn_gate.weight].dims" },
         Case { name: "n_layers 3 (blk.2 missing)", edit: |b, _| put_u32(b, N_LAYERS, 3), want: Status::MissingTensor, field: "tensor[blk.2.attn_norm.weight]" },
         Case { name: "n_layers 1 (blk.1 unknown)", edit: |b, _| put_u32(b, N_LAYERS, 1), want: Status::UnknownTensor, field: "tensor[blk.1." },
+        // f32 → q4_0, anything else → f32: either way token_embd.weight's dtype is not allowed.
         Case {
             name: "quant_mode another valid dtype",
-            edit: |b, _| { let v = if u32_at(b, QUANT_MODE) == 2 { 3 } else { 2 }; put_u32(b, QUANT_MODE, v) },
+            edit: |b, _| { let v = if u32_at(b, QUANT_MODE) == 0 { 2 } else { 0 }; put_u32(b, QUANT_MODE, v) },
             want: Status::BadQuantMode,
             field: "tensor[token_embd.weight].dtype",
         },
@@ -380,7 +397,15 @@ fn section_bounds_are_exact() {
         Case { name: "tokenizer_offset + 1 (gap)", edit: |b, _| bump_u64(b, TOKENIZER_OFFSET, 1), want: sb, field: "header.tokenizer_offset" },
         Case { name: "tokenizer_offset - 1 (overlap)", edit: |b, _| bump_u64(b, TOKENIZER_OFFSET, -1), want: sb, field: "header.tokenizer_offset" },
         Case { name: "tokenizer_len 2^64-1", edit: |b, _| put_u64(b, TOKENIZER_LEN, u64::MAX), want: sb, field: "header.tokenizer_len" },
-        Case { name: "tokenizer_len past the file end", edit: |b, _| { let v = b.len() as u64; put_u64(b, TOKENIZER_LEN, v) }, want: sb, field: "header.tokenizer_len" },
+        Case {
+            name: "tokenizer_len past the file end",
+            edit: |b, _| {
+                let v = b.len() as u64;
+                put_u64(b, TOKENIZER_LEN, v)
+            },
+            want: sb,
+            field: "header.tokenizer_len",
+        },
         Case { name: "data_offset + 1 (misaligned)", edit: |b, _| bump_u64(b, DATA_OFFSET, 1), want: sb, field: "header.data_offset" },
         Case { name: "data_offset + 32", edit: |b, _| bump_u64(b, DATA_OFFSET, 32), want: sb, field: "header.data_offset" },
         Case { name: "data_offset - 32", edit: |b, _| bump_u64(b, DATA_OFFSET, -32), want: sb, field: "header.data_offset" },
@@ -464,15 +489,87 @@ fn directory_entries_are_checked() {
             want: Status::BadTensorName,
             field: "tensor[0].name_len",
         },
-        Case { name: "dtype 9", edit: |b, l| b[entry(b, l, "token_embd.weight").dtype] = 9, want: Status::UnsupportedDtype, field: "tensor[token_embd.weight].dtype" },
-        Case { name: "dtype 4", edit: |b, l| b[entry(b, l, "blk.0.attn_norm.weight").dtype] = 4, want: Status::UnsupportedDtype, field: "tensor[blk.0.attn_norm.weight].dtype" },
-        Case { name: "dtype 255", edit: |b, l| b[entry(b, l, "blk.1.ffn_down.weight").dtype] = 255, want: Status::UnsupportedDtype, field: "tensor[blk.1.ffn_down.weight].dtype" },
-        Case { name: "rank 0", edit: |b, l| b[entry(b, l, "token_embd.weight").rank] = 0, want: Status::BadTensorShape, field: "tensor[token_embd.weight].rank" },
-        Case { name: "rank 3", edit: |b, l| b[entry(b, l, "blk.0.attn_q.weight").rank] = 3, want: Status::BadTensorShape, field: "tensor[blk.0.attn_q.weight].rank" },
-        Case { name: "rank 255", edit: |b, l| b[entry(b, l, "output_norm.weight").rank] = 255, want: Status::BadTensorShape, field: "tensor[output_norm.weight].rank" },
-        Case { name: "rows 0", edit: |b, l| { let at = entry(b, l, "token_embd.weight").dims; put_u32(b, at, 0) }, want: Status::BadTensorShape, field: "tensor[token_embd.weight].dims" },
-        Case { name: "row length 0", edit: |b, l| { let at = entry(b, l, "blk.0.attn_v.weight").dims + 4; put_u32(b, at, 0) }, want: Status::BadTensorShape, field: "tensor[blk.0.attn_v.weight].dims" },
-        Case { name: "vector length 0", edit: |b, l| { let at = entry(b, l, "blk.1.ffn_norm.weight").dims; put_u32(b, at, 0) }, want: Status::BadTensorShape, field: "tensor[blk.1.ffn_norm.weight].dims" },
+        Case {
+            name: "dtype 9",
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").dtype;
+                b[at] = 9
+            },
+            want: Status::UnsupportedDtype,
+            field: "tensor[token_embd.weight].dtype",
+        },
+        Case {
+            name: "dtype 4",
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_norm.weight").dtype;
+                b[at] = 4
+            },
+            want: Status::UnsupportedDtype,
+            field: "tensor[blk.0.attn_norm.weight].dtype",
+        },
+        Case {
+            name: "dtype 255",
+            edit: |b, l| {
+                let at = entry(b, l, "blk.1.ffn_down.weight").dtype;
+                b[at] = 255
+            },
+            want: Status::UnsupportedDtype,
+            field: "tensor[blk.1.ffn_down.weight].dtype",
+        },
+        Case {
+            name: "rank 0",
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").rank;
+                b[at] = 0
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[token_embd.weight].rank",
+        },
+        Case {
+            name: "rank 3",
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_q.weight").rank;
+                b[at] = 3
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_q.weight].rank",
+        },
+        Case {
+            name: "rank 255",
+            edit: |b, l| {
+                let at = entry(b, l, "output_norm.weight").rank;
+                b[at] = 255
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[output_norm.weight].rank",
+        },
+        Case {
+            name: "rows 0",
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").dims;
+                put_u32(b, at, 0)
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[token_embd.weight].dims",
+        },
+        Case {
+            name: "row length 0",
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_v.weight").dims + 4;
+                put_u32(b, at, 0)
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_v.weight].dims",
+        },
+        Case {
+            name: "vector length 0",
+            edit: |b, l| {
+                let at = entry(b, l, "blk.1.ffn_norm.weight").dims;
+                put_u32(b, at, 0)
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[blk.1.ffn_norm.weight].dims",
+        },
     ];
     run_byte_cases(&cases, &BASES);
 }
@@ -480,16 +577,51 @@ fn directory_entries_are_checked() {
 #[test]
 fn tensor_names_sets_and_shapes_are_checked() {
     let cases: Vec<Case<RawEdit>> = vec![
-        Case { name: "upper-case name", edit: |r| tensor(r, "token_embd.weight").name = b"Token_embd.weight".to_vec(), want: Status::BadTensorName, field: "tensor[0].name" },
-        Case { name: "'-' in a name", edit: |r| tensor(r, "blk.0.attn_q.weight").name = b"blk.0.attn-q.weight".to_vec(), want: Status::BadTensorName, field: "tensor[2].name" },
-        Case { name: "'/' in a name", edit: |r| tensor(r, "blk.0.attn_norm.weight").name = b"blk/0.attn_norm.weight".to_vec(), want: Status::BadTensorName, field: "tensor[1].name" },
-        Case { name: "space in a name", edit: |r| tensor(r, "token_embd.weight").name = b"token embd.weight".to_vec(), want: Status::BadTensorName, field: "tensor[0].name" },
-        Case { name: "NUL in a name", edit: |r| tensor(r, "token_embd.weight").name = b"token_embd.weight\0".to_vec(), want: Status::BadTensorName, field: "tensor[0].name" },
-        Case { name: "non-ASCII byte in a name", edit: |r| tensor(r, "token_embd.weight").name = b"token_embd.w\xC3\xA9ight".to_vec(), want: Status::BadTensorName, field: "tensor[0].name" },
+        Case {
+            name: "upper-case name",
+            edit: |r| tensor(r, "token_embd.weight").name = b"Token_embd.weight".to_vec(),
+            want: Status::BadTensorName,
+            field: "tensor[0].name",
+        },
+        Case {
+            name: "'-' in a name",
+            edit: |r| tensor(r, "blk.0.attn_q.weight").name = b"blk.0.attn-q.weight".to_vec(),
+            want: Status::BadTensorName,
+            field: "tensor[2].name",
+        },
+        Case {
+            name: "'/' in a name",
+            edit: |r| tensor(r, "blk.0.attn_norm.weight").name = b"blk/0.attn_norm.weight".to_vec(),
+            want: Status::BadTensorName,
+            field: "tensor[1].name",
+        },
+        Case {
+            name: "space in a name",
+            edit: |r| tensor(r, "token_embd.weight").name = b"token embd.weight".to_vec(),
+            want: Status::BadTensorName,
+            field: "tensor[0].name",
+        },
+        Case {
+            name: "NUL in a name",
+            edit: |r| tensor(r, "token_embd.weight").name = b"token_embd.weight\0".to_vec(),
+            want: Status::BadTensorName,
+            field: "tensor[0].name",
+        },
+        Case {
+            name: "non-ASCII byte in a name",
+            edit: |r| tensor(r, "token_embd.weight").name = b"token_embd.w\xC3\xA9ight".to_vec(),
+            want: Status::BadTensorName,
+            field: "tensor[0].name",
+        },
         Case { name: "name_len 0", edit: |r| tensor(r, "token_embd.weight").name = Vec::new(), want: Status::BadTensorName, field: "tensor[0].name_len" },
         Case { name: "name_len 65", edit: |r| tensor(r, "token_embd.weight").name = vec![b'a'; 65], want: Status::BadTensorName, field: "tensor[0].name_len" },
         // 64 valid characters pass the name rule and fail as an unknown tensor (the name is fine).
-        Case { name: "name_len 64, valid but unknown", edit: |r| push_tensor(r, f32_vector(&"a".repeat(64), 64)), want: Status::UnknownTensor, field: "tensor[aaaaaaaa" },
+        Case {
+            name: "name_len 64, valid but unknown",
+            edit: |r| push_tensor(r, f32_vector(&"a".repeat(64), 64)),
+            want: Status::UnknownTensor,
+            field: "tensor[aaaaaaaa",
+        },
         Case { name: "rank 0", edit: |r| tensor(r, "token_embd.weight").dims = vec![], want: Status::BadTensorShape, field: "tensor[token_embd.weight].rank" },
         Case { name: "rank 3", edit: |r| tensor(r, "token_embd.weight").dims.insert(0, 1), want: Status::BadTensorShape, field: "tensor[token_embd.weight].rank" },
         Case {
@@ -502,13 +634,50 @@ fn tensor_names_sets_and_shapes_are_checked() {
             want: Status::BadTensorShape,
             field: "tensor[blk.1.attn_output.weight].dims",
         },
-        Case { name: "data 4 bytes short", edit: |r| { let d = &mut tensor(r, "output_norm.weight").data; d.truncate(d.len() - 4) }, want: Status::BadTensorShape, field: "tensor[output_norm.weight].byte_len" },
-        Case { name: "data 4 bytes long", edit: |r| tensor(r, "blk.1.attn_q.weight").data.extend([0; 4]), want: Status::BadTensorShape, field: "tensor[blk.1.attn_q.weight].byte_len" },
-        Case { name: "one row of data missing", edit: |r| { let t = tensor(r, "token_embd.weight"); let row = t.data.len() / t.dims[0] as usize; t.data.truncate(t.data.len() - row) }, want: Status::BadTensorShape, field: "tensor[token_embd.weight].byte_len" },
-        Case { name: "missing blk.1.ffn_down.weight", edit: |r| remove_tensor(r, "blk.1.ffn_down.weight"), want: Status::MissingTensor, field: "tensor[blk.1.ffn_down.weight]" },
+        Case {
+            name: "data 4 bytes short",
+            edit: |r| {
+                let d = &mut tensor(r, "output_norm.weight").data;
+                d.truncate(d.len() - 4)
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[output_norm.weight].byte_len",
+        },
+        Case {
+            name: "data 4 bytes long",
+            edit: |r| tensor(r, "blk.1.attn_q.weight").data.extend([0; 4]),
+            want: Status::BadTensorShape,
+            field: "tensor[blk.1.attn_q.weight].byte_len",
+        },
+        Case {
+            name: "one row of data missing",
+            edit: |r| {
+                let t = tensor(r, "token_embd.weight");
+                let row = t.data.len() / t.dims[0] as usize;
+                t.data.truncate(t.data.len() - row)
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[token_embd.weight].byte_len",
+        },
+        Case {
+            name: "missing blk.1.ffn_down.weight",
+            edit: |r| remove_tensor(r, "blk.1.ffn_down.weight"),
+            want: Status::MissingTensor,
+            field: "tensor[blk.1.ffn_down.weight]",
+        },
         Case { name: "missing token_embd.weight", edit: |r| remove_tensor(r, "token_embd.weight"), want: Status::MissingTensor, field: "tensor[token_embd.weight]" },
-        Case { name: "missing output_norm.weight", edit: |r| remove_tensor(r, "output_norm.weight"), want: Status::MissingTensor, field: "tensor[output_norm.weight]" },
-        Case { name: "missing blk.0.attn_norm.weight", edit: |r| remove_tensor(r, "blk.0.attn_norm.weight"), want: Status::MissingTensor, field: "tensor[blk.0.attn_norm.weight]" },
+        Case {
+            name: "missing output_norm.weight",
+            edit: |r| remove_tensor(r, "output_norm.weight"),
+            want: Status::MissingTensor,
+            field: "tensor[output_norm.weight]",
+        },
+        Case {
+            name: "missing blk.0.attn_norm.weight",
+            edit: |r| remove_tensor(r, "blk.0.attn_norm.weight"),
+            want: Status::MissingTensor,
+            field: "tensor[blk.0.attn_norm.weight]",
+        },
         Case {
             name: "duplicate output_norm.weight",
             edit: |r| { let t = tensor(r, "output_norm.weight").clone(); push_tensor(r, t) },
@@ -521,10 +690,30 @@ fn tensor_names_sets_and_shapes_are_checked() {
             want: Status::DuplicateTensor,
             field: "tensor[blk.0.attn_q.weight]",
         },
-        Case { name: "unknown blk.0.attn_bias.weight", edit: |r| push_tensor(r, f32_vector("blk.0.attn_bias.weight", 64)), want: Status::UnknownTensor, field: "tensor[blk.0.attn_bias.weight]" },
-        Case { name: "unknown blk.2.attn_norm.weight (n_layers is 2)", edit: |r| push_tensor(r, f32_vector("blk.2.attn_norm.weight", 64)), want: Status::UnknownTensor, field: "tensor[blk.2.attn_norm.weight]" },
-        Case { name: "unknown blk.00.attn_norm.weight (leading zero)", edit: |r| push_tensor(r, f32_vector("blk.00.attn_norm.weight", 64)), want: Status::UnknownTensor, field: "tensor[blk.00.attn_norm.weight]" },
-        Case { name: "unknown rope_freqs.weight", edit: |r| push_tensor(r, f32_vector("rope_freqs.weight", 8)), want: Status::UnknownTensor, field: "tensor[rope_freqs.weight]" },
+        Case {
+            name: "unknown blk.0.attn_bias.weight",
+            edit: |r| push_tensor(r, f32_vector("blk.0.attn_bias.weight", 64)),
+            want: Status::UnknownTensor,
+            field: "tensor[blk.0.attn_bias.weight]",
+        },
+        Case {
+            name: "unknown blk.2.attn_norm.weight (n_layers is 2)",
+            edit: |r| push_tensor(r, f32_vector("blk.2.attn_norm.weight", 64)),
+            want: Status::UnknownTensor,
+            field: "tensor[blk.2.attn_norm.weight]",
+        },
+        Case {
+            name: "unknown blk.00.attn_norm.weight (leading zero)",
+            edit: |r| push_tensor(r, f32_vector("blk.00.attn_norm.weight", 64)),
+            want: Status::UnknownTensor,
+            field: "tensor[blk.00.attn_norm.weight]",
+        },
+        Case {
+            name: "unknown rope_freqs.weight",
+            edit: |r| push_tensor(r, f32_vector("rope_freqs.weight", 8)),
+            want: Status::UnknownTensor,
+            field: "tensor[rope_freqs.weight]",
+        },
         Case {
             name: "ffn_down stored [ffn, dim] instead of [dim, ffn]",
             edit: |r| tensor(r, "blk.0.ffn_down.weight").dims.reverse(),
@@ -663,11 +852,64 @@ fn quantized_tensor_rules() {
     run_byte_cases(&byte_cases, &q8);
 }
 
+/// FORMAT.md: in q4_0/q4_1 packages the embedding and a separate LM head may be q8_0 (or
+/// quant_mode); nothing else gets that exception.
+#[test]
+fn four_bit_packages_allow_q8_0_embeddings_and_nothing_else() {
+    let mut rt = runtime();
+    for quant in [DType::Q4_0, DType::Q4_1] {
+        let base = raw_package(quant, false);
+        assert_eq!(tensor(&mut base.clone(), "token_embd.weight").dtype, DType::Q8_0.code(), "the writer stores 4-bit embeddings as q8_0");
+        // Accepted: embeddings in quant_mode too.
+        let mut raw = base.clone();
+        reencode(tensor(&mut raw, "token_embd.weight"), quant);
+        reencode(tensor(&mut raw, "output.weight"), quant);
+        try_load(&mut rt, &raw.to_bytes().0, 0).unwrap_or_else(|e| panic!("{} with {0} embeddings rejected: {}", quant.name(), e.message));
+        rt.unload_model().unwrap();
+
+        let other_4bit = if quant == DType::Q4_0 { DType::Q4_1 } else { DType::Q4_0 };
+        let cases: [(&str, &str, DType); 4] = [
+            ("token_embd.weight as f32", "token_embd.weight", DType::F32),
+            ("output.weight as the other 4-bit dtype", "output.weight", other_4bit),
+            ("a matrix as q8_0", "blk.1.attn_v.weight", DType::Q8_0),
+            ("a matrix as f32", "blk.0.ffn_down.weight", DType::F32),
+        ];
+        let mut failures = Vec::new();
+        for (what, name, to) in cases {
+            let mut raw = base.clone();
+            reencode(tensor(&mut raw, name), to);
+            let field = format!("tensor[{name}].dtype");
+            if let Err(e) = check_rejection(try_load(&mut rt, &raw.to_bytes().0, 0), Status::BadQuantMode, &field) {
+                failures.push(format!("{} {what}: {e}", quant.name()));
+            }
+        }
+        assert_no_failures("4-bit embedding dtypes", &failures);
+    }
+    // q8_0 and f32 packages get no exception: a q8_0 package's embedding may not be 4-bit.
+    let mut raw = raw_package(DType::Q8_0, false);
+    reencode(tensor(&mut raw, "token_embd.weight"), DType::Q4_0);
+    let got = try_load(&mut rt, &raw.to_bytes().0, 0);
+    if let Err(e) = check_rejection(got, Status::BadQuantMode, "tensor[token_embd.weight].dtype") {
+        panic!("q8_0 package with a q4_0 embedding: {e}");
+    }
+    assert_usable(&mut rt, "4-bit embedding cases");
+}
+
 #[test]
 fn non_finite_f32_matrix_values_are_rejected() {
     let cases: Vec<Case<RawEdit>> = vec![
-        Case { name: "NaN in an f32 matrix", edit: |r| put_f32(&mut tensor(r, "blk.1.attn_q.weight").data, 4 * 77, f32::NAN), want: Status::BadTensorData, field: "tensor[blk.1.attn_q.weight]" },
-        Case { name: "+inf in f32 token_embd", edit: |r| put_f32(&mut tensor(r, "token_embd.weight").data, 0, f32::INFINITY), want: Status::BadTensorData, field: "tensor[token_embd.weight]" },
+        Case {
+            name: "NaN in an f32 matrix",
+            edit: |r| put_f32(&mut tensor(r, "blk.1.attn_q.weight").data, 4 * 77, f32::NAN),
+            want: Status::BadTensorData,
+            field: "tensor[blk.1.attn_q.weight]",
+        },
+        Case {
+            name: "+inf in f32 token_embd",
+            edit: |r| put_f32(&mut tensor(r, "token_embd.weight").data, 0, f32::INFINITY),
+            want: Status::BadTensorData,
+            field: "tensor[token_embd.weight]",
+        },
         Case {
             name: "signalling NaN in f32 output.weight",
             edit: |r| put_u32(&mut tensor(r, "output.weight").data, 4 * 1000, 0x7F80_0001),
@@ -691,14 +933,37 @@ fn fix_artifact_crc(b: &mut [u8]) {
 fn each_checksum_is_checked_first() {
     let cases: Vec<Case<ByteEdit>> = vec![
         Case { name: "trailer CRC flipped", edit: |b, _| { let n = b.len(); b[n - 1] ^= 0x01 }, want: Status::ArtifactChecksum, field: "trailer.artifact_crc" },
-        Case { name: "a tensor data byte flipped", edit: |b, l| b[l.tensor_data[3].start + 5] ^= 0x10, want: Status::ArtifactChecksum, field: "trailer.artifact_crc" },
+        Case {
+            name: "a tensor data byte flipped",
+            edit: |b, l| b[l.tensor_data[3].start + 5] ^= 0x10,
+            want: Status::ArtifactChecksum,
+            field: "trailer.artifact_crc",
+        },
         // Corruption that would break another rule must still be reported as a checksum failure.
-        Case { name: "dtype 9 without resealing", edit: |b, l| b[entry(b, l, "token_embd.weight").dtype] = 9, want: Status::ArtifactChecksum, field: "trailer.artifact_crc" },
-        Case { name: "n_params changed without resealing", edit: |b, _| bump_u64(b, hdr::N_PARAMS, 1), want: Status::ArtifactChecksum, field: "trailer.artifact_crc" },
-        Case { name: "NaN in a norm without resealing", edit: |b, l| put_f32(b, l.tensor_data[1].start, f32::NAN), want: Status::ArtifactChecksum, field: "trailer.artifact_crc" },
+        Case {
+            name: "dtype 9 without resealing",
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").dtype;
+                b[at] = 9
+            },
+            want: Status::ArtifactChecksum,
+            field: "trailer.artifact_crc",
+        },
+        Case {
+            name: "n_params changed without resealing",
+            edit: |b, _| bump_u64(b, hdr::N_PARAMS, 1),
+            want: Status::ArtifactChecksum,
+            field: "trailer.artifact_crc",
+        },
+        Case {
+            name: "NaN in a norm without resealing",
+            edit: |b, l| put_f32(b, l.tensor_data[1].start, f32::NAN),
+            want: Status::ArtifactChecksum,
+            field: "trailer.artifact_crc",
+        },
         Case {
             name: "directory byte changed, artifact CRC fixed",
-            edit: |b, l| { b[entry(b, l, "token_embd.weight").dtype] = 9; fix_artifact_crc(b) },
+            edit: |b, l| { let at = entry(b, l, "token_embd.weight").dtype; b[at] = 9; fix_artifact_crc(b) },
             want: Status::TensorLayoutChecksum,
             field: "header.tensor_layout_crc",
         },
@@ -848,7 +1113,7 @@ fn tokenizer_header_and_token_table_rules() {
         Case { name: "chat_template 2", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 2)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
         Case {
             name: "tok_flags bit 2",
-            edit: TokEdit::Bytes(|t| put_u32(t, tok::TOK_FLAGS, u32_at(t, tok::TOK_FLAGS) | 4)),
+            edit: TokEdit::Bytes(|t| { let v = u32_at(t, tok::TOK_FLAGS) | 4; put_u32(t, tok::TOK_FLAGS, v) }),
             want: BadTokenizerKind,
             field: "tokenizer.tok_flags",
         },
@@ -872,21 +1137,54 @@ fn tokenizer_header_and_token_table_rules() {
         Case { name: "token score NaN", edit: TokEdit::Spec(|t| t.tokens[70].score = f32::NAN), want: BadToken, field: "tokenizer.tokens[70].score" },
         Case { name: "token score -inf", edit: TokEdit::Spec(|t| t.tokens[257].score = f32::NEG_INFINITY), want: BadToken, field: "tokenizer.tokens[257].score" },
         // "</s>" (id 257) is the longest token, 4 bytes; the writer stores max_token_len = 4.
-        Case { name: "token longer than max_token_len", edit: TokEdit::Bytes(|t| put_u32(t, tok::MAX_TOKEN_LEN, 3)), want: BadToken, field: "tokenizer.tokens[257].len" },
-        Case { name: "max_token_len above the longest token", edit: TokEdit::Bytes(|t| put_u32(t, tok::MAX_TOKEN_LEN, 5)), want: BadToken, field: "tokenizer.max_token_len" },
+        Case {
+            name: "token longer than max_token_len",
+            edit: TokEdit::Bytes(|t| put_u32(t, tok::MAX_TOKEN_LEN, 3)),
+            want: BadToken,
+            field: "tokenizer.tokens[257].len",
+        },
+        Case {
+            name: "max_token_len above the longest token",
+            edit: TokEdit::Bytes(|t| put_u32(t, tok::MAX_TOKEN_LEN, 5)),
+            want: BadToken,
+            field: "tokenizer.max_token_len",
+        },
         Case { name: "max_token_len 0", edit: TokEdit::Bytes(|t| put_u32(t, tok::MAX_TOKEN_LEN, 0)), want: BadToken, field: "tokenizer.max_token_len" },
         Case { name: "max_token_len 1025", edit: TokEdit::Bytes(|t| put_u32(t, tok::MAX_TOKEN_LEN, 1025)), want: BadToken, field: "tokenizer.max_token_len" },
-        Case { name: "token len field past max_token_len", edit: TokEdit::Bytes(|t| put_u16(t, byte_token_record(65) + 1, 5)), want: BadToken, field: "tokenizer.tokens[65].len" },
+        Case {
+            name: "token len field past max_token_len",
+            edit: TokEdit::Bytes(|t| put_u16(t, byte_token_record(65) + 1, 5)),
+            want: BadToken,
+            field: "tokenizer.tokens[65].len",
+        },
         Case { name: "truncated inside the section header", edit: TokEdit::Bytes(|t| t.truncate(47)), want: Truncated, field: "tokenizer.header" },
         Case { name: "truncated inside the eog ids", edit: TokEdit::Bytes(|t| t.truncate(tok::EOG_IDS + 2)), want: Truncated, field: "tokenizer.eog_ids[0]" },
-        Case { name: "token table cut in the last token's bytes", edit: TokEdit::Bytes(|t| { let n = t.len(); t.truncate(n - 2) }), want: Truncated, field: "tokenizer.tokens[257].bytes" },
+        Case {
+            name: "token table cut in the last token's bytes",
+            edit: TokEdit::Bytes(|t| {
+                let n = t.len();
+                t.truncate(n - 2)
+            }),
+            want: Truncated,
+            field: "tokenizer.tokens[257].bytes",
+        },
         Case { name: "token table cut at token 100", edit: TokEdit::Bytes(|t| t.truncate(byte_token_record(100) + 3)), want: Truncated, field: "tokenizer.tokens" },
         // byte kind: token b (b < 256) is exactly the one byte b, normal or byte type; the rest control.
         Case { name: "byte kind: token 65 is \"B\"", edit: TokEdit::Spec(|t| t.tokens[65].bytes = b"B".to_vec()), want: BadToken, field: "tokenizer.tokens[65]" },
         Case { name: "byte kind: token 0 is two bytes", edit: TokEdit::Spec(|t| t.tokens[0].bytes = vec![0, 0]), want: BadToken, field: "tokenizer.tokens[0]" },
         Case { name: "byte kind: token 200 is empty", edit: TokEdit::Spec(|t| t.tokens[200].bytes.clear()), want: BadToken, field: "tokenizer.tokens[200]" },
-        Case { name: "byte kind: token 66 is a control token", edit: TokEdit::Spec(|t| t.tokens[66].token_type = token_type::CONTROL), want: BadToken, field: "tokenizer.tokens[66]" },
-        Case { name: "byte kind: token 256 is a normal token", edit: TokEdit::Spec(|t| t.tokens[256].token_type = token_type::NORMAL), want: BadToken, field: "tokenizer.tokens[256]" },
+        Case {
+            name: "byte kind: token 66 is a control token",
+            edit: TokEdit::Spec(|t| t.tokens[66].token_type = token_type::CONTROL),
+            want: BadToken,
+            field: "tokenizer.tokens[66]",
+        },
+        Case {
+            name: "byte kind: token 256 is a normal token",
+            edit: TokEdit::Spec(|t| t.tokens[256].token_type = token_type::NORMAL),
+            want: BadToken,
+            field: "tokenizer.tokens[256]",
+        },
         // FORMAT.md states these rules without naming a status; the cases pin the runtime's choice.
         Case {
             name: "byte kind with a merge",
@@ -953,15 +1251,15 @@ fn failed_load_leaves_the_host_buffer_intact_and_reusable() {
     rt.write(ptr, &bad).unwrap();
     assert_eq!(rt.call_status("load_model", (ptr, len, 0u32, 0u32)).unwrap(), Status::BadTensorData.code());
     assert_eq!(rt.read(ptr, bad.len()).unwrap(), bad);
-    assert_eq!(rt.call_status("free", ptr).unwrap(), Status::Ok.code(), "free of a rejected package's buffer");
-    assert_eq!(rt.call_status("free", ptr).unwrap(), Status::InvalidArgument.code(), "the buffer was freed once already");
+    assert_eq!(rt.call_status("dealloc", ptr).unwrap(), Status::Ok.code(), "dealloc of a rejected package's buffer");
+    assert_eq!(rt.call_status("dealloc", ptr).unwrap(), Status::InvalidArgument.code(), "the buffer was freed once already");
 }
 
 /// The unedited bases load: without this, every rejection above could be an artefact of the bases.
 #[test]
 fn every_base_package_loads_and_generates() {
     let mut rt = runtime();
-    for &(quant, tied) in BASES.iter().chain(&[(DType::F32, false)]) {
+    for &(quant, tied) in BASES.iter().chain(&[(DType::F32, false), (DType::Q4_1, true)]) {
         let bytes = package_bytes(quant, tied);
         if let Err(e) = try_load(&mut rt, &bytes, 0) {
             panic!("base {} rejected: {}", base_name(quant, tied), e.message);

@@ -92,7 +92,7 @@ pub struct Rejection {
 }
 
 /// `load_model` through the raw ABI. On failure this also checks what the header promises: the
-/// host buffer is unchanged and still the host's (`free` succeeds), and no model is loaded. A trap
+/// host buffer is unchanged and still the host's (`dealloc` succeeds), and no model is loaded. A trap
 /// panics (it is a runtime bug, never an acceptable rejection).
 pub fn try_load(rt: &mut Runtime, bytes: &[u8], context_len: u32) -> Result<u32, Rejection> {
     assert!(!bytes.is_empty(), "try_load needs at least one byte (alloc(0) is invalid)");
@@ -122,11 +122,6 @@ pub fn check_rejection(got: Result<u32, Rejection>, want: Status, field: &str) -
         Err(r) if !r.message.contains(field) => Err(format!("last_error does not name {field:?}: {:?}", r.message)),
         Err(_) => Ok(()),
     }
-}
-
-/// Every package status code (`TRL_STATUS_TRUNCATED` ..= `TRL_STATUS_BAD_SPECIAL_TOKEN`).
-pub fn is_package_status(code: u32) -> bool {
-    (16..=43).contains(&code) && code != 38 && code != 39
 }
 
 /// Every status the runtime defines, for printing.
