@@ -59,3 +59,35 @@ bench: wasm harness model
 
 clean:
 	cargo clean
+
+# ---- JavaScript and the browser (web/) ---------------------------------------------------------
+# The demo page, the Node/Deno/browser wrapper's tests and the browser benchmark. Node ≥ 20 and npm
+# are expected; Debian's chromium and the npm packages (playwright-core) are installed on first use.
+CHROMIUM    ?= /usr/bin/chromium
+WEB_DEPS    := web/node_modules/.package-lock.json
+DEMO_PORT   ?= 8000
+SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: demo test-web bench-web web-deps
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web-deps: $(WEB_DEPS)
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium (the headless browser of the web tests)"
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+# Serves the repository on 127.0.0.1 and prints the page's address (Ctrl-C stops it).
+demo: wasm
+	$(PYTHON) web/serve.py --port $(DEMO_PORT)
+
+# The wrapper under Node (against `trl`, byte for byte) and the demo page in headless Chromium.
+test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(WEB_DEPS) $(CHROMIUM)
+	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node --test tests/
+
+# Prefill and decode tokens/s in Chromium for the q8_0 and q4_0 packages (figures only).
+bench-web: wasm $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_0.slm $(WEB_DEPS) $(CHROMIUM)
+	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node tests/bench-web.mjs $(BENCH_WEB_ARGS)

@@ -75,6 +75,31 @@ extern "C" {
 #define TRL_STATUS_BAD_TOKEN              41u
 #define TRL_STATUS_BAD_MERGE              42u
 #define TRL_STATUS_BAD_SPECIAL_TOKEN      43u
+/* Adapter deltas (see FORMAT.md "Adapters" for the rule behind each). */
+#define TRL_STATUS_ADAPTER_BAD_MAGIC           64u  /* not "ADP1", "ASP1" or "ALR1" */
+#define TRL_STATUS_ADAPTER_UNSUPPORTED_VERSION 65u
+#define TRL_STATUS_ADAPTER_BAD_HEADER          66u  /* header_len, reserved, n_targets 0, stray bytes */
+#define TRL_STATUS_ADAPTER_TRUNCATED           67u  /* shorter than total_len or than its entries say */
+#define TRL_STATUS_ADAPTER_CHECKSUM            68u  /* artifact CRC32 */
+#define TRL_STATUS_ADAPTER_PARENT_MISMATCH     69u  /* made for another model; field names the part */
+#define TRL_STATUS_ADAPTER_UNKNOWN_TARGET      70u  /* no tensor of the loaded model has that name */
+#define TRL_STATUS_ADAPTER_DUPLICATE_TARGET    71u
+#define TRL_STATUS_ADAPTER_SHAPE_MISMATCH      72u  /* rows/cols not the tensor's */
+#define TRL_STATUS_ADAPTER_BAD_RANK            73u  /* low-rank r outside 1..=min(rows, cols, 256) */
+#define TRL_STATUS_ADAPTER_BAD_INDEX           74u  /* sparse index out of range or not increasing */
+#define TRL_STATUS_ADAPTER_NON_FINITE          75u  /* NaN/inf in the scale, a payload or a result */
+#define TRL_STATUS_ADAPTER_BAD_ENCODING        76u  /* dense encoding not f32 (0) / q8_0 (1) */
+#define TRL_STATUS_ADAPTER_LIMIT_EXCEEDED      77u  /* n_targets above 4096 */
+/* Eval case files (run_eval; FORMAT.md "Eval cases and sidecars"). The error text names the line. */
+#define TRL_STATUS_EVAL_BAD_JSON          80u  /* a line is not one valid JSON object */
+#define TRL_STATUS_EVAL_BAD_HEADER        81u  /* header line missing, or suite/version/min_pass_rate bad */
+#define TRL_STATUS_EVAL_BAD_CASE          82u  /* a case field missing, of the wrong type or out of range */
+#define TRL_STATUS_EVAL_UNKNOWN_FIELD     83u  /* a key the format does not define */
+#define TRL_STATUS_EVAL_DUPLICATE_FIELD   84u  /* a key twice in one line */
+#define TRL_STATUS_EVAL_DUPLICATE_ID      85u  /* two cases with the same id */
+#define TRL_STATUS_EVAL_BAD_MATCH_RULE    86u  /* match is not "exact", "trim" or "prefix" */
+#define TRL_STATUS_EVAL_LIMIT_EXCEEDED    87u  /* file > 1 MiB, > 512 cases, a string over its cap, nesting */
+#define TRL_STATUS_EVAL_NO_CASES          88u  /* a header and no cases */
 
 typedef uint32_t trl_status;
 typedef uint32_t trl_ptr; /* offset into the module's linear memory */
@@ -167,6 +192,43 @@ trl_status generate(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t
  * Errors: WRONG_STATE (no model). */
 trl_status reset(void);
 
+/* ---- Adapters ------------------------------------------------------------------------------- */
+
+/* An adapter (ADP1 dense, ASP1 sparse, ALR1 low-rank; FORMAT.md "Adapters") changes the loaded
+ * model's weights in place. It names the identity of the parent it was made for; any other model
+ * refuses it with ADAPTER_PARENT_MISMATCH before a weight is touched. Applied adapters stack; each
+ * keeps an undo log (the bytes it replaced), so removal restores the previous weights bit for bit.
+ * Quantized targets: each touched block is dequantized, updated in f64, rounded to f32 and
+ * requantized with ggml's reference quantizer (deterministic; FORMAT.md gives the arithmetic).
+ *
+ * The adapter bytes stay the host's: (ptr, len) must lie inside one live buffer from `alloc` and
+ * are only read during the call (the host may dealloc them afterwards). len 0 reads nothing and is
+ * ADAPTER_TRUNCATED. diagnostics report adapters_applied and the chained assembly_state_crc. */
+
+/* Checks the adapter in [ptr, ptr+len) against the loaded model exactly as apply_adapter_delta
+ * would (bytes, parent identity, targets, and that every updated weight would be finite) and
+ * changes nothing — not the weights, not the KV cache or the generation.
+ * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, LIMIT_EXCEEDED (64 already applied), the adapter
+ * statuses 64..77 (last_error names the field, e.g. header.parent_tensor_layout_crc or
+ * target[blk.0.attn_q.weight].rank), OUT_OF_MEMORY. */
+trl_status validate_adapter_delta(trl_ptr ptr, uint32_t len);
+
+/* Validates, then applies the adapter on top of those already applied. On success the KV cache
+ * and the generation are reset (as by `reset`: the cache was computed with the old weights) and
+ * adapters_applied / assembly_state_crc advance. On any error nothing changed: weights, KV cache,
+ * generation and assembly state are as before. Errors: as validate_adapter_delta. */
+trl_status apply_adapter_delta(trl_ptr ptr, uint32_t len);
+
+/* Removes the most recently applied adapter: the weights become bit for bit what they were before
+ * it, the assembly state returns to its previous value, and the KV cache and generation are reset.
+ * Errors: WRONG_STATE (no model, or no adapter applied). */
+trl_status remove_last_adapter(void);
+
+/* Removes every applied adapter (newest first): the base weights again, assembly state = CRC32 of
+ * the identity, KV cache and generation reset. With none applied it succeeds and changes nothing.
+ * Errors: WRONG_STATE (no model). */
+trl_status reset_adapters(void);
+
 /* ---- Results -------------------------------------------------------------------------------- */
 
 #define TRL_RESULT_TEXT          0u /* unread output text; UTF-8, whole characters; reading consumes it */
@@ -176,6 +238,7 @@ trl_status reset(void);
 #define TRL_RESULT_TOKENIZED     4u /* ids from the last `tokenize`, u32 each */
 #define TRL_RESULT_LOGITS        5u /* vocab_size f32: the logits that chose the last generated token
                                        (before sampling changed them), or the prompt's last logits */
+#define TRL_RESULT_EVAL_SIDECAR  6u /* sidecar JSON of the last successful run_eval (whole value) */
 
 #define TRL_STATE_IDLE     0u
 #define TRL_STATE_RUNNING  1u
@@ -193,6 +256,19 @@ trl_status reset(void);
  *   needed size at len_out_ptr and nothing else written.
  * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (kind), OUT_OF_BOUNDS, BUFFER_TOO_SMALL. */
 trl_status read_result(uint32_t kind, trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
+
+/* ---- Evals --------------------------------------------------------------------------------- */
+
+/* Runs the eval case file at [ptr, ptr+len) (JSONL; FORMAT.md "Eval cases and sidecars") against the
+ * loaded model and its applied adapters: every case greedily, with only its own stop strings, from an
+ * empty conversation; chat cases are wrapped in ChatML with the suite's system prompt. The sidecar
+ * JSON is then read with TRL_RESULT_EVAL_SIDECAR. flags must be 0. The file is parsed and checked
+ * before anything runs, so a malformed file changes nothing; after cases have run, the conversation
+ * is forgotten (as by reset) while sampling settings and stop strings are restored. The host keeps
+ * its buffer.
+ * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (flags), OUT_OF_BOUNDS, OUT_OF_MEMORY,
+ * EVAL_* (80..=88), CONTEXT_FULL (a case's prompt does not fit). */
+trl_status run_eval(trl_ptr ptr, uint32_t len, uint32_t flags);
 
 /* ---- Diagnostics ---------------------------------------------------------------------------- */
 
@@ -214,8 +290,9 @@ trl_status read_result(uint32_t kind, trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr
  *   40 u32  kv_len                     120 u64  reserved (0)
  *   44 u32  context_len
  *   48 u32  adapters_applied
- *   52 u32  assembly_state_crc: CRC32 of the 24-byte model identity (n_params u64,
- *           tensor_layout_crc, tokenizer_crc, flags, n_tensors; see FORMAT.md)
+ *   52 u32  assembly_state_crc: state_0 = CRC32 of the 24-byte model identity (n_params u64,
+ *           tensor_layout_crc, tokenizer_crc, flags, n_tensors; see FORMAT.md); after each applied
+ *           adapter state_k = CRC32(u32le(state_{k-1}) ++ u32le(adapter's artifact CRC32))
  */
 trl_status read_diagnostics(trl_ptr dst_ptr, uint32_t dst_cap);
 

@@ -244,11 +244,67 @@ pub extern "C" fn reset() -> u32 {
     })
 }
 
+/// Runs `f` on the host's adapter bytes in place (no copy: an adapter can be as large as a tensor).
+fn with_adapter(s: &mut State, ptr: u32, len: u32, f: impl FnOnce(&mut Engine, &[u8]) -> Result<(), Error>) -> u32 {
+    let at = if len == 0 {
+        None
+    } else {
+        match s.locate(ptr, len, "adapter") {
+            Ok(at) => Some(at),
+            Err(e) => return s.fail(e),
+        }
+    };
+    let State { engine, buffers, .. } = s;
+    let bytes: &[u8] = match at {
+        Some((i, off)) => &buffers[i].bytes.as_slice()[off..off + len as usize],
+        None => &[],
+    };
+    let r = f(engine, bytes);
+    s.status(r)
+}
+
+#[no_mangle]
+pub extern "C" fn validate_adapter_delta(ptr: u32, len: u32) -> u32 {
+    with_state(|s| with_adapter(s, ptr, len, |engine, bytes| engine.validate_adapter(bytes)))
+}
+
+#[no_mangle]
+pub extern "C" fn apply_adapter_delta(ptr: u32, len: u32) -> u32 {
+    with_state(|s| with_adapter(s, ptr, len, |engine, bytes| engine.apply_adapter(bytes)))
+}
+
+#[no_mangle]
+pub extern "C" fn remove_last_adapter() -> u32 {
+    with_state(|s| {
+        let r = s.engine.remove_last_adapter();
+        s.status(r)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn reset_adapters() -> u32 {
+    with_state(|s| {
+        let r = s.engine.reset_adapters();
+        s.status(r)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn run_eval(ptr: u32, len: u32, flags: u32) -> u32 {
+    with_state(|s| {
+        if flags != 0 {
+            return s.fail(Error::new(Status::InvalidArgument, "flags", flags as u64, "no eval flags are defined; must be 0"));
+        }
+        let r = input(s, ptr, len, "cases").and_then(|cases| s.engine.run_eval(&cases));
+        s.status(r)
+    })
+}
+
 #[no_mangle]
 pub extern "C" fn read_result(kind: u32, dst_ptr: u32, dst_cap: u32, len_out_ptr: u32) -> u32 {
     with_state(|s| {
         let Some(kind) = ResultKind::from_code(kind) else {
-            return s.fail(Error::new(Status::InvalidArgument, "kind", kind as u64, "must be 0..=5"));
+            return s.fail(Error::new(Status::InvalidArgument, "kind", kind as u64, "must be 0..=6"));
         };
         // Check both host buffers before reading anything, so a bad len_out consumes no text.
         if let Err(e) = s.locate(len_out_ptr, 4, "len_out_ptr") {

@@ -6,6 +6,7 @@
 
 use alloc::vec::Vec;
 
+use crate::adapter::AdapterStack;
 use crate::buffer::AlignedBytes;
 use crate::diag::Diagnostics;
 use crate::error::{Error, Result, Status};
@@ -45,6 +46,8 @@ pub enum ResultKind {
     /// Logits (f32 LE, vocab_size of them) that chose the last generated token, or of the last
     /// prompt token before any was generated.
     Logits = 5,
+    /// The sidecar JSON of the last successful `run_eval` (see `crate::eval`); whole value.
+    EvalSidecar = 6,
 }
 
 impl ResultKind {
@@ -56,6 +59,7 @@ impl ResultKind {
             3 => ResultKind::State,
             4 => ResultKind::Tokenized,
             5 => ResultKind::Logits,
+            6 => ResultKind::EvalSidecar,
             _ => return None,
         })
     }
@@ -130,6 +134,8 @@ struct Loaded {
     tokenized: Vec<u32>,
     total_generated: u64,
     assembly_state_crc: u32,
+    /// Applied adapters with their undo logs; `assembly_state_crc` stays the parent's (state 0).
+    adapters: AdapterStack,
 }
 
 pub struct Engine {
@@ -138,6 +144,8 @@ pub struct Engine {
     stop_strings: Vec<Vec<u8>>,
     /// Milliseconds from a monotonic clock (the host's, on wasm).
     clock: fn() -> f64,
+    /// Sidecar of the last successful eval run (`ResultKind::EvalSidecar`).
+    eval_sidecar: Vec<u8>,
 }
 
 fn wrong_state(field: &'static str, rule: &'static str) -> Error {
@@ -160,7 +168,7 @@ fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
 
 impl Engine {
     pub fn new(clock: fn() -> f64) -> Engine {
-        Engine { loaded: None, sampling: SamplingParams::default(), stop_strings: Vec::new(), clock }
+        Engine { loaded: None, sampling: SamplingParams::default(), stop_strings: Vec::new(), clock, eval_sidecar: Vec::new() }
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -217,6 +225,7 @@ impl Engine {
             tokenized: Vec::new(),
             total_generated: 0,
             assembly_state_crc: crc32fast::hash(&identity.to_bytes()),
+            adapters: AdapterStack::new(),
         });
         Ok(())
     }
@@ -276,6 +285,44 @@ impl Engine {
         l.context_tokens.clear();
         l.session = Session::idle();
         Ok(())
+    }
+
+    /// Checks an adapter against the loaded model exactly as [`Engine::apply_adapter`] would, and
+    /// changes nothing.
+    pub fn validate_adapter(&self, bytes: &[u8]) -> Result<()> {
+        let l = self.loaded()?;
+        l.adapters.validate(bytes, &l.model)
+    }
+
+    /// Validates and applies an adapter (see `crate::adapter`). On success the conversation is
+    /// forgotten, as by [`Engine::reset`]: the KV cache was computed with the old weights.
+    pub fn apply_adapter(&mut self, bytes: &[u8]) -> Result<()> {
+        let l = self.loaded_mut()?;
+        l.adapters.apply(bytes, &mut l.model, l.assembly_state_crc)?;
+        self.reset()
+    }
+
+    /// Restores the weights from before the newest adapter and forgets the conversation.
+    pub fn remove_last_adapter(&mut self) -> Result<()> {
+        let l = self.loaded_mut()?;
+        l.adapters.remove_last(&mut l.model)?;
+        self.reset()
+    }
+
+    /// Restores the base weights. With no adapter applied this changes nothing (the conversation
+    /// is kept); otherwise the conversation is forgotten.
+    pub fn reset_adapters(&mut self) -> Result<()> {
+        let l = self.loaded_mut()?;
+        if l.adapters.is_empty() {
+            return Ok(());
+        }
+        l.adapters.reset(&mut l.model);
+        self.reset()
+    }
+
+    /// Bytes held by the applied adapters' undo logs (what reversibility costs).
+    pub fn adapter_undo_bytes(&self) -> usize {
+        self.loaded.as_ref().map_or(0, |l| l.adapters.undo_bytes())
     }
 
     /// Tokenizes the prompt and runs it through the model (prefill). The first generated token comes
@@ -446,11 +493,58 @@ impl Engine {
             ResultKind::PromptTokens => whole(&mut s.prompt_tokens.iter().map(|t| t.to_le_bytes()), s.prompt_tokens.len(), dst),
             ResultKind::Tokenized => whole(&mut l.tokenized.iter().map(|t| t.to_le_bytes()), l.tokenized.len(), dst),
             ResultKind::Logits => whole(&mut l.work_logits.iter().map(|x| x.to_le_bytes()), l.work_logits.len(), dst),
+            ResultKind::EvalSidecar => {
+                let n = self.eval_sidecar.len();
+                if dst.len() < n {
+                    return Err((Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "buffer too small; the needed length is reported"), n));
+                }
+                dst[..n].copy_from_slice(&self.eval_sidecar);
+                Ok(n)
+            }
             ResultKind::State => {
                 let words = [s.state as u32, s.stop_reason as u32, s.prompt_tokens.len() as u32, s.generated.len() as u32];
                 whole(&mut words.iter().map(|w| w.to_le_bytes()), 4, dst)
             }
         }
+    }
+
+    // --- Evals (logic in `crate::eval`) ---
+
+    /// Runs an eval case file and keeps its sidecar for `ResultKind::EvalSidecar`. A malformed file
+    /// changes nothing; once cases run, the conversation is forgotten (sampling and stop strings are
+    /// restored).
+    pub fn run_eval(&mut self, cases: &[u8]) -> Result<()> {
+        self.loaded()?;
+        self.eval_sidecar = crate::eval::run(self, cases)?;
+        Ok(())
+    }
+
+    pub(crate) fn take_stop_strings(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.stop_strings)
+    }
+
+    pub(crate) fn restore_eval_settings(&mut self, sampling: SamplingParams, stops: Vec<Vec<u8>>) {
+        self.sampling = sampling;
+        self.stop_strings = stops;
+    }
+
+    /// All text of the current generation (finished generations release everything).
+    pub(crate) fn finished_text(&self) -> &[u8] {
+        self.loaded.as_ref().map_or(&[], |l| &l.session.text[..l.session.released])
+    }
+
+    pub(crate) fn eval_identity(&self) -> Result<crate::eval::Identity> {
+        let l = self.loaded()?;
+        let p = l.model.package();
+        Ok(crate::eval::Identity {
+            n_params: p.identity.n_params,
+            tensor_layout_crc: p.identity.tensor_layout_crc,
+            tokenizer_crc: p.identity.tokenizer_crc,
+            artifact_crc: p.artifact_crc,
+            quant_mode: p.quant.name(),
+            adapter_digests: l.adapters.digests().collect(),
+            assembly_state_crc: l.adapters.state_crc(l.assembly_state_crc),
+        })
     }
 
     pub fn state(&self) -> (GenState, StopReason) {
@@ -478,8 +572,8 @@ impl Engine {
             peak_scratch_bytes: (m.scratch_bytes() + m.kv_cache_bytes()) as u64,
             kv_len: m.kv_len() as u32,
             context_len: m.context_len() as u32,
-            adapters_applied: 0,
-            assembly_state_crc: l.assembly_state_crc,
+            adapters_applied: l.adapters.len() as u32,
+            assembly_state_crc: l.adapters.state_crc(l.assembly_state_crc),
             package_bytes: m.package_bytes() as u64,
             kv_cache_bytes: m.kv_cache_bytes() as u64,
             n_params: id.n_params,

@@ -56,6 +56,38 @@ pub enum Status {
     BadToken = 41,
     BadMerge = 42,
     BadSpecialToken = 43,
+
+    // --- Adapter errors (64..=79; see FORMAT.md "Adapters") ---
+    AdapterBadMagic = 64,
+    AdapterUnsupportedVersion = 65,
+    AdapterBadHeader = 66,
+    AdapterTruncated = 67,
+    AdapterChecksum = 68,
+    /// The adapter names another parent; the field says which part of the identity differs.
+    AdapterParentMismatch = 69,
+    AdapterUnknownTarget = 70,
+    AdapterDuplicateTarget = 71,
+    AdapterShapeMismatch = 72,
+    AdapterBadRank = 73,
+    AdapterBadIndex = 74,
+    AdapterNonFinite = 75,
+    AdapterBadEncoding = 76,
+    AdapterLimitExceeded = 77,
+
+    // --- Eval case-file errors (80..=95; see FORMAT.md "Eval cases and sidecars") ---
+    /// A line is not valid JSON (the field names the line and column).
+    EvalBadJson = 80,
+    /// The header line is missing or a header field is missing or invalid.
+    EvalBadHeader = 81,
+    /// A case field is missing, has the wrong type or is out of range.
+    EvalBadCase = 82,
+    EvalUnknownField = 83,
+    EvalDuplicateField = 84,
+    EvalDuplicateId = 85,
+    EvalBadMatchRule = 86,
+    /// A cap on the file, the number of cases, a string's length or nesting was exceeded.
+    EvalLimitExceeded = 87,
+    EvalNoCases = 88,
 }
 
 impl Status {
@@ -100,6 +132,29 @@ impl Status {
             Status::BadToken => "BAD_TOKEN",
             Status::BadMerge => "BAD_MERGE",
             Status::BadSpecialToken => "BAD_SPECIAL_TOKEN",
+            Status::AdapterBadMagic => "ADAPTER_BAD_MAGIC",
+            Status::AdapterUnsupportedVersion => "ADAPTER_UNSUPPORTED_VERSION",
+            Status::AdapterBadHeader => "ADAPTER_BAD_HEADER",
+            Status::AdapterTruncated => "ADAPTER_TRUNCATED",
+            Status::AdapterChecksum => "ADAPTER_CHECKSUM",
+            Status::AdapterParentMismatch => "ADAPTER_PARENT_MISMATCH",
+            Status::AdapterUnknownTarget => "ADAPTER_UNKNOWN_TARGET",
+            Status::AdapterDuplicateTarget => "ADAPTER_DUPLICATE_TARGET",
+            Status::AdapterShapeMismatch => "ADAPTER_SHAPE_MISMATCH",
+            Status::AdapterBadRank => "ADAPTER_BAD_RANK",
+            Status::AdapterBadIndex => "ADAPTER_BAD_INDEX",
+            Status::AdapterNonFinite => "ADAPTER_NON_FINITE",
+            Status::AdapterBadEncoding => "ADAPTER_BAD_ENCODING",
+            Status::AdapterLimitExceeded => "ADAPTER_LIMIT_EXCEEDED",
+            Status::EvalBadJson => "EVAL_BAD_JSON",
+            Status::EvalBadHeader => "EVAL_BAD_HEADER",
+            Status::EvalBadCase => "EVAL_BAD_CASE",
+            Status::EvalUnknownField => "EVAL_UNKNOWN_FIELD",
+            Status::EvalDuplicateField => "EVAL_DUPLICATE_FIELD",
+            Status::EvalDuplicateId => "EVAL_DUPLICATE_ID",
+            Status::EvalBadMatchRule => "EVAL_BAD_MATCH_RULE",
+            Status::EvalLimitExceeded => "EVAL_LIMIT_EXCEEDED",
+            Status::EvalNoCases => "EVAL_NO_CASES",
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Modules in pipeline order: [`format`] parses SLM1 packages, [`quant`] holds the tensor block
 //! layouts and matvec kernels, [`tokenizer`] turns text into ids and back, [`model`] runs the
-//! forward pass, [`sampler`] picks tokens, [`diag`] reports, [`engine`] ties them into a session and
-//! `abi` (wasm only) exports it.
+//! forward pass, [`sampler`] picks tokens, [`adapter`] turns the model into a descendant, [`diag`]
+//! reports, [`engine`] ties them into a session and `abi` (wasm only) exports it.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -16,8 +16,10 @@ pub mod quant;
 pub mod tokenizer;
 pub mod model;
 pub mod sampler;
+pub mod adapter;
 pub mod diag;
 pub mod engine;
+pub mod eval;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;

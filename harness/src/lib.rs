@@ -1,7 +1,9 @@
 //! Host side of TinyRustLM: the wasmtime wrapper, the SLM1 writer, importers and synthetic models.
 //! The `trl` binary and the conformance suite are built on this library.
 
+pub mod adapter;
 pub mod bench;
+pub mod evidence;
 pub mod import;
 pub mod package;
 pub mod runtime;

@@ -47,6 +47,14 @@ enum Command {
     Generate(GenerateArgs),
     /// Measure load, prefill and decode speed (wasm, native, optionally llama.cpp) side by side.
     Bench(BenchArgs),
+    /// Build, inspect and merge adapter deltas (ADP1 dense, ASP1 sparse, ALR1 low-rank).
+    Adapter(harness::adapter::cli::AdapterArgs),
+    /// Run an eval case file in the module and write its sidecar (abi/FORMAT.md "Eval cases").
+    Eval(harness::evidence::EvalArgs),
+    /// Build or verify a release packet (parent + adapters + eval evidence).
+    Packet(harness::evidence::PacketArgs),
+    /// Show the descendant DAG of a folder of release packets, or how to reassemble an ancestor.
+    Lineage(harness::evidence::LineageArgs),
     /// Interactive chat (ChatML models), streaming the answers.
     Chat {
         #[arg(long)]
@@ -207,6 +215,9 @@ struct GenerateArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
+    /// Apply this adapter after loading (repeatable: applied in order).
+    #[arg(long)]
+    adapter: Vec<PathBuf>,
 }
 
 const SMOLLM_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
@@ -245,6 +256,10 @@ fn main() -> Result<()> {
         }
         Command::Generate(a) => generate(&cli.wasm, a),
         Command::Bench(a) => bench(&cli.wasm, a),
+        Command::Adapter(a) => harness::adapter::cli::run(a),
+        Command::Eval(a) => harness::evidence::eval(&cli.wasm, a),
+        Command::Packet(a) => harness::evidence::packet(&cli.wasm, a),
+        Command::Lineage(a) => harness::evidence::lineage(a),
         Command::Chat { model, sampling, system, max_tokens, context } => chat(&cli.wasm, model, sampling, system, *max_tokens, *context),
     }
 }
@@ -330,6 +345,13 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
 
 fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
     let mut rt = open_runtime(wasm, &a.model, a.context)?;
+    for path in &a.adapter {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let t0 = std::time::Instant::now();
+        rt.apply_adapter(&bytes).with_context(|| format!("applying {}", path.display()))?;
+        let d = rt.diagnostics()?;
+        eprintln!("[applied {} in {:.1} ms: {} adapter(s), assembly state {:08x}]", path.display(), t0.elapsed().as_secs_f64() * 1e3, d.adapters_applied, d.assembly_state_crc);
+    }
     rt.set_sampling(&a.sampling.to_sampling())?;
     for s in &a.stop {
         rt.add_stop_string(s)?;

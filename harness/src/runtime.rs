@@ -15,6 +15,7 @@ pub mod result_kind {
     pub const STATE: u32 = 3;
     pub const TOKENIZED: u32 = 4;
     pub const LOGITS: u32 = 5;
+    pub const EVAL_SIDECAR: u32 = 6;
 }
 
 pub const GEN_PARSE_SPECIAL: u32 = 1;
@@ -297,6 +298,44 @@ impl Runtime {
     pub fn reset(&mut self) -> Result<()> {
         let s = self.call_status("reset", ())?;
         self.check(s)
+    }
+
+    fn adapter_call(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let ptr = self.put(bytes)?;
+        let s = self.call_status(name, (ptr, bytes.len() as u32));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)
+    }
+
+    /// Checks an adapter against the loaded model without applying it.
+    pub fn validate_adapter(&mut self, bytes: &[u8]) -> Result<()> {
+        self.adapter_call("validate_adapter_delta", bytes)
+    }
+
+    /// Applies an adapter (the conversation is reset).
+    pub fn apply_adapter(&mut self, bytes: &[u8]) -> Result<()> {
+        self.adapter_call("apply_adapter_delta", bytes)
+    }
+
+    pub fn remove_last_adapter(&mut self) -> Result<()> {
+        let s = self.call_status("remove_last_adapter", ())?;
+        self.check(s)
+    }
+
+    pub fn reset_adapters(&mut self) -> Result<()> {
+        let s = self.call_status("reset_adapters", ())?;
+        self.check(s)
+    }
+
+    /// Runs an eval case file in the module and returns the sidecar bytes.
+    pub fn run_eval(&mut self, cases: &[u8]) -> Result<Vec<u8>> {
+        let ptr = self.put(cases)?;
+        let s = self.call_status("run_eval", (ptr, cases.len() as u32, 0u32));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)?;
+        self.read_result(result_kind::EVAL_SIDECAR)
     }
 
     /// Reads a whole result (growing the buffer when the module says it is too small).

@@ -11,8 +11,8 @@ use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
 /// Every function the header declares.
-const HEADER_EXPORTS: [&str; 16] = [
-    "abi_version", "alloc", "dealloc", "load_model", "unload_model", "set_sampling", "add_stop_string", "clear_stop_strings", "tokenize",
+const HEADER_EXPORTS: [&str; 17] = [
+    "run_eval", "abi_version", "alloc", "dealloc", "load_model", "unload_model", "set_sampling", "add_stop_string", "clear_stop_strings", "tokenize",
     "generate_start", "generate_step", "generate", "reset", "read_result", "read_diagnostics", "last_error",
 ];
 
@@ -269,7 +269,7 @@ fn calls_in_the_wrong_order_are_wrong_state() {
     // No model loaded.
     expect_call(&mut rt, "reset before load", "reset", (), ws);
     expect_call(&mut rt, "generate_step before load", "generate_step", 1u32, ws);
-    for kind in 0..=5u32 {
+    for kind in 0..=6u32 {
         expect_call(&mut rt, &format!("read_result({kind}) before load"), "read_result", (kind, out, 4096u32, len_out), ws);
     }
     expect_call(&mut rt, "tokenize before load", "tokenize", (input, 4u32, 0u32), ws);
@@ -427,7 +427,7 @@ fn failed_calls_during_a_generation_change_nothing() {
         misuse("generate_start(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (long, 100u32, 8u32, 0u32))),
         misuse("generate(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate", (long, 100u32, 8u32, GEN_PARSE_SPECIAL))),
         misuse("generate_start(CONTINUE, prompt overflowing the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (medium, 50u32, 8u32, GEN_CONTINUE))),
-        misuse("read_result(kind 6)", ia, move |rt| call(rt, "read_result", (6u32, out, OUT_CAP, len_out))),
+        misuse("read_result(kind 7)", ia, move |rt| call(rt, "read_result", (7u32, out, OUT_CAP, len_out))),
         misuse("read_result(kind u32::MAX)", ia, move |rt| call(rt, "read_result", (u32::MAX, out, OUT_CAP, len_out))),
         misuse("read_result(TOKENS, cap one byte short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::TOKENS, out, 4 * n_generated - 1, len_out))),
         misuse("read_result(LOGITS, cap one f32 short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::LOGITS, out, 257 * 4, len_out))),
@@ -546,9 +546,9 @@ fn buffer_too_small_reports_the_needed_length_and_consumes_nothing() {
     // An unknown kind writes nothing, not even len_out.
     rt.write(out, &pattern).unwrap();
     rt.write(len_out, &[0xFF; 4]).unwrap();
-    expect_call(&mut rt, "read_result(kind 6)", "read_result", (6u32, out, 8192u32, len_out), Status::InvalidArgument);
-    assert_eq!(rt.read(len_out, 4).unwrap(), [0xFF; 4], "read_result(kind 6) wrote len_out");
-    assert_eq!(rt.read(out, 8192).unwrap(), pattern, "read_result(kind 6) wrote dst");
+    expect_call(&mut rt, "read_result(kind 7)", "read_result", (7u32, out, 8192u32, len_out), Status::InvalidArgument);
+    assert_eq!(rt.read(len_out, 4).unwrap(), [0xFF; 4], "read_result(kind 7) wrote len_out");
+    assert_eq!(rt.read(out, 8192).unwrap(), pattern, "read_result(kind 7) wrote dst");
 
     // TEXT is read in pieces no smaller than one UTF-8 character; together they are the whole text.
     while rt.state().unwrap().running() {
