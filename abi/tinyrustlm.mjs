@@ -59,6 +59,31 @@ export const Status = Object.freeze({
   BAD_TOKEN: 41,
   BAD_MERGE: 42,
   BAD_SPECIAL_TOKEN: 43,
+  // Adapter packages (64..=79; FORMAT.md, "Adapters").
+  ADAPTER_BAD_MAGIC: 64,
+  ADAPTER_UNSUPPORTED_VERSION: 65,
+  ADAPTER_BAD_HEADER: 66,
+  ADAPTER_TRUNCATED: 67,
+  ADAPTER_CHECKSUM: 68,
+  ADAPTER_PARENT_MISMATCH: 69,
+  ADAPTER_UNKNOWN_TARGET: 70,
+  ADAPTER_DUPLICATE_TARGET: 71,
+  ADAPTER_SHAPE_MISMATCH: 72,
+  ADAPTER_BAD_RANK: 73,
+  ADAPTER_BAD_INDEX: 74,
+  ADAPTER_NON_FINITE: 75,
+  ADAPTER_BAD_ENCODING: 76,
+  ADAPTER_LIMIT_EXCEEDED: 77,
+  // Eval case files (80..=95; FORMAT.md, "Eval cases and sidecars").
+  EVAL_BAD_JSON: 80,
+  EVAL_BAD_HEADER: 81,
+  EVAL_BAD_CASE: 82,
+  EVAL_UNKNOWN_FIELD: 83,
+  EVAL_DUPLICATE_FIELD: 84,
+  EVAL_DUPLICATE_ID: 85,
+  EVAL_BAD_MATCH_RULE: 86,
+  EVAL_LIMIT_EXCEEDED: 87,
+  EVAL_NO_CASES: 88,
 });
 
 /**
@@ -76,7 +101,7 @@ export function statusName(code) {
 export const GenFlags = Object.freeze({ PARSE_SPECIAL: 1, CONTINUE: 2, IGNORE_EOG: 4 });
 
 /** `read_result` kinds (`TRL_RESULT_*`). */
-export const ResultKind = Object.freeze({ TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5 });
+export const ResultKind = Object.freeze({ TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5, EVAL_SIDECAR: 6 });
 
 /** Generation states (`TRL_STATE_*`). */
 export const GenState = Object.freeze({ IDLE: 0, RUNNING: 1, FINISHED: 2 });
@@ -94,7 +119,7 @@ export const SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, train
 const DIAGNOSTICS_LEN = 128;
 /** Bytes of the wrapper's reusable scratch buffer; results larger than this get a buffer of their own. */
 const SCRATCH_CAP = 16384;
-/** `last_error` messages are short; longer ones are cut here. */
+/** `last_error` messages are short; longer ones are cut here (must not exceed SCRATCH_CAP). */
 const ERROR_CAP = 4096;
 /** Largest buffer wasm32 can address (`alloc` takes a u32). */
 const MAX_U32 = 0xffffffff;
@@ -311,7 +336,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Names of the optional exports this wrapper feature-detects. */
 const ADAPTER_EXPORTS = ["validate_adapter_delta", "apply_adapter_delta", "remove_last_adapter", "reset_adapters"];
-const EVAL_EXPORTS = ["eval_run", "evaluate", "run_eval"];
+const EVAL_EXPORTS = ["run_eval"];
 
 /**
  * One instance of the TinyRustLM module: one model, one conversation at a time.
@@ -389,18 +414,20 @@ export class TinyRustLM {
     return new DataView(this._memory.buffer).getUint32(ptr, true);
   }
 
-  /** @private The module's last error text (the header: a failed call sets it). */
+  /**
+   * @private The module's last error text (the header: a failed call sets it). Read through the
+   * scratch buffer, so the text of an OUT_OF_MEMORY failure does not need a fresh allocation.
+   */
   _lastError() {
-    const buf = this._x.alloc(ERROR_CAP + 4);
-    if (buf === 0) return "(error text unavailable: alloc failed)";
-    try {
-      const s = this._x.last_error(buf, ERROR_CAP, buf + ERROR_CAP);
-      if (s !== 0) return `(error text unavailable: last_error returned ${s})`;
-      const len = Math.min(this._u32(buf + ERROR_CAP), ERROR_CAP);
-      return new TextDecoder().decode(this._bytes(buf, len));
-    } finally {
-      this._dealloc(buf);
+    let buf = this._scratch;
+    if (buf === 0) {
+      buf = this._scratch = this._x.alloc(SCRATCH_CAP + 4);
+      if (buf === 0) return "(error text unavailable: no memory for it)";
     }
+    const s = this._x.last_error(buf, ERROR_CAP, buf + SCRATCH_CAP);
+    if (s !== 0) return `(error text unavailable: last_error returned ${s})`;
+    const len = Math.min(this._u32(buf + SCRATCH_CAP), ERROR_CAP);
+    return new TextDecoder().decode(this._bytes(buf, len));
   }
 
   /** @private Throws a TrlError for a non-zero status. */
@@ -651,7 +678,7 @@ export class TinyRustLM {
   // ---- tokens and generation ----
 
   /**
-   * Token ids of a text (no BOS is added).
+   * Token ids of a text, as a prompt is encoded (with BOS when the model's tokenizer adds one).
    * @param {string} text
    * @param {{ parseSpecial?: boolean }} [options] recognise `<|im_start|>`-style text (default true)
    * @returns {number[]}
@@ -671,7 +698,8 @@ export class TinyRustLM {
    * `for await` loop stops generation the same way.
    * @param {string} prompt
    * @param {GenerateOptions} [options]
-   * @returns {AsyncGenerator<string, GenerationResult, void>} returns the {@link result} when done
+   * @returns {AsyncGenerator<string, GenerationResult, void>} returns the {@link result}, with the
+   *   whole text, when done
    * @throws {TrlError} WRONG_STATE (no model; another generation of this instance still open),
    *   CONTEXT_FULL (the prompt does not fit), INVALID_SAMPLING (options.sampling)
    */
@@ -685,11 +713,50 @@ export class TinyRustLM {
       const flags = (parseSpecial ? GenFlags.PARSE_SPECIAL : 0) | (options.continue ? GenFlags.CONTINUE : 0) | (ignoreEog ? GenFlags.IGNORE_EOG : 0);
       this._transcript = null;
       this._withInput(prompt, "generate_start", (ptr, len) => this._x.generate_start(ptr, len, maxTokens, flags));
-      yield* this._stream(signal);
-      return this.result();
+      let text = "";
+      for await (const t of this._stream(signal)) {
+        text += t;
+        yield t;
+      }
+      return { ...this.result(), text };
     } finally {
       this._busy = false;
     }
+  }
+
+  /**
+   * Low level: starts a generation (tokenize + prefill) without streaming it, for hosts that drive
+   * the steps themselves (benchmarks, custom schedulers). Follow with {@link step} and
+   * {@link readText}. Prefer {@link generate}.
+   * @param {string} prompt
+   * @param {{ maxTokens?: number, parseSpecial?: boolean, continue?: boolean, ignoreEog?: boolean }} [options]
+   * @throws {TrlError} as {@link generate}
+   */
+  start(prompt, { maxTokens = 256, parseSpecial = true, ignoreEog = false, ...rest } = {}) {
+    this._assertIdle("generate_start");
+    const flags = (parseSpecial ? GenFlags.PARSE_SPECIAL : 0) | (rest.continue ? GenFlags.CONTINUE : 0) | (ignoreEog ? GenFlags.IGNORE_EOG : 0);
+    this._transcript = null;
+    this._withInput(prompt, "generate_start", (ptr, len) => this._x.generate_start(ptr, len, maxTokens, flags));
+  }
+
+  /**
+   * Low level: runs up to `maxSteps` decode steps synchronously and returns the state after them.
+   * @param {number} [maxSteps]
+   * @returns {GenerationState}
+   * @throws {TrlError} WRONG_STATE when no generation is running
+   */
+  step(maxSteps = 1) {
+    this._assertIdle("generate_step");
+    this._check(this._x.generate_step(maxSteps), "generate_step");
+    return this.state();
+  }
+
+  /**
+   * Low level: the output text not read yet (reading consumes it; whole UTF-8 characters).
+   * @returns {string}
+   */
+  readText() {
+    return this._readText();
   }
 
   /** @private The step loop shared by generate() and chat(). */
@@ -713,12 +780,12 @@ export class TinyRustLM {
    * @returns {Promise<GenerationResult>}
    */
   async complete(prompt, options = {}) {
-    let text = "";
-    for await (const t of this.generate(prompt, options)) {
-      text += t;
-      options.onText?.(t);
+    const it = this.generate(prompt, options);
+    for (;;) {
+      const { done, value } = await it.next();
+      if (done) return value;
+      options.onText?.(value);
     }
-    return { ...this.result(), text };
   }
 
   /**
@@ -910,26 +977,25 @@ export class TinyRustLM {
   // ---- evaluation (feature-detected: `features.evaluate`) ----
 
   /**
-   * Runs an eval-case file in the module (greedy) and returns the sidecar it writes, as its exact
-   * bytes (UTF-8 JSON: keep these bytes to hash or download) and parsed.
-   * @param {string | ArrayBuffer | ArrayBufferView} cases the eval-case file (JSONL)
+   * Runs an eval-case file (JSONL, FORMAT.md "Eval cases and sidecars") in the module, greedily, and
+   * returns the sidecar it writes: its exact bytes (keep these to hash or download: the module
+   * writes them canonically, byte-identical on every host) and the parsed JSON. The session is reset.
+   * Returns a promise so a future module may run cases incrementally; today the call is synchronous
+   * inside the module, so run it in a Worker to keep a page responsive.
+   * @param {string | ArrayBuffer | ArrayBufferView} cases the eval-case file
    * @returns {Promise<{ bytes: Uint8Array, text: string, sidecar: any }>}
-   * @throws {TrlError}
+   * @throws {TrlError} an EVAL_* status naming the line and field; WRONG_STATE without a model
    */
   async evaluate(cases) {
-    if (!this.features.evaluate) throw new TrlError(Status.INVALID_ARGUMENT, "evaluate: this build of the module has no eval export", "evaluate");
-    this._assertIdle("evaluate");
-    const name = EVAL_EXPORTS.find((n) => typeof this._x[n] === "function");
+    if (!this.features.evaluate) throw new TrlError(Status.INVALID_ARGUMENT, "run_eval: this build of the module has no eval export", "run_eval");
+    this._assertIdle("run_eval");
     this._transcript = null;
-    this._withInput(cases, name, (ptr, len) => this._x[name](ptr, len));
-    const bytes = this._readResult(EVAL_RESULT_KIND);
+    this._withInput(cases, "run_eval", (ptr, len) => this._x.run_eval(ptr, len, 0));
+    const bytes = this._readResult(ResultKind.EVAL_SIDECAR);
     const text = new TextDecoder().decode(bytes);
     return { bytes, text, sidecar: JSON.parse(text) };
   }
 }
-
-/** `read_result` kind of the eval sidecar (provisional until the eval export is in the header). */
-const EVAL_RESULT_KIND = 6;
 
 /**
  * Greedy decoding with the header's defaults; {@link TinyRustLM.setSampling} fills missing fields
