@@ -71,7 +71,7 @@ SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 .PHONY: demo test-web bench-web web-deps
 
 $(WEB_DEPS): web/package.json web/package-lock.json
-	cd web && npm ci --no-audit --no-fund
+	cd web && npm install --no-audit --no-fund
 
 web-deps: $(WEB_DEPS)
 
