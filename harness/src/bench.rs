@@ -96,9 +96,37 @@ pub struct BenchConfig {
     pub context: u32,
 }
 
+/// Per-run measurements of one engine on one package, reduced to medians by [`Samples::figures`].
+#[derive(Default)]
+struct Samples {
+    load: Vec<f64>,
+    copy: Vec<f64>,
+    prefill: Vec<f64>,
+    decode: Vec<f64>,
+}
+
+impl Samples {
+    fn figures(self, engine: &str, package: &Path, quant: String, cfg: &BenchConfig, peak_memory_bytes: u64) -> Figures {
+        Figures {
+            engine: engine.into(),
+            package: package.display().to_string(),
+            quant,
+            load_ms: median(self.load),
+            copy_ms: median(self.copy),
+            prefill_tokens: cfg.prompt_tokens,
+            prefill_tokens_per_s: median(self.prefill),
+            decode_tokens: cfg.decode_tokens,
+            decode_tokens_per_s: median(self.decode),
+            peak_memory_bytes,
+            runs: cfg.runs,
+        }
+    }
+}
+
 pub fn bench_wasm(module: &ModuleFile, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
     let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
-    let (mut load, mut copy, mut prefill, mut decode, mut peak) = (vec![], vec![], vec![], vec![], 0u64);
+    let mut samples = Samples::default();
+    let mut peak = 0u64;
     let mut quant = String::new();
     for _ in 0..cfg.runs {
         let mut rt = Runtime::new(module)?;
@@ -108,35 +136,23 @@ pub fn bench_wasm(module: &ModuleFile, package: &Path, cfg: &BenchConfig) -> Res
         let copy_ms = ms(t);
         let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, 0u32))?;
         anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
-        load.push(ms(t));
-        copy.push(copy_ms);
+        samples.load.push(ms(t));
+        samples.copy.push(copy_ms);
         let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
         let t = Instant::now();
         rt.generate_start(&prompt, cfg.decode_tokens as u32, GEN_IGNORE_EOG)?;
-        prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
+        samples.prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
         let t = Instant::now();
         while rt.state()?.running() {
             rt.generate_step(16)?;
         }
         let n = rt.read_u32s(result_kind::TOKENS)?.len();
         anyhow::ensure!(n == cfg.decode_tokens, "generated {n} tokens, wanted {}", cfg.decode_tokens);
-        decode.push(n as f64 * 1000.0 / ms(t));
+        samples.decode.push(n as f64 * 1000.0 / ms(t));
         peak = peak.max(rt.memory_size() as u64);
         quant = quant_name(rt.diagnostics()?.quant_mode);
     }
-    Ok(Figures {
-        engine: "tinyrustlm wasm (wasmtime)".into(),
-        package: package.display().to_string(),
-        quant,
-        load_ms: median(load),
-        copy_ms: median(copy),
-        prefill_tokens: cfg.prompt_tokens,
-        prefill_tokens_per_s: median(prefill),
-        decode_tokens: cfg.decode_tokens,
-        decode_tokens_per_s: median(decode),
-        peak_memory_bytes: peak,
-        runs: cfg.runs,
-    })
+    Ok(samples.figures("tinyrustlm wasm (wasmtime)", package, quant, cfg, peak))
 }
 
 fn quant_name(code: u32) -> String {
@@ -160,39 +176,27 @@ pub fn bench_native(package: &Path, prompt: &str, cfg: &BenchConfig) -> Result<F
     use tinyrustlm::buffer::AlignedBytes;
     use tinyrustlm::engine::{Engine, ResultKind};
     let bytes = std::fs::read(package)?;
-    let (mut load, mut copy, mut prefill, mut decode) = (vec![], vec![], vec![], vec![]);
+    let mut samples = Samples::default();
     let mut quant = String::new();
     for _ in 0..cfg.runs {
         let mut engine = Engine::new(native_clock);
         let t = Instant::now();
         let buf = AlignedBytes::copy_from(&bytes).map_err(|_| anyhow::anyhow!("out of memory"))?;
-        copy.push(ms(t));
+        samples.copy.push(ms(t));
         engine.load(buf, cfg.context, 0).map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
-        load.push(ms(t));
+        samples.load.push(ms(t));
         let t = Instant::now();
         engine.start(prompt.as_bytes(), cfg.decode_tokens as u32, GEN_IGNORE_EOG).map_err(|e| anyhow::anyhow!("{e}"))?;
-        prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
+        samples.prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
         let t = Instant::now();
         engine.step(cfg.decode_tokens as u32).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut tokens = vec![0u8; cfg.decode_tokens * 4];
         let n = engine.read(ResultKind::Tokens, &mut tokens).map_err(|(e, _)| anyhow::anyhow!("{e}"))? / 4;
         anyhow::ensure!(n == cfg.decode_tokens, "native generated {n} tokens");
-        decode.push(n as f64 * 1000.0 / ms(t));
+        samples.decode.push(n as f64 * 1000.0 / ms(t));
         quant = quant_name(engine.diagnostics(0).quant_mode.map_or(u32::MAX, u32::from));
     }
-    Ok(Figures {
-        engine: "tinyrustlm native (scalar kernels)".into(),
-        package: package.display().to_string(),
-        quant,
-        load_ms: median(load),
-        copy_ms: median(copy),
-        prefill_tokens: cfg.prompt_tokens,
-        prefill_tokens_per_s: median(prefill),
-        decode_tokens: cfg.decode_tokens,
-        decode_tokens_per_s: median(decode),
-        peak_memory_bytes: 0,
-        runs: cfg.runs,
-    })
+    Ok(samples.figures("tinyrustlm native (scalar kernels)", package, quant, cfg, 0))
 }
 
 /// llama.cpp through llama-cpp-python, installed on request into `cache`.
