@@ -69,6 +69,7 @@ export const Status: Readonly<{
 export function statusName(code: number): string;
 
 /** `generate_start` flags (`TRL_GEN_*`). */
+export const LoadFlags: Readonly<{ KV_F16: 1 }>;
 export const GenFlags: Readonly<{ PARSE_SPECIAL: 1; CONTINUE: 2; IGNORE_EOG: 4 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind: Readonly<{ TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6 }>;
@@ -131,6 +132,7 @@ export interface Diagnostics {
   linear_memory_bytes: number;
   prefill_ms: number;
   decode_ms: number;
+  /** 0 = f32, 1 = f16 (`kvF16` at load). */
   kv_dtype: number;
   /** 0 none, 1 ChatML. */
   chat_template: number;
@@ -203,6 +205,8 @@ export interface LoadProgress {
 export interface LoadModelOptions {
   /** KV cache positions; 0 = min(max_context, 2048). */
   contextLength?: number;
+  /** Keep the KV cache in f16 (half its memory; `diagnostics().kv_dtype` becomes 1). */
+  kvF16?: boolean;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
 }

@@ -18,6 +18,12 @@
  *   non-zero status the call changed nothing: no engine state, no host buffer, nothing consumed;
  *   `last_error` then describes the failure (field, value, rule).
  * - The module never traps on any argument values. (A trap would be a bug; please report it.)
+ * - Misuse, per export: each "Errors:" line below lists what the export returns for a bad pointer
+ *   or length (OUT_OF_BOUNDS, or INVALID_ARGUMENT where a whole buffer is required), a value out of
+ *   range, a call in the wrong order or a second call that makes no sense (WRONG_STATE: no model,
+ *   model already loaded, nothing to continue), and memory running out (OUT_OF_MEMORY, also when
+ *   the host caps linear memory). A call after a failed call behaves exactly as if the failed call
+ *   had never been made. Calls not marked otherwise may be repeated freely.
  * - Single-threaded: do not call into one instance from two threads.
  *
  * Typical session
@@ -128,10 +134,17 @@ trl_status dealloc(trl_ptr ptr);
  *   the host must not write to it or free it again.
  * - On failure the buffer stays the host's, unchanged, and no model is loaded.
  * - context_len: KV cache positions; 0 = min(max_context, 2048); > max_context: INVALID_ARGUMENT.
- * - flags: must be 0 (INVALID_ARGUMENT).
- * Errors: WRONG_STATE (a model is already loaded), OUT_OF_MEMORY (KV cache/scratch), and every
- * package status (16..43), each naming the field and rule in last_error. */
+ * - flags: 0 or TRL_LOAD_KV_F16; any other bit is INVALID_ARGUMENT.
+ * Errors: INVALID_ARGUMENT (not one whole live buffer: NULL, freed, the model's own, a length that
+ * differs; flags; context_len), WRONG_STATE (a model is already loaded, including a second call),
+ * OUT_OF_MEMORY (tokenizer tables, tensor directory, KV cache, scratch or sampler: last_error names
+ * which; a shorter context_len may fit), and every package status (16..43), each naming the field
+ * and rule in last_error. */
 trl_status load_model(trl_ptr ptr, uint32_t len, uint32_t context_len, uint32_t flags);
+
+/* load_model flags. */
+#define TRL_LOAD_KV_F16 1u /* KV cache in IEEE f16 (round to nearest even on write, widened exactly
+                              on read): half the KV memory; logits differ slightly from the f32 cache */
 
 /* Frees the model, its KV cache and the session. WRONG_STATE if none is loaded. */
 trl_status unload_model(void);
@@ -156,8 +169,10 @@ trl_status set_sampling(float temperature, uint32_t top_k, float top_p, float mi
 
 /* Adds a stop string (1..=64 bytes; at most 8): generation stops when the output contains it, and
  * the text returned ends just before it. Text that could still become a stop string is held back
- * from TRL_RESULT_TEXT until it is decided. Errors: INVALID_ARGUMENT, LIMIT_EXCEEDED. */
+ * from TRL_RESULT_TEXT until it is decided. No model is needed. Errors: OUT_OF_BOUNDS,
+ * INVALID_ARGUMENT (length), LIMIT_EXCEEDED (a 9th string), OUT_OF_MEMORY. */
 trl_status add_stop_string(trl_ptr ptr, uint32_t len);
+/* Removes every stop string. Never fails (no model is needed). */
 trl_status clear_stop_strings(void);
 
 /* ---- Tokens and generation ---------------------------------------------------------------- */
@@ -167,29 +182,32 @@ trl_status clear_stop_strings(void);
 #define TRL_GEN_IGNORE_EOG    4u /* do not stop at end-of-generation tokens (exact token counts) */
 
 /* Tokenizes text (flags: 0 or TRL_GEN_PARSE_SPECIAL); read the ids with TRL_RESULT_TOKENIZED.
- * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (flags). */
+ * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, INVALID_ARGUMENT (flags), OUT_OF_MEMORY (the ids of
+ * a text this long, or the tokenizer's working memory for it, do not fit). */
 trl_status tokenize(trl_ptr ptr, uint32_t len, uint32_t flags);
 
 /* Starts a generation: tokenizes the prompt (adding BOS if the model's tokenizer does so, except
  * with CONTINUE), runs it through the model (prefill) and sets the state to RUNNING. Without
  * CONTINUE the KV cache is emptied first and the sampler reseeded.
  * max_new_tokens: the generation finishes after this many tokens (0: finishes at once).
- * Errors: WRONG_STATE (no model; CONTINUE with no conversation), INVALID_ARGUMENT (flags; empty
- * prompt with nothing to continue), CONTEXT_FULL (prompt does not fit; nothing changed). */
+ * Errors: WRONG_STATE (no model; CONTINUE with no conversation), OUT_OF_BOUNDS, INVALID_ARGUMENT
+ * (flags; empty prompt with nothing to continue), CONTEXT_FULL (prompt does not fit; nothing
+ * changed), OUT_OF_MEMORY (the prompt's ids do not fit in memory; nothing changed). */
 trl_status generate_start(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t flags);
 
 /* Generates up to max_steps tokens. The generation FINISHES on an end-of-generation token (its id is
  * in TRL_RESULT_TOKENS, its text is not in TRL_RESULT_TEXT), after max_new_tokens, on a stop string,
  * or when the context is full (stop reasons below). The host may stop calling at any point and
  * start a new generation, continue one (CONTINUE) or `reset`.
- * Errors: WRONG_STATE (no model, or no generation RUNNING). */
+ * Errors: WRONG_STATE (no model, or no generation RUNNING: before generate_start, after it
+ * finished, after reset), OUT_OF_MEMORY (the output text could not grow). */
 trl_status generate_step(uint32_t max_steps);
 
-/* generate_start + generate_step until finished, in one call. */
+/* generate_start + generate_step until finished, in one call. Errors: those of both. */
 trl_status generate(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t flags);
 
-/* Empties the KV cache and the session (keeps the model, sampling and stop strings).
- * Errors: WRONG_STATE (no model). */
+/* Empties the KV cache and the session (keeps the model, sampling and stop strings); repeating it
+ * changes nothing more. Errors: WRONG_STATE (no model). */
 trl_status reset(void);
 
 /* ---- Adapters ------------------------------------------------------------------------------- */
@@ -284,7 +302,7 @@ trl_status run_eval(trl_ptr ptr, uint32_t len, uint32_t flags);
  *   16 u32  prompt_tokens               88 u64  linear_memory_bytes
  *   20 u32  generated_tokens            96 f32  prefill_ms
  *   24 f32  prefill_tokens_per_s       100 f32  decode_ms
- *   28 f32  decode_tokens_per_s        104 u32  kv_dtype (0 = f32)
+ *   28 f32  decode_tokens_per_s        104 u32  kv_dtype (0 = f32, 1 = f16)
  *   32 u64  peak_scratch_bytes         108 u32  chat_template (0 none, 1 ChatML)
  *           (activations + KV cache)   112 u64  total_generated_tokens (since load)
  *   40 u32  kv_len                     120 u64  reserved (0)

@@ -97,6 +97,9 @@ export function statusName(code) {
   return `STATUS_${code}`;
 }
 
+/** `load_model` flags (`TRL_LOAD_*`). */
+export const LoadFlags = Object.freeze({ KV_F16: 1 });
+
 /** `generate_start` flags (`TRL_GEN_*`). */
 export const GenFlags = Object.freeze({ PARSE_SPECIAL: 1, CONTINUE: 2, IGNORE_EOG: 4 });
 
@@ -529,14 +532,14 @@ export class TinyRustLM {
    * @throws {TrlError} a package status (16..43) naming the field and rule; WRONG_STATE if a model is
    *   already loaded (call {@link unloadModel} first); OUT_OF_MEMORY
    */
-  async loadModel(source, { contextLength = 0, onProgress, signal } = {}) {
+  async loadModel(source, { contextLength = 0, kvF16 = false, onProgress, signal } = {}) {
     if (this.diagnostics().model_loaded) {
       throw new TrlError(Status.WRONG_STATE, "load_model: a model is already loaded (unload it first)", "load_model");
     }
     const report = (phase, loaded, total) => onProgress?.({ phase, loaded, total });
     const { ptr, len } = await this._receivePackage(source, report, signal);
     report("validate", len, len);
-    const status = this._x.load_model(ptr, len, contextLength, 0);
+    const status = this._x.load_model(ptr, len, contextLength, kvF16 ? LoadFlags.KV_F16 : 0);
     if (status !== 0) {
       const err = new TrlError(status, this._lastError(), "load_model");
       this._free(ptr); // on failure the buffer stays the host's
@@ -1021,7 +1024,7 @@ export const DEFAULT_SAMPLING = Object.freeze({
  * @typedef {{ maxTokens?: number, ignoreEog?: boolean, signal?: AbortSignal, sampling?: SamplingOptions,
  *   stop?: string[], defaultSystem?: string | null, reuseContext?: boolean }} ChatOptions
  * @typedef {{ phase: "read" | "validate" | "done", loaded: number, total: number | null }} LoadProgress
- * @typedef {{ contextLength?: number, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} LoadModelOptions
+ * @typedef {{ contextLength?: number, kvF16?: boolean, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} LoadModelOptions
  * @typedef {ArrayBuffer | ArrayBufferView | Blob | Response | URL | string} ModelSource
  * @typedef {{ state: number, stop_reason: number, prompt_tokens: number, generated_tokens: number }} GenerationState
  * @typedef {{ prompt_tokens: number[], tokens: number[], stop_reason: number, state: number, text?: string }} GenerationResult

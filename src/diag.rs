@@ -25,7 +25,7 @@
 //! | 88 | u64 | linear_memory_bytes (current size of linear memory; 0 on native builds) |
 //! | 96 | f32 | prefill_ms (last prompt) |
 //! | 100 | f32 | decode_ms (last generation) |
-//! | 104 | u32 | kv_dtype (0 f32) |
+//! | 104 | u32 | kv_dtype (0 f32, 1 f16) |
 //! | 108 | u32 | chat_template (0 none, 1 ChatML) |
 //! | 112 | u64 | total_generated_tokens (since load) |
 //! | 120 | u64 | reserved (0) |
@@ -55,6 +55,7 @@ pub struct Diagnostics {
     pub prefill_ms: f32,
     pub decode_ms: f32,
     pub chat_template: u32,
+    pub kv_dtype: u32,
     pub total_generated_tokens: u64,
 }
 
@@ -83,6 +84,7 @@ impl Diagnostics {
         put(88, &self.linear_memory_bytes.to_le_bytes());
         put(96, &self.prefill_ms.to_le_bytes());
         put(100, &self.decode_ms.to_le_bytes());
+        put(104, &self.kv_dtype.to_le_bytes());
         put(108, &self.chat_template.to_le_bytes());
         put(112, &self.total_generated_tokens.to_le_bytes());
         out

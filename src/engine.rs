@@ -22,8 +22,9 @@ pub const GEN_CONTINUE: u32 = 2;
 pub const GEN_IGNORE_EOG: u32 = 4;
 const GEN_KNOWN: u32 = GEN_PARSE_SPECIAL | GEN_CONTINUE | GEN_IGNORE_EOG;
 
-/// `load_model` flags (none defined yet; reserved bits must be 0).
-const LOAD_KNOWN: u32 = 0;
+/// `load_model` flag: keep the KV cache in f16 (half the memory of the default f32 cache).
+pub const LOAD_KV_F16: u32 = 1;
+const LOAD_KNOWN: u32 = LOAD_KV_F16;
 
 /// Stop strings: few and short, because every generated token is checked against all of them.
 pub const MAX_STOP_STRINGS: usize = 8;
@@ -190,7 +191,7 @@ impl Engine {
             return Err((wrong_state("model", "a model is already loaded; unload it first"), bytes));
         }
         if flags & !LOAD_KNOWN != 0 {
-            return Err((invalid("flags", flags as u64, "no load flags are defined; must be 0"), bytes));
+            return Err((invalid("flags", flags as u64, "only KV_F16 (1) is defined"), bytes));
         }
         // Parse first so a rejected package is returned untouched.
         let package = match crate::format::parse(bytes.as_slice()) {
@@ -214,11 +215,16 @@ impl Engine {
             return Err((oom("scratch", vocab * 4), bytes));
         }
         work_logits.resize(vocab, 0.0);
-        let model = Model::new(bytes, package, context_len)?;
+        let sampler = match Sampler::try_new(self.sampling, vocab) {
+            Ok(s) => s,
+            Err(_) => return Err((oom("sampler", vocab), bytes)),
+        };
+        let kv_dtype = if flags & LOAD_KV_F16 != 0 { model::KvDtype::F16 } else { model::KvDtype::F32 };
+        let model = Model::new(bytes, package, context_len, kv_dtype)?;
         self.loaded = Some(Loaded {
             model,
             tokenizer,
-            sampler: Sampler::new(self.sampling, vocab),
+            sampler,
             context_tokens,
             work_logits,
             session: Session::idle(),
@@ -273,7 +279,7 @@ impl Engine {
         }
         let l = self.loaded_mut()?;
         let mut out = Vec::new();
-        l.tokenizer.encode(text, flags & GEN_PARSE_SPECIAL != 0, &mut out);
+        l.tokenizer.encode(text, flags & GEN_PARSE_SPECIAL != 0, &mut out)?;
         l.tokenized = out;
         Ok(())
     }
@@ -347,7 +353,7 @@ impl Engine {
             }
         }
         let mut prompt_tokens = Vec::new();
-        l.tokenizer.encode(prompt, flags & GEN_PARSE_SPECIAL != 0, &mut prompt_tokens);
+        l.tokenizer.encode(prompt, flags & GEN_PARSE_SPECIAL != 0, &mut prompt_tokens)?;
         if continuing {
             // The tokenizer adds BOS for a fresh prompt; mid-conversation it does not belong.
             if let (Some(bos), Some(&first)) = (l.tokenizer.bos_id(), prompt_tokens.first()) {
@@ -371,9 +377,9 @@ impl Engine {
         if !continuing {
             l.model.reset();
             l.context_tokens.clear();
-            l.sampler = Sampler::new(sampling, l.work_logits.len());
+            l.sampler.set_params(sampling);
         } else if l.sampler.params() != &sampling {
-            l.sampler = Sampler::new(sampling, l.work_logits.len());
+            l.sampler.set_params(sampling);
         }
         let t0 = clock();
         if tokens.is_empty() {
@@ -583,6 +589,7 @@ impl Engine {
             prefill_ms: s.prefill_ms as f32,
             decode_ms: s.decode_ms as f32,
             chat_template: l.tokenizer.chat_template() as u32,
+            kv_dtype: m.kv_dtype() as u32,
             total_generated_tokens: l.total_generated,
         }
     }

@@ -399,6 +399,11 @@ fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
 }
 
+/// The host capped memory below what the parsed directory needs.
+fn oom(field: &'static str, count: usize) -> Error {
+    Error::new(Status::OutOfMemory, field, count as u64, "allocation failed (entries requested)")
+}
+
 fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<TensorEntry>> {
     let mut r = Reader::new(&bytes[s.dir.clone()], "directory");
     // The smallest entry is 2 + 1 + 1 + 1 + 4 + 8 + 8 = 25 bytes: bound the allocation by the bytes present.
@@ -406,7 +411,8 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
     if n.checked_mul(25).is_none_or(|min| min > r.remaining()) {
         return Err(bad(Status::Truncated, "header.n_tensors", n as u64, "directory is too short for this many entries"));
     }
-    let mut entries: Vec<TensorEntry> = Vec::with_capacity(n);
+    let mut entries: Vec<TensorEntry> = Vec::new();
+    entries.try_reserve_exact(n).map_err(|_| oom("directory", n))?;
     let mut expected_offset: u64 = 0;
     for i in 0..n {
         let at = |field: &str| format!("tensor[{}].{}", i, field);
@@ -533,9 +539,12 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
 
     let p = h.hparams;
     let (dim, kv_dim, ffn, vocab) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
-    let mut found = alloc::vec![false; tensors.len()];
+    let mut found = Vec::new();
+    found.try_reserve_exact(tensors.len()).map_err(|_| oom("directory", tensors.len()))?;
+    found.resize(tensors.len(), false);
     let token_embd = require(&tensors, &mut found, "token_embd.weight", &[vocab, dim], quant)?;
-    let mut layers = Vec::with_capacity(p.n_layers as usize);
+    let mut layers = Vec::new();
+    layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", p.n_layers as usize))?;
     for l in 0..p.n_layers {
         let mut t = |suffix: &str, dims: &[usize], dtype: DType| require(&tensors, &mut found, &format!("blk.{}.{}", l, suffix), dims, dtype);
         layers.push(LayerTensors {

@@ -24,11 +24,89 @@ pub const MAX_BATCH: usize = 32;
 /// of a 135M model stays under 100 MB.
 pub const DEFAULT_CONTEXT: u32 = 2048;
 
+/// Element type of the KV cache, chosen when the model is loaded (`abi/tinyrustlm.h`,
+/// `TRL_LOAD_KV_F16`). The code is what diagnostics report in `kv_dtype`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvDtype {
+    F32 = 0,
+    /// IEEE binary16, rounded to nearest even when a position is written: half the memory, and
+    /// keys/values are read back widened exactly.
+    F16 = 1,
+}
+
+/// One of the two caches (keys or values): `[n_layers][context_len][kv_dim]`.
+enum KvStore {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+impl KvStore {
+    fn new(dtype: KvDtype, len: usize) -> core::result::Result<KvStore, TryReserveError> {
+        Ok(match dtype {
+            KvDtype::F32 => KvStore::F32(try_vec(len)?),
+            KvDtype::F16 => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(len)?;
+                v.resize(len, 0u16);
+                KvStore::F16(v)
+            }
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            KvStore::F32(v) => v.len() * 4,
+            KvStore::F16(v) => v.len() * 2,
+        }
+    }
+
+    fn write(&mut self, at: usize, src: &[f32]) {
+        match self {
+            KvStore::F32(v) => v[at..at + src.len()].copy_from_slice(src),
+            KvStore::F16(v) => {
+                for (d, &x) in v[at..at + src.len()].iter_mut().zip(src) {
+                    *d = quant::f32_to_f16(x);
+                }
+            }
+        }
+    }
+
+    /// Elements `at .. at + buf.len()` as `f32`: borrowed from an `f32` cache, widened into `buf`
+    /// from an `f16` one.
+    fn read<'a>(&'a self, at: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        match self {
+            KvStore::F32(v) => &v[at..at + buf.len()],
+            KvStore::F16(v) => {
+                let len = buf.len();
+                for (d, &h) in buf.iter_mut().zip(&v[at..at + len]) {
+                    *d = widen_f16(h);
+                }
+                buf
+            }
+        }
+    }
+}
+
+/// `quant::f16_to_f32` without branches, for the hot attention loop (so it vectorises): finite
+/// values are the f16 bits moved into an f32 whose exponent is then rescaled by an exact
+/// multiplication by 2^112 (subnormal f16s included); Inf and NaN keep the all-ones exponent.
+/// Equal bit for bit to `f16_to_f32` on all 65536 inputs (unit test).
+#[inline]
+fn widen_f16(h: u16) -> f32 {
+    const TWO_POW_112: f32 = f32::from_bits((127 + 112) << 23);
+    let exp_mant = (h & 0x7fff) as u32;
+    let sign = ((h & 0x8000) as u32) << 16;
+    let finite = (f32::from_bits(exp_mant << 13) * TWO_POW_112).to_bits();
+    let magnitude = if exp_mant >= 0x7c00 { (exp_mant << 13) | 0x7f80_0000 } else { finite };
+    f32::from_bits(magnitude | sign)
+}
+
 /// KV cache: per layer, `context_len` positions of `kv_dim` keys and values.
 struct KvCache {
-    /// `[n_layers][context_len][kv_dim]`
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: KvStore,
+    values: KvStore,
+    dtype: KvDtype,
     /// Number of positions filled.
     len: usize,
 }
@@ -43,7 +121,8 @@ struct Scratch {
     v: Vec<f32>,       // [B, kv_dim]
     hb: Vec<f32>,      // [B, ffn_dim] gate
     hb2: Vec<f32>,     // [B, ffn_dim] up
-    att: Vec<f32>,     // [context_len] scores of one head
+    att: Vec<f32>,     // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
+    kv_row: Vec<f32>,  // [head_dim] one key or value widened from an f16 cache
     rope: Vec<f32>,    // [B, head_dim] cos, sin interleaved per batch position
     logits: Vec<f32>,  // [vocab_size]
     xq: QuantizedActivations, // [B, width] the current matmul input, quantized to q8 blocks
@@ -73,14 +152,14 @@ impl Model {
     /// Takes ownership of validated package bytes and allocates the KV cache and scratch.
     /// `context_len` 0 means `min(max_context, DEFAULT_CONTEXT)`. On failure the bytes are handed
     /// back untouched.
-    pub fn new(bytes: AlignedBytes, package: Package, context_len: u32) -> core::result::Result<Model, (Error, AlignedBytes)> {
-        match Self::alloc_state(&package, context_len) {
+    pub fn new(bytes: AlignedBytes, package: Package, context_len: u32, kv_dtype: KvDtype) -> core::result::Result<Model, (Error, AlignedBytes)> {
+        match Self::alloc_state(&package, context_len, kv_dtype) {
             Ok((context_len, kv, scratch, scratch_bytes)) => Ok(Model { bytes, package, context_len, kv, scratch, scratch_bytes }),
             Err(e) => Err((e, bytes)),
         }
     }
 
-    fn alloc_state(package: &Package, context_len: u32) -> Result<(usize, KvCache, Scratch, usize)> {
+    fn alloc_state(package: &Package, context_len: u32, kv_dtype: KvDtype) -> Result<(usize, KvCache, Scratch, usize)> {
         let p = package.hparams;
         if context_len > p.max_context {
             return Err(Error::new(Status::InvalidArgument, "context_len", context_len as u64, "must not exceed the package's max_context"));
@@ -89,9 +168,11 @@ impl Model {
         let (dim, kv_dim, ffn, vocab) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
         let kv_len = (p.n_layers as usize).checked_mul(context_len).and_then(|n| n.checked_mul(kv_dim));
         let kv_len = kv_len.ok_or_else(|| oom("kv_cache", usize::MAX))?;
+        let elem = if kv_dtype == KvDtype::F16 { 2 } else { 4 };
         let kv = KvCache {
-            keys: try_vec(kv_len).map_err(|_| oom("kv_cache.keys", kv_len * 4))?,
-            values: try_vec(kv_len).map_err(|_| oom("kv_cache.values", kv_len * 4))?,
+            keys: KvStore::new(kv_dtype, kv_len).map_err(|_| oom("kv_cache.keys", kv_len.saturating_mul(elem)))?,
+            values: KvStore::new(kv_dtype, kv_len).map_err(|_| oom("kv_cache.values", kv_len.saturating_mul(elem)))?,
+            dtype: kv_dtype,
             len: 0,
         };
         let b = MAX_BATCH;
@@ -113,7 +194,8 @@ impl Model {
             v: alloc(b * kv_dim)?,
             hb: alloc(b * ffn)?,
             hb2: alloc(b * ffn)?,
-            att: alloc(context_len)?,
+            att: alloc((p.n_heads / p.n_kv_heads) as usize * context_len)?,
+            kv_row: alloc(p.head_dim())?,
             rope: alloc(b * p.head_dim())?,
             logits: alloc(vocab)?,
             xq,
@@ -127,6 +209,7 @@ impl Model {
             + scratch.hb.len()
             + scratch.hb2.len()
             + scratch.att.len()
+            + scratch.kv_row.len()
             + scratch.rope.len()
             + scratch.logits.len();
         Ok((context_len, kv, scratch, floats * 4 + quant_bytes))
@@ -152,7 +235,10 @@ impl Model {
         self.kv.len
     }
     pub fn kv_cache_bytes(&self) -> usize {
-        (self.kv.keys.len() + self.kv.values.len()) * 4
+        self.kv.keys.bytes() + self.kv.values.bytes()
+    }
+    pub fn kv_dtype(&self) -> KvDtype {
+        self.kv.dtype
     }
     pub fn scratch_bytes(&self) -> usize {
         self.scratch_bytes
@@ -232,19 +318,18 @@ impl Model {
                 apply_rope(&mut s.q[i * dim..(i + 1) * dim], rope);
                 apply_rope(&mut s.k[i * kv_dim..(i + 1) * kv_dim], rope);
                 let at = layer_base + pos * kv_dim;
-                self.kv.keys[at..at + kv_dim].copy_from_slice(&s.k[i * kv_dim..(i + 1) * kv_dim]);
-                self.kv.values[at..at + kv_dim].copy_from_slice(&s.v[i * kv_dim..(i + 1) * kv_dim]);
+                self.kv.keys.write(at, &s.k[i * kv_dim..(i + 1) * kv_dim]);
+                self.kv.values.write(at, &s.v[i * kv_dim..(i + 1) * kv_dim]);
             }
-            let keys = &self.kv.keys[layer_base..layer_base + self.context_len * kv_dim];
-            let values = &self.kv.values[layer_base..layer_base + self.context_len * kv_dim];
+            let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, base: layer_base };
             for i in 0..n {
                 attention(
                     &s.q[i * dim..(i + 1) * dim],
-                    keys,
-                    values,
+                    &cache,
                     pos0 + i + 1,
                     &p,
                     &mut s.att,
+                    &mut s.kv_row,
                     &mut s.xb[i * dim..(i + 1) * dim],
                 );
             }
@@ -355,28 +440,46 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
+/// One layer's slice of the KV cache: position `t`, KV head `g` starts at
+/// `base + t · kv_dim + g · head_dim`.
+struct LayerCache<'a> {
+    keys: &'a KvStore,
+    values: &'a KvStore,
+    base: usize,
+}
+
 /// Causal grouped-query attention for one query token over positions `0..n_pos` of one layer.
-/// `q`: [n_heads·head_dim]; `keys`/`values`: [context_len, kv_dim]; `out`: [n_heads·head_dim].
-fn attention(q: &[f32], keys: &[f32], values: &[f32], n_pos: usize, p: &Hyperparams, att: &mut [f32], out: &mut [f32]) {
+/// `q`, `out`: [n_heads·head_dim]; `att`: [n_heads / n_kv_heads, context_len].
+///
+/// The loop runs over KV heads so each cached key and value is read (and, from an f16 cache,
+/// widened) once for all the query heads sharing it. Per query head the arithmetic is the plain
+/// order: scores `dot(q_h, k_t) · scale` for `t = 0, 1, …`, softmax, then `out_h += a_t · v_t` for
+/// `t = 0, 1, …`.
+fn attention(q: &[f32], cache: &LayerCache<'_>, n_pos: usize, p: &Hyperparams, att: &mut [f32], kv_row: &mut [f32], out: &mut [f32]) {
     let head_dim = p.head_dim();
     let kv_dim = p.kv_dim();
     let group = (p.n_heads / p.n_kv_heads) as usize;
     let scale = 1.0 / libm::sqrtf(head_dim as f32);
-    for h in 0..p.n_heads as usize {
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
-        let kv_off = (h / group) * head_dim;
-        let scores = &mut att[..n_pos];
-        for (t, score) in scores.iter_mut().enumerate() {
-            let k = &keys[t * kv_dim + kv_off..t * kv_dim + kv_off + head_dim];
-            *score = dot(qh, k) * scale;
+    let stride = att.len() / group;
+    for g in 0..p.n_kv_heads as usize {
+        let heads = g * group..(g + 1) * group;
+        for t in 0..n_pos {
+            let k = cache.keys.read(cache.base + t * kv_dim + g * head_dim, kv_row);
+            for (j, h) in heads.clone().enumerate() {
+                att[j * stride + t] = dot(&q[h * head_dim..(h + 1) * head_dim], k) * scale;
+            }
         }
-        softmax(scores);
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
-        oh.fill(0.0);
-        for (t, &a) in scores.iter().enumerate() {
-            let v = &values[t * kv_dim + kv_off..t * kv_dim + kv_off + head_dim];
-            for (o, &vv) in oh.iter_mut().zip(v) {
-                *o += a * vv;
+        for j in 0..group {
+            softmax(&mut att[j * stride..j * stride + n_pos]);
+        }
+        out[heads.start * head_dim..heads.end * head_dim].fill(0.0);
+        for t in 0..n_pos {
+            let v = cache.values.read(cache.base + t * kv_dim + g * head_dim, kv_row);
+            for (j, h) in heads.clone().enumerate() {
+                let a = att[j * stride + t];
+                for (o, &vv) in out[h * head_dim..(h + 1) * head_dim].iter_mut().zip(v) {
+                    *o += a * vv;
+                }
             }
         }
     }
@@ -402,6 +505,13 @@ fn silu(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widen_f16_equals_the_reference_conversion_on_every_pattern() {
+        for h in 0..=u16::MAX {
+            assert_eq!(widen_f16(h).to_bits(), quant::f16_to_f32(h).to_bits(), "f16 bits {h:#06x}");
+        }
+    }
 
     #[test]
     fn rope_rotates_pairs_by_position() {

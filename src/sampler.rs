@@ -40,6 +40,7 @@
 //! Every float operation above is a basic IEEE-754 f32 operation or `libm::expf`, and every sort
 //! uses a total order, so results do not depend on the host.
 
+use alloc::collections::TryReserveError;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -248,6 +249,25 @@ impl Sampler {
             candidates: Vec::with_capacity(n_vocab),
             penalized: vec![false; n_vocab],
         }
+    }
+
+    /// [`Sampler::new`] for a host that may run out of memory: the vocabulary-sized scratch is
+    /// reserved fallibly.
+    pub fn try_new(params: SamplingParams, vocab_size: usize) -> core::result::Result<Self, TryReserveError> {
+        let n_vocab = vocab_size.min(u32::MAX as usize);
+        let mut candidates = Vec::new();
+        candidates.try_reserve_exact(n_vocab)?;
+        let mut penalized = Vec::new();
+        penalized.try_reserve_exact(n_vocab)?;
+        penalized.resize(n_vocab, false);
+        Ok(Sampler { params, rng: Rng::new(params.seed), n_vocab, candidates, penalized })
+    }
+
+    /// New settings and a restarted random stream, as a fresh sampler would have, without
+    /// allocating again.
+    pub fn set_params(&mut self, params: SamplingParams) {
+        self.params = params;
+        self.rng = Rng::new(params.seed);
     }
 
     pub fn params(&self) -> &SamplingParams {

@@ -94,6 +94,8 @@ pub struct BenchConfig {
     pub prompt_tokens: usize,
     pub decode_tokens: usize,
     pub context: u32,
+    /// `load_model` flags for the wasm engine (`LOAD_KV_F16`).
+    pub load_flags: u32,
 }
 
 /// Per-run measurements of one engine on one package, reduced to medians by [`Samples::figures`].
@@ -134,7 +136,7 @@ pub fn bench_wasm(module: &ModuleFile, package: &Path, cfg: &BenchConfig) -> Res
         let ptr = rt.alloc(bytes.len() as u32)?;
         rt.write(ptr, &bytes)?;
         let copy_ms = ms(t);
-        let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, 0u32))?;
+        let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, cfg.load_flags))?;
         anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
         samples.load.push(ms(t));
         samples.copy.push(copy_ms);

@@ -121,7 +121,17 @@ pub struct PacketArgs {
 #[derive(Subcommand)]
 pub enum PacketCommand {
     /// Tie a parent package, ordered adapters and eval sidecars into a release packet.
-    Build(BuildArgs),
+    Build {
+        #[command(flatten)]
+        args: BuildArgs,
+        /// Folder the given paths are relative to (they are stored as given).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// `created_utc` to record (`YYYY-MM-DDTHH:MM:SSZ`), for reproducible packets; default:
+        /// `SOURCE_DATE_EPOCH` when set, else now.
+        #[arg(long)]
+        created: Option<String>,
+    },
     /// Re-run a packet's evals from the referenced files and check every digest and verdict.
     Verify {
         packet: PathBuf,
@@ -198,12 +208,40 @@ fn sidecar_mismatches(sidecar: &Value, artifact_crc: u32, adapter_crcs: &[u32], 
 
 /// Builds the packet value (refusing sidecars that do not match the assembly).
 pub fn build_packet(module: &ModuleFile, a: &BuildArgs, created_utc: &str) -> Result<Value> {
+    build_packet_in(module, Path::new(""), a, created_utc)
+}
+
+/// `created_utc` for a new packet: `--created` if given (checked), else `SOURCE_DATE_EPOCH` (the
+/// reproducible-builds convention), else the clock.
+pub fn created_utc(flag: Option<&str>) -> Result<String> {
+    if let Some(s) = flag {
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let shaped = b.len() == 20 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10) && b[10] == b'T'
+            && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19) && b[19] == b'Z';
+        if !shaped {
+            bail!("--created {s:?}: expected UTC as YYYY-MM-DDTHH:MM:SSZ");
+        }
+        return Ok(s.to_string());
+    }
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        let secs: u64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds"))?;
+        return Ok(utc_timestamp(secs));
+    }
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(utc_timestamp(secs))
+}
+
+/// [`build_packet`] with every path resolved against `root` and stored as given, so a packet can
+/// be built for a folder (the examples, a release directory) from anywhere.
+pub fn build_packet_in(module: &ModuleFile, root: &Path, a: &BuildArgs, created_utc: &str) -> Result<Value> {
     if a.eval.len() != a.cases.len() {
         bail!("{} --eval sidecar(s) but {} --cases file(s): give one case file per sidecar, in the same order", a.eval.len(), a.cases.len());
     }
+    let read = |p: &Path| read(&root.join(p));
     let package = read(&a.parent)?;
     let pkg = tinyrustlm::format::parse(&package).map_err(|e| anyhow::anyhow!("{}: {e}", a.parent.display()))?;
-    let adapters = read_adapters(&a.adapter)?;
+    let adapters: Vec<(PathBuf, Vec<u8>)> = a.adapter.iter().map(|p| Ok((p.clone(), read(p)?))).collect::<Result<_>>()?;
     let mut rt = assemble(module, &package, &adapters)?;
     let diag = rt.diagnostics()?;
     let adapter_crcs: Vec<u32> = adapters.iter().map(|(_, b)| adapter_crc(b)).collect();
@@ -326,9 +364,8 @@ pub fn verify_packet(module: &ModuleFile, packet: &Value, root: &Path) -> Result
 pub fn packet(wasm: &Option<PathBuf>, a: &PacketArgs) -> Result<()> {
     let module = load_module(wasm)?;
     match &a.command {
-        PacketCommand::Build(b) => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let v = build_packet(&module, b, &utc_timestamp(secs))?;
+        PacketCommand::Build { args: b, root, created } => {
+            let v = build_packet_in(&module, root, b, &created_utc(created.as_deref())?)?;
             std::fs::write(&b.out, serde_json::to_string_pretty(&v)? + "\n").with_context(|| format!("writing {}", b.out.display()))?;
             eprintln!("wrote {} (assembly {}, {} eval(s))", b.out.display(), v["id"].as_str().unwrap_or(""), v["evals"].as_array().map_or(0, Vec::len));
             Ok(())
@@ -353,6 +390,8 @@ pub enum LineageFormat {
     Text,
     Dot,
     Mermaid,
+    /// A standalone SVG drawing of the tree (no layout engine needed: one row per assembly).
+    Svg,
 }
 
 #[derive(Args)]
@@ -453,6 +492,7 @@ pub fn render(nodes: &BTreeMap<String, Node>, format: LineageFormat) -> String {
             }
             out.push_str("}\n");
         }
+        LineageFormat::Svg => out = svg(nodes, &children),
         LineageFormat::Mermaid => {
             out.push_str("graph TD\n");
             for (id, n) in nodes {
@@ -466,6 +506,67 @@ pub fn render(nodes: &BTreeMap<String, Node>, format: LineageFormat) -> String {
         }
     }
     out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The tree drawn as the text format lays it out: one row per assembly in depth-first order,
+/// indented by depth, with elbow connectors from each ancestor. Boxes are sized for a 12 px
+/// monospace font (7.2 px per character), so no text measuring is needed.
+fn svg(nodes: &BTreeMap<String, Node>, children: &BTreeMap<&str, BTreeSet<&str>>) -> String {
+    const ROW: usize = 54;
+    const BOX_H: usize = 40;
+    const INDENT: usize = 36;
+    const CHAR_W: f64 = 7.2;
+    fn order<'a>(id: &'a str, depth: usize, children: &BTreeMap<&str, BTreeSet<&'a str>>, rows: &mut Vec<(&'a str, usize)>) {
+        rows.push((id, depth));
+        for k in children.get(id).into_iter().flatten() {
+            order(k, depth + 1, children, rows);
+        }
+    }
+    let mut rows = Vec::new();
+    for (id, n) in nodes {
+        if n.ancestor.is_none() {
+            order(id, 0, children, &mut rows);
+        }
+    }
+    let lines = |id: &str, n: &Node| -> (String, String) {
+        let what = match n.adapters.last() {
+            None => n.parent.clone(),
+            Some(a) => format!("+ {a}"),
+        };
+        let second = if !n.has_packet { "(no packet)".to_string() } else if n.verdicts.is_empty() { "no evals".to_string() } else { n.verdicts.join(" · ") };
+        (format!("{id}  {what}"), second)
+    };
+    let mut width = 0usize;
+    let mut boxes = String::new();
+    let mut edges = String::new();
+    let mut at: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (row, &(id, depth)) in rows.iter().enumerate() {
+        let n = &nodes[id];
+        let (first, second) = lines(id, n);
+        let chars = first.chars().count().max(second.chars().count());
+        let w = (chars as f64 * CHAR_W).ceil() as usize + 20;
+        let (x, y) = (10 + depth * INDENT, 10 + row * ROW);
+        width = width.max(x + w + 10);
+        at.insert(id, (x, y));
+        if let Some(a) = &n.ancestor {
+            if let Some(&(ax, ay)) = at.get(a.as_str()) {
+                edges.push_str(&format!("  <path d=\"M{} {} V{} H{x}\" fill=\"none\" stroke=\"#555\" marker-end=\"url(#arrow)\"/>\n", ax + 14, ay + BOX_H, y + BOX_H / 2));
+            }
+        }
+        let fill = if !n.has_packet { "#f4f4f4" } else if n.verdicts.iter().all(|v| v.ends_with('✓')) { "#e8f5e9" } else { "#fff3e0" };
+        boxes.push_str(&format!(
+            "  <g><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{BOX_H}\" rx=\"4\" fill=\"{fill}\" stroke=\"#333\"/>\n    <text x=\"{}\" y=\"{}\">{}</text>\n    <text x=\"{}\" y=\"{}\" fill=\"#444\">{}</text></g>\n",
+            x + 10, y + 16, xml_escape(&first), x + 10, y + 32, xml_escape(&second)
+        ));
+    }
+    let height = 10 + rows.len() * ROW;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"monospace\" font-size=\"12\">\n  <defs><marker id=\"arrow\" viewBox=\"0 0 8 8\" refX=\"8\" refY=\"4\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\"><path d=\"M0 0 L8 4 L0 8 z\" fill=\"#555\"/></marker></defs>\n  <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{edges}{boxes}</svg>\n"
+    )
 }
 
 pub fn lineage(a: &LineageArgs) -> Result<()> {

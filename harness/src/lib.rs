@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod bench;
 pub mod evidence;
+pub mod examples;
 pub mod import;
 pub mod package;
 pub mod runtime;
@@ -12,8 +13,12 @@ pub mod synth;
 
 use std::path::PathBuf;
 
-/// The release module built by `make`.
+/// The release module built by `make`, or the file named by `TRL_WASM` (a build in another target
+/// directory).
 pub fn default_wasm_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("TRL_WASM") {
+        return PathBuf::from(path);
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     root.join("target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm")
 }

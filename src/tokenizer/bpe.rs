@@ -8,7 +8,7 @@
 //! with the token ids it was made from (the same lazy scheme as Hugging Face `tokenizers`'
 //! `Word::merge_all` and llama.cpp's `llm_tokenizer_bpe_session`).
 
-use alloc::collections::BinaryHeap;
+use alloc::collections::{BinaryHeap, TryReserveError};
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
@@ -30,9 +30,11 @@ pub(super) struct MergeTable {
 }
 
 impl MergeTable {
-    pub fn new(mut merges: Vec<Merge>, n_tokens: u32) -> MergeTable {
+    /// Fails only when memory for the index cannot be had.
+    pub fn new(mut merges: Vec<Merge>, n_tokens: u32) -> Result<MergeTable, TryReserveError> {
         super::sort::heap_sort_by(&mut merges, &|a, b| (a.left, a.right, a.rank, a.result) < (b.left, b.right, b.rank, b.result));
-        let mut left_starts = Vec::with_capacity(n_tokens as usize + 1);
+        let mut left_starts = Vec::new();
+        left_starts.try_reserve_exact(n_tokens as usize + 1)?;
         let mut i = 0;
         for left in 0..=n_tokens {
             while i < merges.len() && merges[i].left < left {
@@ -40,7 +42,7 @@ impl MergeTable {
             }
             left_starts.push(i as u32);
         }
-        MergeTable { by_pair: merges, left_starts }
+        Ok(MergeTable { by_pair: merges, left_starts })
     }
 
     /// `(rank, result)` of the merge for this pair. If the section lists a pair more than once, the
@@ -101,24 +103,28 @@ impl Scratch {
 }
 
 /// Merges `ids` (a piece's initial symbols) as far as `merges` allows and appends the result to `out`.
-pub(super) fn encode_piece(merges: &MergeTable, ids: &[u32], scratch: &mut Scratch, out: &mut Vec<u32>) {
+/// Every buffer grows fallibly: a piece too long for the memory left is an error, not an abort.
+pub(super) fn encode_piece(merges: &MergeTable, ids: &[u32], scratch: &mut Scratch, out: &mut Vec<u32>) -> Result<(), TryReserveError> {
+    // Merging only shortens the piece.
+    out.try_reserve(ids.len())?;
     // Positions are u32 to keep candidates small; a piece this long cannot exist in wasm32 memory,
     // and elsewhere it is passed through unmerged rather than indexed wrongly.
     if ids.len() < 2 || merges.len() == 0 || ids.len() >= NONE as usize {
         out.extend_from_slice(ids);
-        return;
+        return Ok(());
     }
     let symbols = &mut scratch.symbols;
     let queue = &mut scratch.queue;
     symbols.clear();
     queue.clear();
+    symbols.try_reserve(ids.len())?;
     let n = ids.len() as u32;
     symbols.extend(ids.iter().enumerate().map(|(i, &id)| {
         let i = i as u32;
         Symbol { id, prev: if i == 0 { NONE } else { i - 1 }, next: if i + 1 == n { NONE } else { i + 1 } }
     }));
     for left in 0..n - 1 {
-        push_candidate(merges, symbols, queue, left);
+        push_candidate(merges, symbols, queue, left)?;
     }
     while let Some(Reverse(c)) = queue.pop() {
         let (l, r) = (symbols[c.left as usize], symbols[c.right as usize]);
@@ -132,9 +138,9 @@ pub(super) fn encode_piece(merges: &MergeTable, ids: &[u32], scratch: &mut Scrat
         }
         symbols[c.right as usize].id = NONE;
         if l.prev != NONE {
-            push_candidate(merges, symbols, queue, l.prev);
+            push_candidate(merges, symbols, queue, l.prev)?;
         }
-        push_candidate(merges, symbols, queue, c.left);
+        push_candidate(merges, symbols, queue, c.left)?;
     }
     // Symbol 0 never merges into a left neighbour, so the list starts there.
     let mut i = 0;
@@ -142,17 +148,20 @@ pub(super) fn encode_piece(merges: &MergeTable, ids: &[u32], scratch: &mut Scrat
         out.push(symbols[i as usize].id);
         i = symbols[i as usize].next;
     }
+    Ok(())
 }
 
-fn push_candidate(merges: &MergeTable, symbols: &[Symbol], queue: &mut BinaryHeap<Reverse<Candidate>>, left: u32) {
+fn push_candidate(merges: &MergeTable, symbols: &[Symbol], queue: &mut BinaryHeap<Reverse<Candidate>>, left: u32) -> Result<(), TryReserveError> {
     let l = symbols[left as usize];
     if l.next == NONE {
-        return;
+        return Ok(());
     }
     let r = symbols[l.next as usize];
     if let Some((rank, result)) = merges.find(l.id, r.id) {
+        queue.try_reserve(1)?;
         queue.push(Reverse(Candidate { rank, left, right: l.next, left_id: l.id, right_id: r.id, result }));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,14 +198,14 @@ mod tests {
     #[test]
     fn lowest_rank_first_then_leftmost() {
         // a=0 b=1 c=2 ab=3 bc=4 abc=5
-        let merges = MergeTable::new(vec![m(1, 2, 4, 0), m(0, 1, 3, 1), m(3, 2, 5, 2), m(0, 4, 5, 3)], 6);
+        let merges = MergeTable::new(vec![m(1, 2, 4, 0), m(0, 1, 3, 1), m(3, 2, 5, 2), m(0, 4, 5, 3)], 6).unwrap();
         let mut out = Vec::new();
-        encode_piece(&merges, &[0, 1, 2], &mut Scratch::new(), &mut out);
+        encode_piece(&merges, &[0, 1, 2], &mut Scratch::new(), &mut out).unwrap();
         assert_eq!(out, [5]); // bc (rank 0) first, then a+bc (rank 3); (a, b) never gets a chance
         // Equal ranks: leftmost wins. aa=3 from (0,0); "aaa" → [aa, a].
-        let merges = MergeTable::new(vec![m(0, 0, 3, 0)], 4);
+        let merges = MergeTable::new(vec![m(0, 0, 3, 0)], 4).unwrap();
         out.clear();
-        encode_piece(&merges, &[0, 0, 0], &mut Scratch::new(), &mut out);
+        encode_piece(&merges, &[0, 0, 0], &mut Scratch::new(), &mut out).unwrap();
         assert_eq!(out, [3, 0]);
     }
 
@@ -219,12 +228,12 @@ mod tests {
                 list.push(m(left, right, n_tokens, (next() % 5) as u32));
                 n_tokens += 1;
             }
-            let merges = MergeTable::new(list, n_tokens);
+            let merges = MergeTable::new(list, n_tokens).unwrap();
             let mut scratch = Scratch::new();
             for _ in 0..10 {
                 let ids: Vec<u32> = (0..next() % 20).map(|_| (next() % 4) as u32).collect();
                 let mut out = Vec::new();
-                encode_piece(&merges, &ids, &mut scratch, &mut out);
+                encode_piece(&merges, &ids, &mut scratch, &mut out).unwrap();
                 assert_eq!(out, naive(&merges, &ids), "{ids:?}");
             }
         }

@@ -2,6 +2,7 @@
 //! and for leftmost-longest matching of special tokens in text. Binary search over one sorted
 //! `Vec<u32>`: no hash map, and no copy of the bytes.
 
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 use super::sort::heap_sort_by;
@@ -16,17 +17,20 @@ pub(super) struct SortedTokens {
 
 impl SortedTokens {
     /// The tokens for which `keep` holds; tokens with no bytes are never kept.
-    pub fn new(tokens: &TokenTable, keep: &dyn Fn(u32) -> bool) -> SortedTokens {
-        let mut ids: Vec<u32> = (0..tokens.len()).filter(|&id| !tokens.bytes(id).is_empty() && keep(id)).collect();
+    /// Fails only when memory for the index cannot be had.
+    pub fn new(tokens: &TokenTable, keep: &dyn Fn(u32) -> bool) -> Result<SortedTokens, TryReserveError> {
+        let wanted = |id: &u32| !tokens.bytes(*id).is_empty() && keep(*id);
+        let mut ids: Vec<u32> = Vec::new();
+        ids.try_reserve_exact((0..tokens.len()).filter(wanted).count())?;
+        ids.extend((0..tokens.len()).filter(wanted));
         heap_sort_by(&mut ids, &|&a, &b| (tokens.bytes(a), a) < (tokens.bytes(b), b));
-        ids.shrink_to_fit();
         let mut first_bytes = [0u64; 4];
         for &id in &ids {
             if let Some(&b) = tokens.bytes(id).first() {
                 first_bytes[(b >> 6) as usize] |= 1 << (b & 63);
             }
         }
-        SortedTokens { ids, first_bytes }
+        Ok(SortedTokens { ids, first_bytes })
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -107,7 +111,7 @@ mod tests {
     #[test]
     fn leftmost_then_longest_then_lowest_id() {
         let t = table(&["<a>", "<a>b", "b", "", "<a>", "xy", "y"]);
-        let s = SortedTokens::new(&t, &|_| true);
+        let s = SortedTokens::new(&t, &|_| true).unwrap();
         assert_eq!(s.find(&t, b"<a>"), Some(0)); // ids 0 and 4 share bytes: the lowest wins
         assert_eq!(s.find(&t, b"<a"), None);
         assert_eq!(s.find(&t, b""), None); // empty tokens are never kept

@@ -25,12 +25,15 @@ mod utf8;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod proptests;
 
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 pub use decode::StreamDecoder;
 
-use crate::error::Result;
+use crate::error::{Error, Result, Status};
 
 /// SLM1 tokenizer section `kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +140,13 @@ impl Tokenizer {
 
     /// Appends the tokens of `text` to `out`, starting with BOS if the section sets `ADD_BOS`.
     /// With `parse_special`, control and user-defined tokens written in the text become those tokens;
-    /// without, they are plain text. `text` may be any bytes.
-    pub fn encode(&self, text: &[u8], parse_special: bool, out: &mut Vec<u32>) {
+    /// without, they are plain text. `text` may be any bytes. The only error is OUT_OF_MEMORY (the
+    /// ids or the working memory for a text this long do not fit); `out` may then hold a prefix.
+    pub fn encode(&self, text: &[u8], parse_special: bool, out: &mut Vec<u32>) -> Result<()> {
+        let oom = |_| Error::new(Status::OutOfMemory, "tokens", text.len() as u64, "allocation failed (the text's token ids do not fit in memory)");
+        // Every id covers at least one byte of the text, besides BOS and the dummy-prefix space:
+        // with this room reserved, `out` never grows below.
+        out.try_reserve(text.len().saturating_add(2)).map_err(oom)?;
         if self.add_bos {
             if let Some(bos) = self.bos_id {
                 out.push(bos);
@@ -150,42 +158,54 @@ impl Tokenizer {
             let special = if parse_special { self.special_tokens.find_next(&self.tokens, text, pos) } else { None };
             let end = special.map_or(text.len(), |(start, _, _)| start);
             if end > pos {
-                self.encode_fragment(&text[pos..end], pos == 0, &mut scratch, out);
+                self.encode_fragment(&text[pos..end], pos == 0, &mut scratch, out).map_err(oom)?;
             }
             match special {
                 Some((start, len, id)) => {
+                    out.try_reserve(1).map_err(oom)?;
                     out.push(id);
                     pos = start + len;
                 }
                 None => break,
             }
         }
+        Ok(())
     }
 
     /// Encodes text that contains no special tokens.
-    fn encode_fragment(&self, fragment: &[u8], starts_text: bool, scratch: &mut bpe::Scratch, out: &mut Vec<u32>) {
+    fn encode_fragment(&self, fragment: &[u8], starts_text: bool, scratch: &mut bpe::Scratch, out: &mut Vec<u32>) -> core::result::Result<(), TryReserveError> {
         if self.add_space_prefix && starts_text {
-            let mut prefixed = Vec::with_capacity(fragment.len() + 1);
+            let mut prefixed = Vec::new();
+            prefixed.try_reserve_exact(fragment.len() + 1)?;
             prefixed.push(b' ');
             prefixed.extend_from_slice(fragment);
-            self.encode_pieces(&prefixed, scratch, out);
+            self.encode_pieces(&prefixed, scratch, out)
         } else {
-            self.encode_pieces(fragment, scratch, out);
+            self.encode_pieces(fragment, scratch, out)
         }
     }
 
-    fn encode_pieces(&self, text: &[u8], scratch: &mut bpe::Scratch, out: &mut Vec<u32>) {
+    fn encode_pieces(&self, text: &[u8], scratch: &mut bpe::Scratch, out: &mut Vec<u32>) -> core::result::Result<(), TryReserveError> {
         if self.kind == TokenizerKind::Byte {
             // Validated at parse: token b is the byte b.
+            out.try_reserve(text.len())?;
             out.extend(text.iter().map(|&b| b as u32));
-            return;
+            return Ok(());
         }
         let mut symbols = Vec::new();
+        let mut result = Ok(());
         pretokenize::split(text, self.pre_tokenizer, &mut |piece: &[u8]| {
+            if result.is_err() {
+                return;
+            }
             symbols.clear();
-            self.initial_symbols(piece, &mut symbols);
-            bpe::encode_piece(&self.merges, &symbols, scratch, out);
+            // A piece has at most one initial symbol per byte.
+            result = symbols.try_reserve(piece.len()).and_then(|()| {
+                self.initial_symbols(piece, &mut symbols);
+                bpe::encode_piece(&self.merges, &symbols, scratch, out)
+            });
         });
+        result
     }
 
     fn initial_symbols(&self, piece: &[u8], symbols: &mut Vec<u32>) {

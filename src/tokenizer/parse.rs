@@ -73,6 +73,18 @@ fn name(s: &str) -> impl FnOnce() -> String + '_ {
     move || String::from(s)
 }
 
+/// An allocation for the tables failed: the host capped memory below what this section needs.
+fn oom(field: &'static str, count: usize) -> Error {
+    Error::new(Status::OutOfMemory, field, count as u64, "allocation failed (entries requested)")
+}
+
+/// An empty vector with room for `n` items, or OUT_OF_MEMORY naming `field`.
+fn empty_with_room<T>(n: usize, field: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom(field, n))?;
+    Ok(v)
+}
+
 fn err(status: Status, field: impl Into<String>, value: u64, rule: &'static str) -> Error {
     Error::new(status, field, value, rule)
 }
@@ -165,7 +177,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     }
 
     // --- End-of-generation ids (n_eog <= 16: nothing to pre-check) ---
-    let mut eog_ids = Vec::with_capacity(n_eog as usize);
+    let mut eog_ids = empty_with_room(n_eog as usize, "tokenizer.eog_ids")?;
     for i in 0..n_eog {
         let id = r.u32(|| format!("tokenizer.eog_ids[{i}]"))?;
         if id >= n_tokens {
@@ -178,9 +190,12 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     if n_tokens as u64 * TOKEN_FIXED_LEN > r.remaining() {
         return Err(err(Status::Truncated, "tokenizer.tokens", r.pos as u64, "n_tokens entries of at least 7 bytes must fit in the section"));
     }
-    let mut types = Vec::with_capacity(n_tokens as usize);
-    let mut starts = Vec::with_capacity(n_tokens as usize + 1);
-    let mut bytes = Vec::new();
+    let mut types = empty_with_room(n_tokens as usize, "tokenizer.tokens")?;
+    let mut starts = empty_with_room(n_tokens as usize + 1, "tokenizer.tokens")?;
+    // Every token's bytes lie in what the section has left after the fixed parts of the token and
+    // merge entries: reserving that bound means `bytes` never grows below.
+    let bytes_bound = r.remaining().saturating_sub(n_tokens as u64 * TOKEN_FIXED_LEN).saturating_sub(n_merges as u64 * MERGE_LEN) as usize;
+    let mut bytes = empty_with_room(bytes_bound, "tokenizer.tokens.bytes")?;
     starts.push(0u32);
     let mut longest = 0u32;
     for i in 0..n_tokens {
@@ -229,7 +244,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     if n_merges as u64 * MERGE_LEN > r.remaining() {
         return Err(err(Status::Truncated, "tokenizer.merges", r.pos as u64, "n_merges entries of 16 bytes must fit in the section"));
     }
-    let mut merges = Vec::with_capacity(n_merges as usize);
+    let mut merges = empty_with_room(n_merges as usize, "tokenizer.merges")?;
     let mut prev_rank = 0u32;
     for i in 0..n_merges {
         let field = |f: &str| format!("tokenizer.merges[{i}].{f}");
@@ -279,9 +294,11 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
         })
     } else {
         SortedTokens::new(&tokens, &|_| false)
-    };
-    let special_tokens =
-        SortedTokens::new(&tokens, &|id| matches!(tokens.token_type(id), Some(TokenType::Control | TokenType::UserDefined)));
+    }
+    .map_err(|_| oom("tokenizer.char_tokens", n_tokens as usize))?;
+    let special_tokens = SortedTokens::new(&tokens, &|id| matches!(tokens.token_type(id), Some(TokenType::Control | TokenType::UserDefined)))
+        .map_err(|_| oom("tokenizer.special_tokens", n_tokens as usize))?;
+    let merges = MergeTable::new(merges, n_tokens).map_err(|_| oom("tokenizer.merges", n_tokens as usize + 1))?;
 
     Ok(Tokenizer {
         kind,
@@ -295,7 +312,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
         eog_ids,
         max_token_len,
         tokens,
-        merges: MergeTable::new(merges, n_tokens),
+        merges,
         byte_symbols,
         byte_fallback,
         char_tokens,

@@ -17,7 +17,7 @@ const BYTE: u8 = 6;
 
 /// An SLM1 tokenizer section under construction; `bytes()` serializes it as FORMAT.md lays it out.
 #[derive(Clone)]
-struct Section {
+pub(super) struct Section {
     kind: u32,
     n_tokens: Option<u32>,
     n_merges: Option<u32>,
@@ -115,13 +115,13 @@ impl Section {
         out
     }
 
-    fn parse(&self) -> Result<Tokenizer> {
+    pub(super) fn parse(&self) -> Result<Tokenizer> {
         Tokenizer::parse(&self.bytes(), self.n_tokens())
     }
 }
 
 /// A small GPT-2-style vocabulary: all 256 bytes, a few merges, specials, smollm pre-tokenizer.
-fn byte_level() -> Section {
+pub(super) fn byte_level() -> Section {
     let mut s = Section::new(1);
     for b in 0..=255u8 {
         s.add(NORMAL, &[b]);
@@ -154,7 +154,7 @@ fn byte_level() -> Section {
 
 /// A small SentencePiece-style vocabulary with byte fallback for all 256 bytes, merges ranked by the
 /// result's score (as the packer does for llama2.c models).
-fn sentencepiece() -> Section {
+pub(super) fn sentencepiece() -> Section {
     let mut s = Section::new(2);
     s.add(UNUSED, b"<unk>");
     let bos = s.add(CONTROL, b"<s>");
@@ -198,7 +198,7 @@ fn packer_merges(s: &Section) -> Vec<[u32; 4]> {
     merges.iter().map(|(sc, m)| [m[0], m[1], m[2], scores.iter().position(|x| x == sc).unwrap() as u32]).collect()
 }
 
-fn byte_kind() -> Section {
+pub(super) fn byte_kind() -> Section {
     let mut s = Section::new(0);
     for b in 0..=255u8 {
         s.add(if b % 2 == 0 { NORMAL } else { BYTE }, &[b]);
@@ -213,7 +213,7 @@ fn byte_kind() -> Section {
 
 fn encode(t: &Tokenizer, text: &[u8], parse_special: bool) -> Vec<u32> {
     let mut out = Vec::new();
-    t.encode(text, parse_special, &mut out);
+    t.encode(text, parse_special, &mut out).unwrap();
     out
 }
 

@@ -101,6 +101,17 @@ describe("loading a model", () => {
     });
   }
 
+  it("kvF16 halves the KV cache and is reported in the diagnostics", async () => {
+    const f32 = await lm.loadModel(bytes);
+    lm.unloadModel();
+    const f16 = await lm.loadModel(bytes, { kvF16: true });
+    assert.equal(f32.kv_dtype, 0);
+    assert.equal(f16.kv_dtype, 1);
+    assert.ok(f16.kv_cache_bytes > 0);
+    assert.equal(f16.kv_cache_bytes * 2, f32.kv_cache_bytes);
+    lm.unloadModel();
+  });
+
   it("a corrupted package fails with its status and text; the instance stays usable", async () => {
     const bad = new Uint8Array(bytes);
     bad[bad.length - 100] ^= 0xff;
