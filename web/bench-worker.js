@@ -1,6 +1,12 @@
-// One package's figures, measured the way `trl bench` measures the module under wasmtime: a prompt
-// of exactly `promptTokens` tokens cut from the same prose, prefill = generate_start, decode =
-// `decodeTokens` steps with end-of-generation ignored, median over `runs`.
+// Our module's side of the browser benchmark, measured the way `trl bench` measures it under
+// wasmtime: a prompt of exactly `promptTokens` tokens cut from the same prose, prefill =
+// generate_start, decode = `decodeTokens` greedy tokens with end-of-generation ignored.
+//
+// Messages: {cmd: "load", wasmUrl, modelUrl, promptTokens} → {loaded: {load_ms, quant, prompt,
+// prompt_ids, ...}} (the prompt goes to wllama too); then {cmd: "run", decodeTokens} →
+// {sample: {prefill_tokens_per_s, decode_tokens_per_s, tokens, text}} as many times as the page
+// wants, so that it can alternate our runs with wllama's and all see the same machine load.
+// Failures come back as {error}.
 
 import { TinyRustLM, GenState } from "../abi/tinyrustlm.mjs";
 
@@ -28,51 +34,61 @@ function promptOf(lm, n) {
   return text;
 }
 
-function median(v) {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+let lm = null;
+let prompt = null;
+let promptIds = null;
+
+async function load({ wasmUrl, modelUrl, promptTokens }) {
+  postMessage({ progress: "downloading" });
+  const response = await fetch(modelUrl);
+  if (!response.ok) throw new Error(`HTTP ${response.status} for ${modelUrl}`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  lm = await TinyRustLM.load(wasmUrl);
+  postMessage({ progress: "loading" });
+  const t0 = performance.now();
+  await lm.loadModel(bytes);
+  const loadMs = performance.now() - t0;
+  prompt = promptOf(lm, promptTokens);
+  promptIds = [...lm.tokenize(prompt, { parseSpecial: false })];
+  // One short untimed generation first, as wllama gets (bench-wllama.js).
+  lm.start(prompt.slice(0, 64), { maxTokens: 4, parseSpecial: false, ignoreEog: true });
+  while (lm.step(16).state === GenState.RUNNING);
+  lm.readText();
+  const d = lm.diagnostics();
+  return {
+    engine: "tinyrustlm wasm (browser worker)",
+    package: modelUrl.split("/").pop(),
+    quant: d.quant_name,
+    load_ms: loadMs,
+    memory_bytes: lm.memoryBytes,
+    prompt,
+    prompt_ids: promptIds,
+  };
 }
 
-onmessage = async ({ data: { wasmUrl, modelUrl, runs, promptTokens, decodeTokens } }) => {
+function run({ decodeTokens }) {
+  let t = performance.now();
+  lm.start(prompt, { maxTokens: decodeTokens, parseSpecial: false, ignoreEog: true });
+  const prefillMs = performance.now() - t;
+  t = performance.now();
+  while (lm.step(16).state === GenState.RUNNING);
+  const decodeMs = performance.now() - t;
+  const result = lm.result();
+  if (result.tokens.length !== decodeTokens) throw new Error(`generated ${result.tokens.length} tokens, wanted ${decodeTokens}`);
+  if (result.prompt_tokens.join() !== promptIds.join()) throw new Error(`the prompt ran as ${result.prompt_tokens.length} tokens other than the ${promptIds.length} tokenized`);
+  return {
+    prefill_tokens_per_s: (promptIds.length * 1000) / prefillMs,
+    decode_tokens_per_s: (decodeTokens * 1000) / decodeMs,
+    tokens: [...result.tokens],
+    text: lm.readText(), // read after the clock stopped
+  };
+}
+
+onmessage = async ({ data }) => {
   try {
-    postMessage({ progress: "downloading" });
-    const response = await fetch(modelUrl);
-    if (!response.ok) throw new Error(`HTTP ${response.status} for ${modelUrl}`);
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    const lm = await TinyRustLM.load(wasmUrl);
-    const t0 = performance.now();
-    await lm.loadModel(bytes);
-    const loadMs = performance.now() - t0;
-    const prompt = promptOf(lm, promptTokens);
-    const prefill = [];
-    const decode = [];
-    for (let run = 0; run < runs; run++) {
-      postMessage({ progress: `run ${run + 1} of ${runs}` });
-      let t = performance.now();
-      lm.start(prompt, { maxTokens: decodeTokens, parseSpecial: false, ignoreEog: true });
-      prefill.push((promptTokens * 1000) / (performance.now() - t));
-      t = performance.now();
-      while (lm.step(16).state === GenState.RUNNING);
-      const n = lm.result().tokens.length;
-      if (n !== decodeTokens) throw new Error(`generated ${n} tokens, wanted ${decodeTokens}`);
-      decode.push((n * 1000) / (performance.now() - t));
-    }
-    const d = lm.diagnostics();
-    postMessage({
-      figures: {
-        engine: "tinyrustlm wasm (browser worker)",
-        package: modelUrl.split("/").pop(),
-        quant: d.quant_name,
-        load_ms: loadMs,
-        prefill_tokens: promptTokens,
-        prefill_tokens_per_s: median(prefill),
-        decode_tokens: decodeTokens,
-        decode_tokens_per_s: median(decode),
-        memory_bytes: lm.memoryBytes,
-        runs,
-      },
-    });
+    if (data.cmd === "load") postMessage({ loaded: await load(data) });
+    else if (data.cmd === "run") postMessage({ sample: run(data) });
+    else throw new Error(`unknown command ${data.cmd}`);
   } catch (e) {
     postMessage({ error: String(e?.message ?? e) });
   }
