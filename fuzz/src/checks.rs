@@ -1,0 +1,435 @@
+//! What each fuzz target does with one input. Shared by the `cargo fuzz` targets (`fuzz_targets/`)
+//! and by the stable-toolchain replay of the checked-in corpus (`harness/tests/fuzz_regressions.rs`
+//! includes this file), so a regression file is replayed through exactly the code that found it.
+//!
+//! Every function returns whether the input was accepted or rejected (with its status) and panics
+//! when a rule of the project breaks: a panic or trap in the code under test, or a broken promise
+//! such as "a package that parses can be loaded and run", "validate OK means apply OK", "an adapter
+//! comes off bit for bit" or "byte-level decoding gives the text back".
+
+use std::cell::RefCell;
+
+use harness::package;
+use harness::spec::{ChatTemplate, MergeSpec, PreTokenizer, TokenSpec, TokenizerKind, TokenizerSpec};
+use harness::synth::{synthetic_model, SynthShape};
+use tinyrustlm::buffer::AlignedBytes;
+use tinyrustlm::engine::{Engine, ResultKind};
+use tinyrustlm::error::Error;
+use tinyrustlm::quant::DType;
+use tinyrustlm::tokenizer::{StreamDecoder, Tokenizer};
+
+/// The result of one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Rejected with this status code (the runtime's) or 0 for a host-side (anyhow) error.
+    Rejected(u32),
+}
+
+fn rejected(e: &Error) -> Outcome {
+    Outcome::Rejected(e.status.code())
+}
+
+fn clock() -> f64 {
+    0.0
+}
+
+// ---- shared fixtures -------------------------------------------------------------------------
+
+/// Shape of every synthetic model the targets use: small enough that a forward pass costs
+/// microseconds, with GQA (2 heads, 1 KV head) so the grouped paths run.
+pub fn tiny_shape(tied: bool) -> SynthShape {
+    SynthShape { dim: 32, n_layers: 1, n_heads: 2, n_kv_heads: 1, ffn_dim: 64, max_context: 48, tied_embeddings: tied }
+}
+
+pub const MODEL_SEED: u64 = 0xF022;
+
+/// The parent packages adapters are fuzzed against: one per storage mode, the q8_0 one untied (so
+/// `output.weight` is a target too).
+pub fn parent_packages() -> Vec<Vec<u8>> {
+    DType::ALL
+        .iter()
+        .map(|&q| {
+            let tied = q != DType::Q8_0;
+            package::write(&synthetic_model(&tiny_shape(tied), MODEL_SEED), q).expect("synthetic package")
+        })
+        .collect()
+}
+
+fn loaded_engine(pkg: &[u8], context_len: u32) -> Result<Engine, Error> {
+    let mut engine = Engine::new(clock);
+    let bytes = AlignedBytes::copy_from(pkg).expect("allocating the package copy");
+    engine.load(bytes, context_len, 0).map_err(|(e, _)| e)?;
+    Ok(engine)
+}
+
+/// Runs `prompt` greedily for `n` tokens and returns the logits after the last step.
+fn run_logits(engine: &mut Engine, prompt: &[u8], n: u32) -> Vec<u32> {
+    engine.reset().expect("reset of a loaded engine");
+    engine.generate(prompt, n, 0).expect("greedy generation on a loaded model");
+    let mut buf = vec![0u8; 4 * 4096];
+    let len = engine.read(ResultKind::Logits, &mut buf).expect("reading logits");
+    buf[..len].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Drains everything a loaded engine can report, as a host would after a generation.
+fn read_everything(engine: &mut Engine) {
+    let mut buf = vec![0u8; 1 << 16];
+    for kind in [ResultKind::Text, ResultKind::Tokens, ResultKind::PromptTokens, ResultKind::State, ResultKind::Tokenized, ResultKind::Logits] {
+        let _ = engine.read(kind, &mut buf);
+    }
+    let _ = engine.diagnostics(0).to_bytes();
+}
+
+// ---- SLM1 packages ---------------------------------------------------------------------------
+
+/// An SLM1 package as given, and again with its three checksums recomputed (so mutations reach the
+/// rules behind the checksums). A package that parses must load, tokenize and generate.
+pub fn slm1(data: &[u8]) -> Outcome {
+    let raw = tinyrustlm::format::parse(data);
+    let mut resealed = data.to_vec();
+    if resealed.len() >= package::HEADER_LEN {
+        package::reseal(&mut resealed);
+    }
+    if raw.is_ok() {
+        assert_eq!(resealed, data, "resealing a valid package changed it");
+    }
+    let parsed = match tinyrustlm::format::parse(&resealed) {
+        Ok(p) => p,
+        Err(e) => return rejected(&e),
+    };
+    // Bound the work of one input: a mutated header may declare a long context.
+    let context_len = parsed.hparams.max_context.min(24);
+    let mut engine = match loaded_engine(&resealed, context_len) {
+        Ok(e) => e,
+        // The parser accepted it; the tokenizer section may still refuse.
+        Err(e) => return rejected(&e),
+    };
+    for (text, flags) in [(&b"Hello <s> world"[..], 1u32), (&b"\xff\xfe caf\xc3\xa9"[..], 0)] {
+        let _ = engine.tokenize(text, flags);
+    }
+    let _ = engine.generate(b"Once upon", 6, 0);
+    read_everything(&mut engine);
+    Outcome::Accepted
+}
+
+// ---- adapters --------------------------------------------------------------------------------
+
+struct Parent {
+    engine: Engine,
+    base_crc: u32,
+    base_logits: Vec<u32>,
+}
+
+thread_local! {
+    static PARENTS: RefCell<Vec<Parent>> = RefCell::new(
+        parent_packages()
+            .iter()
+            .map(|p| {
+                let mut engine = loaded_engine(p, 16).expect("loading a synthetic parent");
+                let base_crc = engine.diagnostics(0).assembly_state_crc;
+                let base_logits = run_logits(&mut engine, ADAPTER_PROMPT, 2);
+                Parent { engine, base_crc, base_logits }
+            })
+            .collect()
+    );
+}
+
+const ADAPTER_PROMPT: &[u8] = b"ab";
+
+/// An adapter of kind `magic`: the input's first four bytes are replaced by the magic, and
+/// `total_len` and the CRC trailer are recomputed, so mutations reach the rules behind them. The
+/// unmodified input is parsed too. Against each parent storage mode: validate; when it passes,
+/// apply must pass, the model must run, and removing it must give back the parent's logits and
+/// assembly checksum bit for bit.
+pub fn adapter(magic: [u8; 4], data: &[u8]) -> Outcome {
+    let _ = tinyrustlm::adapter::parse(data, None);
+    let mut bytes = data.to_vec();
+    if bytes.len() >= 4 {
+        bytes[..4].copy_from_slice(&magic);
+    }
+    harness::adapter::reseal(&mut bytes);
+    let inspected = tinyrustlm::adapter::parse(&bytes, None);
+    PARENTS.with(|parents| {
+        let mut parents = parents.borrow_mut();
+        let mut outcome = match &inspected {
+            Ok(_) => Outcome::Rejected(u32::MAX),
+            Err(e) => rejected(e),
+        };
+        for parent in parents.iter_mut() {
+            let engine = &mut parent.engine;
+            match engine.validate_adapter(&bytes) {
+                Err(e) => {
+                    if outcome != Outcome::Accepted {
+                        outcome = rejected(&e);
+                    }
+                }
+                Ok(()) => {
+                    assert!(inspected.is_ok(), "an adapter valid for a parent fails the parent-less parse: {:?}", inspected.as_ref().err().map(|e| e.to_string()));
+                    if let Err(e) = engine.apply_adapter(&bytes) {
+                        panic!("validate_adapter passed but apply_adapter failed: {e}");
+                    }
+                    let d = engine.diagnostics(0);
+                    assert_eq!(d.adapters_applied, 1);
+                    let _ = engine.generate(b"abc", 3, 0);
+                    read_everything(engine);
+                    engine.remove_last_adapter().expect("removing the adapter just applied");
+                    assert_eq!(engine.diagnostics(0).assembly_state_crc, parent.base_crc, "assembly checksum after remove");
+                    let logits = run_logits(engine, ADAPTER_PROMPT, 2);
+                    assert!(logits == parent.base_logits, "logits after apply + remove differ from the parent's");
+                    outcome = Outcome::Accepted;
+                }
+            }
+        }
+        outcome
+    })
+}
+
+// ---- tokenizer -------------------------------------------------------------------------------
+
+fn normal(bytes: &[u8], score: f32) -> TokenSpec {
+    TokenSpec { bytes: bytes.to_vec(), score, token_type: harness::spec::token_type::NORMAL }
+}
+
+fn control(bytes: &[u8]) -> TokenSpec {
+    TokenSpec { bytes: bytes.to_vec(), score: 0.0, token_type: harness::spec::token_type::CONTROL }
+}
+
+/// Pieces merged into the synthetic BPE vocabularies: English fragments, a contraction, digits and
+/// multi-byte characters, so merges fire inside and across UTF-8 sequences.
+const PIECES: &[&str] = &[
+    "th", "the", " t", " th", " the", "in", "ing", " a", " an", " and", "er", "re", "on", " o", " on", "'s", "'t", "12", "123", "é", "café", " 世", "世界",
+    "\n\n", "  ", "hello", " world", "👋",
+];
+
+/// GPT-2 byte-level BPE: every byte is a token, then the pieces built by merges of a prefix and a
+/// byte, then ChatML specials.
+pub fn byte_level_spec(pre: PreTokenizer) -> TokenizerSpec {
+    let mut tokens: Vec<TokenSpec> = (0..=255u8).map(|b| normal(&[b], 0.0)).collect();
+    let mut merges = Vec::new();
+    let id_of = |tokens: &Vec<TokenSpec>, b: &[u8]| tokens.iter().position(|t| t.bytes == b).map(|i| i as u32);
+    for piece in PIECES {
+        let p = piece.as_bytes();
+        for end in 2..=p.len() {
+            if id_of(&tokens, &p[..end]).is_some() {
+                continue;
+            }
+            let left = id_of(&tokens, &p[..end - 1]).unwrap();
+            let right = p[end - 1] as u32;
+            tokens.push(normal(&p[..end], 0.0));
+            merges.push(MergeSpec { left, right, result: tokens.len() as u32 - 1, rank: merges.len() as u32 });
+        }
+    }
+    let eos = tokens.len() as u32;
+    for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        tokens.push(control(s.as_bytes()));
+    }
+    TokenizerSpec {
+        kind: TokenizerKind::BpeByteLevel,
+        tokens,
+        merges,
+        bos_id: Some(eos + 1),
+        eos_id: Some(eos),
+        unk_id: None,
+        pre_tokenizer: pre,
+        chat_template: ChatTemplate::ChatMl,
+        add_bos: false,
+        add_space_prefix: false,
+        eog_ids: vec![eos, eos + 2],
+    }
+}
+
+/// SentencePiece BPE with a dummy prefix: `<unk>`, `<s>`, `</s>`, then (optionally) the 256 byte
+/// tokens, then single characters and the pieces with descending scores; merges derived from the
+/// scores as the importers do.
+pub fn sentencepiece_spec(byte_fallback: bool) -> TokenizerSpec {
+    let mut tokens = vec![
+        TokenSpec { bytes: b"<unk>".to_vec(), score: 0.0, token_type: harness::spec::token_type::UNKNOWN },
+        control(b"<s>"),
+        control(b"</s>"),
+    ];
+    if byte_fallback {
+        tokens.extend((0..=255u8).map(|b| TokenSpec { bytes: vec![b], score: 0.0, token_type: harness::spec::token_type::BYTE }));
+    }
+    let mut chars: Vec<String> = PIECES.iter().flat_map(|p| p.chars().map(String::from)).collect();
+    chars.extend(["a", "b", "c", "x", " "].map(String::from));
+    chars.sort();
+    chars.dedup();
+    for c in &chars {
+        tokens.push(normal(c.as_bytes(), -100.0));
+    }
+    let mut score = -1.0;
+    for piece in PIECES {
+        let chars: Vec<char> = piece.chars().collect();
+        for end in 2..=chars.len() {
+            let s: String = chars[..end].iter().collect();
+            if !tokens.iter().any(|t| t.bytes == s.as_bytes()) {
+                tokens.push(normal(s.as_bytes(), score));
+                score -= 1.0;
+            }
+        }
+    }
+    let merges = harness::import::spm::sentencepiece_merges(&tokens).expect("sentencepiece merges");
+    TokenizerSpec {
+        kind: TokenizerKind::BpeSentencePiece,
+        tokens,
+        merges,
+        bos_id: Some(1),
+        eos_id: Some(2),
+        unk_id: Some(0),
+        pre_tokenizer: PreTokenizer::None,
+        chat_template: ChatTemplate::None,
+        add_bos: true,
+        add_space_prefix: true,
+        eog_ids: vec![2],
+    }
+}
+
+/// The tokenizers the target encodes with, and whether decoding must give the text back.
+pub fn tokenizer_specs() -> Vec<(TokenizerSpec, RoundTrip)> {
+    vec![
+        (harness::synth::byte_tokenizer(), RoundTrip::Exact),
+        (byte_level_spec(PreTokenizer::Gpt2), RoundTrip::Exact),
+        (byte_level_spec(PreTokenizer::Smollm), RoundTrip::Exact),
+        (byte_level_spec(PreTokenizer::None), RoundTrip::Exact),
+        (sentencepiece_spec(true), RoundTrip::AfterBos),
+        (sentencepiece_spec(false), RoundTrip::None),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundTrip {
+    /// `decode(encode(text))` is the text (after BOS, when one is added), with or without special
+    /// tokens parsed.
+    Exact,
+    /// SentencePiece with byte fallback: the text comes back after BOS when specials are not parsed.
+    AfterBos,
+    /// No byte fallback: unknown characters become `<unk>`; only the invariants hold.
+    None,
+}
+
+thread_local! {
+    static TOKENIZERS: Vec<(Tokenizer, RoundTrip)> = tokenizer_specs()
+        .iter()
+        .map(|(spec, rt)| {
+            let section = package::tokenizer_bytes(spec).expect("tokenizer section");
+            let t = Tokenizer::parse(&section, spec.tokens.len() as u32).unwrap_or_else(|e| panic!("synthetic tokenizer rejected: {e}"));
+            (t, *rt)
+        })
+        .collect();
+}
+
+/// Byte 0 picks the tokenizer and whether specials are parsed; the rest is the text. Encoding must
+/// give ids in range, decoding must give the text back where the vocabulary covers every byte, and
+/// streaming decode (token by token) must equal the lossy UTF-8 of the whole decode.
+pub fn tokenizer(data: &[u8]) -> Outcome {
+    let Some((&selector, text)) = data.split_first() else {
+        return Outcome::Rejected(0);
+    };
+    TOKENIZERS.with(|all| {
+        let (t, round_trip) = &all[selector as usize % all.len()];
+        let parse_special = selector & 0x80 != 0;
+        let mut ids = Vec::new();
+        if let Err(e) = t.encode(text, parse_special, &mut ids) {
+            panic!("encoding {} bytes failed: {e}", text.len());
+        }
+        assert!(ids.iter().all(|&id| id < t.n_tokens()), "an id out of range: {ids:?}");
+        let skip = (t.adds_bos() && t.bos_id().is_some()) as usize;
+        if t.adds_bos() {
+            assert_eq!(ids.first().copied(), t.bos_id(), "BOS first");
+        }
+        let mut decoded = Vec::new();
+        t.decode(&ids[skip..], &mut decoded);
+        match round_trip {
+            RoundTrip::Exact => assert_eq!(decoded, text, "decode(encode(text)) != text; ids {ids:?}"),
+            RoundTrip::AfterBos if !parse_special => assert_eq!(decoded, text, "decode(encode(text)) != text; ids {ids:?}"),
+            _ => {}
+        }
+        // Streaming, as the engine hands out text: one token's bytes at a time.
+        let mut stream = StreamDecoder::new();
+        let mut streamed = Vec::new();
+        let mut prev = None;
+        for &id in &ids[skip..] {
+            let before = streamed.len();
+            stream.push(t.decode_piece(prev, id), &mut streamed);
+            assert!(std::str::from_utf8(&streamed[before..]).is_ok(), "a streamed chunk is not UTF-8");
+            prev = Some(id);
+        }
+        stream.finish(&mut streamed);
+        assert_eq!(streamed, String::from_utf8_lossy(&decoded).as_bytes(), "streamed text != lossy UTF-8 of the decode");
+        Outcome::Accepted
+    })
+}
+
+// ---- eval case files -------------------------------------------------------------------------
+
+thread_local! {
+    static EVAL_ENGINE: RefCell<Engine> = RefCell::new(loaded_engine(&parent_packages()[0], 0).expect("loading the eval model"));
+}
+
+/// Tokens a case file may ask for before the target stops running it (parsing is always done).
+const EVAL_RUN_TOKEN_BUDGET: u64 = 96;
+
+/// Parses an eval case file; a small valid one is also run by the module's runner on the synthetic
+/// model, and its sidecar must be JSON listing the file's cases in order.
+pub fn eval_cases(data: &[u8]) -> Outcome {
+    let suite = match tinyrustlm::eval::parse_suite(data) {
+        Ok(s) => s,
+        Err(e) => return rejected(&e),
+    };
+    assert!(!suite.cases.is_empty());
+    let budget: u64 = suite.cases.iter().map(|c| c.max_tokens as u64).sum();
+    if budget > EVAL_RUN_TOKEN_BUDGET {
+        return Outcome::Accepted;
+    }
+    EVAL_ENGINE.with(|engine| {
+        let mut engine = engine.borrow_mut();
+        // Running may still refuse (a prompt longer than the context): with a status, never a panic.
+        if let Err(e) = engine.run_eval(data) {
+            return rejected(&e);
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let n = engine.read(ResultKind::EvalSidecar, &mut buf).expect("reading the sidecar");
+        let sidecar: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap_or_else(|e| panic!("sidecar is not JSON ({e}): {}", String::from_utf8_lossy(&buf[..n])));
+        let cases = sidecar.get("cases").and_then(|c| c.as_array()).expect("sidecar has a cases array");
+        assert_eq!(cases.len(), suite.cases.len(), "sidecar case count");
+        for (c, want) in cases.iter().zip(&suite.cases) {
+            assert_eq!(c.get("id").and_then(|v| v.as_str()), Some(want.id.as_str()), "sidecar case id");
+        }
+        Outcome::Accepted
+    })
+}
+
+// ---- GGUF import -----------------------------------------------------------------------------
+
+/// Imports a GGUF file as `trl pack --gguf` does. What the importer accepts must pack into a
+/// package the runtime accepts (or the writer must refuse it with an error).
+pub fn gguf(data: &[u8]) -> Outcome {
+    if let Ok(file) = harness::import::gguf::Gguf::parse(data) {
+        // Every accessor on whatever was parsed.
+        for t in &file.tensors {
+            let _ = file.tensor_data(t);
+        }
+        for key in ["general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.tokens", "llama.block_count"] {
+            let _ = file.get_str(key);
+            let _ = file.get_u32(key);
+            let _ = file.get_str_array(key);
+            let _ = file.get_int_array(key);
+            let _ = file.get_f32_array(key);
+        }
+    }
+    let spec = match harness::import::gguf_llama::import_gguf_bytes(data, false) {
+        Ok(s) => s,
+        Err(_) => return Outcome::Rejected(0),
+    };
+    for quant in [DType::F32, DType::Q8_0] {
+        let Ok(bytes) = package::write(&spec, quant) else { continue };
+        if let Err(e) = tinyrustlm::format::parse(&bytes) {
+            panic!("the importer accepted a model whose {} package the runtime rejects: {e}", quant.name());
+        }
+        if let Err(e) = loaded_engine(&bytes, spec.hparams.max_context.min(8)) {
+            panic!("the importer accepted a model whose {} package does not load: {e}", quant.name());
+        }
+    }
+    Outcome::Accepted
+}
