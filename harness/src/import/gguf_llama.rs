@@ -267,6 +267,10 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     let eom_id = special("tokenizer.ggml.eom_token_id")?;
     let sentencepiece = kind == TokenizerKind::BpeSentencePiece;
     let add_bos = f.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(sentencepiece);
+    // The runtime refuses a tokenizer that must add a BOS it does not have (found by fuzzing).
+    if add_bos && bos_id.is_none() {
+        bail!("tokenizer.ggml.add_bos_token is true (or defaulted for SentencePiece) but tokenizer.ggml.bos_token_id is missing");
+    }
     // llama.cpp applies the dummy prefix to SentencePiece only; read the key anyway so a wrong type
     // is reported.
     let space_prefix_key = f.get_bool("tokenizer.ggml.add_space_prefix")?;

@@ -476,6 +476,10 @@ fn tokenizer_metadata_errors() {
         ),
         (tiny_llama(false).set("tokenizer.ggml.eos_token_id", V::U32(16)), &["tokenizer.ggml.eos_token_id is 16", "< 16"]),
         (tiny_llama(false).set("tokenizer.ggml.add_bos_token", V::U32(1)), &["'tokenizer.ggml.add_bos_token'", "expected bool"]),
+        (
+            tiny_llama(false).set("tokenizer.ggml.add_bos_token", V::Bool(true)).remove("tokenizer.ggml.bos_token_id"),
+            &["add_bos_token is true", "bos_token_id is missing"],
+        ),
         (tiny_llama(false).set("tokenizer.ggml.merges", strs(&["a b", "Ġ q"])), &["tokenizer.ggml.merges[1] 'Ġ q'", "'q' is not a token"]),
         (tiny_llama(false).set("tokenizer.ggml.merges", strs(&["b a"])), &["tokenizer.ggml.merges[0] 'b a'", "result 'ba' is not a token"]),
         (tiny_llama(false).set("tokenizer.ggml.merges", strs(&["a b", "ab"])), &["tokenizer.ggml.merges[1] 'ab'", "not two tokens"]),
