@@ -116,7 +116,8 @@ $(MODELS)/smollm2-135m-%.gguf: $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
 # ADP1/ASP1/ALR1, the tokenizer, eval case files, the GGUF importer and export-call sequences in
 # wasmtime. `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of `make test`) briefly.
 FUZZ_SECONDS       ?= 300
-FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SMOKE_SECONDS ?= 60
+FUZZ_SMOKE_RUNS    ?= 15000
 FUZZ_TARGETS       ?=
 
 .PHONY: fuzz fuzz-smoke
@@ -124,4 +125,4 @@ fuzz: wasm
 	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-smoke: wasm
-	fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+	FUZZ_SMOKE_RUNS=$(FUZZ_SMOKE_RUNS) fuzz/run.sh $(FUZZ_SMOKE_SECONDS)

@@ -135,7 +135,8 @@ fn read_hparams(f: &Gguf, vocab_size: u32, tied_embeddings: bool) -> Result<Hype
     let n_heads = required_u32(f, "llama.attention.head_count")?;
     let n_kv_heads = f.get_u32("llama.attention.head_count_kv")?.unwrap_or(n_heads);
     let ffn_dim = required_u32(f, "llama.feed_forward_length")?;
-    let max_context = required_u32(f, "llama.context_length")?;
+    // Longer-context models still import: the package records the runtime's cap.
+    let max_context = required_u32(f, "llama.context_length")?.min(tinyrustlm::format::MAX_CONTEXT);
     let rope_theta = f.get_f32("llama.rope.freq_base")?.unwrap_or(DEFAULT_ROPE_THETA);
     let norm_eps = f
         .get_f32("llama.attention.layer_norm_rms_epsilon")?
@@ -166,6 +167,19 @@ fn read_hparams(f: &Gguf, vocab_size: u32, tied_embeddings: bool) -> Result<Hype
     if let Some(n) = f.get_u32("llama.vocab_size")? {
         ensure!(n == vocab_size, "llama.vocab_size is {n} but {KEY_TOKENS} has {vocab_size} tokens");
     }
+    // The runtime's caps (abi/FORMAT.md, "Resource caps"), checked here so the importer never writes a
+    // package the runtime refuses (the gguf fuzz target found a context length past the cap).
+    use tinyrustlm::format::{MAX_DIM, MAX_FFN_DIM, MAX_LAYERS, MAX_VOCAB};
+    for (key, value, max) in [
+        (KEY_TOKENS, vocab_size, MAX_VOCAB),
+        ("llama.embedding_length", dim, MAX_DIM),
+        ("llama.block_count", n_layers, MAX_LAYERS),
+        ("llama.feed_forward_length", ffn_dim, MAX_FFN_DIM),
+        ("llama.context_length", max_context, u32::MAX),
+    ] {
+        ensure!((1..=max).contains(&value), "{key} is {value}, must be in 1..={max} (the runtime's cap)");
+    }
+    ensure!(head_dim % 2 == 0, "head_dim (embedding_length / head_count) is {head_dim}, must be even (RoPE rotates pairs)");
     Ok(Hyperparams { vocab_size, dim, n_layers, n_heads, n_kv_heads, ffn_dim, max_context, rope_theta, norm_eps, tied_embeddings })
 }
 

@@ -414,8 +414,11 @@ fn tensor_set_must_match_the_architecture() {
     b.tensor_mut("blk.0.attn_k.weight").ne = vec![KV_DIM, DIM];
     assert_has(&import_err(&b), &["tensor 'blk.0.attn_k.weight'", "ne [16, 32]", "expected ne [32, 16]"]);
 
+    let b = tiny_llama(false).set("llama.block_count", V::U32(256));
+    assert_has(&import_err(&b), &["block_count is 256", "only 11 tensors"]);
+
     let b = tiny_llama(false).set("llama.block_count", V::U32(u32::MAX));
-    assert_has(&import_err(&b), &["block_count is 4294967295", "only 11 tensors"]);
+    assert_has(&import_err(&b), &["llama.block_count is 4294967295", "must be in 1..=256"]);
 }
 
 #[test]
