@@ -315,8 +315,12 @@ trl_status run_eval(trl_ptr ptr, uint32_t len, uint32_t flags);
 trl_status read_diagnostics(trl_ptr dst_ptr, uint32_t dst_cap);
 
 /* Copies the message of the most recent failed call (UTF-8, no terminator) — at most dst_cap bytes
- * — and stores its full length at len_out_ptr. A successful call does not clear it.
+ * — and stores its full length at len_out_ptr. A successful call does not clear it. Messages are
+ * `STATUS_NAME: field = value: rule`, at most TRL_MAX_ERROR_LEN bytes (a longer field name is cut at
+ * a character boundary and ends in "…"); recording one never allocates, so OUT_OF_MEMORY is always
+ * reported. A buffer of TRL_MAX_ERROR_LEN bytes always holds the whole message.
  * Errors: OUT_OF_BOUNDS. */
+#define TRL_MAX_ERROR_LEN 384u
 trl_status last_error(trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
 
 #ifdef __cplusplus

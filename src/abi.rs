@@ -5,20 +5,21 @@
 //! to `load_model`). That rule lets every (ptr, len) be checked against a table instead of trusted,
 //! and guarantees host buffers never alias the engine's own memory.
 
-use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::buffer::AlignedBytes;
 use crate::engine::{Engine, ResultKind};
-use crate::error::{Error, Status};
+use crate::error::{Error, InlineStr, Status};
 use crate::sampler::SamplingParams;
 
 /// Bumped whenever an export's signature or meaning changes.
 const ABI_VERSION: u32 = 1;
 /// Live host buffers at once; generous for any host, and bounds the table scan.
 const MAX_HOST_BUFFERS: usize = 1024;
+/// `TRL_MAX_ERROR_LEN` in the header: status name + a field name at its cap + a value + the longest
+/// rule fit, so in practice nothing is cut.
+const MAX_ERROR_LEN: usize = 384;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -40,7 +41,8 @@ struct HostBuffer {
 struct State {
     engine: Engine,
     buffers: Vec<HostBuffer>,
-    last_error: String,
+    /// Inline, so recording an OUT_OF_MEMORY failure needs no memory.
+    last_error: InlineStr<MAX_ERROR_LEN>,
 }
 
 struct Global(RefCell<Option<State>>);
@@ -54,13 +56,13 @@ static STATE: Global = Global(RefCell::new(None));
 
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let mut guard = STATE.0.borrow_mut();
-    let state = guard.get_or_insert_with(|| State { engine: Engine::new(now_ms), buffers: Vec::new(), last_error: String::new() });
+    let state = guard.get_or_insert_with(|| State { engine: Engine::new(now_ms), buffers: Vec::new(), last_error: InlineStr::empty() });
     f(state)
 }
 
 impl State {
     fn fail(&mut self, e: Error) -> u32 {
-        self.last_error = format!("{}", e);
+        self.last_error = InlineStr::from_fmt(format_args!("{e}"));
         e.status.code()
     }
 

@@ -413,14 +413,31 @@ impl Engine {
         }
         let stops = &self.stop_strings;
         let t0 = clock();
-        for _ in 0..max_steps {
+        // What one step can append to the session text: a token's bytes, each of which may come out
+        // as a 3-byte U+FFFD (plus one for bytes held from the previous token), and the U+FFFD that
+        // `finish` may add.
+        let text_room = 4 * (l.tokenizer.max_token_len() as usize + 4);
+        for done in 0..max_steps {
+            // Reserve all a step appends before anything changes, so OUT_OF_MEMORY leaves the
+            // generation where it was (the KV cache, the sampler's random stream, the text) and a
+            // later call, with memory freed, continues exactly as if the failed one never happened.
+            // After some steps succeeded the call returns them; the next call reports the failure.
+            let room = l.context_tokens.try_reserve(1).map_err(|_| oom("context_tokens", 4)).and_then(|()| {
+                l.session.generated.try_reserve(1).map_err(|_| oom("generated_tokens", 4))?;
+                l.session.text.try_reserve(text_room).map_err(|_| oom("text", text_room))
+            });
+            match room {
+                Ok(()) => {}
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
             if let Some(t) = l.session.unfed {
                 if l.model.kv_len() >= l.model.context_len() {
                     finish(l, StopReason::ContextFull);
                     break;
                 }
                 l.model.forward(&[t])?;
-                push_token(&mut l.context_tokens, t, "context_tokens")?;
+                l.context_tokens.push(t);
                 l.session.unfed = None;
             }
             l.work_logits.copy_from_slice(l.model.logits());
@@ -431,18 +448,16 @@ impl Engine {
             // Keep the logits as they were before the sampler rewrote them.
             logits.copy_from_slice(l.model.logits());
             l.work_logits = logits;
-            push_token(&mut l.session.generated, token, "generated_tokens")?;
+            l.session.generated.push(token);
             l.session.unfed = Some(token);
             l.total_generated += 1;
             if !l.session.ignore_eog && l.tokenizer.is_end_of_generation(token) {
                 finish(l, StopReason::EndOfGeneration);
                 break;
             }
-            let mut piece = Vec::new();
-            l.session.decoder.push(l.tokenizer.decode_piece(l.context_tokens.last().copied(), token), &mut piece);
             let before = l.session.text.len();
-            l.session.text.try_reserve(piece.len()).map_err(|_| oom("text", piece.len()))?;
-            l.session.text.extend_from_slice(&piece);
+            let piece = l.tokenizer.decode_piece(l.context_tokens.last().copied(), token);
+            l.session.decoder.push(piece, &mut l.session.text);
             if let Some(cut) = find_stop(&l.session.text, before, stops) {
                 l.session.text.truncate(cut);
                 l.session.released = l.session.released.min(cut);
@@ -597,9 +612,8 @@ impl Engine {
 
 fn finish(l: &mut Loaded, reason: StopReason) {
     let s = &mut l.session;
-    let mut tail = Vec::new();
-    s.decoder.finish(&mut tail);
-    s.text.extend_from_slice(&tail);
+    // Within the room `step` reserved.
+    s.decoder.finish(&mut s.text);
     s.released = s.text.len();
     s.state = GenState::Finished;
     s.stop_reason = reason;

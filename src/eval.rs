@@ -6,12 +6,14 @@
 //! caps, duplicate and unknown keys rejected) and a canonical writer (fixed key order, fixed escaping,
 //! no floats: the quality boundary is echoed as the literal the case file wrote).
 
-use alloc::format;
+
+use core::fmt;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::engine::{Engine, MAX_STOP_STRINGS, MAX_STOP_STRING_LEN};
 use crate::error::{Error, Result, Status};
+use crate::field;
 
 /// Caps on a case file (checked before anything is run).
 pub const MAX_CASE_FILE_BYTES: usize = 1 << 20;
@@ -100,6 +102,36 @@ enum Value {
     Object(Vec<(String, Value)>),
 }
 
+/// Allocation failures while reading or running a suite are statuses, not traps: the host may have
+/// capped memory (see FORMAT.md "Resource caps").
+fn oom(what: &'static str, bytes: usize) -> Error {
+    Error::new(Status::OutOfMemory, what, bytes as u64, "allocation failed (bytes requested)")
+}
+
+fn try_push<T>(v: &mut Vec<T>, item: T, what: &'static str) -> Result<()> {
+    v.try_reserve(1).map_err(|_| oom(what, core::mem::size_of::<T>()))?;
+    v.push(item);
+    Ok(())
+}
+
+fn try_string(s: &str, what: &'static str) -> Result<String> {
+    let mut out = String::new();
+    out.try_reserve_exact(s.len()).map_err(|_| oom(what, s.len()))?;
+    out.push_str(s);
+    Ok(out)
+}
+
+/// A `fmt::Write` sink whose growth is fallible (`fmt::Error` means out of memory).
+struct TryWriter(String);
+
+impl fmt::Write for TryWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.try_reserve(s.len()).map_err(|_| fmt::Error)?;
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
 struct Json<'a> {
     b: &'a [u8],
     at: usize,
@@ -108,7 +140,7 @@ struct Json<'a> {
 
 impl<'a> Json<'a> {
     fn err(&self, rule: &'static str) -> Error {
-        Error::new(Status::EvalBadJson, format!("line {} column", self.line), (self.at + 1) as u64, rule)
+        Error::new(Status::EvalBadJson, field!("line {} column", self.line), (self.at + 1) as u64, rule)
     }
 
     fn ws(&mut self) {
@@ -130,7 +162,7 @@ impl<'a> Json<'a> {
         self.ws();
         let Some(&c) = self.b.get(self.at) else { return Err(self.err("unexpected end of line")) };
         match c {
-            b'{' | b'[' if depth >= MAX_DEPTH => Err(Error::new(Status::EvalLimitExceeded, format!("line {} nesting", self.line), depth as u64 + 1, "at most 2 levels (an object holding the stop array)")),
+            b'{' | b'[' if depth >= MAX_DEPTH => Err(Error::new(Status::EvalLimitExceeded, field!("line {} nesting", self.line), depth as u64 + 1, "at most 2 levels (an object holding the stop array)")),
             b'{' => {
                 self.at += 1;
                 let mut fields: Vec<(String, Value)> = Vec::new();
@@ -145,14 +177,14 @@ impl<'a> Json<'a> {
                     }
                     let key = self.string()?;
                     if fields.iter().any(|(k, _)| *k == key) {
-                        return Err(Error::new(Status::EvalDuplicateField, format!("line {} key {}", self.line, key), self.line as u64, "each key at most once"));
+                        return Err(Error::new(Status::EvalDuplicateField, field!("line {} key {}", self.line, key), self.line as u64, "each key at most once"));
                     }
                     self.ws();
                     if !self.eat(b":") {
                         return Err(self.err("expected ':'"));
                     }
                     let v = self.value(depth + 1)?;
-                    fields.push((key, v));
+                    try_push(&mut fields, (key, v), "cases.json")?;
                     self.ws();
                     if self.eat(b",") {
                         continue;
@@ -171,7 +203,8 @@ impl<'a> Json<'a> {
                     return Ok(Value::Array(items));
                 }
                 loop {
-                    items.push(self.value(depth + 1)?);
+                    let v = self.value(depth + 1)?;
+                    try_push(&mut items, v, "cases.json")?;
                     self.ws();
                     if self.eat(b",") {
                         continue;
@@ -216,7 +249,7 @@ impl<'a> Json<'a> {
             }
         }
         // ASCII by construction.
-        Ok(Value::Number(String::from(core::str::from_utf8(&self.b[start..self.at]).unwrap_or(""))))
+        Ok(Value::Number(try_string(core::str::from_utf8(&self.b[start..self.at]).unwrap_or(""), "cases.json")?))
     }
 
     fn hex4(&mut self) -> Result<u32> {
@@ -231,7 +264,17 @@ impl<'a> Json<'a> {
 
     fn string(&mut self) -> Result<String> {
         self.at += 1; // opening quote
+        // Escapes only shrink text, so the raw length up to the closing quote bounds the result.
+        let mut raw_len = 0;
+        while let Some(&c) = self.b.get(self.at + raw_len) {
+            match c {
+                b'"' => break,
+                b'\\' => raw_len += 2,
+                _ => raw_len += 1,
+            }
+        }
         let mut out: Vec<u8> = Vec::new();
+        out.try_reserve_exact(raw_len).map_err(|_| oom("cases.json", raw_len))?;
         loop {
             let Some(&c) = self.b.get(self.at) else { return Err(self.err("unterminated string")) };
             self.at += 1;
@@ -302,7 +345,7 @@ struct Fields {
 
 impl Fields {
     fn bad(&self, key: &str, rule: &'static str) -> Error {
-        Error::new(self.status, format!("line {} {}", self.line, key), self.line as u64, rule)
+        Error::new(self.status, field!("line {} {}", self.line, key), self.line as u64, rule)
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {
@@ -315,14 +358,14 @@ impl Fields {
             None if required => Err(self.bad(key, "is required")),
             None => Ok(None),
             Some(Value::Str(s)) if s.len() <= max => Ok(Some(s)),
-            Some(Value::Str(s)) => Err(Error::new(Status::EvalLimitExceeded, format!("line {} {}", self.line, key), s.len() as u64, rule)),
+            Some(Value::Str(s)) => Err(Error::new(Status::EvalLimitExceeded, field!("line {} {}", self.line, key), s.len() as u64, rule)),
             Some(_) => Err(self.bad(key, "must be a string")),
         }
     }
 
     fn done(self) -> Result<()> {
         match self.fields.first() {
-            Some((k, _)) => Err(Error::new(Status::EvalUnknownField, format!("line {} {}", self.line, k), self.line as u64, "not a field of this line (see FORMAT.md \"Eval cases\")")),
+            Some((k, _)) => Err(Error::new(Status::EvalUnknownField, field!("line {} {}", self.line, k), self.line as u64, "not a field of this line (see FORMAT.md \"Eval cases\")")),
             None => Ok(()),
         }
     }
@@ -351,13 +394,16 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
         Some(_) => return Err(h.bad("min_pass_rate", "must be a number in [0, 1]")),
         None => return Err(h.bad("min_pass_rate", "is required")),
     };
-    let system = h.string("system", false, MAX_PROMPT_LEN, "at most 8192 bytes")?.unwrap_or_else(|| String::from(DEFAULT_SYSTEM));
+    let system = match h.string("system", false, MAX_PROMPT_LEN, "at most 8192 bytes")? {
+        Some(s) => s,
+        None => try_string(DEFAULT_SYSTEM, "suite.system")?,
+    };
     h.done()?;
 
     let mut cases: Vec<Case> = Vec::new();
     for (line_no, line) in lines {
         if cases.len() >= MAX_CASES {
-            return Err(Error::new(Status::EvalLimitExceeded, format!("line {} cases", line_no), cases.len() as u64 + 1, "at most 512 cases"));
+            return Err(Error::new(Status::EvalLimitExceeded, field!("line {} cases", line_no), cases.len() as u64 + 1, "at most 512 cases"));
         }
         let mut f = Fields { line: line_no, fields: parse_line(line, line_no)?, status: Status::EvalBadCase };
         let id = f.string("id", true, MAX_ID_LEN, "at most 64 bytes")?.unwrap_or_default();
@@ -365,7 +411,7 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
             return Err(f.bad("id", "must not be empty"));
         }
         if cases.iter().any(|c| c.id == id) {
-            return Err(Error::new(Status::EvalDuplicateId, format!("line {} id {}", line_no, id), line_no as u64, "case ids must be unique"));
+            return Err(Error::new(Status::EvalDuplicateId, field!("line {} id {}", line_no, id), line_no as u64, "case ids must be unique"));
         }
         let prompt = f.string("prompt", true, MAX_PROMPT_LEN, "at most 8192 bytes")?.unwrap_or_default();
         let expected = f.string("expected", true, MAX_EXPECTED_LEN, "at most 8192 bytes")?.unwrap_or_default();
@@ -380,7 +426,7 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
                 "exact" => MatchRule::Exact,
                 "trim" => MatchRule::Trim,
                 "prefix" => MatchRule::Prefix,
-                _ => return Err(Error::new(Status::EvalBadMatchRule, format!("line {} match {}", line_no, s), line_no as u64, "must be \"exact\", \"trim\" or \"prefix\"")),
+                _ => return Err(Error::new(Status::EvalBadMatchRule, field!("line {} match {}", line_no, s), line_no as u64, "must be \"exact\", \"trim\" or \"prefix\"")),
             },
             Some(_) => return Err(f.bad("match", "must be a string")),
         };
@@ -396,9 +442,10 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
             None => Vec::new(),
             Some(Value::Array(items)) => {
                 if items.len() > MAX_STOP_STRINGS {
-                    return Err(Error::new(Status::EvalLimitExceeded, format!("line {} stop", line_no), items.len() as u64, "at most 8 stop strings"));
+                    return Err(Error::new(Status::EvalLimitExceeded, field!("line {} stop", line_no), items.len() as u64, "at most 8 stop strings"));
                 }
                 let mut out = Vec::new();
+                out.try_reserve_exact(items.len()).map_err(|_| oom("cases.stop", items.len()))?;
                 for item in items {
                     match item {
                         Value::Str(s) if !s.is_empty() && s.len() <= MAX_STOP_STRING_LEN => out.push(s),
@@ -410,7 +457,7 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
             Some(_) => return Err(f.bad("stop", "must be an array of strings")),
         };
         f.done()?;
-        cases.push(Case { id, prompt, chat, expected, rule, max_tokens, stop });
+        try_push(&mut cases, Case { id, prompt, chat, expected, rule, max_tokens, stop }, "cases")?;
     }
     if cases.is_empty() {
         return Err(Error::new(Status::EvalNoCases, "cases", 0, "a suite needs at least one case"));
@@ -421,8 +468,20 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
 /// The prompt a chat case sends: ChatML with the suite's system prompt, as SmolLM2's template
 /// renders one user turn.
 pub fn chatml(system: &str, user: &str) -> String {
-    format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+    try_chatml(system, user).unwrap_or_default()
 }
+
+/// [`chatml`], with out-of-memory as a status.
+fn try_chatml(system: &str, user: &str) -> Result<String> {
+    let mut w = TryWriter(String::new());
+    let len = CHATML_OVERHEAD + system.len() + user.len();
+    w.0.try_reserve_exact(len).map_err(|_| oom("prompt", len))?;
+    fmt::write(&mut w, format_args!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")).map_err(|_| oom("prompt", len))?;
+    Ok(w.0)
+}
+
+/// Bytes [`chatml`] adds around the system and user text.
+const CHATML_OVERHEAD: usize = 80;
 
 // ---- Runner ------------------------------------------------------------------------------------
 
@@ -463,15 +522,21 @@ pub fn run_suite(engine: &mut Engine, suite: &Suite) -> Result<Vec<CaseResult>> 
 fn run_cases(engine: &mut Engine, suite: &Suite) -> Result<Vec<CaseResult>> {
     engine.set_sampling(crate::sampler::SamplingParams::default())?;
     let mut results = Vec::new();
+    results.try_reserve_exact(suite.cases.len()).map_err(|_| oom("results", suite.cases.len() * core::mem::size_of::<CaseResult>()))?;
     for case in &suite.cases {
         engine.clear_stop_strings();
         for s in &case.stop {
             engine.add_stop_string(s.as_bytes())?;
         }
         engine.reset()?;
-        let prompt = if case.chat { chatml(&suite.system, &case.prompt) } else { case.prompt.clone() };
+        let prompt = if case.chat { try_chatml(&suite.system, &case.prompt)? } else { try_string(&case.prompt, "prompt")? };
         engine.generate(prompt.as_bytes(), case.max_tokens, crate::engine::GEN_PARSE_SPECIAL)?;
-        let produced = String::from_utf8_lossy(engine.finished_text()).into_owned();
+        // The stream decoder only ever emits whole characters, so this is the text unchanged.
+        let produced = match core::str::from_utf8(engine.finished_text()) {
+            Ok(text) => try_string(text, "produced")?,
+            // Only a host's byte-level stop string can cut a character; eval stop strings are text.
+            Err(_) => String::from_utf8_lossy(engine.finished_text()).into_owned(),
+        };
         let d = engine.diagnostics(0);
         let (_, stop_reason) = engine.state();
         results.push(CaseResult {
@@ -494,79 +559,87 @@ pub fn boundary_met(suite: &Suite, n_passed: usize) -> bool {
 
 /// A JSON string literal: `"` and `\` escaped, `\n` `\r` `\t` short, other controls as `\u00XX`,
 /// everything else (including non-ASCII) as UTF-8.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
+pub fn push_json_string<W: fmt::Write>(out: &mut W, s: &str) -> fmt::Result {
+    out.write_char('"')?;
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if (c as u32) < 0x20 || c == '\u{7f}' => write!(out, "\\u{:04x}", c as u32)?,
+            c => out.write_char(c)?,
         }
     }
-    out.push('"');
+    out.write_char('"')
 }
 
-fn hex(out: &mut String, v: u32) {
-    out.push_str(&format!("\"{v:08x}\""));
+fn hex<W: fmt::Write>(out: &mut W, v: u32) -> fmt::Result {
+    write!(out, "\"{v:08x}\"")
 }
 
 /// The sidecar, canonical: fixed key order (as listed in FORMAT.md), no whitespace except a newline
 /// after each case and at the end, CRCs as 8 lower-case hex digits.
-pub fn write_sidecar(id: &Identity, suite: &Suite, results: &[CaseResult], source: &str) -> String {
-    let mut o = String::new();
-    o.push_str("{\"schema\":");
-    push_json_string(&mut o, SIDECAR_SCHEMA);
-    o.push_str(",\"evaluator\":{\"name\":");
-    push_json_string(&mut o, EVALUATOR_NAME);
-    o.push_str(",\"version\":");
-    push_json_string(&mut o, EVALUATOR_VERSION);
-    o.push_str("},\"runtime_build\":");
-    push_json_string(&mut o, &format!("tinyrustlm/{}+{}", env!("CARGO_PKG_VERSION"), RUNTIME_BUILD_ID));
-    o.push_str(",\"source\":");
-    push_json_string(&mut o, source);
-    o.push_str(&format!(",\"model\":{{\"n_params\":{},\"tensor_layout_crc\":", id.n_params));
-    hex(&mut o, id.tensor_layout_crc);
-    o.push_str(",\"tokenizer_crc\":");
-    hex(&mut o, id.tokenizer_crc);
-    o.push_str(",\"artifact_crc\":");
-    hex(&mut o, id.artifact_crc);
-    o.push_str(",\"quant_mode\":");
-    push_json_string(&mut o, id.quant_mode);
-    o.push_str("},\"adapters\":[");
+///
+/// Out of memory is a status (the sidecar of a full suite can be megabytes).
+pub fn write_sidecar(id: &Identity, suite: &Suite, results: &[CaseResult], source: &str) -> Result<String> {
+    let mut o = TryWriter(String::new());
+    sidecar_json(&mut o, id, suite, results, source).map_err(|_| oom("sidecar", o.0.len().saturating_mul(2)))?;
+    Ok(o.0)
+}
+
+fn sidecar_json<W: fmt::Write>(o: &mut W, id: &Identity, suite: &Suite, results: &[CaseResult], source: &str) -> fmt::Result {
+    o.write_str("{\"schema\":")?;
+    push_json_string(o, SIDECAR_SCHEMA)?;
+    o.write_str(",\"evaluator\":{\"name\":")?;
+    push_json_string(o, EVALUATOR_NAME)?;
+    o.write_str(",\"version\":")?;
+    push_json_string(o, EVALUATOR_VERSION)?;
+    o.write_str("},\"runtime_build\":")?;
+    // Both parts are ASCII letters, digits and dots: nothing to escape.
+    write!(o, "\"tinyrustlm/{}+{}\"", env!("CARGO_PKG_VERSION"), RUNTIME_BUILD_ID)?;
+    o.write_str(",\"source\":")?;
+    push_json_string(o, source)?;
+    write!(o, ",\"model\":{{\"n_params\":{},\"tensor_layout_crc\":", id.n_params)?;
+    hex(o, id.tensor_layout_crc)?;
+    o.write_str(",\"tokenizer_crc\":")?;
+    hex(o, id.tokenizer_crc)?;
+    o.write_str(",\"artifact_crc\":")?;
+    hex(o, id.artifact_crc)?;
+    o.write_str(",\"quant_mode\":")?;
+    push_json_string(o, id.quant_mode)?;
+    o.write_str("},\"adapters\":[")?;
     for (i, d) in id.adapter_digests.iter().enumerate() {
         if i > 0 {
-            o.push(',');
+            o.write_char(',')?;
         }
-        hex(&mut o, *d);
+        hex(o, *d)?;
     }
-    o.push_str("],\"assembly_state_crc\":");
-    hex(&mut o, id.assembly_state_crc);
-    o.push_str(",\"suite\":{\"name\":");
-    push_json_string(&mut o, &suite.name);
-    o.push_str(",\"version\":");
-    push_json_string(&mut o, &suite.version);
-    o.push_str(",\"cases_crc\":");
-    hex(&mut o, suite.cases_crc);
-    o.push_str(&format!(",\"n_cases\":{}}},\"decoding\":\"greedy\",\"cases\":[\n", suite.cases.len()));
+    o.write_str("],\"assembly_state_crc\":")?;
+    hex(o, id.assembly_state_crc)?;
+    o.write_str(",\"suite\":{\"name\":")?;
+    push_json_string(o, &suite.name)?;
+    o.write_str(",\"version\":")?;
+    push_json_string(o, &suite.version)?;
+    o.write_str(",\"cases_crc\":")?;
+    hex(o, suite.cases_crc)?;
+    writeln!(o, ",\"n_cases\":{}}},\"decoding\":\"greedy\",\"cases\":[", suite.cases.len())?;
     for (i, (case, r)) in suite.cases.iter().zip(results).enumerate() {
-        o.push_str("{\"id\":");
-        push_json_string(&mut o, &case.id);
-        o.push_str(&format!(",\"passed\":{},\"match\":", r.passed));
-        push_json_string(&mut o, case.rule.name());
-        o.push_str(",\"expected\":");
-        push_json_string(&mut o, &case.expected);
-        o.push_str(",\"produced\":");
-        push_json_string(&mut o, &r.produced);
-        o.push_str(&format!(",\"prompt_tokens\":{},\"generated_tokens\":{},\"stop_reason\":{}}}", r.prompt_tokens, r.generated_tokens, r.stop_reason));
-        o.push_str(if i + 1 < results.len() { ",\n" } else { "\n" });
+        o.write_str("{\"id\":")?;
+        push_json_string(o, &case.id)?;
+        write!(o, ",\"passed\":{},\"match\":", r.passed)?;
+        push_json_string(o, case.rule.name())?;
+        o.write_str(",\"expected\":")?;
+        push_json_string(o, &case.expected)?;
+        o.write_str(",\"produced\":")?;
+        push_json_string(o, &r.produced)?;
+        write!(o, ",\"prompt_tokens\":{},\"generated_tokens\":{},\"stop_reason\":{}}}", r.prompt_tokens, r.generated_tokens, r.stop_reason)?;
+        o.write_str(if i + 1 < results.len() { ",\n" } else { "\n" })?;
     }
     let n_passed = results.iter().filter(|r| r.passed).count();
-    o.push_str(&format!("],\"totals\":{{\"cases\":{},\"passed\":{},\"failed\":{}}},\"quality_boundary\":{{\"min_pass_rate\":{},\"met\":{}}}}}\n", results.len(), n_passed, results.len() - n_passed, suite.min_pass_rate_text, boundary_met(suite, n_passed)));
-    o
+    writeln!(o, "],\"totals\":{{\"cases\":{},\"passed\":{},\"failed\":{}}},\"quality_boundary\":{{\"min_pass_rate\":{},\"met\":{}}}}}", results.len(), n_passed, results.len() - n_passed, suite.min_pass_rate_text, boundary_met(suite, n_passed))?;
+    Ok(())
 }
 
 /// Parse, run, write: what the `run_eval` export does.
@@ -575,7 +648,7 @@ pub fn run(engine: &mut Engine, cases: &[u8]) -> Result<Vec<u8>> {
     let id = engine.eval_identity()?;
     let results = run_suite(engine, &suite)?;
     let source = if cfg!(target_arch = "wasm32") { "wasm" } else { "native" };
-    Ok(write_sidecar(&id, &suite, &results, source).into_bytes())
+    Ok(write_sidecar(&id, &suite, &results, source)?.into_bytes())
 }
 
 #[cfg(test)]
@@ -639,7 +712,7 @@ mod tests {
     #[test]
     fn json_strings_escape_canonically() {
         let mut s = String::new();
-        push_json_string(&mut s, "a\"\\\n\u{1}é");
+        push_json_string(&mut s, "a\"\\\n\u{1}é").unwrap();
         assert_eq!(s, "\"a\\\"\\\\\\n\\u0001é\"");
     }
 }

@@ -4,12 +4,12 @@
 //! [`crate::tokenizer::Tokenizer::parse`]'s job) and returns a [`Package`]: byte ranges and shapes
 //! that the model uses to borrow tensors in place. Nothing here copies tensor data.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use crate::error::{Error, Result, Status};
+use crate::error::{Error, Field, Result, Status};
+use crate::field;
 use crate::quant::DType;
 
 pub const MAGIC: [u8; 4] = *b"SLM1";
@@ -146,7 +146,7 @@ impl<'a> Reader<'a> {
         if n > self.remaining() {
             return Err(Error::new(
                 Status::Truncated,
-                format!("{}.{}", self.section, field),
+                field!("{}.{}", self.section, field),
                 n as u64,
                 "needs this many more bytes than the section holds",
             ));
@@ -182,7 +182,7 @@ pub fn align_up(value: u64, align: u64) -> Option<u64> {
     Some(value.checked_add(align - 1)? & !(align - 1))
 }
 
-fn bad(status: Status, field: impl Into<String>, value: u64, rule: &'static str) -> Error {
+fn bad(status: Status, field: impl Into<Field>, value: u64, rule: &'static str) -> Error {
     Error::new(status, field, value, rule)
 }
 
@@ -415,7 +415,7 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
     entries.try_reserve_exact(n).map_err(|_| oom("directory", n))?;
     let mut expected_offset: u64 = 0;
     for i in 0..n {
-        let at = |field: &str| format!("tensor[{}].{}", i, field);
+        let at = |field: &str| field!("tensor[{}].{}", i, field);
         let name_len = r.u16("name_len").map_err(|e| Error { field: at("name_len"), ..e })? as usize;
         if name_len == 0 || name_len > MAX_TENSOR_NAME_LEN {
             return Err(bad(Status::BadTensorName, at("name_len"), name_len as u64, "must be in 1..=64"));
@@ -425,8 +425,12 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
             return Err(bad(Status::BadTensorName, at("name"), name_len as u64, "must use only [a-z0-9_.]"));
         }
         // Checked above: ASCII only.
-        let name = String::from(core::str::from_utf8(name).unwrap_or_default());
-        let named = |field: &str| format!("tensor[{}].{}", name, field);
+        let name = core::str::from_utf8(name).unwrap_or_default();
+        let mut owned = String::new();
+        owned.try_reserve_exact(name.len()).map_err(|_| oom("directory.names", name.len()))?;
+        owned.push_str(name);
+        let name = owned;
+        let named = |field: &str| field!("tensor[{}].{}", name, field);
         let code = r.u8("dtype").map_err(|e| Error { field: named("dtype"), ..e })?;
         let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1"))?;
         let rank = r.u8("rank").map_err(|e| Error { field: named("rank"), ..e })?;
@@ -499,7 +503,7 @@ fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usiz
     let i = entries
         .iter()
         .position(|e| e.name == name)
-        .ok_or_else(|| bad(Status::MissingTensor, format!("tensor[{}]", name), 0, "required tensor is missing"))?;
+        .ok_or_else(|| bad(Status::MissingTensor, field!("tensor[{}]", name), 0, "required tensor is missing"))?;
     let e = &entries[i];
     let shape_ok = match dims {
         [len] => e.rank == 1 && e.row_len == *len,
@@ -510,7 +514,7 @@ fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usiz
         let expected = dims.iter().fold(0u64, |acc, &d| (acc << 32) | d as u64);
         return Err(bad(
             Status::BadTensorShape,
-            format!("tensor[{}].dims", name),
+            field!("tensor[{}].dims", name),
             expected,
             "must match the hyperparameters (value = required dims packed as u32s)",
         ));
@@ -520,7 +524,7 @@ fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usiz
     if e.dtype != dtype && !(embedding && embedding_dtype_ok(dtype, e.dtype)) {
         return Err(bad(
             Status::BadQuantMode,
-            format!("tensor[{}].dtype", name),
+            field!("tensor[{}].dtype", name),
             e.dtype.code() as u64,
             "norms must be f32; matrices must have the header's quant_mode (embeddings: or q8_0 when quant_mode is 4-bit)",
         ));
@@ -546,7 +550,7 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     let mut layers = Vec::new();
     layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", p.n_layers as usize))?;
     for l in 0..p.n_layers {
-        let mut t = |suffix: &str, dims: &[usize], dtype: DType| require(&tensors, &mut found, &format!("blk.{}.{}", l, suffix), dims, dtype);
+        let mut t = |suffix: &str, dims: &[usize], dtype: DType| require(&tensors, &mut found, &field!("blk.{}.{}", l, suffix), dims, dtype);
         layers.push(LayerTensors {
             attn_norm: t("attn_norm.weight", &[dim], DType::F32)?,
             attn_q: t("attn_q.weight", &[dim, dim], quant)?,
@@ -566,7 +570,7 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
         Some(require(&tensors, &mut found, "output.weight", &[vocab, dim], quant)?)
     };
     if let Some(i) = found.iter().position(|&f| !f) {
-        return Err(bad(Status::UnknownTensor, format!("tensor[{}]", tensors[i].name), i as u64, "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)"));
+        return Err(bad(Status::UnknownTensor, field!("tensor[{}]", tensors[i].name), i as u64, "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)"));
     }
 
     let n_params: u64 = tensors.iter().map(TensorEntry::n_elements).sum();
@@ -575,7 +579,7 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     }
     for e in &tensors {
         if let Some(at) = crate::quant::first_non_finite(e.dtype, &bytes[e.range.clone()]) {
-            return Err(bad(Status::BadTensorData, format!("tensor[{}]", e.name), at as u64, "scales and f32 values must be finite (value = block/element index)"));
+            return Err(bad(Status::BadTensorData, field!("tensor[{}]", e.name), at as u64, "scales and f32 values must be finite (value = block/element index)"));
         }
     }
 

@@ -178,13 +178,14 @@ impl Model {
         let b = MAX_BATCH;
         let alloc = |len: usize| try_vec(len).map_err(|_| oom("scratch", len * 4));
         let widest = dim.max(ffn);
-        let mut xq = QuantizedActivations::new();
-        let mut quant_bytes = 0;
-        if package.quant != DType::F32 {
-            // Size the quantized activation buffer now so the scratch figure is final.
-            xq.quantize(&alloc(b * widest)?);
-            quant_bytes = b * widest * 5 / 4; // i8 quants + an f32 scale (and sum) per 32 values
-        }
+        // Sized now, for the widest matmul input of a full batch, so quantizing in `forward` never
+        // allocates and the scratch figure is final.
+        let xq = if package.quant == DType::F32 {
+            QuantizedActivations::new()
+        } else {
+            QuantizedActivations::try_with_capacity(b * widest).map_err(|_| oom("scratch.xq", b * widest * 5 / 2))?
+        };
+        let quant_bytes = xq.capacity_bytes();
         let scratch = Scratch {
             x: alloc(b * dim)?,
             xb: alloc(b * dim)?,

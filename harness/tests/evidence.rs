@@ -17,7 +17,7 @@ use tinyrustlm::error::Status;
 fn synthetic_cases(expected_0: &str) -> Vec<u8> {
     let mut s = String::from("{\"suite\":\"synthetic\",\"version\":\"1\",\"min_pass_rate\":0.5}\n");
     let mut esc = String::new();
-    tinyrustlm::eval::push_json_string(&mut esc, expected_0);
+    tinyrustlm::eval::push_json_string(&mut esc, expected_0).unwrap();
     s.push_str(&format!("{{\"id\":\"once\",\"prompt\":\"Once upon a time\",\"expected\":{esc},\"match\":\"exact\",\"max_tokens\":8}}\n"));
     s.push_str("{\"id\":\"wrong\",\"prompt\":\"Hello\",\"expected\":\"certainly not this\",\"max_tokens\":6}\n");
     s.push_str("{\"id\":\"prefix-empty\",\"prompt\":\"abc\",\"expected\":\"\",\"match\":\"prefix\",\"max_tokens\":4,\"stop\":[\"zz\"]}\n");

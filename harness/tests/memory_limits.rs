@@ -241,3 +241,155 @@ fn smollm2_under_a_memory_cap() {
     assert_eq!(got.tokens, want.tokens, "SmolLM2 greedy tokens after OUT_OF_MEMORY calls");
     assert!(!got.tokens.is_empty());
 }
+
+/// Fills every byte the cap leaves with host buffers (1 MiB down to 16 bytes), so the module's next
+/// allocation of any size fails. Returns the buffers, smallest first.
+fn exhaust(rt: &mut Runtime) -> Vec<u32> {
+    let mut live = Vec::new();
+    let mut size = MIB as u32;
+    while size >= 16 {
+        loop {
+            let p = call(rt, "filling memory", "alloc", size);
+            if p == 0 {
+                break;
+            }
+            live.push(p);
+        }
+        size /= 2;
+    }
+    live.reverse();
+    live
+}
+
+/// Buffers a host reserves before exhausting memory so it can still inspect the module.
+struct Probe {
+    record: u32,
+    len_out: u32,
+    error: u32,
+}
+
+impl Probe {
+    const RECORD_CAP: u32 = 128;
+    const ERROR_CAP: u32 = 512;
+
+    fn new(rt: &mut Runtime) -> Probe {
+        Probe { record: rt.alloc(Self::RECORD_CAP).unwrap(), len_out: rt.alloc(4).unwrap(), error: rt.alloc(Self::ERROR_CAP).unwrap() }
+    }
+
+    fn last_error(&self, rt: &mut Runtime) -> String {
+        assert_eq!(call(rt, "last_error", "last_error", (self.error, Self::ERROR_CAP, self.len_out)), 0);
+        let len = u32_at(&rt.read(self.len_out, 4).unwrap(), 0) as usize;
+        String::from_utf8(rt.read(self.error, len.min(Self::ERROR_CAP as usize)).unwrap()).unwrap()
+    }
+
+    /// (kv_len, prompt_tokens, generated_tokens) from the diagnostics record.
+    fn progress(&self, rt: &mut Runtime) -> (u32, u32, u32) {
+        assert_eq!(call(rt, "read_diagnostics", "read_diagnostics", (self.record, Self::RECORD_CAP)), 0);
+        let d = harness::runtime::Diagnostics::parse(&rt.read(self.record, Self::RECORD_CAP as usize).unwrap()).unwrap();
+        (d.kv_len, d.prompt_tokens, d.generated_tokens)
+    }
+
+    /// `read_result(STATE)`: 1 while a generation runs.
+    fn running(&self, rt: &mut Runtime) -> bool {
+        let s = call(rt, "read_result", "read_result", (harness::runtime::result_kind::STATE, self.record, Self::RECORD_CAP, self.len_out));
+        assert_eq!(s, 0, "read_result(STATE)");
+        u32_at(&rt.read(self.record, 4).unwrap(), 0) == 1
+    }
+
+    fn free(self, rt: &mut Runtime) {
+        for p in [self.record, self.len_out, self.error] {
+            rt.free(p).unwrap();
+        }
+    }
+}
+
+/// Sampled decoding with memory exhausted between steps: every `generate_step` either makes a step
+/// or is OUT_OF_MEMORY having changed nothing — not the KV cache, not the token counts, not the
+/// sampler's random stream — so releasing memory a little at a time and calling again yields exactly
+/// the tokens and text of an instance that never ran short.
+#[test]
+fn generation_steps_out_of_memory_change_nothing_and_resume_exactly() {
+    let sampling = harness::runtime::Sampling { temperature: 0.9, top_p: 0.95, seed: 7, ..Default::default() };
+    let n_new = 40;
+    let mut uncapped = runtime();
+    uncapped.load_model(good_package(), 0).unwrap();
+    uncapped.set_sampling(&sampling).unwrap();
+    let want = uncapped.generate_all(PROMPT, n_new, 0).unwrap();
+    assert_eq!(want.tokens.len(), n_new as usize, "the reference run should use every step");
+
+    let cap = (uncapped.memory_size() + 2 * MIB).div_ceil(PAGE) * PAGE;
+    let mut rt = capped(cap);
+    rt.load_model(good_package(), 0).unwrap();
+    rt.set_sampling(&sampling).unwrap();
+    rt.generate_start(PROMPT, n_new, 0).unwrap();
+    let probe = Probe::new(&mut rt);
+    let mut fillers = exhaust(&mut rt);
+    let (mut steps, mut refused) = (0, 0);
+    while probe.running(&mut rt) {
+        let before = probe.progress(&mut rt);
+        let s = call(&mut rt, "generate_step(1) with memory exhausted", "generate_step", 1u32);
+        if s == 0 {
+            steps += 1;
+            continue;
+        }
+        let msg = probe.last_error(&mut rt);
+        assert_eq!(s, Status::OutOfMemory.code(), "generate_step: status {s}: {msg}");
+        assert!(msg.starts_with("OUT_OF_MEMORY: "), "{msg}");
+        assert_eq!(probe.progress(&mut rt), before, "a refused step changed the session ({msg})");
+        refused += 1;
+        // Release the smallest buffer: often still too little, so refusals repeat back to back.
+        let p = fillers.remove(0);
+        rt.free(p).unwrap();
+    }
+    assert!(refused >= 2, "memory never ran out during the steps ({steps} steps): the test did not test anything");
+    for p in fillers {
+        rt.free(p).unwrap();
+    }
+    probe.free(&mut rt);
+    let text = rt.read_text().unwrap();
+    let got = rt.finish(text).unwrap();
+    assert_eq!(got.tokens, want.tokens, "sampled tokens after {refused} refused steps");
+    assert_eq!(got.text, want.text);
+}
+
+/// `run_eval` with memory exhausted is OUT_OF_MEMORY (the case file's parse, the prompts, the
+/// produced texts or the sidecar), never a trap; once memory is back the sidecar is byte-identical
+/// to an uncapped instance's.
+#[test]
+fn run_eval_out_of_memory_is_a_status_and_the_rerun_is_identical() {
+    let cases = b"{\"suite\":\"oom\",\"version\":\"1\",\"min_pass_rate\":0}\n\
+{\"id\":\"a\",\"prompt\":\"Once upon a time\",\"expected\":\"x\",\"max_tokens\":8}\n\
+{\"id\":\"b\",\"prompt\":\"Hello\",\"expected\":\"\",\"match\":\"prefix\",\"max_tokens\":4,\"stop\":[\"zz\"]}\n";
+    let mut uncapped = runtime();
+    uncapped.load_model(good_package(), 0).unwrap();
+    let want = uncapped.run_eval(cases).unwrap();
+
+    let cap = (uncapped.memory_size() + 2 * MIB).div_ceil(PAGE) * PAGE;
+    let mut rt = capped(cap);
+    rt.load_model(good_package(), 0).unwrap();
+    let input = rt.put(cases).unwrap();
+    let probe = Probe::new(&mut rt);
+    let mut fillers = exhaust(&mut rt);
+    let mut refused = 0;
+    loop {
+        let s = call(&mut rt, "run_eval with memory exhausted", "run_eval", (input, cases.len() as u32, 0u32));
+        if s == 0 {
+            break;
+        }
+        let msg = probe.last_error(&mut rt);
+        assert_eq!(s, Status::OutOfMemory.code(), "run_eval: status {s}: {msg}");
+        refused += 1;
+        let p = fillers.remove(0);
+        rt.free(p).unwrap();
+    }
+    assert!(refused >= 1, "memory never ran out: the test did not test anything");
+    for p in fillers {
+        rt.free(p).unwrap();
+    }
+    probe.free(&mut rt);
+    rt.free(input).unwrap();
+    let got = rt.read_result(harness::runtime::result_kind::EVAL_SIDECAR).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "sidecar after {refused} refusals");
+    rt.unload_model().unwrap();
+    assert_usable(&mut rt, "run_eval out of memory");
+}

@@ -16,7 +16,7 @@
 
 use alloc::vec::Vec;
 
-use crate::error::{Error, Result, Status};
+use crate::error::{Error, Field, Result, Status};
 use crate::format::{ModelIdentity, TensorEntry};
 use crate::model::Model;
 

@@ -1,14 +1,14 @@
 //! Adapter bytes → [`Adapter`]: every length, count, name, shape, index and value checked, in the
 //! order `abi/FORMAT.md` ("Adapters", "Checks, in order") lists them, so each defect has one status.
 
-use alloc::format;
-use alloc::string::String;
+
 use alloc::vec::Vec;
 
 use super::*;
+use crate::field;
 use crate::quant::{self, DType};
 
-fn bad(status: Status, field: impl Into<String>, value: u64, rule: &'static str) -> Error {
+fn bad(status: Status, field: impl Into<Field>, value: u64, rule: &'static str) -> Error {
     Error::new(status, field, value, rule)
 }
 
@@ -29,7 +29,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, field: impl FnOnce() -> String) -> Result<&'a [u8]> {
+    fn take(&mut self, n: usize, field: impl FnOnce() -> Field) -> Result<&'a [u8]> {
         if n > self.bytes.len() - self.pos {
             return Err(bad(Status::AdapterTruncated, field(), n as u64, "needs this many more bytes than the file holds before its CRC"));
         }
@@ -37,11 +37,11 @@ impl<'a> Cursor<'a> {
         self.pos += n;
         Ok(out)
     }
-    fn u16(&mut self, field: impl FnOnce() -> String) -> Result<u16> {
+    fn u16(&mut self, field: impl FnOnce() -> Field) -> Result<u16> {
         let b = self.take(2, field)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self, field: impl FnOnce() -> String) -> Result<u32> {
+    fn u32(&mut self, field: impl FnOnce() -> Field) -> Result<u32> {
         Ok(le_u32(self.take(4, field)?))
     }
 }
@@ -135,7 +135,7 @@ pub fn parse<'a>(bytes: &'a [u8], parent: Option<Parent<'_>>) -> Result<Adapter<
     for e in &entries {
         let end = pos.checked_add(e.payload_len).filter(|&end| end <= body_end);
         let Some(end) = end else {
-            return Err(bad(Status::AdapterTruncated, format!("target[{}].payload", e.name), e.payload_len as u64, "payload runs past the CRC trailer"));
+            return Err(bad(Status::AdapterTruncated, field!("target[{}].payload", e.name), e.payload_len as u64, "payload runs past the CRC trailer"));
         };
         let data = &bytes[pos..end];
         let payload = match kind {
@@ -185,7 +185,7 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
     let mut entries: Vec<Entry<'a>> = Vec::new();
     entries.try_reserve_exact(n).map_err(|_| bad(Status::OutOfMemory, "targets", n as u64, "allocation failed"))?;
     for i in 0..n {
-        let at = |field: &str| format!("target[{}].{}", i, field);
+        let at = |field: &str| field!("target[{}].{}", i, field);
         let name_len = c.u16(|| at("name_len"))? as usize;
         if name_len == 0 || name_len > MAX_NAME_LEN {
             return Err(bad(Status::AdapterUnknownTarget, at("name_len"), name_len as u64, "must be in 1..=64 (a tensor name)"));
@@ -196,7 +196,7 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
         }
         // Checked above: ASCII only.
         let name = core::str::from_utf8(name).unwrap_or_default();
-        let named = |field: &str| format!("target[{}].{}", name, field);
+        let named = |field: &str| field!("target[{}].{}", name, field);
         if entries.iter().any(|e| e.name == name) {
             return Err(bad(Status::AdapterDuplicateTarget, named("name"), i as u64, "each tensor may be targeted once (value = entry index)"));
         }
@@ -205,7 +205,7 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
                 p.tensors
                     .iter()
                     .position(|t| t.name == name)
-                    .ok_or_else(|| bad(Status::AdapterUnknownTarget, format!("target[{}]", name), i as u64, "no tensor of the loaded model has this name (value = entry index)"))?,
+                    .ok_or_else(|| bad(Status::AdapterUnknownTarget, field!("target[{}]", name), i as u64, "no tensor of the loaded model has this name (value = entry index)"))?,
             ),
             None => None,
         };
@@ -264,7 +264,7 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
 }
 
 fn check_payload(t: &Target<'_>) -> Result<()> {
-    let named = |field: &str| format!("target[{}].{}", t.name, field);
+    let named = |field: &str| field!("target[{}].{}", t.name, field);
     let first_non_finite_f32 = |b: &[u8]| b.chunks_exact(4).position(|v| !le_f32(v).is_finite());
     match t.payload {
         Payload::Dense { encoding: DenseEncoding::F32, bytes } => {

@@ -20,10 +20,10 @@
 //! A rewritten unit must be finite (every `f32`; the requantized block's `d`, and `m` for `q4_1`,
 //! as `f16`), else the adapter is refused with `ADAPTER_NON_FINITE` before anything is written.
 
-use alloc::format;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::field;
 use crate::quant::{self, DType, QK};
 
 fn try_vec<T: Clone>(len: usize, fill: T, field: &'static str) -> Result<Vec<T>> {
@@ -36,7 +36,7 @@ fn try_vec<T: Clone>(len: usize, fill: T, field: &'static str) -> Result<Vec<T>>
 fn non_finite(name: &str, element: usize) -> Error {
     Error::new(
         Status::AdapterNonFinite,
-        format!("target[{}].result", name),
+        field!("target[{}].result", name),
         element as u64,
         "the updated weights must be finite (f32 values; requantized block scales as f16); value = element index",
     )
@@ -70,7 +70,7 @@ pub fn for_each_change(adapter: &Adapter<'_>, tensors: &[TensorEntry], package: 
     for t in &adapter.targets {
         let e = t.tensor.and_then(|i| tensors.get(i)).filter(|e| e.rows == t.rows && e.row_len == t.cols && e.range.end <= package.len());
         let Some(e) = e else {
-            return Err(Error::new(Status::AdapterUnknownTarget, format!("target[{}]", t.name), 0, "the adapter was not parsed against the loaded model"));
+            return Err(Error::new(Status::AdapterUnknownTarget, field!("target[{}]", t.name), 0, "the adapter was not parsed against the loaded model"));
         };
         match t.payload {
             Payload::Sparse { .. } => sparse(t, e, package, scale, sink)?,

@@ -65,6 +65,7 @@
 //! [`matmul`] computes each token's dot products with exactly the same operations, so its output is
 //! bit-identical to calling [`matvec`] once per token.
 
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 mod block;
@@ -201,7 +202,25 @@ impl QuantizedActivations {
         }
     }
 
-    /// Quantizes `x` (replacing the previous contents).
+    /// An empty structure with room for `n_elems` activations, so quantizing up to that many
+    /// never allocates (the model sizes it once at load, where running out of memory is a status
+    /// rather than a trap).
+    pub fn try_with_capacity(n_elems: usize) -> Result<Self, TryReserveError> {
+        let n_blocks = n_elems / QK;
+        let mut xq = QuantizedActivations::new();
+        xq.d.try_reserve_exact(n_blocks)?;
+        xq.qs.try_reserve_exact(n_blocks * QK)?;
+        xq.sums.try_reserve_exact(n_blocks)?;
+        Ok(xq)
+    }
+
+    /// Bytes held (capacity, not length).
+    pub fn capacity_bytes(&self) -> usize {
+        self.d.capacity() * 4 + self.qs.capacity() * 2 + self.sums.capacity() * 4
+    }
+
+    /// Quantizes `x` (replacing the previous contents). Allocates only when `x` is longer than
+    /// anything quantized before (or than [`try_with_capacity`](Self::try_with_capacity) allowed).
     ///
     /// Precondition: `x.len()` is a multiple of [`QK`]; a trailing partial block is ignored.
     pub fn quantize(&mut self, x: &[f32]) {

@@ -5,14 +5,14 @@
 //! field (`tokenizer.merges[17].result`), its value and the rule; for `TRUNCATED` the value is the
 //! section offset of the field (or list) that does not fit.
 
-use alloc::format;
-use alloc::string::String;
+
 use alloc::vec::Vec;
 
 use super::bpe::{Merge, MergeTable};
 use super::lookup::SortedTokens;
 use super::{utf8, ChatTemplate, PreTokenizer, TokenTable, TokenType, Tokenizer, TokenizerKind, NO_TOKEN};
-use crate::error::{Error, Result, Status};
+use crate::error::{Error, Field, Result, Status};
+use crate::field;
 
 pub(super) const HEADER_LEN: usize = 48;
 /// `n_tokens` cap: the package header's `vocab_size` range. It also keeps every token byte offset
@@ -40,7 +40,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: impl FnOnce() -> String) -> Result<&'a [u8]> {
+    fn take(&mut self, n: usize, field: impl FnOnce() -> Field) -> Result<&'a [u8]> {
         match self.bytes.get(self.pos..).and_then(|rest| rest.get(..n)) {
             Some(s) => {
                 self.pos += n;
@@ -50,16 +50,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn u8(&mut self, field: impl FnOnce() -> String) -> Result<u8> {
+    fn u8(&mut self, field: impl FnOnce() -> Field) -> Result<u8> {
         Ok(self.take(1, field)?[0])
     }
 
-    fn u16(&mut self, field: impl FnOnce() -> String) -> Result<u16> {
+    fn u16(&mut self, field: impl FnOnce() -> Field) -> Result<u16> {
         let b = self.take(2, field)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
-    fn u32(&mut self, field: impl FnOnce() -> String) -> Result<u32> {
+    fn u32(&mut self, field: impl FnOnce() -> Field) -> Result<u32> {
         let b = self.take(4, field)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -69,8 +69,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn name(s: &str) -> impl FnOnce() -> String + '_ {
-    move || String::from(s)
+fn name(s: &str) -> impl FnOnce() -> Field + '_ {
+    move || Field::from(s)
 }
 
 /// An allocation for the tables failed: the host capped memory below what this section needs.
@@ -85,7 +85,7 @@ fn empty_with_room<T>(n: usize, field: &'static str) -> Result<Vec<T>> {
     Ok(v)
 }
 
-fn err(status: Status, field: impl Into<String>, value: u64, rule: &'static str) -> Error {
+fn err(status: Status, field: impl Into<Field>, value: u64, rule: &'static str) -> Error {
     Error::new(status, field, value, rule)
 }
 
@@ -179,9 +179,9 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     // --- End-of-generation ids (n_eog <= 16: nothing to pre-check) ---
     let mut eog_ids = empty_with_room(n_eog as usize, "tokenizer.eog_ids")?;
     for i in 0..n_eog {
-        let id = r.u32(|| format!("tokenizer.eog_ids[{i}]"))?;
+        let id = r.u32(|| field!("tokenizer.eog_ids[{i}]"))?;
         if id >= n_tokens {
-            return Err(err(Status::BadSpecialToken, format!("tokenizer.eog_ids[{i}]"), id as u64, "must be a token id (< n_tokens)"));
+            return Err(err(Status::BadSpecialToken, field!("tokenizer.eog_ids[{i}]"), id as u64, "must be a token id (< n_tokens)"));
         }
         eog_ids.push(id);
     }
@@ -199,7 +199,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     starts.push(0u32);
     let mut longest = 0u32;
     for i in 0..n_tokens {
-        let field = |f: &str| format!("tokenizer.tokens[{i}].{f}");
+        let field = |f: &str| field!("tokenizer.tokens[{i}].{f}");
         let type_code = r.u8(|| field("token_type"))?;
         let Some(ty) = token_type(type_code) else {
             return Err(err(Status::BadToken, field("token_type"), type_code as u64, "must be 1..=6 (normal, unknown, control, user-defined, unused, byte)"));
@@ -226,7 +226,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
                 ty == TokenType::Control
             };
             if !ok {
-                return Err(err(Status::BadToken, format!("tokenizer.tokens[{i}]"), i as u64, "byte kind: token b < 256 is the one byte b (normal or byte type), the rest are control tokens"));
+                return Err(err(Status::BadToken, field!("tokenizer.tokens[{i}]"), i as u64, "byte kind: token b < 256 is the one byte b (normal or byte type), the rest are control tokens"));
             }
         }
         longest = longest.max(len);
@@ -247,7 +247,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     let mut merges = empty_with_room(n_merges as usize, "tokenizer.merges")?;
     let mut prev_rank = 0u32;
     for i in 0..n_merges {
-        let field = |f: &str| format!("tokenizer.merges[{i}].{f}");
+        let field = |f: &str| field!("tokenizer.merges[{i}].{f}");
         let mut id = |f: &str| -> Result<u32> {
             let v = r.u32(|| field(f))?;
             if v >= n_tokens {

@@ -118,6 +118,10 @@ describe("demo page in Chromium", { skip: skipWithoutModel }, () => {
     );
     assert.ok(maxGapMs < 2000, `the page's thread stalled for ${maxGapMs} ms while generating`);
     assert.equal(await page.isEnabled("#stop"), true);
+    // The Stop button stays put while text streams in (a moving target is missed by a user's click).
+    const box = await page.locator("#stop").boundingBox();
+    await page.waitForTimeout(300);
+    assert.deepEqual(await page.locator("#stop").boundingBox(), box, "the Stop button moved while generating");
     await page.click("#stop");
     await idle();
     assert.equal(await page.getAttribute("#last-stop", "data-stop"), "aborted");
