@@ -467,12 +467,9 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
 
 /// The prompt a chat case sends: ChatML with the suite's system prompt, as SmolLM2's template
 /// renders one user turn.
-pub fn chatml(system: &str, user: &str) -> String {
-    try_chatml(system, user).unwrap_or_default()
-}
-
-/// [`chatml`], with out-of-memory as a status.
-fn try_chatml(system: &str, user: &str) -> Result<String> {
+///
+/// Out of memory is a status, as everywhere in the runtime.
+pub fn chatml(system: &str, user: &str) -> Result<String> {
     let mut w = TryWriter(String::new());
     let len = CHATML_OVERHEAD + system.len() + user.len();
     w.0.try_reserve_exact(len).map_err(|_| oom("prompt", len))?;
@@ -529,7 +526,7 @@ fn run_cases(engine: &mut Engine, suite: &Suite) -> Result<Vec<CaseResult>> {
             engine.add_stop_string(s.as_bytes())?;
         }
         engine.reset()?;
-        let prompt = if case.chat { try_chatml(&suite.system, &case.prompt)? } else { try_string(&case.prompt, "prompt")? };
+        let prompt = if case.chat { chatml(&suite.system, &case.prompt)? } else { try_string(&case.prompt, "prompt")? };
         engine.generate(prompt.as_bytes(), case.max_tokens, crate::engine::GEN_PARSE_SPECIAL)?;
         // The stream decoder only ever emits whole characters, so this is the text unchanged.
         let produced = match core::str::from_utf8(engine.finished_text()) {
