@@ -4,6 +4,10 @@
 WASM_TARGET := wasm32-unknown-unknown
 WASM        := target/$(WASM_TARGET)/wasm/tinyrustlm.wasm
 SELFTEST_WASM := target/selftest/$(WASM_TARGET)/wasm/tinyrustlm.wasm
+# The relaxed-SIMD flavour (README "Build flavours"): same bits, 4-bit kernels use a byte dot product.
+RELAXED_WASM  := target/relaxed/$(WASM_TARGET)/wasm/tinyrustlm.wasm
+RELAXED_SELFTEST_WASM := target/relaxed-selftest/$(WASM_TARGET)/wasm/tinyrustlm.wasm
+RELAXED_RUSTFLAGS := -C target-feature=+simd128,+relaxed-simd
 TRL         := target/release/trl
 MODELS      := models
 GGUF        := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -26,14 +30,25 @@ wasm: target
 $(SELFTEST_WASM): target $(shell find src -name '*.rs') Cargo.toml
 	cargo build --profile wasm --target $(WASM_TARGET) -p tinyrustlm --features kernel-selftest --target-dir target/selftest
 
+# RUSTFLAGS replaces .cargo/config.toml's flags, hence simd128 again; with --target it reaches only
+# the module, not build scripts.
+.PHONY: wasm-relaxed
+wasm-relaxed: target
+	RUSTFLAGS="$(RELAXED_RUSTFLAGS)" cargo build --profile wasm --target $(WASM_TARGET) -p tinyrustlm --target-dir target/relaxed
+	@ls -l $(RELAXED_WASM) | awk '{print "module (relaxed SIMD): " $$5 " bytes"}'
+
+$(RELAXED_SELFTEST_WASM): target $(shell find src -name '*.rs') Cargo.toml
+	RUSTFLAGS="$(RELAXED_RUSTFLAGS)" cargo build --profile wasm --target $(WASM_TARGET) -p tinyrustlm --features kernel-selftest --target-dir target/relaxed-selftest
+
 harness:
 	cargo build --release -p harness
 
 unit:
 	cargo test --release -p tinyrustlm --lib
 
-conformance: wasm $(SELFTEST_WASM) harness model
-	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
+conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model
+	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_RELAXED_SELFTEST_WASM=$(abspath $(RELAXED_SELFTEST_WASM)) \
+	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
 test: unit conformance test-web fuzz-smoke
 
@@ -60,8 +75,8 @@ examples: wasm harness
 
 # Speed, side by side in one run: wasm (wasmtime), native, and llama.cpp (installed into .cache on
 # first use). Results land in target/bench/results.{json,md}.
-bench: wasm harness model
-	$(TRL) bench --models $(MODELS) --llama-cpp $(BENCH_ARGS)
+bench: wasm wasm-relaxed harness model
+	$(TRL) bench --models $(MODELS) --llama-cpp --wasm-relaxed $(RELAXED_WASM) $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -125,7 +125,12 @@ impl Samples {
     }
 }
 
-pub fn bench_wasm(module: &ModuleFile, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
+/// Engine label of the default module in the results.
+pub const WASM_ENGINE: &str = "tinyrustlm wasm (wasmtime)";
+/// Engine label of the relaxed-SIMD flavour.
+pub const WASM_RELAXED_ENGINE: &str = "tinyrustlm wasm, relaxed SIMD (wasmtime)";
+
+pub fn bench_wasm(module: &ModuleFile, engine: &str, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
     let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
     let mut samples = Samples::default();
     let mut peak = 0u64;
@@ -154,7 +159,7 @@ pub fn bench_wasm(module: &ModuleFile, package: &Path, cfg: &BenchConfig) -> Res
         peak = peak.max(rt.memory_size() as u64);
         quant = quant_name(rt.diagnostics()?.quant_mode);
     }
-    Ok(samples.figures("tinyrustlm wasm (wasmtime)", package, quant, cfg, peak))
+    Ok(samples.figures(engine, package, quant, cfg, peak))
 }
 
 fn quant_name(code: u32) -> String {
@@ -273,8 +278,9 @@ pub fn markdown(report: &Report) -> String {
     for w in report.results.iter().filter(|r| r.engine.starts_with("tinyrustlm wasm")) {
         if let Some(l) = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.quant == w.quant) {
             ratios.push_str(&format!(
-                "| {} | {:.2} | {:.2} | {:.2} |\n",
+                "| {}{} | {:.2} | {:.2} | {:.2} |\n",
                 w.quant,
+                if w.engine == WASM_RELAXED_ENGINE { " (relaxed SIMD)" } else { "" },
                 w.decode_tokens_per_s / l.decode_tokens_per_s,
                 w.prefill_tokens_per_s / l.prefill_tokens_per_s,
                 w.load_ms / w.copy_ms

@@ -106,6 +106,10 @@ struct BenchArgs {
     /// Skip the native build of the runtime.
     #[arg(long)]
     no_native: bool,
+    /// Also measure this relaxed-SIMD build of the module (`make wasm-relaxed`), run after the
+    /// default one on the same package.
+    #[arg(long)]
+    wasm_relaxed: Option<PathBuf>,
     #[arg(long, default_value = ".cache")]
     cache: PathBuf,
     /// Where to write results.json and results.md.
@@ -475,6 +479,7 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
     use harness::bench::*;
     let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
     let module = ModuleFile::load(&wasm_path)?;
+    let relaxed = a.wasm_relaxed.as_deref().map(ModuleFile::load).transpose()?;
     let cfg = BenchConfig { runs: a.runs, prompt_tokens: a.prompt_tokens, decode_tokens: a.decode_tokens, context: 512, load_flags: if a.kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 } };
     let gguf = a.models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let mut results = Vec::new();
@@ -485,9 +490,15 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
             continue;
         }
         eprintln!("{q}: wasm…");
-        let w = bench_wasm(&module, &package, &cfg)?;
+        let w = bench_wasm(&module, WASM_ENGINE, &package, &cfg)?;
         eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", w.load_ms, w.prefill_tokens_per_s, w.decode_tokens_per_s);
         results.push(w);
+        if let Some(relaxed) = &relaxed {
+            eprintln!("{q}: wasm, relaxed SIMD…");
+            let r = bench_wasm(relaxed, WASM_RELAXED_ENGINE, &package, &cfg)?;
+            eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", r.load_ms, r.prefill_tokens_per_s, r.decode_tokens_per_s);
+            results.push(r);
+        }
         let mut rt = Runtime::new(&module)?;
         rt.load_model(&std::fs::read(&package)?, 512)?;
         let prompt = prompt_of(&mut rt, a.prompt_tokens)?;

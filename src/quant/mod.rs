@@ -190,6 +190,9 @@ pub struct QuantizedActivations {
     qs: Vec<i16>,
     /// Per-block `Σ qs` (used by the `q4_1` minimum term). Shape `[n_blocks]`.
     sums: Vec<i32>,
+    /// The quants as `i8` too, for the relaxed-SIMD byte dot product. Shape `[n_blocks × 32]`.
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    qs8: Vec<i8>,
 }
 
 impl QuantizedActivations {
@@ -199,6 +202,8 @@ impl QuantizedActivations {
             d: Vec::new(),
             qs: Vec::new(),
             sums: Vec::new(),
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            qs8: Vec::new(),
         }
     }
 
@@ -211,6 +216,8 @@ impl QuantizedActivations {
         xq.d.try_reserve_exact(n_blocks)?;
         xq.qs.try_reserve_exact(n_blocks * QK)?;
         xq.sums.try_reserve_exact(n_blocks)?;
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        xq.qs8.try_reserve_exact(n_blocks * QK)?;
         Ok(xq)
     }
 
@@ -233,6 +240,11 @@ impl QuantizedActivations {
         self.d.clear();
         self.qs.clear();
         self.sums.clear();
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        {
+            self.qs8.clear();
+            self.qs8.reserve(n_blocks * QK);
+        }
         self.d.reserve(n_blocks);
         self.qs.reserve(n_blocks * QK);
         self.sums.reserve(n_blocks);
@@ -251,6 +263,8 @@ impl QuantizedActivations {
                 let q = (libm::roundf(v * id) as i32).clamp(-127, 127);
                 sum += q;
                 self.qs.push(q as i16);
+                #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+                self.qs8.push(q as i8);
             }
             self.d.push(d);
             self.sums.push(sum);
@@ -287,7 +301,17 @@ impl QuantizedActivations {
             (Some(lo), Some(hi)) if hi <= self.qs.len() => &self.qs[lo..hi],
             _ => &self.qs[..0],
         };
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        let qs8 = match (
+            first_block.checked_mul(QK),
+            end.and_then(|e| e.checked_mul(QK)),
+        ) {
+            (Some(lo), Some(hi)) if hi <= self.qs8.len() => &self.qs8[lo..hi],
+            _ => &self.qs8[..0],
+        };
         XqView {
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            qs8,
             d: &self.d[blocks(self.d.len())],
             qs,
             sums: &self.sums[blocks(self.sums.len())],
@@ -300,13 +324,19 @@ impl QuantizedActivations {
 pub(crate) struct XqView<'a> {
     pub(crate) d: &'a [f32],
     pub(crate) qs: &'a [i16],
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    pub(crate) qs8: &'a [i8],
     pub(crate) sums: &'a [i32],
 }
 
 impl XqView<'_> {
     /// Whole blocks present in all three slices.
     pub(crate) fn n_blocks(&self) -> usize {
-        self.d.len().min(self.qs.len() / QK).min(self.sums.len())
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        let n = self.qs8.len() / QK;
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+        let n = usize::MAX;
+        self.d.len().min(self.qs.len() / QK).min(self.sums.len()).min(n)
     }
 }
 

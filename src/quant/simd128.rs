@@ -10,7 +10,14 @@
 //! Float part: lane `k` of the accumulator vector is `acc[b % 4]` of the scalar order, so the
 //! per-lane `f32x4` multiplies and adds are the very same IEEE operations. Tail blocks
 //! (`n_blocks % 4`) and tail elements (`cols % 16` for `f32`) are added to the extracted lanes one by
-//! one, as the scalar code does. No fused multiply-add, no relaxed-simd.
+//! one, as the scalar code does. No fused multiply-add.
+//!
+//! The relaxed-SIMD flavour (built with `+relaxed-simd`, `make wasm-relaxed`) differs in one place:
+//! the integer part of `q4_0` and `q4_1` blocks uses `i32x4.relaxed_dot_i8x16_i7x16_add_s` on the
+//! packed nibbles and `i8` activations (`nibble_isums`). That instruction is exact and identical
+//! in every engine when its second operand is in 0..=127, which nibbles always are, so the flavour
+//! gives the same bits as this one (the kernel self-test pins it); it needs an engine with relaxed
+//! SIMD. Nothing else relaxed is used.
 //!
 //! `f32` weights: sixteen lanes as four `f32x4` accumulators (vector `k`, lane `l` = scalar
 //! `acc[4k + l]`); `matmul` runs two tokens per pass over a row (2 × 4 accumulators and 4 weight
@@ -175,6 +182,10 @@ trait QFormat {
     /// # Safety
     /// `block` points to `BLOCK_BYTES` readable bytes.
     unsafe fn weights(block: *const u8) -> [v128; 4];
+    /// Offset of the 16 packed nibble bytes in a 4-bit block (`None` for `q8_0`); read by the
+    /// relaxed-SIMD flavour only.
+    #[cfg_attr(not(target_feature = "relaxed-simd"), allow(dead_code))]
+    const NIBBLES_AT: Option<usize> = None;
 }
 
 /// Four `f16` bit patterns (in the low halves of `i32x4` lanes) widened to `f32x4`, exactly and
@@ -274,6 +285,7 @@ impl QFormat for Q4_0 {
     const BLOCK_BYTES: usize = Q4_0_BLOCK_BYTES;
     const HAS_MIN: bool = false;
     const MINUS_8: bool = true;
+    const NIBBLES_AT: Option<usize> = Some(2);
 
     /// # Safety
     /// As for [`QFormat::weights`]: `block` points to `BLOCK_BYTES` readable bytes.
@@ -288,6 +300,7 @@ impl QFormat for Q4_1 {
     const BLOCK_BYTES: usize = Q4_1_BLOCK_BYTES;
     const HAS_MIN: bool = true;
     const MINUS_8: bool = false;
+    const NIBBLES_AT: Option<usize> = Some(4);
 
     /// # Safety
     /// As for [`QFormat::weights`]: `block` points to `BLOCK_BYTES` readable bytes.
@@ -345,6 +358,34 @@ unsafe fn block_partial_isum(w: &[v128; 4], x: *const i16) -> v128 {
     i32x4_add(p01, p23)
 }
 
+/// Exact partial sums of one 4-bit block for each token, with relaxed SIMD's byte dot product: the
+/// four lanes of token `t`'s result add up to `Σ_j nibble[j] · x_t[j]`, as [`block_partial_isum`]'s
+/// do (the lanes group the terms differently; only their sum is used).
+///
+/// `i32x4.relaxed_dot_i8x16_i7x16_add_s` is exact and the same in every engine when its second
+/// operand lies in 0..=127: the nibbles (0..=15) are that operand. Pairs of products are at most
+/// 2 · 15 · 127 = 3810 in magnitude, so engines that add pairs in `i16` (x86's `pmaddubsw`) never
+/// saturate.
+///
+/// # Safety
+/// `nibbles` points to a block's 16 packed bytes and every token holds `i8` quants of block `b`.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+unsafe fn nibble_isums<const N: usize>(nibbles: *const u8, acts: &[XqView<'_>; N], b: usize) -> [v128; N] {
+    // SAFETY: 16 bytes at `nibbles` and 32 `i8`s per token at block `b`, as the caller guarantees.
+    unsafe {
+        let packed = v128_load(nibbles as *const v128);
+        let lo = v128_and(packed, u8x16_splat(0x0f));
+        let hi = u8x16_shr(packed, 4);
+        core::array::from_fn(|t| {
+            let x = acts[t].qs8.as_ptr().add(b * QK);
+            let x_lo = v128_load(x as *const v128);
+            let x_hi = v128_load(x.add(16) as *const v128);
+            i32x4_relaxed_dot_i8x16_i7x16_add(x_hi, hi, i32x4_relaxed_dot_i8x16_i7x16_add(x_lo, lo, i32x4_splat(0)))
+        })
+    }
+}
+
 /// Blocks per pass of [`dot_quantized`]'s integer phase.
 const CHUNK_BLOCKS: usize = 16;
 
@@ -389,6 +430,15 @@ unsafe fn dot_quantized<F: QFormat, const N: usize>(
         let len = CHUNK_BLOCKS.min(n_blocks - c0);
         for k in 0..len {
             let b = c0 + k;
+            #[cfg(target_feature = "relaxed-simd")]
+            if let Some(at) = F::NIBBLES_AT {
+                // SAFETY: block `b < n_blocks` lies inside `row` and each token's `i8` quants.
+                let parts = unsafe { nibble_isums(row_ptr.add(b * F::BLOCK_BYTES + at), acts, b) };
+                for t in 0..N {
+                    partials[t][k] = parts[t];
+                }
+                continue;
+            }
             // SAFETY: block `b < n_blocks` lies inside `row` and each token's quants; the weight
             // block is decoded once for all `N` tokens.
             unsafe {
@@ -431,6 +481,11 @@ unsafe fn dot_quantized_direct<F: QFormat, const N: usize>(
     let mut acc = [f32x4_splat(0.0); N];
     let row_ptr = row.as_ptr();
     let isums = |b: usize| -> [v128; N] {
+        #[cfg(target_feature = "relaxed-simd")]
+        if let Some(at) = F::NIBBLES_AT {
+            // SAFETY: callers below pass `b < n_blocks`: inside `row` and each token's quants.
+            return unsafe { nibble_isums(row_ptr.add(b * F::BLOCK_BYTES + at), acts, b) };
+        }
         // SAFETY: callers below pass `b < n_blocks`: inside `row` and each token's quants.
         unsafe {
             let w = F::weights(row_ptr.add(b * F::BLOCK_BYTES));
