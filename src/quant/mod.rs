@@ -190,7 +190,8 @@ pub struct QuantizedActivations {
     qs: Vec<i16>,
     /// Per-block `Σ qs` (used by the `q4_1` minimum term). Shape `[n_blocks]`.
     sums: Vec<i32>,
-    /// The quants as `i8` too, for the relaxed-SIMD byte dot product. Shape `[n_blocks × 32]`.
+    /// The quants as `i8` too, for the relaxed-SIMD byte dot product of the 4-bit formats (`q8_0`
+    /// still uses `qs`). Shape `[n_blocks × 32]`.
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     qs8: Vec<i8>,
 }
@@ -223,7 +224,11 @@ impl QuantizedActivations {
 
     /// Bytes held (capacity, not length).
     pub fn capacity_bytes(&self) -> usize {
-        self.d.capacity() * 4 + self.qs.capacity() * 2 + self.sums.capacity() * 4
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        let qs8 = self.qs8.capacity();
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+        let qs8 = 0;
+        self.d.capacity() * 4 + self.qs.capacity() * 2 + self.sums.capacity() * 4 + qs8
     }
 
     /// Quantizes `x` (replacing the previous contents). Allocates only when `x` is longer than
