@@ -6,10 +6,9 @@
 //! caps, duplicate and unknown keys rejected) and a canonical writer (fixed key order, fixed escaping,
 //! no floats: the quality boundary is echoed as the literal the case file wrote).
 
-
-use core::fmt;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::engine::{Engine, MAX_STOP_STRINGS, MAX_STOP_STRING_LEN};
 use crate::error::{Error, Result, Status};

@@ -296,11 +296,33 @@ impl Probe {
         u32_at(&rt.read(self.record, 4).unwrap(), 0) == 1
     }
 
+    /// The message of a call that returned `status`, which must be OUT_OF_MEMORY.
+    fn expect_oom(&self, rt: &mut Runtime, what: &str, status: u32) -> String {
+        let msg = self.last_error(rt);
+        assert_eq!(status, Status::OutOfMemory.code(), "{what}: status {status}: {msg}");
+        msg
+    }
+
     fn free(self, rt: &mut Runtime) {
         for p in [self.record, self.len_out, self.error] {
             rt.free(p).unwrap();
         }
     }
+}
+
+/// Releases the smallest filler from [`exhaust`]: often still too little, so refusals can repeat
+/// back to back.
+fn release_smallest(rt: &mut Runtime, fillers: &mut Vec<u32>) {
+    let p = fillers.remove(0);
+    rt.free(p).unwrap();
+}
+
+/// Releases the fillers and the probe: the instance has its memory back.
+fn release_all(rt: &mut Runtime, fillers: Vec<u32>, probe: Probe) {
+    for p in fillers {
+        rt.free(p).unwrap();
+    }
+    probe.free(rt);
 }
 
 /// Sampled decoding with memory exhausted between steps: every `generate_step` either makes a step
@@ -332,20 +354,14 @@ fn generation_steps_out_of_memory_change_nothing_and_resume_exactly() {
             steps += 1;
             continue;
         }
-        let msg = probe.last_error(&mut rt);
-        assert_eq!(s, Status::OutOfMemory.code(), "generate_step: status {s}: {msg}");
+        let msg = probe.expect_oom(&mut rt, "generate_step", s);
         assert!(msg.starts_with("OUT_OF_MEMORY: "), "{msg}");
         assert_eq!(probe.progress(&mut rt), before, "a refused step changed the session ({msg})");
         refused += 1;
-        // Release the smallest buffer: often still too little, so refusals repeat back to back.
-        let p = fillers.remove(0);
-        rt.free(p).unwrap();
+        release_smallest(&mut rt, &mut fillers);
     }
     assert!(refused >= 2, "memory never ran out during the steps ({steps} steps): the test did not test anything");
-    for p in fillers {
-        rt.free(p).unwrap();
-    }
-    probe.free(&mut rt);
+    release_all(&mut rt, fillers, probe);
     let text = rt.read_text().unwrap();
     let got = rt.finish(text).unwrap();
     assert_eq!(got.tokens, want.tokens, "sampled tokens after {refused} refused steps");
@@ -376,17 +392,12 @@ fn run_eval_out_of_memory_is_a_status_and_the_rerun_is_identical() {
         if s == 0 {
             break;
         }
-        let msg = probe.last_error(&mut rt);
-        assert_eq!(s, Status::OutOfMemory.code(), "run_eval: status {s}: {msg}");
+        probe.expect_oom(&mut rt, "run_eval", s);
         refused += 1;
-        let p = fillers.remove(0);
-        rt.free(p).unwrap();
+        release_smallest(&mut rt, &mut fillers);
     }
     assert!(refused >= 1, "memory never ran out: the test did not test anything");
-    for p in fillers {
-        rt.free(p).unwrap();
-    }
-    probe.free(&mut rt);
+    release_all(&mut rt, fillers, probe);
     rt.free(input).unwrap();
     let got = rt.read_result(harness::runtime::result_kind::EVAL_SIDECAR).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "sidecar after {refused} refusals");

@@ -1,7 +1,6 @@
 //! Adapter bytes → [`Adapter`]: every length, count, name, shape, index and value checked, in the
 //! order `abi/FORMAT.md` ("Adapters", "Checks, in order") lists them, so each defect has one status.
 
-
 use alloc::vec::Vec;
 
 use super::*;

@@ -5,7 +5,6 @@
 //! field (`tokenizer.merges[17].result`), its value and the rule; for `TRUNCATED` the value is the
 //! section offset of the field (or list) that does not fit.
 
-
 use alloc::vec::Vec;
 
 use super::bpe::{Merge, MergeTable};
