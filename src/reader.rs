@@ -175,4 +175,33 @@ mod tests {
         assert_eq!((e.status, e.field.as_str(), e.value), (Status::Truncated, "header.n_tensors", 9));
         assert!(r.room_for(5, 5, "header.n_tensors", 5, "fits").is_ok());
     }
+
+    #[test]
+    fn tensor_names_follow_the_slm1_rule_with_the_callers_status() {
+        let entry = |name: &[u8]| {
+            let mut b = (name.len() as u16).to_le_bytes().to_vec();
+            b.extend_from_slice(name);
+            b
+        };
+        let read = |bytes: &[u8], status| {
+            let mut r = Reader::new(bytes, 0, "target", Status::AdapterTruncated);
+            r.enter("target", Entry::Index(2));
+            crate::format::read_tensor_name(&mut r, status).map(alloc::string::String::from)
+        };
+        assert_eq!(read(&entry(b"blk.0.attn_q.weight"), Status::BadTensorName).unwrap(), "blk.0.attn_q.weight");
+        assert_eq!(read(&entry(&[b'a'; 64]), Status::BadTensorName).unwrap().len(), 64);
+        for (bytes, field, value) in [
+            (entry(b""), "target[2].name_len", 0),
+            (entry(&[b'a'; 65]), "target[2].name_len", 65),
+            (entry(b"Blk.0"), "target[2].name", 5),
+            (entry(b"a-b"), "target[2].name", 3),
+            (entry("é".as_bytes()), "target[2].name", 2),
+        ] {
+            let e = read(&bytes, Status::AdapterUnknownTarget).unwrap_err();
+            assert_eq!((e.status, e.field.as_str(), e.value), (Status::AdapterUnknownTarget, field, value));
+        }
+        // A name cut short is the reader's truncation status, whatever the caller's.
+        let e = read(&entry(b"abc")[..4], Status::BadTensorName).unwrap_err();
+        assert_eq!((e.status, e.field.as_str(), e.value), (Status::AdapterTruncated, "target[2].name", 2));
+    }
 }
