@@ -306,6 +306,12 @@ macro_rules! field {
     };
 }
 
+/// An allocation of `bytes` bytes failed: the host capped memory below what the input needs.
+/// Building the error never allocates (see [`Error`]).
+pub fn oom(field: &'static str, bytes: usize) -> Error {
+    Error::new(Status::OutOfMemory, field, bytes as u64, "allocation failed (value = bytes requested)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

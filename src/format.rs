@@ -8,9 +8,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use crate::error::{Error, Field, Result, Status};
+use crate::error::{oom, Error, Field, Result, Status};
 use crate::field;
 use crate::quant::DType;
+use crate::reader::{Entry, Reader};
 
 pub const MAGIC: [u8; 4] = *b"SLM1";
 pub const FORMAT_VERSION: u32 = 1;
@@ -30,6 +31,21 @@ pub const MAX_FFN_DIM: u32 = 65_536;
 pub const MAX_CONTEXT: u32 = 32_768;
 pub const MAX_TENSORS: u32 = 4_096;
 pub const MAX_TENSOR_NAME_LEN: usize = 64;
+
+/// Reads a tensor name (`u16 name_len`, then the bytes) and checks the SLM1 rule: 1..=64 bytes of
+/// `[a-z0-9_.]`. A package and an adapter break the rule with different statuses (`status`).
+pub(crate) fn read_tensor_name<'a>(r: &mut Reader<'a>, status: Status) -> Result<&'a str> {
+    let name_len = r.u16("name_len")? as usize;
+    if name_len == 0 || name_len > MAX_TENSOR_NAME_LEN {
+        return Err(bad(status, r.field("name_len"), name_len as u64, "must be in 1..=64 (a tensor name)"));
+    }
+    let name = r.take(name_len, "name")?;
+    let allowed = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'.';
+    match core::str::from_utf8(name) {
+        Ok(name) if name.as_bytes().iter().all(allowed) => Ok(name),
+        _ => Err(bad(status, r.field("name"), name_len as u64, "must use only [a-z0-9_.] (a tensor name)")),
+    }
+}
 
 /// Architecture hyperparameters from the header.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,56 +143,6 @@ pub struct Package {
     pub artifact_crc: u32,
 }
 
-/// Little-endian reader over untrusted bytes: every read is bounds-checked and reports the field.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    /// Prefix for field names in errors, e.g. `tensor[3]`.
-    section: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8], section: &'static str) -> Self {
-        Reader { bytes, pos: 0, section }
-    }
-    pub(crate) fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
-    }
-    pub(crate) fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8]> {
-        if n > self.remaining() {
-            return Err(Error::new(
-                Status::Truncated,
-                field!("{}.{}", self.section, field),
-                n as u64,
-                "needs this many more bytes than the section holds",
-            ));
-        }
-        let out = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
-    }
-    pub(crate) fn u8(&mut self, field: &str) -> Result<u8> {
-        Ok(self.take(1, field)?[0])
-    }
-    pub(crate) fn u16(&mut self, field: &str) -> Result<u16> {
-        let b = self.take(2, field)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    pub(crate) fn u32(&mut self, field: &str) -> Result<u32> {
-        let b = self.take(4, field)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub(crate) fn u64(&mut self, field: &str) -> Result<u64> {
-        let b = self.take(8, field)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-    pub(crate) fn f32(&mut self, field: &str) -> Result<f32> {
-        Ok(f32::from_bits(self.u32(field)?))
-    }
-}
-
 pub fn align_up(value: u64, align: u64) -> Option<u64> {
     debug_assert!(align.is_power_of_two());
     Some(value.checked_add(align - 1)? & !(align - 1))
@@ -212,7 +178,7 @@ fn read_header(bytes: &[u8]) -> Result<RawHeader> {
         }
         return Err(bad(Status::Truncated, "header", bytes.len() as u64, "a package is at least 128 bytes"));
     }
-    let mut r = Reader::new(&bytes[..HEADER_LEN], "header");
+    let mut r = Reader::new(&bytes[..HEADER_LEN], 0, "header", Status::Truncated);
     let magic = r.take(4, "magic")?;
     if magic != MAGIC {
         return Err(bad(Status::BadMagic, "header.magic", u32_at(magic, 0) as u64, "must be \"SLM1\""));
@@ -395,58 +361,39 @@ fn check_hparams(h: &RawHeader) -> Result<DType> {
     Ok(quant)
 }
 
-fn valid_name(name: &[u8]) -> bool {
-    name.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
-}
-
-/// The host capped memory below what the parsed directory needs.
-fn oom(field: &'static str, count: usize) -> Error {
-    Error::new(Status::OutOfMemory, field, count as u64, "allocation failed (entries requested)")
-}
-
 fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<TensorEntry>> {
-    let mut r = Reader::new(&bytes[s.dir.clone()], "directory");
+    let mut r = Reader::new(&bytes[s.dir.clone()], s.dir.start, "tensor", Status::Truncated);
     // The smallest entry is 2 + 1 + 1 + 1 + 4 + 8 + 8 = 25 bytes: bound the allocation by the bytes present.
     let n = h.n_tensors as usize;
-    if n.checked_mul(25).is_none_or(|min| min > r.remaining()) {
-        return Err(bad(Status::Truncated, "header.n_tensors", n as u64, "directory is too short for this many entries"));
-    }
+    r.room_for(n as u64, 25, "header.n_tensors", n as u64, "directory is too short for this many entries")?;
     let mut entries: Vec<TensorEntry> = Vec::new();
-    entries.try_reserve_exact(n).map_err(|_| oom("directory", n))?;
+    entries.try_reserve_exact(n).map_err(|_| oom("directory", n.saturating_mul(core::mem::size_of::<TensorEntry>())))?;
     let mut expected_offset: u64 = 0;
     for i in 0..n {
-        let at = |field: &str| field!("tensor[{}].{}", i, field);
-        let name_len = r.u16("name_len").map_err(|e| Error { field: at("name_len"), ..e })? as usize;
-        if name_len == 0 || name_len > MAX_TENSOR_NAME_LEN {
-            return Err(bad(Status::BadTensorName, at("name_len"), name_len as u64, "must be in 1..=64"));
-        }
-        let name = r.take(name_len, "name").map_err(|e| Error { field: at("name"), ..e })?;
-        if !valid_name(name) {
-            return Err(bad(Status::BadTensorName, at("name"), name_len as u64, "must use only [a-z0-9_.]"));
-        }
-        // Checked above: ASCII only.
-        let name = core::str::from_utf8(name).unwrap_or_default();
+        r.enter("tensor", Entry::Index(i));
+        let name = read_tensor_name(&mut r, Status::BadTensorName)?;
+        r.enter("tensor", Entry::Name(name));
         let mut owned = String::new();
         owned.try_reserve_exact(name.len()).map_err(|_| oom("directory.names", name.len()))?;
         owned.push_str(name);
         let name = owned;
         let named = |field: &str| field!("tensor[{}].{}", name, field);
-        let code = r.u8("dtype").map_err(|e| Error { field: named("dtype"), ..e })?;
+        let code = r.u8("dtype")?;
         let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1"))?;
-        let rank = r.u8("rank").map_err(|e| Error { field: named("rank"), ..e })?;
+        let rank = r.u8("rank")?;
         if rank != 1 && rank != 2 {
             return Err(bad(Status::BadTensorShape, named("rank"), rank as u64, "must be 1 or 2"));
         }
         let mut dims = [1u32; 2];
         for d in 0..rank as usize {
-            dims[d] = r.u32("dims").map_err(|e| Error { field: named("dims"), ..e })?;
+            dims[d] = r.u32("dims")?;
             if dims[d] == 0 {
                 return Err(bad(Status::BadTensorShape, named("dims"), 0, "every dim must be at least 1"));
             }
         }
         let (rows, row_len) = if rank == 1 { (1usize, dims[0] as usize) } else { (dims[0] as usize, dims[1] as usize) };
-        let offset = r.u64("offset").map_err(|e| Error { field: named("offset"), ..e })?;
-        let byte_len = r.u64("byte_len").map_err(|e| Error { field: named("byte_len"), ..e })?;
+        let offset = r.u64("offset")?;
+        let byte_len = r.u64("byte_len")?;
         if offset % TENSOR_ALIGN as u64 != 0 {
             return Err(bad(Status::BadAlignment, named("offset"), offset, "must be a multiple of 32"));
         }
@@ -548,7 +495,8 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     found.resize(tensors.len(), false);
     let token_embd = require(&tensors, &mut found, "token_embd.weight", &[vocab, dim], quant)?;
     let mut layers = Vec::new();
-    layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", p.n_layers as usize))?;
+    let layers_bytes = (p.n_layers as usize).saturating_mul(core::mem::size_of::<LayerTensors>());
+    layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", layers_bytes))?;
     for l in 0..p.n_layers {
         let mut t = |suffix: &str, dims: &[usize], dtype: DType| require(&tensors, &mut found, &field!("blk.{}.{}", l, suffix), dims, dtype);
         layers.push(LayerTensors {

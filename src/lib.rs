@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod buffer;
 pub mod error;
+mod reader;
 pub mod format;
 pub mod quant;
 pub mod tokenizer;

@@ -330,8 +330,10 @@ pub fn tokenizer(data: &[u8]) -> Outcome {
         let (t, round_trip) = &all[selector as usize % all.len()];
         let parse_special = selector & 0x80 != 0;
         let mut ids = Vec::new();
-        if let Err(e) = t.encode(text, parse_special, &mut ids) {
-            panic!("encoding {} bytes failed: {e}", text.len());
+        let encoded = t.encode(text, parse_special, &mut ids).unwrap_or_else(|e| panic!("encoding {} bytes failed: {e}", text.len()));
+        // A vocabulary that covers every byte encodes every byte.
+        if *round_trip != RoundTrip::None {
+            assert_eq!(encoded.unencodable_bytes, 0, "unencodable bytes counted with a full vocabulary; ids {ids:?}");
         }
         assert!(ids.iter().all(|&id| id < t.n_tokens()), "an id out of range: {ids:?}");
         let skip = (t.adds_bos() && t.bos_id().is_some()) as usize;

@@ -16,7 +16,7 @@
 
 use alloc::vec::Vec;
 
-use crate::error::{Error, Field, Result, Status};
+use crate::error::{oom, Error, Field, Result, Status};
 use crate::format::{ModelIdentity, TensorEntry};
 use crate::model::Model;
 
@@ -49,7 +49,7 @@ pub const MAX_RANK: u32 = 256;
 pub const MAX_APPLIED: usize = 64;
 /// Tensor names in SLM1 are 1..=64 bytes of `[a-z0-9_.]`; a target name outside that cannot
 /// name a tensor.
-pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = crate::format::MAX_TENSOR_NAME_LEN;
 
 /// Dense payload encodings (`param` of an `ADP1` target).
 pub const DENSE_F32: u32 = 0;
@@ -178,10 +178,6 @@ pub fn chain(state: u32, digest: u32) -> u32 {
     b[..4].copy_from_slice(&state.to_le_bytes());
     b[4..].copy_from_slice(&digest.to_le_bytes());
     crc32fast::hash(&b)
-}
-
-fn oom(field: &'static str, bytes: usize) -> Error {
-    Error::new(Status::OutOfMemory, field, bytes as u64, "allocation failed (bytes requested)")
 }
 
 /// Spans of the package bytes with replacement contents. Before the swap it holds the adapter's

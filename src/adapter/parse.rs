@@ -5,44 +5,12 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::field;
+use crate::format::read_tensor_name;
 use crate::quant::{self, DType};
+use crate::reader::{Entry as At, Reader};
 
 fn bad(status: Status, field: impl Into<Field>, value: u64, rule: &'static str) -> Error {
     Error::new(status, field, value, rule)
-}
-
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
-}
-
-fn valid_name(name: &[u8]) -> bool {
-    name.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
-}
-
-/// Bounds-checked cursor over the target table; running out is `ADAPTER_TRUNCATED`.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, field: impl FnOnce() -> Field) -> Result<&'a [u8]> {
-        if n > self.bytes.len() - self.pos {
-            return Err(bad(Status::AdapterTruncated, field(), n as u64, "needs this many more bytes than the file holds before its CRC"));
-        }
-        let out = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
-    }
-    fn u16(&mut self, field: impl FnOnce() -> Field) -> Result<u16> {
-        let b = self.take(2, field)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self, field: impl FnOnce() -> Field) -> Result<u32> {
-        Ok(le_u32(self.take(4, field)?))
-    }
 }
 
 /// A target-table entry before its payload is located.
@@ -75,15 +43,28 @@ pub fn parse<'a>(bytes: &'a [u8], parent: Option<Parent<'_>>) -> Result<Adapter<
     if file_len < HEADER_LEN + TRAILER_LEN {
         return Err(bad(Status::AdapterTruncated, "header", file_len as u64, "an adapter is at least 60 bytes (56-byte header and 4-byte CRC)"));
     }
-    let version = le_u32(&bytes[4..8]);
+    // The fixed fields (the length is checked above, so these reads cannot fail); they are checked
+    // in the order FORMAT.md lists, the CRC before anything it protects is interpreted.
+    let mut h = Reader::new(&bytes[4..HEADER_LEN], 4, "header", Status::AdapterTruncated);
+    let version = h.u32("format_version")?;
+    let header_len = h.u32("header_len")?;
+    let reserved = h.u32("reserved")?;
+    let total_len = h.u64("total_len")?;
+    let identity = ModelIdentity {
+        n_params: h.u64("parent_n_params")?,
+        tensor_layout_crc: h.u32("parent_tensor_layout_crc")?,
+        tokenizer_crc: h.u32("parent_tokenizer_crc")?,
+        flags: h.u32("parent_flags")?,
+        n_tensors: h.u32("parent_n_tensors")?,
+    };
+    let scale = h.f32("scale")?;
+    let n_targets = h.u32("n_targets")?;
     if version != FORMAT_VERSION {
         return Err(bad(Status::AdapterUnsupportedVersion, "header.format_version", version as u64, "must be 1"));
     }
-    let header_len = le_u32(&bytes[8..12]);
     if header_len as usize != HEADER_LEN {
         return Err(bad(Status::AdapterBadHeader, "header.header_len", header_len as u64, "must be 56"));
     }
-    let total_len = le_u64(&bytes[16..24]);
     if total_len > file_len as u64 {
         return Err(bad(Status::AdapterTruncated, "header.total_len", total_len, "the file is shorter than total_len says"));
     }
@@ -96,23 +77,12 @@ pub fn parse<'a>(bytes: &'a [u8], parent: Option<Parent<'_>>) -> Result<Adapter<
         return Err(bad(Status::AdapterChecksum, "trailer.artifact_crc", artifact_crc as u64, "must equal the CRC32 of all preceding bytes"));
     }
     // From here on every byte is what the writer wrote.
-    let reserved = le_u32(&bytes[12..16]);
     if reserved != 0 {
         return Err(bad(Status::AdapterBadHeader, "header.reserved", reserved as u64, "must be 0"));
     }
-    let p = PARENT_OFFSET;
-    let identity = ModelIdentity {
-        n_params: le_u64(&bytes[p..p + 8]),
-        tensor_layout_crc: le_u32(&bytes[p + 8..p + 12]),
-        tokenizer_crc: le_u32(&bytes[p + 12..p + 16]),
-        flags: le_u32(&bytes[p + 16..p + 20]),
-        n_tensors: le_u32(&bytes[p + 20..p + 24]),
-    };
-    let scale = le_f32(&bytes[48..52]);
     if !scale.is_finite() {
         return Err(bad(Status::AdapterNonFinite, "header.scale", scale.to_bits() as u64, "must be finite (value shown as f32 bits)"));
     }
-    let n_targets = le_u32(&bytes[52..56]);
     if n_targets == 0 {
         return Err(bad(Status::AdapterBadHeader, "header.n_targets", 0, "must be at least 1"));
     }
@@ -129,7 +99,7 @@ pub fn parse<'a>(bytes: &'a [u8], parent: Option<Parent<'_>>) -> Result<Adapter<
 
     // Payloads follow the table back to back, in target order, and end at the trailer.
     let mut targets: Vec<Target<'a>> = Vec::new();
-    targets.try_reserve_exact(entries.len()).map_err(|_| bad(Status::OutOfMemory, "targets", entries.len() as u64, "allocation failed"))?;
+    targets.try_reserve_exact(entries.len()).map_err(|_| oom("targets", entries.len().saturating_mul(core::mem::size_of::<Target<'a>>())))?;
     let mut pos = table_end;
     for e in &entries {
         let end = pos.checked_add(e.payload_len).filter(|&end| end <= body_end);
@@ -176,43 +146,32 @@ fn check_identity(have: &ModelIdentity, want: &ModelIdentity) -> Result<()> {
 
 /// Reads the target table; returns the entries and the table's byte length.
 fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent: Option<&Parent<'_>>) -> Result<(Vec<Entry<'a>>, usize)> {
-    let mut c = Cursor { bytes: &bytes[HEADER_LEN..body_end], pos: 0 };
+    let mut r = Reader::new(&bytes[HEADER_LEN..body_end], HEADER_LEN, "target", Status::AdapterTruncated);
     // The smallest entry is 2 + 1 + 4 + 4 + 4 = 15 bytes: bound the allocation by the bytes present.
-    if n.checked_mul(15).is_none_or(|min| min > body_end - HEADER_LEN) {
-        return Err(bad(Status::AdapterTruncated, "header.n_targets", n as u64, "the file is too short for this many target entries"));
-    }
+    r.room_for(n as u64, 15, "header.n_targets", n as u64, "the file is too short for this many target entries")?;
     let mut entries: Vec<Entry<'a>> = Vec::new();
-    entries.try_reserve_exact(n).map_err(|_| bad(Status::OutOfMemory, "targets", n as u64, "allocation failed"))?;
+    entries.try_reserve_exact(n).map_err(|_| oom("targets", n.saturating_mul(core::mem::size_of::<Entry<'a>>())))?;
     for i in 0..n {
-        let at = |field: &str| field!("target[{}].{}", i, field);
-        let name_len = c.u16(|| at("name_len"))? as usize;
-        if name_len == 0 || name_len > MAX_NAME_LEN {
-            return Err(bad(Status::AdapterUnknownTarget, at("name_len"), name_len as u64, "must be in 1..=64 (a tensor name)"));
-        }
-        let name = c.take(name_len, || at("name"))?;
-        if !valid_name(name) {
-            return Err(bad(Status::AdapterUnknownTarget, at("name"), name_len as u64, "must use only [a-z0-9_.] (a tensor name)"));
-        }
-        // Checked above: ASCII only.
-        let name = core::str::from_utf8(name).unwrap_or_default();
-        let named = |field: &str| field!("target[{}].{}", name, field);
+        r.enter("target", At::Index(i));
+        let name = read_tensor_name(&mut r, Status::AdapterUnknownTarget)?;
+        r.enter("target", At::Name(name));
         if entries.iter().any(|e| e.name == name) {
-            return Err(bad(Status::AdapterDuplicateTarget, named("name"), i as u64, "each tensor may be targeted once (value = entry index)"));
+            return Err(bad(Status::AdapterDuplicateTarget, r.field("name"), i as u64, "each tensor may be targeted once (value = entry index)"));
         }
         let tensor = match parent {
             Some(p) => Some(
                 p.tensors
                     .iter()
                     .position(|t| t.name == name)
-                    .ok_or_else(|| bad(Status::AdapterUnknownTarget, field!("target[{}]", name), i as u64, "no tensor of the loaded model has this name (value = entry index)"))?,
+                    .ok_or_else(|| bad(Status::AdapterUnknownTarget, r.field(""), i as u64, "no tensor of the loaded model has this name (value = entry index)"))?,
             ),
             None => None,
         };
-        let rows = c.u32(|| named("rows"))?;
-        let cols = c.u32(|| named("cols"))?;
+        let rows = r.u32("rows")?;
+        let cols = r.u32("cols")?;
         if rows == 0 || cols == 0 {
             let (field, v) = if rows == 0 { ("rows", rows) } else { ("cols", cols) };
-            return Err(bad(Status::AdapterShapeMismatch, named(field), v as u64, "every dim must be at least 1"));
+            return Err(bad(Status::AdapterShapeMismatch, r.field(field), v as u64, "every dim must be at least 1"));
         }
         let (rows, cols) = (rows as usize, cols as usize);
         if let (Some(p), Some(ti)) = (parent, tensor) {
@@ -220,7 +179,7 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
             if t.rows != rows || t.row_len != cols {
                 return Err(bad(
                     Status::AdapterShapeMismatch,
-                    named("shape"),
+                    r.field("shape"),
                     ((rows as u64) << 32) | cols as u64,
                     "must equal the tensor's [rows, row_len] (a vector is [1, len]); value = rows << 32 | cols",
                 ));
@@ -231,25 +190,25 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
             Kind::Sparse => "n_entries",
             Kind::LowRank => "rank",
         };
-        let param = c.u32(|| named(param_field))?;
+        let param = r.u32(param_field)?;
         let n_elements = rows as u64 * cols as u64;
         let payload_len: Option<u64> = match kind {
             Kind::Dense => match param {
                 DENSE_F32 => n_elements.checked_mul(4),
                 DENSE_Q8_0 if cols % quant::QK == 0 => n_elements.checked_mul(DType::Q8_0.block_bytes() as u64).map(|b| b / quant::QK as u64),
-                DENSE_Q8_0 => return Err(bad(Status::AdapterBadEncoding, named("encoding"), param as u64, "q8_0 (1) needs cols to be a multiple of 32")),
-                _ => return Err(bad(Status::AdapterBadEncoding, named("encoding"), param as u64, "must be 0 (f32) or 1 (q8_0)")),
+                DENSE_Q8_0 => return Err(bad(Status::AdapterBadEncoding, r.field("encoding"), param as u64, "q8_0 (1) needs cols to be a multiple of 32")),
+                _ => return Err(bad(Status::AdapterBadEncoding, r.field("encoding"), param as u64, "must be 0 (f32) or 1 (q8_0)")),
             },
             Kind::Sparse => {
                 if param as u64 > n_elements {
-                    return Err(bad(Status::AdapterBadIndex, named("n_entries"), param as u64, "at most rows · cols entries (indices are distinct)"));
+                    return Err(bad(Status::AdapterBadIndex, r.field("n_entries"), param as u64, "at most rows · cols entries (indices are distinct)"));
                 }
                 (param as u64).checked_mul(8)
             }
             Kind::LowRank => {
                 let max = (rows.min(cols) as u64).min(MAX_RANK as u64);
                 if param == 0 || param as u64 > max {
-                    return Err(bad(Status::AdapterBadRank, named("rank"), param as u64, "must be in 1..=min(rows, cols, 256)"));
+                    return Err(bad(Status::AdapterBadRank, r.field("rank"), param as u64, "must be in 1..=min(rows, cols, 256)"));
                 }
                 let r = param as u64;
                 (r * cols as u64).checked_add(rows as u64 * r).and_then(|n| n.checked_mul(4))
@@ -259,7 +218,7 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
         let payload_len = payload_len.and_then(|n| usize::try_from(n).ok()).unwrap_or(usize::MAX);
         entries.push(Entry { name, rows, cols, tensor, param, payload_len });
     }
-    Ok((entries, c.pos))
+    Ok((entries, r.offset() - HEADER_LEN))
 }
 
 fn check_payload(t: &Target<'_>) -> Result<()> {

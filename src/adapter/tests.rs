@@ -335,3 +335,21 @@ fn a_zero_scale_changes_nothing() {
     let out = applied(&f, &build(MAGIC_DENSE, 0.0, &[dense_a(&[1.0; 8])])).unwrap();
     assert_eq!(out, f.bytes);
 }
+
+#[test]
+fn a_sparse_target_with_no_entries_is_valid_and_changes_nothing() {
+    // FORMAT.md, "Target table": n_entries 0 is allowed; the payload is empty and no unit changes
+    // (the adapter still counts as applied, so its digest enters the assembly-state chain).
+    let f = fixture();
+    let bytes = build(MAGIC_SPARSE, 1.0, &[T { name: "q.weight", rows: 2, cols: 64, param: 0, payload: vec![] }]);
+    let adapter = parse(&bytes, Some(parent(&f))).unwrap();
+    assert_eq!(adapter.targets[0].payload.n_entries(), 0);
+    assert_eq!(patch::max_changed_bytes(&adapter, &f.tensors), 0);
+    assert_eq!(applied(&f, &bytes).unwrap(), f.bytes);
+    // Entries left over after a payload of 0 entries are bytes before the CRC.
+    let mut b = bytes.clone();
+    b.splice(b.len() - 4..b.len() - 4, pairs(&[(0, 1.0)]));
+    reseal(&mut b);
+    let e = parse(&b, Some(parent(&f))).unwrap_err();
+    assert_eq!((e.status, e.field.as_str(), e.value), (Status::AdapterBadHeader, "payload", 8));
+}

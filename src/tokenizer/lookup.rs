@@ -37,6 +37,13 @@ impl SortedTokens {
         self.ids.capacity() * 4
     }
 
+    /// The first repeat among the kept tokens: `(earlier, later)`, two ids with the same bytes, with
+    /// `later` the lowest such id and `earlier` the lowest id with its bytes.
+    pub fn first_repeat(&self, tokens: &TokenTable) -> Option<(u32, u32)> {
+        // Sorted by (bytes, id): in a run of equal bytes the first pair holds the run's two lowest ids.
+        self.ids.windows(2).filter(|w| tokens.bytes(w[0]) == tokens.bytes(w[1])).map(|w| (w[0], w[1])).min_by_key(|&(_, later)| later)
+    }
+
     /// The lowest id whose bytes are exactly `key`.
     pub fn find(&self, tokens: &TokenTable, key: &[u8]) -> Option<u32> {
         let i = self.ids.partition_point(|&id| tokens.bytes(id) < key);

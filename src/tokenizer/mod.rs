@@ -108,6 +108,15 @@ impl TokenTable {
     }
 }
 
+/// What [`Tokenizer::encode`] reports besides the ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// Bytes of the text (including a dummy-prefix space) that no token covers: each became
+    /// `unk_id`, or was dropped when the tokenizer has none. Decoding the ids gives the text back
+    /// only when this is 0.
+    pub unencodable_bytes: usize,
+}
+
 pub struct Tokenizer {
     kind: TokenizerKind,
     pre_tokenizer: PreTokenizer,
@@ -122,9 +131,10 @@ pub struct Tokenizer {
     tokens: TokenTable,
     merges: bpe::MergeTable,
     /// `bpe_byte_level`: the initial symbol for each byte (lowest id of type normal, user-defined or
-    /// byte whose bytes are that one byte), or `NO_TOKEN` (the byte is dropped, as llama.cpp does).
+    /// byte whose bytes are that one byte), or `NO_TOKEN` (then `unk_id`, else dropped; counted).
     byte_symbols: [u32; 256],
-    /// `bpe_sentencepiece`: the byte-type token for each byte, or `NO_TOKEN` (then `unk_id`).
+    /// `bpe_sentencepiece`: the byte-type token for each byte, or `NO_TOKEN` (then `unk_id`, else
+    /// dropped; counted).
     byte_fallback: [u32; 256],
     /// `bpe_sentencepiece`: tokens, other than byte tokens, that are exactly one UTF-8 character.
     char_tokens: lookup::SortedTokens,
@@ -140,9 +150,11 @@ impl Tokenizer {
 
     /// Appends the tokens of `text` to `out`, starting with BOS if the section sets `ADD_BOS`.
     /// With `parse_special`, control and user-defined tokens written in the text become those tokens;
-    /// without, they are plain text. `text` may be any bytes. The only error is OUT_OF_MEMORY (the
+    /// without, they are plain text. `text` may be any bytes. A byte the vocabulary has no token
+    /// for becomes `unk_id`, or is dropped when there is none; [`Encoded::unencodable_bytes`]
+    /// counts them (`decode(encode(text)) == text` needs 0). The only error is OUT_OF_MEMORY (the
     /// ids or the working memory for a text this long do not fit); `out` may then hold a prefix.
-    pub fn encode(&self, text: &[u8], parse_special: bool, out: &mut Vec<u32>) -> Result<()> {
+    pub fn encode(&self, text: &[u8], parse_special: bool, out: &mut Vec<u32>) -> Result<Encoded> {
         let oom = |_| Error::new(Status::OutOfMemory, "tokens", text.len() as u64, "allocation failed (the text's token ids do not fit in memory)");
         // Every id covers at least one byte of the text, besides BOS and the dummy-prefix space:
         // with this room reserved, `out` never grows below.
@@ -153,12 +165,13 @@ impl Tokenizer {
             }
         }
         let mut scratch = bpe::Scratch::new();
+        let mut encoded = Encoded::default();
         let mut pos = 0;
         while pos < text.len() {
             let special = if parse_special { self.special_tokens.find_next(&self.tokens, text, pos) } else { None };
             let end = special.map_or(text.len(), |(start, _, _)| start);
             if end > pos {
-                self.encode_fragment(&text[pos..end], pos == 0, &mut scratch, out).map_err(oom)?;
+                self.encode_fragment(&text[pos..end], pos == 0, &mut scratch, &mut encoded, out).map_err(oom)?;
             }
             match special {
                 Some((start, len, id)) => {
@@ -169,23 +182,30 @@ impl Tokenizer {
                 None => break,
             }
         }
-        Ok(())
+        Ok(encoded)
     }
 
     /// Encodes text that contains no special tokens.
-    fn encode_fragment(&self, fragment: &[u8], starts_text: bool, scratch: &mut bpe::Scratch, out: &mut Vec<u32>) -> core::result::Result<(), TryReserveError> {
+    fn encode_fragment(
+        &self,
+        fragment: &[u8],
+        starts_text: bool,
+        scratch: &mut bpe::Scratch,
+        encoded: &mut Encoded,
+        out: &mut Vec<u32>,
+    ) -> core::result::Result<(), TryReserveError> {
         if self.add_space_prefix && starts_text {
             let mut prefixed = Vec::new();
             prefixed.try_reserve_exact(fragment.len() + 1)?;
             prefixed.push(b' ');
             prefixed.extend_from_slice(fragment);
-            self.encode_pieces(&prefixed, scratch, out)
+            self.encode_pieces(&prefixed, scratch, encoded, out)
         } else {
-            self.encode_pieces(fragment, scratch, out)
+            self.encode_pieces(fragment, scratch, encoded, out)
         }
     }
 
-    fn encode_pieces(&self, text: &[u8], scratch: &mut bpe::Scratch, out: &mut Vec<u32>) -> core::result::Result<(), TryReserveError> {
+    fn encode_pieces(&self, text: &[u8], scratch: &mut bpe::Scratch, encoded: &mut Encoded, out: &mut Vec<u32>) -> core::result::Result<(), TryReserveError> {
         if self.kind == TokenizerKind::Byte {
             // Validated at parse: token b is the byte b.
             out.try_reserve(text.len())?;
@@ -201,20 +221,32 @@ impl Tokenizer {
             symbols.clear();
             // A piece has at most one initial symbol per byte.
             result = symbols.try_reserve(piece.len()).and_then(|()| {
-                self.initial_symbols(piece, &mut symbols);
+                self.initial_symbols(piece, &mut symbols, &mut encoded.unencodable_bytes);
                 bpe::encode_piece(&self.merges, &symbols, scratch, out)
             });
         });
         result
     }
 
-    fn initial_symbols(&self, piece: &[u8], symbols: &mut Vec<u32>) {
+    /// Pushes the initial symbols of `piece` (at most one per byte), counting in `unencodable` the
+    /// bytes that have no token of their own.
+    fn initial_symbols(&self, piece: &[u8], symbols: &mut Vec<u32>, unencodable: &mut usize) {
+        // A byte without a token: `unk_id`, or (with none) nothing.
+        let mut unencodable_byte = |symbols: &mut Vec<u32>| {
+            *unencodable += 1;
+            symbols.extend(self.unk_id);
+        };
         if self.kind == TokenizerKind::BpeByteLevel {
-            symbols.extend(piece.iter().map(|&b| self.byte_symbols[b as usize]).filter(|&id| id != NO_TOKEN));
+            for &b in piece {
+                match self.byte_symbols[b as usize] {
+                    NO_TOKEN => unencodable_byte(symbols),
+                    id => symbols.push(id),
+                }
+            }
             return;
         }
         // SentencePiece: a character that is a token is one symbol; otherwise each of its bytes is
-        // its byte token, or `unk_id`, or (with neither) dropped. An ill-formed byte is a character.
+        // its byte token, or unencodable. An ill-formed byte is a character.
         let mut i = 0;
         while i < piece.len() {
             // `char_tokens` holds only well-formed characters, so an ill-formed byte never matches.
@@ -225,7 +257,7 @@ impl Tokenizer {
                 None => {
                     for &b in character {
                         match self.byte_fallback[b as usize] {
-                            NO_TOKEN => symbols.extend(self.unk_id),
+                            NO_TOKEN => unencodable_byte(symbols),
                             id => symbols.push(id),
                         }
                     }

@@ -510,6 +510,90 @@ fn sentencepiece_unknown_when_no_byte_token() {
     assert_eq!(encode(&t, "ü".as_bytes(), false), [1, s.id(b" "), 3 + 0xc3]);
 }
 
+fn encode_counted(t: &Tokenizer, text: &[u8]) -> (Vec<u32>, usize) {
+    let mut out = Vec::new();
+    let encoded = t.encode(text, false, &mut out).unwrap();
+    (out, encoded.unencodable_bytes)
+}
+
+#[test]
+fn byte_level_byte_without_a_token_is_unk_or_dropped_and_counted() {
+    let mut s = byte_level();
+    s.tokens[b'A' as usize].0 = UNUSED; // an unused token is never an initial symbol: 'A' has none
+    let b = s.id(b"B");
+    let t = s.parse().unwrap();
+    // No unk_id: dropped, but never silently.
+    assert_eq!(encode_counted(&t, b"ABA"), (vec![b], 2));
+    assert_ne!(decode(&t, &encode(&t, b"ABA", false)), b"ABA");
+    s.unk_id = 258; // <tool>
+    let t = s.parse().unwrap();
+    assert_eq!(encode_counted(&t, b"ABA"), (vec![258, b, 258], 2));
+    // Text the vocabulary covers counts nothing, and round-trips.
+    assert_eq!(encode_counted(&t, b"hello world").1, 0);
+    assert_eq!(decode(&t, &encode(&t, b"hello world", false)), b"hello world");
+    // Special tokens cut out of the text are not counted either.
+    let mut out = Vec::new();
+    assert_eq!(t.encode(b"<|end|>B", true, &mut out).unwrap().unencodable_bytes, 0);
+}
+
+#[test]
+fn sentencepiece_byte_without_a_token_is_counted() {
+    let mut s = sentencepiece();
+    s.tokens[3 + 0xbc].0 = UNUSED; // no byte token for 0xbc any more
+    let t = s.parse().unwrap();
+    assert_eq!(encode_counted(&t, "üü".as_bytes()), (vec![1, s.id(b" "), 3 + 0xc3, 0, 3 + 0xc3, 0], 2));
+    s.unk_id = u32::MAX;
+    let t = s.parse().unwrap();
+    assert_eq!(encode_counted(&t, "ü".as_bytes()), (vec![1, s.id(b" "), 3 + 0xc3], 1));
+    assert_eq!(encode_counted(&t, "abc".as_bytes()).1, 0);
+    // The byte kind covers every byte.
+    assert_eq!(encode_counted(&byte_kind().parse().unwrap(), &[0, 0x80, 0xff]).1, 0);
+}
+
+#[test]
+fn tokens_with_the_same_bytes_are_rejected() {
+    // A second normal token "he": reported at the later one, value the earlier id.
+    let mut s = byte_level();
+    let he = s.id(b"he");
+    let dup = s.add(NORMAL, b"he");
+    let e = s.parse().err().unwrap();
+    assert_eq!((e.status, e.field.as_str(), e.value), (Status::BadToken, format!("tokenizer.tokens[{dup}].bytes").as_str(), he as u64));
+    // Types other than byte form one class: a control token spelled like a normal token repeats it.
+    let mut s = byte_level();
+    let dup = s.add(CONTROL, b"x");
+    let e = s.parse().err().unwrap();
+    assert_eq!((e.field.as_str(), e.value), (format!("tokenizer.tokens[{dup}].bytes").as_str(), b'x' as u64));
+    // Two byte tokens for one byte.
+    let mut s = sentencepiece();
+    let dup = s.add(BYTE, b"A");
+    let e = s.parse().err().unwrap();
+    assert_eq!((e.status, e.field.as_str(), e.value), (Status::BadToken, format!("tokenizer.tokens[{dup}].bytes").as_str(), 3 + b'A' as u64));
+    // Of several repeats, the lowest repeating id is reported, whichever class it is in.
+    let mut s = sentencepiece();
+    let first = s.add(NORMAL, b"ab");
+    s.add(BYTE, b"B");
+    let e = s.parse().err().unwrap();
+    assert_eq!((e.field.as_str(), e.value), (format!("tokenizer.tokens[{first}].bytes").as_str(), s.id(b"ab") as u64));
+    let mut s = sentencepiece();
+    let first = s.add(BYTE, b"B");
+    s.add(NORMAL, b"ab");
+    let e = s.parse().err().unwrap();
+    assert_eq!((e.field.as_str(), e.value), (format!("tokenizer.tokens[{first}].bytes").as_str(), 3 + b'B' as u64));
+}
+
+#[test]
+fn tokens_that_may_share_bytes() {
+    // A byte token and a token of another type with its one byte (SentencePiece's `<0x61>` and `a`).
+    let s = sentencepiece();
+    assert_eq!(s.tokens[s.id(b"a") as usize].1, s.tokens[3 + b'a' as usize].1);
+    assert!(s.parse().is_ok());
+    // Empty tokens, however many.
+    let mut s = byte_level();
+    s.add(CONTROL, b"");
+    s.add(UNUSED, b"");
+    assert!(s.parse().is_ok());
+}
+
 /// llama2.c's `encode`: characters (or byte fallback), then repeatedly merge the adjacent pair whose
 /// concatenation is a token with the highest score, leftmost on ties.
 fn llama2c_encode(s: &Section, text: &str) -> Vec<u32> {
