@@ -126,6 +126,10 @@ pub struct Tokenizer {
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     unk_id: Option<u32>,
+    /// What an unencodable byte becomes: `unk_id` when that token's type is *unknown*, else nothing
+    /// (a package may name a control token such as `<|endoftext|>` as `unk_id`, and feeding the model
+    /// an end-of-text token for a stray byte would change the answer, not mark a gap).
+    unk_substitute: Option<u32>,
     eog_ids: Vec<u32>,
     max_token_len: u32,
     tokens: TokenTable,
@@ -231,10 +235,10 @@ impl Tokenizer {
     /// Pushes the initial symbols of `piece` (at most one per byte), counting in `unencodable` the
     /// bytes that have no token of their own.
     fn initial_symbols(&self, piece: &[u8], symbols: &mut Vec<u32>, unencodable: &mut usize) {
-        // A byte without a token: `unk_id`, or (with none) nothing.
+        // A byte without a token: the unknown token, or (with none) nothing.
         let mut unencodable_byte = |symbols: &mut Vec<u32>| {
             *unencodable += 1;
-            symbols.extend(self.unk_id);
+            symbols.extend(self.unk_substitute);
         };
         if self.kind == TokenizerKind::BpeByteLevel {
             for &b in piece {

@@ -122,6 +122,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
         bos_id: h.bos_id,
         eos_id: h.eos_id,
         unk_id: h.unk_id,
+        unk_substitute: h.unk_id.filter(|&id| tokens.token_type(id) == Some(TokenType::Unknown)),
         eog_ids,
         max_token_len: h.max_token_len,
         tokens,

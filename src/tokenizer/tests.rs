@@ -10,6 +10,7 @@ use super::*;
 use crate::error::Status;
 
 const NORMAL: u8 = 1;
+const UNKNOWN: u8 = 2;
 const CONTROL: u8 = 3;
 const USER_DEFINED: u8 = 4;
 const UNUSED: u8 = 5;
@@ -156,7 +157,7 @@ pub(super) fn byte_level() -> Section {
 /// result's score (as the packer does for llama2.c models).
 pub(super) fn sentencepiece() -> Section {
     let mut s = Section::new(2);
-    s.add(UNUSED, b"<unk>");
+    s.add(UNKNOWN, b"<unk>");
     let bos = s.add(CONTROL, b"<s>");
     let eos = s.add(CONTROL, b"</s>");
     for b in 0..=255u8 {
@@ -525,7 +526,12 @@ fn byte_level_byte_without_a_token_is_unk_or_dropped_and_counted() {
     // No unk_id: dropped, but never silently.
     assert_eq!(encode_counted(&t, b"ABA"), (vec![b], 2));
     assert_ne!(decode(&t, &encode(&t, b"ABA", false)), b"ABA");
+    // A control token named as unk_id is not substituted (SmolLM2 names <|endoftext|>): dropped.
     s.unk_id = 258; // <tool>
+    let t = s.parse().unwrap();
+    assert_eq!(encode_counted(&t, b"ABA"), (vec![b], 2));
+    // An unknown-type unk_id is.
+    s.tokens[258].0 = UNKNOWN;
     let t = s.parse().unwrap();
     assert_eq!(encode_counted(&t, b"ABA"), (vec![258, b, 258], 2));
     // Text the vocabulary covers counts nothing, and round-trips.
