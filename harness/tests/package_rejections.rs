@@ -1109,7 +1109,7 @@ fn tokenizer_header_and_token_table_rules() {
             want: BadTokenizerKind,
             field: "tokenizer.n_tokens",
         },
-        Case { name: "pre_tokenizer 3", edit: TokEdit::Bytes(|t| put_u32(t, tok::PRE_TOKENIZER, 3)), want: BadTokenizerKind, field: "tokenizer.pre_tokenizer" },
+        Case { name: "pre_tokenizer 5", edit: TokEdit::Bytes(|t| put_u32(t, tok::PRE_TOKENIZER, 5)), want: BadTokenizerKind, field: "tokenizer.pre_tokenizer" },
         Case { name: "chat_template 2", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 2)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
         Case {
             name: "tok_flags bit 2",

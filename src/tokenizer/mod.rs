@@ -27,6 +27,8 @@ mod utf8;
 mod tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod pretokenize_conformance;
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
@@ -54,6 +56,10 @@ pub enum PreTokenizer {
     Gpt2 = 1,
     /// Every `\p{N}` character alone, then the GPT-2 regex (SmolLM2).
     Smollm = 2,
+    /// Qwen2's regex: case-insensitive contractions, single digits, newlines kept with what precedes them.
+    Qwen2 = 3,
+    /// Llama 3's regex: Qwen2's with numbers in runs of up to three.
+    Llama3 = 4,
 }
 
 /// SLM1 tokenizer section `chat_template`.

@@ -166,7 +166,9 @@ fn read_header(r: &mut Reader<'_>, vocab_size: u32) -> Result<Header> {
         0 => PreTokenizer::None,
         1 => PreTokenizer::Gpt2,
         2 => PreTokenizer::Smollm,
-        v => return Err(err(Status::BadTokenizerKind, "tokenizer.pre_tokenizer", v as u64, "must be 0 (none), 1 (gpt2) or 2 (smollm)")),
+        3 => PreTokenizer::Qwen2,
+        4 => PreTokenizer::Llama3,
+        v => return Err(err(Status::BadTokenizerKind, "tokenizer.pre_tokenizer", v as u64, "must be 0 (none), 1 (gpt2), 2 (smollm), 3 (qwen2) or 4 (llama3)")),
     };
     let chat_template = match r.u32("chat_template")? {
         0 => ChatTemplate::None,

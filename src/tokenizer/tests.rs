@@ -327,7 +327,7 @@ fn header_rejections() {
     s.unk_id = s.n_tokens();
     rejects(&s, Status::BadSpecialToken, "tokenizer.unk_id");
     let mut s = base.clone();
-    s.pre_tokenizer = 3;
+    s.pre_tokenizer = 5;
     rejects(&s, Status::BadTokenizerKind, "tokenizer.pre_tokenizer");
     let mut s = base.clone();
     s.chat_template = 2;
