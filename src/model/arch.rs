@@ -98,8 +98,10 @@ impl Arch {
 
 /// A layer index written canonically: decimal digits, no sign, no leading zero.
 fn canonical_index(s: &str) -> Option<u32> {
-    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    if canonical { s.parse().ok() } else { None }
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    s.bytes().try_fold(0u32, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add((b - b'0') as u32) } else { None })
 }
 
 /// One architecture's tensors, in canonical order within each group.

@@ -20,7 +20,7 @@ use crate::quant::{self, DType, QuantizedActivations};
 
 pub mod arch;
 
-use arch::{Role, TensorsByRole};
+use arch::Role;
 
 /// Tokens per prefill pass. Bigger batches amortise weight reads further but grow scratch
 /// linearly (SmolLM2: ≈ 30 KB per batch row).
@@ -162,35 +162,40 @@ impl Weights {
     fn resolve(package: &Package) -> Result<Weights> {
         // The parser has checked every role the architecture table requires; a missing one here
         // means the table and this resolution disagree.
-        let need = |by: &TensorsByRole, role: Role, layer: Option<usize>| {
-            by.get(role).ok_or_else(|| {
-                let field = match layer {
-                    Some(l) => field!("blk.{}.{:?}", l, role),
-                    None => field!("{:?}", role),
-                };
-                Error::new(Status::MissingTensor, field, 0, "the forward pass needs this tensor role")
-            })
-        };
         let m = &package.model_tensors;
-        let token_embd = need(m, Role::TokenEmbd, None)?;
+        let (Some(token_embd), Some(output_norm)) = (m.get(Role::TokenEmbd), m.get(Role::OutputNorm)) else {
+            return Err(missing_role(None));
+        };
         let mut layers = Vec::new();
         layers.try_reserve_exact(package.layers.len()).map_err(|_| oom("weights", package.layers.len() * core::mem::size_of::<LayerWeights>()))?;
         for (l, by) in package.layers.iter().enumerate() {
-            let r = |role| need(by, role, Some(l));
-            layers.push(LayerWeights {
-                attn_norm: r(Role::AttnNorm)?,
-                attn_q: r(Role::AttnQ)?,
-                attn_k: r(Role::AttnK)?,
-                attn_v: r(Role::AttnV)?,
-                attn_output: r(Role::AttnOutput)?,
-                ffn_norm: r(Role::FfnNorm)?,
-                ffn_gate: r(Role::FfnGate)?,
-                ffn_up: r(Role::FfnUp)?,
-                ffn_down: r(Role::FfnDown)?,
-            });
+            let r = |role| by.get(role);
+            let layer = (|| {
+                Some(LayerWeights {
+                    attn_norm: r(Role::AttnNorm)?,
+                    attn_q: r(Role::AttnQ)?,
+                    attn_k: r(Role::AttnK)?,
+                    attn_v: r(Role::AttnV)?,
+                    attn_output: r(Role::AttnOutput)?,
+                    ffn_norm: r(Role::FfnNorm)?,
+                    ffn_gate: r(Role::FfnGate)?,
+                    ffn_up: r(Role::FfnUp)?,
+                    ffn_down: r(Role::FfnDown)?,
+                })
+            })();
+            layers.push(layer.ok_or_else(|| missing_role(Some(l)))?);
         }
-        Ok(Weights { token_embd, output_norm: need(m, Role::OutputNorm, None)?, lm_head: m.get(Role::Output).unwrap_or(token_embd), layers })
+        Ok(Weights { token_embd, output_norm, lm_head: m.get(Role::Output).unwrap_or(token_embd), layers })
     }
+}
+
+#[cold]
+fn missing_role(layer: Option<usize>) -> Error {
+    let field = match layer {
+        Some(l) => field!("tensor[blk.{}]", l),
+        None => field!("tensor[model]"),
+    };
+    Error::new(Status::MissingTensor, field, 0, "the forward pass needs every tensor role of the architecture table")
 }
 
 pub struct Model {

@@ -160,7 +160,7 @@ const fn check_all_layouts() -> bool {
         if !l.fields_tile_block() || l.bytes > MAX_BLOCK_BYTES || l.elements > MAX_BLOCK_ELEMENTS {
             return false;
         }
-        if l.elements != 1 && l.elements % super::QK != 0 {
+        if l.elements != 1 && !l.elements.is_multiple_of(super::QK) {
             return false;
         }
         let mut n_finite = 0;
@@ -193,7 +193,8 @@ mod tests {
     #[test]
     fn layout_table_matches_format_md() {
         use FieldKind::*;
-        let expect: [(DType, usize, usize, &[(&str, usize, usize, FieldKind)]); 4] = [
+        type Fields = &'static [(&'static str, usize, usize, FieldKind)];
+        let expect: [(DType, usize, usize, Fields); 4] = [
             (DType::F32, 1, 4, &[("value", 0, 4, F32)]),
             (DType::Q8_0, 32, 34, &[("d", 0, 2, F16), ("qs", 2, 32, I8Quants)]),
             (DType::Q4_0, 32, 18, &[("d", 0, 2, F16), ("qs", 2, 16, U4Quants)]),
