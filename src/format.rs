@@ -10,6 +10,7 @@ use core::ops::Range;
 
 use crate::error::{oom, Error, Field, Result, Status};
 use crate::field;
+use crate::model::arch::{Arch, TensorSlot, TensorsByRole};
 use crate::quant::DType;
 use crate::reader::{Entry, Reader};
 
@@ -47,30 +48,8 @@ pub(crate) fn read_tensor_name<'a>(r: &mut Reader<'a>, status: Status) -> Result
     }
 }
 
-/// Architecture hyperparameters from the header.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Hyperparams {
-    pub vocab_size: u32,
-    pub dim: u32,
-    pub n_layers: u32,
-    pub n_heads: u32,
-    pub n_kv_heads: u32,
-    pub ffn_dim: u32,
-    pub max_context: u32,
-    pub rope_theta: f32,
-    pub norm_eps: f32,
-    pub tied_embeddings: bool,
-}
-
-impl Hyperparams {
-    pub fn head_dim(&self) -> usize {
-        (self.dim / self.n_heads) as usize
-    }
-    /// Width of the K and V projections: `n_kv_heads · head_dim`.
-    pub fn kv_dim(&self) -> usize {
-        self.n_kv_heads as usize * self.head_dim()
-    }
-}
+/// Architecture hyperparameters from the header (defined with the architecture tables).
+pub use crate::model::arch::Hyperparams;
 
 /// What an adapter names to say which parent it was made for (see FORMAT.md, "Model identity").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,20 +92,6 @@ impl TensorEntry {
     }
 }
 
-/// Directory indices of one transformer block's tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerTensors {
-    pub attn_norm: usize,
-    pub attn_q: usize,
-    pub attn_k: usize,
-    pub attn_v: usize,
-    pub attn_output: usize,
-    pub ffn_norm: usize,
-    pub ffn_gate: usize,
-    pub ffn_up: usize,
-    pub ffn_down: usize,
-}
-
 /// A validated package: where everything is. Borrow the bytes again to read tensors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Package {
@@ -134,11 +99,13 @@ pub struct Package {
     pub quant: DType,
     pub identity: ModelIdentity,
     pub tensors: Vec<TensorEntry>,
-    pub token_embd: usize,
-    pub layers: Vec<LayerTensors>,
-    pub output_norm: usize,
-    /// `None` when the embeddings are tied.
-    pub output: Option<usize>,
+    /// The architecture; SLM1 v1 packages are all llama.
+    pub arch: Arch,
+    /// Directory index of each model-level tensor by role (`None`: not in this package, e.g.
+    /// `output.weight` when the embeddings are tied).
+    pub model_tensors: TensorsByRole,
+    /// Directory index of each layer's tensors by role.
+    pub layers: Vec<TensorsByRole>,
     pub tokenizer_range: Range<usize>,
     pub artifact_crc: u32,
 }
@@ -438,40 +405,33 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
     Ok(entries)
 }
 
-/// 4-bit packages may keep the token embedding (and a separate LM head) in q8_0: these tensors
-/// decide every logit, and the shipped SmolLM2 GGUF stores its embedding as Q8_0 — requantizing it
-/// to 4 bits loses the shipped quality (FORMAT.md, "Required tensors").
-fn embedding_dtype_ok(quant: DType, actual: DType) -> bool {
-    matches!(quant, DType::Q4_0 | DType::Q4_1) && actual == DType::Q8_0
-}
-
-/// Finds `name`, checks its shape and dtype, and returns its directory index.
-fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usize], dtype: DType) -> Result<usize> {
+/// Finds the tensor of `slot`, checks its shape and dtype against the architecture table, and
+/// returns its directory index.
+fn require(entries: &[TensorEntry], found: &mut [bool], slot: &TensorSlot, h: &Hyperparams, quant: DType) -> Result<usize> {
     let i = entries
         .iter()
-        .position(|e| e.name == name)
-        .ok_or_else(|| bad(Status::MissingTensor, field!("tensor[{}]", name), 0, "required tensor is missing"))?;
+        .position(|e| slot.is_named(&e.name))
+        .ok_or_else(|| bad(Status::MissingTensor, field!("tensor[{}]", slot), 0, "required tensor is missing"))?;
     let e = &entries[i];
-    let shape_ok = match dims {
-        [len] => e.rank == 1 && e.row_len == *len,
-        [rows, cols] => e.rank == 2 && e.rows == *rows && e.row_len == *cols,
-        _ => false,
+    let (dims, rank) = slot.dims(h);
+    let shape_ok = match rank {
+        1 => e.rank == 1 && e.row_len == dims[0],
+        _ => e.rank == 2 && e.rows == dims[0] && e.row_len == dims[1],
     };
     if !shape_ok {
-        let expected = dims.iter().fold(0u64, |acc, &d| (acc << 32) | d as u64);
+        let expected = dims[..rank].iter().fold(0u64, |acc, &d| (acc << 32) | d as u64);
         return Err(bad(
             Status::BadTensorShape,
-            field!("tensor[{}].dims", name),
+            field!("tensor[{}].dims", slot),
             expected,
             "must match the hyperparameters (value = required dims packed as u32s)",
         ));
     }
-    // Embedding-shaped matrices may also be q8_0 in 4-bit packages (see `embedding_dtype_ok`).
-    let embedding = name == "token_embd.weight" || name == "output.weight";
-    if e.dtype != dtype && !(embedding && embedding_dtype_ok(dtype, e.dtype)) {
+    // `Storage` holds the rule: norms f32, matrices quant_mode, embeddings also q8_0 in 4-bit packages.
+    if !slot.desc.storage.allows(quant, e.dtype) {
         return Err(bad(
             Status::BadQuantMode,
-            field!("tensor[{}].dtype", name),
+            field!("tensor[{}].dtype", slot),
             e.dtype.code() as u64,
             "norms must be f32; matrices must have the header's quant_mode (embeddings: or q8_0 when quant_mode is 4-bit)",
         ));
@@ -488,35 +448,23 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     let quant = check_hparams(&h)?;
     let tensors = read_directory(bytes, &h, &sections)?;
 
+    // The architecture's tensor table (model/arch.rs) says which tensors, shapes and dtypes.
     let p = h.hparams;
-    let (dim, kv_dim, ffn, vocab) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
+    let arch = Arch::Llama;
     let mut found = Vec::new();
     found.try_reserve_exact(tensors.len()).map_err(|_| oom("directory", tensors.len()))?;
     found.resize(tensors.len(), false);
-    let token_embd = require(&tensors, &mut found, "token_embd.weight", &[vocab, dim], quant)?;
-    let mut layers = Vec::new();
-    let layers_bytes = (p.n_layers as usize).saturating_mul(core::mem::size_of::<LayerTensors>());
-    layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", layers_bytes))?;
-    for l in 0..p.n_layers {
-        let mut t = |suffix: &str, dims: &[usize], dtype: DType| require(&tensors, &mut found, &field!("blk.{}.{}", l, suffix), dims, dtype);
-        layers.push(LayerTensors {
-            attn_norm: t("attn_norm.weight", &[dim], DType::F32)?,
-            attn_q: t("attn_q.weight", &[dim, dim], quant)?,
-            attn_k: t("attn_k.weight", &[kv_dim, dim], quant)?,
-            attn_v: t("attn_v.weight", &[kv_dim, dim], quant)?,
-            attn_output: t("attn_output.weight", &[dim, dim], quant)?,
-            ffn_norm: t("ffn_norm.weight", &[dim], DType::F32)?,
-            ffn_gate: t("ffn_gate.weight", &[ffn, dim], quant)?,
-            ffn_up: t("ffn_up.weight", &[ffn, dim], quant)?,
-            ffn_down: t("ffn_down.weight", &[dim, ffn], quant)?,
-        });
+    let mut model_tensors = TensorsByRole::default();
+    let mut layers: Vec<TensorsByRole> = Vec::new();
+    layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", (p.n_layers as usize).saturating_mul(core::mem::size_of::<TensorsByRole>())))?;
+    layers.resize(p.n_layers as usize, TensorsByRole::default());
+    for slot in arch.tensors(&p) {
+        let i = require(&tensors, &mut found, &slot, &p, quant)?;
+        match slot.layer {
+            None => model_tensors.set(slot.desc.role, i),
+            Some(l) => layers[l as usize].set(slot.desc.role, i),
+        }
     }
-    let output_norm = require(&tensors, &mut found, "output_norm.weight", &[dim], DType::F32)?;
-    let output = if p.tied_embeddings {
-        None
-    } else {
-        Some(require(&tensors, &mut found, "output.weight", &[vocab, dim], quant)?)
-    };
     if let Some(i) = found.iter().position(|&f| !f) {
         return Err(bad(Status::UnknownTensor, field!("tensor[{}]", tensors[i].name), i as u64, "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)"));
     }
@@ -542,10 +490,9 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
             n_tensors: h.n_tensors,
         },
         tensors,
-        token_embd,
+        arch,
+        model_tensors,
         layers,
-        output_norm,
-        output,
         tokenizer_range: sections.tokenizer,
         artifact_crc,
     })

@@ -4,6 +4,7 @@
 //! [`RawPackage`] form that conformance tests edit to build deliberately broken packages.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use tinyrustlm::model::arch::{Arch, TensorSlot};
 use tinyrustlm::quant::{self, DType};
 
 use crate::spec::{Hyperparams, ModelSpec, TensorData, TensorSpec, TokenizerSpec};
@@ -13,37 +14,42 @@ pub const TENSOR_ALIGN: usize = 32;
 pub const FLAG_TIED_EMBEDDINGS: u32 = 1;
 pub const NONE_ID: u32 = u32::MAX;
 
-/// Tensor names in the order the writer emits them (and the parser's required set).
-pub fn canonical_names(h: &Hyperparams) -> Vec<String> {
-    let mut names = vec!["token_embd.weight".to_string()];
-    for l in 0..h.n_layers {
-        for suffix in [
-            "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
-        ] {
-            names.push(format!("blk.{l}.{suffix}.weight"));
-        }
+/// The architecture every SLM1 v1 package has.
+const ARCH: Arch = Arch::Llama;
+
+/// The runtime's view of the hyperparameters, which the architecture table reads.
+pub fn runtime_hparams(h: &Hyperparams) -> tinyrustlm::format::Hyperparams {
+    tinyrustlm::format::Hyperparams {
+        vocab_size: h.vocab_size,
+        dim: h.dim,
+        n_layers: h.n_layers,
+        n_heads: h.n_heads,
+        n_kv_heads: h.n_kv_heads,
+        ffn_dim: h.ffn_dim,
+        max_context: h.max_context,
+        rope_theta: h.rope_theta,
+        norm_eps: h.norm_eps,
+        tied_embeddings: h.tied_embeddings,
     }
-    names.push("output_norm.weight".to_string());
-    if !h.tied_embeddings {
-        names.push("output.weight".to_string());
-    }
-    names
 }
 
-/// Expected `[rows, row_len]` (or `[len]`) of a canonical tensor.
+/// Tensor names in the order the writer emits them (and the parser's required set): the
+/// architecture table's canonical order (`tinyrustlm::model::arch`).
+pub fn canonical_names(h: &Hyperparams) -> Vec<String> {
+    ARCH.tensors(&runtime_hparams(h)).map(|slot| slot.to_string()).collect()
+}
+
+/// Expected `[rows, row_len]` (or `[len]`) of a tensor of the architecture, by name (any layer
+/// index; `output.weight` also when the embeddings are tied).
 pub fn expected_dims(h: &Hyperparams, name: &str) -> Option<Vec<u32>> {
-    let kv = h.n_kv_heads * h.head_dim();
-    let base = name.rsplit_once(".weight")?.0;
-    let kind = base.rsplit('.').next()?;
-    Some(match kind {
-        "token_embd" | "output" => vec![h.vocab_size, h.dim],
-        "attn_norm" | "ffn_norm" | "output_norm" => vec![h.dim],
-        "attn_q" | "attn_output" => vec![h.dim, h.dim],
-        "attn_k" | "attn_v" => vec![kv, h.dim],
-        "ffn_gate" | "ffn_up" => vec![h.ffn_dim, h.dim],
-        "ffn_down" => vec![h.dim, h.ffn_dim],
-        _ => return None,
-    })
+    let slot = ARCH.slot_named(name)?;
+    Some(slot_dims(h, &slot))
+}
+
+fn slot_dims(h: &Hyperparams, slot: &TensorSlot) -> Vec<u32> {
+    let (dims, rank) = slot.dims(&runtime_hparams(h));
+    // Every dim is a header u32 or a product bounded by the parser's caps.
+    dims[..rank].iter().map(|&d| d as u32).collect()
 }
 
 /// One directory entry with its encoded data.
@@ -253,40 +259,31 @@ pub fn encode_tensor(t: &TensorSpec, dtype: DType) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// In 4-bit packages the embedding and LM head stay q8_0 (FORMAT.md allows it): they shape every
-/// logit, and SmolLM2's GGUF ships its embedding as Q8_0, which is then kept bit for bit.
-pub fn embedding_in_q8_0(quant: DType, name: &str) -> bool {
-    matches!(quant, DType::Q4_0 | DType::Q4_1) && (name == "token_embd.weight" || name == "output.weight")
-}
-
 /// Builds the raw package for `spec` stored in `quant` (norms stay f32). `on_tensor` is called after
 /// each tensor (progress bars).
 pub fn build(spec: &ModelSpec, quant: DType, mut on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
     let h = &spec.hparams;
     ensure!(spec.tokenizer.tokens.len() == h.vocab_size as usize, "tokenizer has {} tokens, vocab_size is {}", spec.tokenizer.tokens.len(), h.vocab_size);
+    let slots: Vec<TensorSlot> = ARCH.tensors(&runtime_hparams(h)).collect();
     let names = canonical_names(h);
     let mut tensors = Vec::with_capacity(names.len());
     let mut n_params = 0u64;
-    for name in &names {
+    for (slot, name) in slots.iter().zip(&names) {
         let t = spec.tensors.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("model has no tensor {name}"))?;
-        let want = expected_dims(h, name).unwrap();
+        let want = slot_dims(h, slot);
         if t.dims != want {
             bail!("tensor {name}: dims {:?}, the hyperparameters need {:?}", t.dims, want);
         }
-        let dtype = if t.dims.len() == 1 {
-            DType::F32
-        } else if embedding_in_q8_0(quant, name) {
-            DType::Q8_0
-        } else {
-            quant
-        };
+        // Norms f32, matrices `quant`, 4-bit packages' embedding and LM head q8_0 (the table's
+        // storage rule, which the parser checks).
+        let dtype = slot.desc.storage.writer_dtype(quant);
         let data = encode_tensor(t, dtype).with_context(|| format!("encoding tensor {name}"))?;
         n_params += t.dims.iter().map(|&d| d as u64).product::<u64>();
         tensors.push(RawTensor { name: name.as_bytes().to_vec(), dtype: dtype.code(), dims: t.dims.clone(), data });
         on_tensor(name);
     }
     if let Some(extra) = spec.tensors.iter().find(|t| !names.contains(&t.name)) {
-        bail!("tensor {} is not part of the llama architecture this runtime runs", extra.name);
+        bail!("tensor {} is not part of the {} architecture this runtime runs", extra.name, ARCH.name());
     }
     Ok(RawPackage {
         magic: *b"SLM1",

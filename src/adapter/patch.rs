@@ -9,12 +9,13 @@
 //! * low-rank: `Δ = Σ_{k = 0}^{r − 1} f64(B[i][k]) · f64(A[k][j])`, summed from `0.0` in
 //!   increasing `k`, then `add = f64(scale) · Δ`.
 //!
-//! A unit — one element of an `f32` tensor, one 32-element block of a quantized one — whose addends
-//! are all `0.0` is left exactly as it is. Any other unit is rewritten:
+//! A unit — one element of an `f32` tensor, one block of a quantized one (32 elements for today's
+//! dtypes; its size comes from the dtype's block layout) — whose addends are all `0.0` is left
+//! exactly as it is. Any other unit is rewritten:
 //!
 //! * `f32`: `w' = f32(f64(w) + add)` (round to nearest, ties to even);
-//! * `q8_0` / `q4_0` / `q4_1`: the block is dequantized to 32 `f32` values `v` (FORMAT.md formulas),
-//!   each element with a non-zero addend becomes `f32(f64(v) + add)`, and the 32 values are
+//! * `q8_0` / `q4_0` / `q4_1`: the block is dequantized to its `f32` values `v` (FORMAT.md
+//!   formulas), each element with a non-zero addend becomes `f32(f64(v) + add)`, and the values are
 //!   requantized with ggml's reference quantizer of the block's dtype (`quant::quantize_row`).
 //!
 //! A rewritten unit must be finite (every `f32`; the requantized block's `d`, and `m` for `q4_1`,
@@ -24,7 +25,7 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::field;
-use crate::quant::{self, DType, QK};
+use crate::quant::{self, BlockLayout, DType, MAX_BLOCK_BYTES, MAX_BLOCK_ELEMENTS};
 
 fn try_vec<T: Clone>(len: usize, fill: T, field: &'static str) -> Result<Vec<T>> {
     let mut v = Vec::new();
@@ -40,6 +41,22 @@ fn non_finite(name: &str, element: usize) -> Error {
         element as u64,
         "the updated weights must be finite (f32 values; requantized block scales as f16); value = element index",
     )
+}
+
+/// `(elements, bytes)` of one block of `layout`, or a refusal when the patcher's fixed block
+/// buffers (sized by [`MAX_BLOCK_BYTES`] / [`MAX_BLOCK_ELEMENTS`], the largest layout of any
+/// dtype) cannot hold it — so a layout added without updating those bounds is a status, not a
+/// panic.
+fn block_size(layout: &BlockLayout, name: &str) -> Result<(usize, usize)> {
+    if layout.bytes > MAX_BLOCK_BYTES || layout.elements > MAX_BLOCK_ELEMENTS || layout.elements == 0 {
+        return Err(Error::new(
+            Status::UnsupportedDtype,
+            field!("target[{}].dtype", name),
+            layout.bytes as u64,
+            "the adapter patcher holds blocks of at most MAX_BLOCK_BYTES bytes / MAX_BLOCK_ELEMENTS elements (value = block bytes)",
+        ));
+    }
+    Ok((layout.elements, layout.bytes))
 }
 
 /// Upper bound of the bytes [`for_each_change`] can report for `adapter`: every unit it could touch.
@@ -148,26 +165,30 @@ fn update_row(dtype: DType, old: &[u8], offset: usize, first: usize, add: &[f64]
         }
         return Ok(());
     }
-    let block_bytes = dtype.block_bytes();
-    let mut block = [0u8; quant::Q8_0_BLOCK_BYTES];
+    let (block_elems, block_bytes) = block_size(dtype.layout(), name)?;
+    let mut block = [0u8; MAX_BLOCK_BYTES];
     let block = &mut block[..block_bytes];
-    for (b, (add, old)) in add.chunks_exact(QK).zip(old.chunks_exact(block_bytes)).enumerate() {
+    for (b, (add, old)) in add.chunks_exact(block_elems).zip(old.chunks_exact(block_bytes)).enumerate() {
         if add.iter().all(|&a| a == 0.0) {
             continue;
         }
-        let v = &mut vals[..QK];
+        // Callers pass at least one block of scratch (a whole row, or a MAX_BLOCK_ELEMENTS array);
+        // anything shorter means the target's shape is not the tensor's.
+        let Some(v) = vals.get_mut(..block_elems) else {
+            return Err(Error::new(Status::AdapterShapeMismatch, field!("target[{}]", name), vals.len() as u64, "a target row must hold whole blocks of the tensor's dtype"));
+        };
         quant::dequantize_row(dtype, old, v);
         for (j, (x, &a)) in v.iter_mut().zip(add).enumerate() {
             if a != 0.0 {
                 *x = (*x as f64 + a) as f32;
                 if !x.is_finite() {
-                    return Err(non_finite(name, first + b * QK + j));
+                    return Err(non_finite(name, first + b * block_elems + j));
                 }
             }
         }
         quant::quantize_row(dtype, v, block);
         if quant::first_non_finite(dtype, block).is_some() {
-            return Err(non_finite(name, first + b * QK));
+            return Err(non_finite(name, first + b * block_elems));
         }
         sink(offset + b * block_bytes, block)?;
     }
@@ -175,14 +196,14 @@ fn update_row(dtype: DType, old: &[u8], offset: usize, first: usize, add: &[f64]
 }
 
 fn sparse(t: &Target<'_>, e: &TensorEntry, package: &[u8], scale: f64, sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
-    let unit = e.dtype.block_elems(); // elements per unit: 1 (f32) or 32
-    let unit_bytes = e.dtype.block_bytes();
-    let mut add = [0.0f64; QK];
-    let mut vals = [0.0f32; QK];
+    // Elements per unit: 1 (f32) or the dtype's block.
+    let (unit, unit_bytes) = block_size(e.dtype.layout(), t.name)?;
+    let mut add = [0.0f64; MAX_BLOCK_ELEMENTS];
+    let mut vals = [0.0f32; MAX_BLOCK_ELEMENTS];
     let mut entries = t.payload.entries().peekable();
     while let Some((index, value)) = entries.next() {
-        // Units never straddle rows (row lengths are multiples of 32 for quantized tensors), so
-        // the flat element index locates the unit directly.
+        // Units never straddle rows (the parser requires row lengths to be whole blocks), so the
+        // flat element index locates the unit directly.
         let u = index as usize / unit;
         add[..unit].fill(0.0);
         add[index as usize % unit] = scale * value as f64;
@@ -197,4 +218,40 @@ fn sparse(t: &Target<'_>, e: &TensorEntry, package: &[u8], scale: f64, sink: &mu
         update_row(e.dtype, &package[start..start + unit_bytes], start, u * unit, &add[..unit], &mut vals, t.name, sink)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dtype_fits_the_fixed_block_buffers() {
+        for dtype in DType::ALL {
+            let l = dtype.layout();
+            assert_eq!(block_size(l, "t").ok(), Some((l.elements, l.bytes)), "{}", dtype.name());
+        }
+    }
+
+    /// A layout larger than any dtype's (a future super-block added without raising the bounds)
+    /// is refused with a status instead of overrunning the fixed arrays.
+    #[test]
+    fn a_block_larger_than_the_bounds_is_refused() {
+        const FIELDS: &[quant::BlockField] = &[quant::BlockField { name: "qs", offset: 0, len: MAX_BLOCK_BYTES + 1, kind: quant::FieldKind::I8Quants }];
+        let too_many_bytes = BlockLayout { elements: 32, bytes: MAX_BLOCK_BYTES + 1, fields: FIELDS };
+        let e = block_size(&too_many_bytes, "blk.0.attn_q.weight").unwrap_err();
+        assert_eq!((e.status, e.value), (Status::UnsupportedDtype, (MAX_BLOCK_BYTES + 1) as u64));
+        assert_eq!(e.field, "target[blk.0.attn_q.weight].dtype");
+        let too_many_elements = BlockLayout { elements: 8 * MAX_BLOCK_ELEMENTS, bytes: 4, fields: FIELDS };
+        assert_eq!(block_size(&too_many_elements, "x").unwrap_err().status, Status::UnsupportedDtype);
+    }
+
+    /// Scratch shorter than one block is a status, not an out-of-bounds slice.
+    #[test]
+    fn short_scratch_is_refused() {
+        let old = [0u8; 34];
+        let add = [1.0f64; 32];
+        let mut vals = [0.0f32; 8];
+        let e = update_row(DType::Q8_0, &old, 0, 0, &add, &mut vals, "t", &mut |_, _| Ok(())).unwrap_err();
+        assert_eq!(e.status, Status::AdapterShapeMismatch);
+    }
 }

@@ -4,7 +4,20 @@
 //! `quantize_row_q4_0_ref`, `quantize_row_q4_1_ref` in `ggml-quants.c`) bit for bit, including the
 //! choice to compute `1/d` from the `f32` scale before it is rounded to `f16`.
 
-use super::{DType, Q4_0_BLOCK_BYTES, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use super::layout::{self, BlockLayout, FieldKind, MAX_FINITE_FIELDS};
+use super::DType;
+
+// Field offsets and block sizes, named from the layout table.
+const Q8_0: &BlockLayout = &layout::Q8_0;
+const Q8_0_D: usize = Q8_0.offset_of("d");
+const Q8_0_QS: usize = Q8_0.offset_of("qs");
+const Q4_0: &BlockLayout = &layout::Q4_0;
+const Q4_0_D: usize = Q4_0.offset_of("d");
+const Q4_0_QS: usize = Q4_0.offset_of("qs");
+const Q4_1: &BlockLayout = &layout::Q4_1;
+const Q4_1_D: usize = Q4_1.offset_of("d");
+const Q4_1_M: usize = Q4_1.offset_of("m");
+const Q4_1_QS: usize = Q4_1.offset_of("qs");
 
 /// Widens IEEE-754 binary16 bits to `f32`, exactly (every `f16` is an `f32`): subnormals become
 /// normal `f32`s, infinities stay infinite, NaNs stay NaN with the payload shifted into the top of
@@ -85,10 +98,10 @@ fn write_f16(bytes: &mut [u8], offset: usize, x: f32) {
 /// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 34`; only whole
 /// blocks present in both are written.
 pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
-    debug_assert!(src.len().is_multiple_of(QK) && dst.len() == src.len() / QK * Q8_0_BLOCK_BYTES);
+    debug_assert!(DType::Q8_0.row_bytes(src.len()) == Some(dst.len()));
     for (x, block) in src
-        .chunks_exact(QK)
-        .zip(dst.chunks_exact_mut(Q8_0_BLOCK_BYTES))
+        .chunks_exact(Q8_0.elements)
+        .zip(dst.chunks_exact_mut(Q8_0.bytes))
     {
         let mut amax = 0.0f32;
         for &v in x {
@@ -97,8 +110,8 @@ pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
         }
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        write_f16(block, 0, d);
-        for (q, &v) in block[2..].iter_mut().zip(x) {
+        write_f16(block, Q8_0_D, d);
+        for (q, &v) in block[Q8_0_QS..].iter_mut().zip(x) {
             *q = (libm::roundf(v * id) as i8) as u8;
         }
     }
@@ -112,10 +125,11 @@ pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
 ///
 /// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 18`.
 pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
-    debug_assert!(src.len().is_multiple_of(QK) && dst.len() == src.len() / QK * Q4_0_BLOCK_BYTES);
+    debug_assert!(DType::Q4_0.row_bytes(src.len()) == Some(dst.len()));
+    let half = Q4_0.elements / 2;
     for (x, block) in src
-        .chunks_exact(QK)
-        .zip(dst.chunks_exact_mut(Q4_0_BLOCK_BYTES))
+        .chunks_exact(Q4_0.elements)
+        .zip(dst.chunks_exact_mut(Q4_0.bytes))
     {
         let mut amax = 0.0f32;
         let mut max = 0.0f32;
@@ -127,10 +141,10 @@ pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
         }
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        write_f16(block, 0, d);
+        write_f16(block, Q4_0_D, d);
         let nibble = |v: f32| ((v * id + 8.5) as i8).clamp(0, 15) as u8;
-        for j in 0..QK / 2 {
-            block[2 + j] = nibble(x[j]) | (nibble(x[j + QK / 2]) << 4);
+        for j in 0..half {
+            block[Q4_0_QS + j] = nibble(x[j]) | (nibble(x[j + half]) << 4);
         }
     }
 }
@@ -142,10 +156,11 @@ pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
 ///
 /// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 20`.
 pub fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) {
-    debug_assert!(src.len().is_multiple_of(QK) && dst.len() == src.len() / QK * Q4_1_BLOCK_BYTES);
+    debug_assert!(DType::Q4_1.row_bytes(src.len()) == Some(dst.len()));
+    let half = Q4_1.elements / 2;
     for (x, block) in src
-        .chunks_exact(QK)
-        .zip(dst.chunks_exact_mut(Q4_1_BLOCK_BYTES))
+        .chunks_exact(Q4_1.elements)
+        .zip(dst.chunks_exact_mut(Q4_1.bytes))
     {
         let mut min = f32::MAX;
         let mut max = -f32::MAX;
@@ -159,11 +174,11 @@ pub fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) {
         }
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        write_f16(block, 0, d);
-        write_f16(block, 2, min);
+        write_f16(block, Q4_1_D, d);
+        write_f16(block, Q4_1_M, min);
         let nibble = |v: f32| (((v - min) * id + 0.5) as i8).clamp(0, 15) as u8;
-        for j in 0..QK / 2 {
-            block[4 + j] = nibble(x[j]) | (nibble(x[j + QK / 2]) << 4);
+        for j in 0..half {
+            block[Q4_1_QS + j] = nibble(x[j]) | (nibble(x[j + half]) << 4);
         }
     }
 }
@@ -199,23 +214,23 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
         }
         DType::Q8_0 => {
             for (y, block) in dst
-                .chunks_exact_mut(QK)
-                .zip(src.chunks_exact(Q8_0_BLOCK_BYTES))
+                .chunks_exact_mut(Q8_0.elements)
+                .zip(src.chunks_exact(Q8_0.bytes))
             {
-                let d = f16_to_f32(read_f16(block, 0));
-                for (v, &q) in y.iter_mut().zip(&block[2..]) {
+                let d = f16_to_f32(read_f16(block, Q8_0_D));
+                for (v, &q) in y.iter_mut().zip(&block[Q8_0_QS..]) {
                     *v = (q as i8) as f32 * d;
                 }
             }
         }
         DType::Q4_0 => {
             for (y, block) in dst
-                .chunks_exact_mut(QK)
-                .zip(src.chunks_exact(Q4_0_BLOCK_BYTES))
+                .chunks_exact_mut(Q4_0.elements)
+                .zip(src.chunks_exact(Q4_0.bytes))
             {
-                let d = f16_to_f32(read_f16(block, 0));
-                let (lo, hi) = y.split_at_mut(QK / 2);
-                for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[2..]) {
+                let d = f16_to_f32(read_f16(block, Q4_0_D));
+                let (lo, hi) = y.split_at_mut(Q4_0.elements / 2);
+                for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[Q4_0_QS..]) {
                     *a = ((q & 15) as i32 - 8) as f32 * d;
                     *b = ((q >> 4) as i32 - 8) as f32 * d;
                 }
@@ -223,13 +238,13 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
         }
         DType::Q4_1 => {
             for (y, block) in dst
-                .chunks_exact_mut(QK)
-                .zip(src.chunks_exact(Q4_1_BLOCK_BYTES))
+                .chunks_exact_mut(Q4_1.elements)
+                .zip(src.chunks_exact(Q4_1.bytes))
             {
-                let d = f16_to_f32(read_f16(block, 0));
-                let m = f16_to_f32(read_f16(block, 2));
-                let (lo, hi) = y.split_at_mut(QK / 2);
-                for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[4..]) {
+                let d = f16_to_f32(read_f16(block, Q4_1_D));
+                let m = f16_to_f32(read_f16(block, Q4_1_M));
+                let (lo, hi) = y.split_at_mut(Q4_1.elements / 2);
+                for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[Q4_1_QS..]) {
                     *a = (q & 15) as f32 * d + m;
                     *b = (q >> 4) as f32 * d + m;
                 }
@@ -238,20 +253,31 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// For the package parser: the first block index (quantized dtypes) whose scale `d` — or, for
-/// `q4_1`, `d` or `m` — is infinite or NaN, or the first element index (`f32`) whose value is.
-/// `None` when everything is finite. A trailing partial block is not examined.
+/// For the package parser: the first block index (quantized dtypes) with a field the layout marks
+/// as must-be-finite ([`FieldKind::must_be_finite`]: the `f16` scales `d`, and `m` for `q4_1`)
+/// infinite or NaN, or the first element index (`f32`) whose value is. `None` when everything is
+/// finite. A trailing partial block is not examined.
 pub fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
-    let f16_finite = |h: u16| h & 0x7c00 != 0x7c00;
-    match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
-        DType::Q8_0 | DType::Q4_0 => bytes
-            .chunks_exact(dtype.block_bytes())
-            .position(|block| !f16_finite(read_f16(block, 0))),
-        DType::Q4_1 => bytes
-            .chunks_exact(Q4_1_BLOCK_BYTES)
-            .position(|block| !f16_finite(read_f16(block, 0)) || !f16_finite(read_f16(block, 2))),
+    let layout = dtype.layout();
+    // Gathered once so the per-block loop is short; no layout has more (asserted in `layout`).
+    let mut checks = [(0usize, FieldKind::F32); MAX_FINITE_FIELDS];
+    let mut n_checks = 0;
+    for f in layout.fields.iter().filter(|f| f.kind.must_be_finite()) {
+        if let Some(slot) = checks.get_mut(n_checks) {
+            *slot = (f.offset, f.kind);
+            n_checks += 1;
+        }
     }
+    let checks = &checks[..n_checks];
+    let finite = |block: &[u8], &(offset, kind): &(usize, FieldKind)| match kind {
+        FieldKind::F16 => read_f16(block, offset) & 0x7c00 != 0x7c00,
+        FieldKind::F32 => {
+            let b = &block[offset..offset + 4];
+            f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()
+        }
+        FieldKind::I8Quants | FieldKind::U4Quants => true,
+    };
+    bytes
+        .chunks_exact(layout.bytes)
+        .position(|block| !checks.iter().all(|c| finite(block, c)))
 }

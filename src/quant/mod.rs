@@ -7,9 +7,9 @@
 //!
 //! # Block layouts
 //!
-//! Rows are sequences of 32-element blocks ([`QK`]), little-endian, no padding, no alignment
-//! (`abi/FORMAT.md`, "Dtypes"). They are ggml's `block_q8_0`, `block_q4_0` and `block_q4_1` from
-//! `ggml-common.h`:
+//! Rows are sequences of blocks, little-endian, no padding, no alignment (`abi/FORMAT.md`,
+//! "Dtypes"); each dtype's block is described once, as data, in [`layout`] ([`DType::layout`]).
+//! Today's are ggml's 32-element `block_q8_0`, `block_q4_0` and `block_q4_1` from `ggml-common.h`:
 //!
 //! | dtype  | bytes | layout                               | element `j`                          |
 //! |--------|-------|--------------------------------------|--------------------------------------|
@@ -69,6 +69,7 @@ use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 mod block;
+pub mod layout;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
@@ -86,22 +87,15 @@ pub use block::{
     dequantize_row, f16_to_f32, f32_to_f16, first_non_finite, quantize_row, quantize_row_q4_0,
     quantize_row_q4_1, quantize_row_q8_0,
 };
+pub use layout::{BlockField, BlockLayout, FieldKind, MAX_BLOCK_BYTES, MAX_BLOCK_ELEMENTS};
 #[cfg(feature = "kernel-selftest")]
 pub use selftest::kernel_selftest;
 
-/// Elements per quant block (ggml's `QK8_0`, `QK4_0`, `QK4_1`).
+/// Elements per activation block, and per block of the 32-element weight formats (ggml's
+/// `QK8_0`, `QK4_0`, `QK4_1`). Weight blocks in general have [`BlockLayout::elements`] elements, a
+/// multiple of this (checked at compile time in `layout`).
 pub const QK: usize = 32;
 
-/// Bytes of one `q8_0` block: `f16 d` + `i8 qs[32]` (ggml `block_q8_0`).
-pub const Q8_0_BLOCK_BYTES: usize = 34;
-/// Bytes of one `q4_0` block: `f16 d` + `u8 qs[16]`, two 4-bit quants per byte (ggml `block_q4_0`).
-pub const Q4_0_BLOCK_BYTES: usize = 18;
-/// Bytes of one `q4_1` block: `f16 d` + `f16 m` + `u8 qs[16]` (ggml `block_q4_1`).
-pub const Q4_1_BLOCK_BYTES: usize = 20;
-
-const _: () = assert!(Q8_0_BLOCK_BYTES == 2 + QK);
-const _: () = assert!(Q4_0_BLOCK_BYTES == 2 + QK / 2);
-const _: () = assert!(Q4_1_BLOCK_BYTES == 2 + 2 + QK / 2);
 // The SIMD kernels load a block's quants as 16-byte vectors and the activations as 8 x i16.
 const _: () = assert!(QK == 32);
 
@@ -145,22 +139,24 @@ impl DType {
         }
     }
 
-    /// Elements per block: 1 for `f32`, [`QK`] for the quantized types.
-    pub fn block_elems(self) -> usize {
+    /// The block layout (elements, bytes, fields) — see [`layout`].
+    pub const fn layout(self) -> &'static BlockLayout {
         match self {
-            DType::F32 => 1,
-            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => QK,
+            DType::F32 => &layout::F32,
+            DType::Q8_0 => &layout::Q8_0,
+            DType::Q4_0 => &layout::Q4_0,
+            DType::Q4_1 => &layout::Q4_1,
         }
     }
 
+    /// Elements per block: 1 for `f32`, 32 for today's quantized types.
+    pub const fn block_elems(self) -> usize {
+        self.layout().elements
+    }
+
     /// Bytes per block.
-    pub fn block_bytes(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::Q8_0 => Q8_0_BLOCK_BYTES,
-            DType::Q4_0 => Q4_0_BLOCK_BYTES,
-            DType::Q4_1 => Q4_1_BLOCK_BYTES,
-        }
+    pub const fn block_bytes(self) -> usize {
+        self.layout().bytes
     }
 
     /// Bytes of a row of `row_len` elements; `None` if `row_len` is not a multiple of
@@ -232,10 +228,11 @@ impl QuantizedActivations {
     }
 
     /// Quantizes `x` (replacing the previous contents). Allocates only when `x` is longer than
-    /// anything quantized before (or than [`try_with_capacity`](Self::try_with_capacity) allowed).
+    /// anything quantized before (or than [`try_with_capacity`](Self::try_with_capacity) allowed);
+    /// if that allocation fails, the error is returned and the structure is left empty.
     ///
     /// Precondition: `x.len()` is a multiple of [`QK`]; a trailing partial block is ignored.
-    pub fn quantize(&mut self, x: &[f32]) {
+    pub fn quantize(&mut self, x: &[f32]) -> Result<(), TryReserveError> {
         debug_assert!(
             x.len().is_multiple_of(QK),
             "activation length {} is not a multiple of {QK}",
@@ -248,11 +245,11 @@ impl QuantizedActivations {
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         {
             self.qs8.clear();
-            self.qs8.reserve(n_blocks * QK);
+            self.qs8.try_reserve(n_blocks * QK)?;
         }
-        self.d.reserve(n_blocks);
-        self.qs.reserve(n_blocks * QK);
-        self.sums.reserve(n_blocks);
+        self.d.try_reserve(n_blocks)?;
+        self.qs.try_reserve(n_blocks * QK)?;
+        self.sums.try_reserve(n_blocks)?;
         for xb in x.chunks_exact(QK) {
             let mut amax = 0.0f32;
             for &v in xb {
@@ -274,6 +271,7 @@ impl QuantizedActivations {
             self.d.push(d);
             self.sums.push(sum);
         }
+        Ok(())
     }
 
     /// Number of quantized elements (`n_blocks × 32`).

@@ -4,23 +4,17 @@
 //! unit tests against an `f64` reference and, in the wasm build, by `kernel_selftest`). Each dot
 //! product follows the accumulation order written in the module docs of `quant`, literally.
 
+use super::layout::{self, BlockLayout};
 use super::{
-    drive_matmul, f16_to_f32, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView,
-    Q4_0_BLOCK_BYTES, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK,
+    drive_matmul, f16_to_f32, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView, QK,
 };
 
-/// Scalar [`quant::matvec`](super::matvec): same contract.
-pub fn matvec(
-    dtype: DType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    xq: &QuantizedActivations,
-    out: &mut [f32],
-) {
-    matmul(dtype, bytes, rows, cols, 1, x, xq, out)
-}
+// Block sizes and field offsets from the layout table. These three formats have 32-element blocks,
+// one activation block each.
+const Q8_0: &BlockLayout = &layout::Q8_0;
+const Q4_0: &BlockLayout = &layout::Q4_0;
+const Q4_1: &BlockLayout = &layout::Q4_1;
+const _: () = assert!(Q8_0.elements == QK && Q4_0.elements == QK && Q4_1.elements == QK);
 
 /// Scalar [`quant::matmul`](super::matmul): same contract.
 #[allow(clippy::too_many_arguments)]
@@ -82,19 +76,22 @@ fn f16_at(block: &[u8], offset: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([block[offset], block[offset + 1]]))
 }
 
-/// Number of blocks both sides hold (they agree when the preconditions hold).
+/// Number of weight blocks of `layout` that both the row and the activations hold in full (they
+/// agree when the preconditions hold); a weight block spans `elements / 32` activation blocks.
 #[inline]
-fn common_blocks(row: &[u8], block_bytes: usize, xq: &XqView<'_>) -> usize {
-    (row.len() / block_bytes).min(xq.n_blocks())
+fn common_blocks(row: &[u8], layout: &BlockLayout, xq: &XqView<'_>) -> usize {
+    (row.len() / layout.bytes).min(xq.n_blocks() / (layout.elements / QK))
 }
 
 /// Dot product of one `q8_0` row with quantized activations.
 pub(crate) fn dot_q8_0(row: &[u8], xq: XqView<'_>) -> f32 {
     let mut acc = [0.0f32; 4];
-    for b in 0..common_blocks(row, Q8_0_BLOCK_BYTES, &xq) {
-        let block = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
-        let isum = block_isum(&xq.qs[b * QK..], |j| block[2 + j] as i8 as i32);
-        acc[b % 4] += (f16_at(block, 0) * xq.d[b]) * isum as f32;
+    const D: usize = Q8_0.offset_of("d");
+    const QS: usize = Q8_0.offset_of("qs");
+    for b in 0..common_blocks(row, Q8_0, &xq) {
+        let block = &row[b * Q8_0.bytes..(b + 1) * Q8_0.bytes];
+        let isum = block_isum(&xq.qs[b * QK..], |j| block[QS + j] as i8 as i32);
+        acc[b % 4] += (f16_at(block, D) * xq.d[b]) * isum as f32;
     }
     reduce4(&acc)
 }
@@ -102,10 +99,12 @@ pub(crate) fn dot_q8_0(row: &[u8], xq: XqView<'_>) -> f32 {
 /// Dot product of one `q4_0` row with quantized activations.
 pub(crate) fn dot_q4_0(row: &[u8], xq: XqView<'_>) -> f32 {
     let mut acc = [0.0f32; 4];
-    for b in 0..common_blocks(row, Q4_0_BLOCK_BYTES, &xq) {
-        let block = &row[b * Q4_0_BLOCK_BYTES..(b + 1) * Q4_0_BLOCK_BYTES];
-        let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[2..], j) - 8);
-        acc[b % 4] += (f16_at(block, 0) * xq.d[b]) * isum as f32;
+    const D: usize = Q4_0.offset_of("d");
+    const QS: usize = Q4_0.offset_of("qs");
+    for b in 0..common_blocks(row, Q4_0, &xq) {
+        let block = &row[b * Q4_0.bytes..(b + 1) * Q4_0.bytes];
+        let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[QS..], j) - 8);
+        acc[b % 4] += (f16_at(block, D) * xq.d[b]) * isum as f32;
     }
     reduce4(&acc)
 }
@@ -113,12 +112,15 @@ pub(crate) fn dot_q4_0(row: &[u8], xq: XqView<'_>) -> f32 {
 /// Dot product of one `q4_1` row with quantized activations.
 pub(crate) fn dot_q4_1(row: &[u8], xq: XqView<'_>) -> f32 {
     let mut acc = [0.0f32; 4];
-    for b in 0..common_blocks(row, Q4_1_BLOCK_BYTES, &xq) {
-        let block = &row[b * Q4_1_BLOCK_BYTES..(b + 1) * Q4_1_BLOCK_BYTES];
-        let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[4..], j));
+    const D: usize = Q4_1.offset_of("d");
+    const M: usize = Q4_1.offset_of("m");
+    const QS: usize = Q4_1.offset_of("qs");
+    for b in 0..common_blocks(row, Q4_1, &xq) {
+        let block = &row[b * Q4_1.bytes..(b + 1) * Q4_1.bytes];
+        let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[QS..], j));
         let d_x = xq.d[b];
         acc[b % 4] +=
-            (f16_at(block, 0) * d_x) * isum as f32 + (f16_at(block, 2) * d_x) * xq.sums[b] as f32;
+            (f16_at(block, D) * d_x) * isum as f32 + (f16_at(block, M) * d_x) * xq.sums[b] as f32;
     }
     reduce4(&acc)
 }

@@ -31,23 +31,8 @@
 use core::arch::wasm32::*;
 
 use super::scalar::{reduce16, reduce4};
-use super::{
-    drive_matmul, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView,
-    Q4_0_BLOCK_BYTES, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK,
-};
-
-/// SIMD128 [`quant::matvec`](super::matvec): same contract.
-pub fn matvec(
-    dtype: DType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    xq: &QuantizedActivations,
-    out: &mut [f32],
-) {
-    matmul(dtype, bytes, rows, cols, 1, x, xq, out)
-}
+use super::layout::{self, BlockLayout};
+use super::{drive_matmul, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView, QK};
 
 /// SIMD128 [`quant::matmul`](super::matmul): same contract.
 #[allow(clippy::too_many_arguments)]
@@ -170,7 +155,15 @@ fn f32x4_lanes(v: v128) -> [f32; 4] {
 
 /// How one quantized block format is decoded. Implementations only read inside the block.
 trait QFormat {
-    const BLOCK_BYTES: usize;
+    /// The dtype's layout. These kernels assume 32-element blocks with the `f16 d` (and `m`) at
+    /// the offsets the `scales4` calls use; each implementation asserts its layout at compile
+    /// time. A dtype with another block shape gets its own kernel, not this one.
+    const LAYOUT: &'static BlockLayout;
+    const BLOCK_BYTES: usize = Self::LAYOUT.bytes;
+    /// Offset of the `f16 d` scale.
+    const D_AT: usize = Self::LAYOUT.offset_of("d");
+    /// Offset of the `f16 m` minimum (read only when `HAS_MIN`).
+    const M_AT: usize = 0;
     /// `q4_1` carries a minimum `m`, whose term needs the activation quant sums.
     const HAS_MIN: bool;
     /// `q4_0` quants are `nibble − 8`: the kernel multiplies the raw nibbles and subtracts
@@ -256,8 +249,23 @@ struct Q8_0;
 struct Q4_0;
 struct Q4_1;
 
+// What these kernels assume of the layouts (`f16 d` first; `qs` as loaded by `weights`).
+const _: () = assert!(layout::Q8_0.elements == QK && Q8_0::D_AT == 0 && Q8_0::QS_AT + 32 == layout::Q8_0.bytes);
+const _: () = assert!(layout::Q4_0.elements == QK && Q4_0::D_AT == 0 && Q4_0::QS_AT + 16 == layout::Q4_0.bytes);
+const _: () = assert!(layout::Q4_1.elements == QK && Q4_1::D_AT == 0 && Q4_1::QS_AT + 16 == layout::Q4_1.bytes);
+
+impl Q8_0 {
+    const QS_AT: usize = layout::Q8_0.offset_of("qs");
+}
+impl Q4_0 {
+    const QS_AT: usize = layout::Q4_0.offset_of("qs");
+}
+impl Q4_1 {
+    const QS_AT: usize = layout::Q4_1.offset_of("qs");
+}
+
 impl QFormat for Q8_0 {
-    const BLOCK_BYTES: usize = Q8_0_BLOCK_BYTES;
+    const LAYOUT: &'static BlockLayout = &layout::Q8_0;
     const HAS_MIN: bool = false;
     const MINUS_8: bool = false;
 
@@ -265,11 +273,11 @@ impl QFormat for Q8_0 {
     /// As for [`QFormat::weights`]: `block` points to `BLOCK_BYTES` readable bytes.
     #[inline(always)]
     unsafe fn weights(block: *const u8) -> [v128; 4] {
-        // SAFETY: `qs[32]` is bytes 2..34 of the 34-byte block.
+        // SAFETY: `qs[32]` is the block's last 32 bytes (asserted above), inside `BLOCK_BYTES`.
         let (q0, q1) = unsafe {
             (
-                v128_load(block.add(2) as *const v128),
-                v128_load(block.add(18) as *const v128),
+                v128_load(block.add(Self::QS_AT) as *const v128),
+                v128_load(block.add(Self::QS_AT + 16) as *const v128),
             )
         };
         [
@@ -282,32 +290,33 @@ impl QFormat for Q8_0 {
 }
 
 impl QFormat for Q4_0 {
-    const BLOCK_BYTES: usize = Q4_0_BLOCK_BYTES;
+    const LAYOUT: &'static BlockLayout = &layout::Q4_0;
     const HAS_MIN: bool = false;
     const MINUS_8: bool = true;
-    const NIBBLES_AT: Option<usize> = Some(2);
+    const NIBBLES_AT: Option<usize> = Some(Self::QS_AT);
 
     /// # Safety
     /// As for [`QFormat::weights`]: `block` points to `BLOCK_BYTES` readable bytes.
     #[inline(always)]
     unsafe fn weights(block: *const u8) -> [v128; 4] {
-        // SAFETY: `qs[16]` is bytes 2..18 of the 18-byte block.
-        unsafe { load_nibbles(block.add(2)) }
+        // SAFETY: `qs[16]` is the block's last 16 bytes (asserted above), inside `BLOCK_BYTES`.
+        unsafe { load_nibbles(block.add(Self::QS_AT)) }
     }
 }
 
 impl QFormat for Q4_1 {
-    const BLOCK_BYTES: usize = Q4_1_BLOCK_BYTES;
+    const LAYOUT: &'static BlockLayout = &layout::Q4_1;
+    const M_AT: usize = layout::Q4_1.offset_of("m");
     const HAS_MIN: bool = true;
     const MINUS_8: bool = false;
-    const NIBBLES_AT: Option<usize> = Some(4);
+    const NIBBLES_AT: Option<usize> = Some(Self::QS_AT);
 
     /// # Safety
     /// As for [`QFormat::weights`]: `block` points to `BLOCK_BYTES` readable bytes.
     #[inline(always)]
     unsafe fn weights(block: *const u8) -> [v128; 4] {
-        // SAFETY: `qs[16]` is bytes 4..20 of the 20-byte block.
-        unsafe { load_nibbles(block.add(4)) }
+        // SAFETY: `qs[16]` is the block's last 16 bytes (asserted above), inside `BLOCK_BYTES`.
+        unsafe { load_nibbles(block.add(Self::QS_AT)) }
     }
 }
 
@@ -534,8 +543,8 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         let p: [*const u8; 4] = core::array::from_fn(|k| {
             row_ptr.add((b0 + if k < VALID { k } else { 0 }) * F::BLOCK_BYTES)
         });
-        let d_w = scales4(p, 0);
-        (d_w, if F::HAS_MIN { scales4(p, 2) } else { d_w })
+        let d_w = scales4(p, F::D_AT);
+        (d_w, if F::HAS_MIN { scales4(p, F::M_AT) } else { d_w })
     };
     let needs_sums = F::HAS_MIN || F::MINUS_8;
     let lane_mask = i32x4(

@@ -8,7 +8,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{f32_to_f16, quantize_row, DType, QK};
+use super::{f32_to_f16, quantize_row, DType, FieldKind, QK};
 
 /// Row lengths for quantized dtypes: one to 48 blocks, with every `n_blocks % 4` tail.
 pub(crate) const QUANT_COLS: [usize; 6] = [32, 64, 96, 544, 576, 1536];
@@ -69,11 +69,12 @@ pub(crate) fn random_weights(dtype: DType, rows: usize, cols: usize, rng: &mut R
             for b in row.iter_mut() {
                 *b = rng.next_u64() as u8;
             }
-            let n_scales = if dtype == DType::Q4_1 { 2 } else { 1 };
-            for block in row.chunks_exact_mut(dtype.block_bytes()) {
-                for s in 0..n_scales {
+            // Raw bytes may spell an infinite or NaN f16: give every scale field a finite value.
+            let layout = dtype.layout();
+            for block in row.chunks_exact_mut(layout.bytes) {
+                for f in layout.fields.iter().filter(|f| f.kind == FieldKind::F16) {
                     let bits = random_scale_bits(rng, 0.01);
-                    block[2 * s..2 * s + 2].copy_from_slice(&bits.to_le_bytes());
+                    block[f.offset..f.offset + 2].copy_from_slice(&bits.to_le_bytes());
                 }
             }
         } else {
@@ -82,10 +83,12 @@ pub(crate) fn random_weights(dtype: DType, rows: usize, cols: usize, rng: &mut R
                 *v = rng.spread(scale);
             }
             // Occasionally a constant block, an all-zero block or a block of one sign.
-            if cols >= QK && rng.below(2) == 0 {
-                let b = rng.below((cols / QK) as u64) as usize;
+            // A quantized block, or 32 f32 elements.
+            let block = dtype.block_elems().max(QK);
+            if cols >= block && rng.below(2) == 0 {
+                let b = rng.below((cols / block) as u64) as usize;
                 let kind = rng.below(3);
-                for v in &mut values[b * QK..(b + 1) * QK] {
+                for v in &mut values[b * block..(b + 1) * block] {
                     *v = match kind {
                         0 => 0.0,
                         1 => 0.75 * scale,

@@ -10,6 +10,12 @@ use alloc::vec::Vec;
 use super::testdata::{random_activations, random_weights, Rng, F32_COLS, QUANT_COLS};
 use super::*;
 
+// FORMAT.md "Dtypes", written out independently of the layout table (which
+// `layout_table_matches_format_md` pins to these).
+const Q8_0_BLOCK_BYTES: usize = 34;
+const Q4_0_BLOCK_BYTES: usize = 18;
+const Q4_1_BLOCK_BYTES: usize = 20;
+
 /// Allowed `|kernel − f64 reference| / Σ|w_i · x_i|` for one dot product.
 ///
 /// How it was chosen: the first-order rounding bound for a sum evaluated with `k` sequential
@@ -22,7 +28,7 @@ const DOT_REL_TOL: f64 = 2.0e-6;
 
 fn xq_of(x: &[f32]) -> QuantizedActivations {
     let mut xq = QuantizedActivations::new();
-    xq.quantize(x);
+    xq.quantize(x).expect("activations fit in memory");
     xq
 }
 
@@ -528,12 +534,12 @@ fn activations_zero_block_and_reuse() {
     let mut xq = xq_of(&[0.0f32; QK]);
     assert_eq!((xq.d[0], xq.sums[0]), (0.0, 0));
     assert!(xq.qs.iter().all(|&q| q == 0));
-    xq.quantize(&[]);
+    xq.quantize(&[]).expect("activations fit in memory");
     assert!(xq.is_empty());
     assert_eq!(xq.len(), 0);
     let mut rng = Rng::new(10);
     let x = random_activations(3 * QK, &mut rng);
-    xq.quantize(&x);
+    xq.quantize(&x).expect("activations fit in memory");
     assert_eq!(xq.len(), 3 * QK);
 }
 
@@ -728,7 +734,7 @@ fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
             let mut out = vec![f32::NAN; rows];
             let mut out_scalar = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
-            scalar::matvec(dtype, &weights, rows, cols, &x, &xq, &mut out_scalar);
+            scalar::matmul(dtype, &weights, rows, cols, 1, &x, &xq, &mut out_scalar);
             let row_bytes = dtype.row_bytes(cols).unwrap();
             for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
                 let want = spec_dot(dtype, row, &x, &xq);

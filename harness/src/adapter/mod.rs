@@ -187,7 +187,7 @@ fn row_addends(t: &TargetSpec, scale: f64, i: usize, sparse_row: &[(usize, f32)]
             }
         }
         Delta::DenseQ8_0(bytes) => {
-            let row_bytes = cols / QK * quant::Q8_0_BLOCK_BYTES;
+            let row_bytes = cols / DType::Q8_0.block_elems() * DType::Q8_0.block_bytes();
             let mut d = vec![0f32; cols];
             quant::dequantize_row(DType::Q8_0, &bytes[i * row_bytes..(i + 1) * row_bytes], &mut d);
             for j in 0..cols {

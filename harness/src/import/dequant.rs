@@ -1,23 +1,17 @@
 //! Scalar conversions of the tensor encodings we import: f16, bf16 and ggml's `block_q8_0`,
 //! `block_q4_0`, `block_q4_1` (ggml-common.h; the same layouts as SLM1's q8_0 / q4_0 / q4_1, see
-//! `abi/FORMAT.md`).
+//! `abi/FORMAT.md`). Block sizes and field offsets come from the runtime's layout table
+//! (`tinyrustlm::quant::layout`); the element formulas and the f16 conversion here are written
+//! independently of the runtime's, so importing does not trust the code it feeds.
 
 use anyhow::{anyhow, bail, ensure, Result};
-use tinyrustlm::quant::DType;
+use tinyrustlm::quant::{layout, BlockLayout, DType, FieldKind};
 
 use super::gguf::GgmlType;
 
-/// Elements per quantized block.
-pub const QK: usize = 32;
-/// `f16 d`, `i8 qs[32]`.
-pub const Q8_0_BLOCK_BYTES: usize = 34;
-/// `f16 d`, `u8 qs[16]` (two 4-bit values per byte).
-pub const Q4_0_BLOCK_BYTES: usize = 18;
-/// `f16 d`, `f16 m`, `u8 qs[16]`.
-pub const Q4_1_BLOCK_BYTES: usize = 20;
-const _: () = assert!(Q8_0_BLOCK_BYTES == 2 + QK);
-const _: () = assert!(Q4_0_BLOCK_BYTES == 2 + QK / 2);
-const _: () = assert!(Q4_1_BLOCK_BYTES == 2 + 2 + QK / 2);
+const Q8_0: &BlockLayout = &layout::Q8_0;
+const Q4_0: &BlockLayout = &layout::Q4_0;
+const Q4_1: &BlockLayout = &layout::Q4_1;
 
 /// IEEE-754 binary16 → binary32, exact (every f16 is representable as f32).
 pub fn f16_to_f32(bits: u16) -> f32 {
@@ -49,48 +43,39 @@ fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-/// Bytes per 32-element block of a quantized dtype, `None` for f32.
-pub fn block_bytes(dtype: DType) -> Option<usize> {
-    match dtype {
-        DType::F32 => None,
-        DType::Q8_0 => Some(Q8_0_BLOCK_BYTES),
-        DType::Q4_0 => Some(Q4_0_BLOCK_BYTES),
-        DType::Q4_1 => Some(Q4_1_BLOCK_BYTES),
-    }
-}
-
 /// Decodes `bytes` of `dtype` (whole blocks; f32 little-endian for `F32`) to f32 values.
 pub fn dequantize(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>> {
-    let unit = block_bytes(dtype).unwrap_or(4);
+    let layout = dtype.layout();
+    let unit = layout.bytes;
     ensure!(
         bytes.len().is_multiple_of(unit),
         "{dtype:?} data is {} bytes, not a multiple of its {unit}-byte unit",
         bytes.len()
     );
     let n_units = bytes.len() / unit;
-    let mut out = Vec::with_capacity(n_units * if dtype == DType::F32 { 1 } else { QK });
+    let mut out = Vec::with_capacity(n_units * layout.elements);
     match dtype {
         DType::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
         DType::Q8_0 => {
-            for block in bytes.chunks_exact(Q8_0_BLOCK_BYTES) {
-                let d = f16_to_f32(le_u16(block, 0));
-                out.extend(block[2..].iter().map(|&q| d * f32::from(q as i8)));
+            for block in bytes.chunks_exact(Q8_0.bytes) {
+                let d = f16_to_f32(le_u16(block, Q8_0.offset_of("d")));
+                out.extend(block[Q8_0.offset_of("qs")..].iter().map(|&q| d * f32::from(q as i8)));
             }
         }
         DType::Q4_0 => {
-            for block in bytes.chunks_exact(Q4_0_BLOCK_BYTES) {
-                let d = f16_to_f32(le_u16(block, 0));
-                let qs = &block[2..];
+            for block in bytes.chunks_exact(Q4_0.bytes) {
+                let d = f16_to_f32(le_u16(block, Q4_0.offset_of("d")));
+                let qs = &block[Q4_0.offset_of("qs")..];
                 // Low nibbles are elements 0..16, high nibbles 16..32.
                 out.extend(qs.iter().map(|&q| d * (f32::from(q & 15) - 8.0)));
                 out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
             }
         }
         DType::Q4_1 => {
-            for block in bytes.chunks_exact(Q4_1_BLOCK_BYTES) {
-                let d = f16_to_f32(le_u16(block, 0));
-                let m = f16_to_f32(le_u16(block, 2));
-                let qs = &block[4..];
+            for block in bytes.chunks_exact(Q4_1.bytes) {
+                let d = f16_to_f32(le_u16(block, Q4_1.offset_of("d")));
+                let m = f16_to_f32(le_u16(block, Q4_1.offset_of("m")));
+                let qs = &block[Q4_1.offset_of("qs")..];
                 out.extend(qs.iter().map(|&q| d * f32::from(q & 15) + m));
                 out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
             }
@@ -109,13 +94,17 @@ pub fn encoded_dtype(ty: GgmlType) -> Option<DType> {
     }
 }
 
-/// Index of the first block whose scale (or minimum) is not finite (FORMAT.md: scales are finite).
+/// Index of the first block whose scale (or minimum) is not finite (FORMAT.md: scales are finite);
+/// the scales are the layout's `f16` fields. `None` for f32 (whose values are checked elsewhere).
 pub fn first_nonfinite_scale(dtype: DType, bytes: &[u8]) -> Option<usize> {
-    let unit = block_bytes(dtype)?;
-    let n_halves = if dtype == DType::Q4_1 { 2 } else { 1 };
+    if dtype == DType::F32 {
+        return None;
+    }
+    let layout = dtype.layout();
+    let scales: Vec<usize> = layout.fields.iter().filter(|f| f.kind == FieldKind::F16).map(|f| f.offset).collect();
     bytes
-        .chunks_exact(unit)
-        .position(|b| (0..n_halves).any(|h| !f16_to_f32(le_u16(b, 2 * h)).is_finite()))
+        .chunks_exact(layout.bytes)
+        .position(|b| scales.iter().any(|&at| !f16_to_f32(le_u16(b, at)).is_finite()))
 }
 
 /// Decodes a GGUF tensor of `ty` to f32 values (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
@@ -236,9 +225,15 @@ mod tests {
 
     #[test]
     fn nonfinite_scales_are_found() {
-        let mut q41 = vec![0u8; 2 * Q4_1_BLOCK_BYTES];
+        // FORMAT.md: a q4_1 block is 20 bytes, `m` at byte 2.
+        let mut q41 = vec![0u8; 2 * 20];
         assert_eq!(first_nonfinite_scale(DType::Q4_1, &q41), None);
-        q41[Q4_1_BLOCK_BYTES + 2..Q4_1_BLOCK_BYTES + 4].copy_from_slice(&0x7c00u16.to_le_bytes());
+        q41[20 + 2..20 + 4].copy_from_slice(&0x7c00u16.to_le_bytes());
         assert_eq!(first_nonfinite_scale(DType::Q4_1, &q41), Some(1));
+        // q8_0: `d` at byte 0 of 34.
+        let mut q8 = vec![0u8; 3 * 34];
+        q8[68..70].copy_from_slice(&0xfc00u16.to_le_bytes());
+        assert_eq!(first_nonfinite_scale(DType::Q8_0, &q8), Some(2));
+        assert_eq!(first_nonfinite_scale(DType::F32, &[0xff; 8]), None);
     }
 }

@@ -34,6 +34,8 @@ use super::dequant::check_finite;
 use super::gguf_llama::parse_byte_token;
 use super::spm::sentencepiece_merges;
 use super::tensor_progress;
+use crate::package::{expected_dims, runtime_hparams};
+use tinyrustlm::model::arch::{Arch, Role};
 use crate::spec::{
     token_type, ChatTemplate, Hyperparams, ModelSpec, PreTokenizer, TensorData, TensorSpec, TokenSpec, TokenizerKind,
     TokenizerSpec,
@@ -197,29 +199,33 @@ pub fn import_llama2c_bytes(model: &[u8], tokenizer: &[u8], progress: bool) -> R
     group(2 * freq);
     let wcls = if h.shared_classifier { None } else { Some(group(vocab * dim)) };
 
-    // (name, dims, bytes) in canonical order.
-    let d = h.dim;
-    let mut plan: Vec<(String, Vec<u32>, &[u8])> = vec![("token_embd.weight".into(), vec![h.vocab_size, d], embedding)];
+    // (name, dims, bytes) in the architecture table's canonical order; llama2.c stores each kind
+    // of tensor for all layers together, so a per-layer tensor is layer `l`'s share of its group.
     fn layer(g: &[u8], l: usize, layers: usize) -> &[u8] {
         let n = g.len() / layers;
         &g[l * n..(l + 1) * n]
     }
-    for l in 0..layers {
-        let name = |s: &str| format!("blk.{l}.{s}.weight");
-        let kv = h.kv_dim();
-        plan.push((name("attn_norm"), vec![d], layer(rms_att, l, layers)));
-        plan.push((name("attn_q"), vec![d, d], layer(wq, l, layers)));
-        plan.push((name("attn_k"), vec![kv, d], layer(wk, l, layers)));
-        plan.push((name("attn_v"), vec![kv, d], layer(wv, l, layers)));
-        plan.push((name("attn_output"), vec![d, d], layer(wo, l, layers)));
-        plan.push((name("ffn_norm"), vec![d], layer(rms_ffn, l, layers)));
-        plan.push((name("ffn_gate"), vec![h.hidden_dim, d], layer(w1, l, layers)));
-        plan.push((name("ffn_up"), vec![h.hidden_dim, d], layer(w3, l, layers)));
-        plan.push((name("ffn_down"), vec![d, h.hidden_dim], layer(w2, l, layers)));
-    }
-    plan.push(("output_norm.weight".into(), vec![d], rms_final));
-    if let Some(wcls) = wcls {
-        plan.push(("output.weight".into(), vec![h.vocab_size, d], wcls));
+    let mut plan: Vec<(String, Vec<u32>, &[u8])> = Vec::new();
+    for slot in Arch::Llama.tensors(&runtime_hparams(&hparams)) {
+        let per_layer = |g| slot.layer.map(|l| layer(g, l as usize, layers));
+        let bytes = match slot.desc.role {
+            Role::TokenEmbd => Some(embedding),
+            Role::AttnNorm => per_layer(rms_att),
+            Role::AttnQ => per_layer(wq),
+            Role::AttnK => per_layer(wk),
+            Role::AttnV => per_layer(wv),
+            Role::AttnOutput => per_layer(wo),
+            Role::FfnNorm => per_layer(rms_ffn),
+            Role::FfnGate => per_layer(w1),
+            Role::FfnUp => per_layer(w3),
+            Role::FfnDown => per_layer(w2),
+            Role::OutputNorm => Some(rms_final),
+            Role::Output => wcls,
+        };
+        let name = slot.to_string();
+        let bytes = bytes.ok_or_else(|| anyhow!("llama2.c checkpoints have no tensor {name}"))?;
+        let dims = expected_dims(&hparams, &name).ok_or_else(|| anyhow!("no dims for {name}"))?;
+        plan.push((name, dims, bytes));
     }
 
     let bar = tensor_progress(plan.len(), progress);

@@ -1,4 +1,5 @@
-//! Llama-architecture forward pass over a validated SLM1 package, weights borrowed in place.
+//! Llama-architecture forward pass over a validated SLM1 package, weights borrowed in place. The
+//! architecture's tensors (names, shapes, storage) are data in [`arch`]; this file is their math.
 //!
 //! Pipeline per block (llama2.c `run.c` order): RMSNorm → Q/K/V projections → RoPE on adjacent
 //! pairs → grouped-query attention over the KV cache → output projection + residual → RMSNorm →
@@ -13,8 +14,13 @@ use alloc::vec::Vec;
 
 use crate::buffer::AlignedBytes;
 use crate::error::{Error, Result, Status};
+use crate::field;
 use crate::format::{Hyperparams, Package, TensorEntry};
 use crate::quant::{self, DType, QuantizedActivations};
+
+pub mod arch;
+
+use arch::Role;
 
 /// Tokens per prefill pass. Bigger batches amortise weight reads further but grow scratch
 /// linearly (SmolLM2: ≈ 30 KB per batch row).
@@ -128,9 +134,74 @@ struct Scratch {
     xq: QuantizedActivations, // [B, width] the current matmul input, quantized to q8 blocks
 }
 
+/// Directory indices of one transformer block's weights, as the forward pass uses them.
+#[derive(Clone, Copy, Debug)]
+struct LayerWeights {
+    attn_norm: usize,
+    attn_q: usize,
+    attn_k: usize,
+    attn_v: usize,
+    attn_output: usize,
+    ffn_norm: usize,
+    ffn_gate: usize,
+    ffn_up: usize,
+    ffn_down: usize,
+}
+
+/// Directory indices of every weight the forward pass reads, resolved once from the package's
+/// role tables.
+struct Weights {
+    token_embd: usize,
+    output_norm: usize,
+    /// The separate LM head, or the token embedding when tied.
+    lm_head: usize,
+    layers: Vec<LayerWeights>,
+}
+
+impl Weights {
+    fn resolve(package: &Package) -> Result<Weights> {
+        // The parser has checked every role the architecture table requires; a missing one here
+        // means the table and this resolution disagree.
+        let m = &package.model_tensors;
+        let (Some(token_embd), Some(output_norm)) = (m.get(Role::TokenEmbd), m.get(Role::OutputNorm)) else {
+            return Err(missing_role(None));
+        };
+        let mut layers = Vec::new();
+        layers.try_reserve_exact(package.layers.len()).map_err(|_| oom("weights", package.layers.len() * core::mem::size_of::<LayerWeights>()))?;
+        for (l, by) in package.layers.iter().enumerate() {
+            let r = |role| by.get(role);
+            let layer = (|| {
+                Some(LayerWeights {
+                    attn_norm: r(Role::AttnNorm)?,
+                    attn_q: r(Role::AttnQ)?,
+                    attn_k: r(Role::AttnK)?,
+                    attn_v: r(Role::AttnV)?,
+                    attn_output: r(Role::AttnOutput)?,
+                    ffn_norm: r(Role::FfnNorm)?,
+                    ffn_gate: r(Role::FfnGate)?,
+                    ffn_up: r(Role::FfnUp)?,
+                    ffn_down: r(Role::FfnDown)?,
+                })
+            })();
+            layers.push(layer.ok_or_else(|| missing_role(Some(l)))?);
+        }
+        Ok(Weights { token_embd, output_norm, lm_head: m.get(Role::Output).unwrap_or(token_embd), layers })
+    }
+}
+
+#[cold]
+fn missing_role(layer: Option<usize>) -> Error {
+    let field = match layer {
+        Some(l) => field!("tensor[blk.{}]", l),
+        None => field!("tensor[model]"),
+    };
+    Error::new(Status::MissingTensor, field, 0, "the forward pass needs every tensor role of the architecture table")
+}
+
 pub struct Model {
     bytes: AlignedBytes,
     package: Package,
+    weights: Weights,
     context_len: usize,
     kv: KvCache,
     scratch: Scratch,
@@ -153,8 +224,9 @@ impl Model {
     /// `context_len` 0 means `min(max_context, DEFAULT_CONTEXT)`. On failure the bytes are handed
     /// back untouched.
     pub fn new(bytes: AlignedBytes, package: Package, context_len: u32, kv_dtype: KvDtype) -> core::result::Result<Model, (Error, AlignedBytes)> {
-        match Self::alloc_state(&package, context_len, kv_dtype) {
-            Ok((context_len, kv, scratch, scratch_bytes)) => Ok(Model { bytes, package, context_len, kv, scratch, scratch_bytes }),
+        let state = Weights::resolve(&package).and_then(|w| Ok((w, Self::alloc_state(&package, context_len, kv_dtype)?)));
+        match state {
+            Ok((weights, (context_len, kv, scratch, scratch_bytes))) => Ok(Model { bytes, package, weights, context_len, kv, scratch, scratch_bytes }),
             Err(e) => Err((e, bytes)),
         }
     }
@@ -216,9 +288,6 @@ impl Model {
         Ok((context_len, kv, scratch, floats * 4 + quant_bytes))
     }
 
-    pub fn hparams(&self) -> &Hyperparams {
-        &self.package.hparams
-    }
     pub fn package(&self) -> &Package {
         &self.package
     }
@@ -251,17 +320,10 @@ impl Model {
     pub fn reset(&mut self) {
         self.kv.len = 0;
     }
-    /// Drop cached positions from `len` on (the host rewinds a conversation).
-    pub fn truncate(&mut self, len: usize) {
-        self.kv.len = self.kv.len.min(len);
-    }
 
     /// Logits of the last token processed by [`Model::forward`].
     pub fn logits(&self) -> &[f32] {
         &self.scratch.logits
-    }
-    pub fn logits_mut(&mut self) -> &mut [f32] {
-        &mut self.scratch.logits
     }
 
     /// Runs `tokens` at the next positions of the KV cache and leaves the logits of the last one
@@ -280,35 +342,38 @@ impl Model {
         }
         let n_chunks = tokens.len().div_ceil(MAX_BATCH);
         for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
-            self.forward_batch(chunk, i + 1 == n_chunks);
+            self.forward_batch(chunk, i + 1 == n_chunks)?;
         }
         Ok(())
     }
 
-    /// One pass over the weights for up to `MAX_BATCH` tokens at positions `kv.len ..`.
-    fn forward_batch(&mut self, tokens: &[u32], want_logits: bool) {
+    /// One pass over the weights for up to `MAX_BATCH` tokens at positions `kv.len ..`. The
+    /// activation quantizer was sized at load for a full batch, so it does not allocate here; if
+    /// it ever had to and could not, the error comes back before `kv.len` moves.
+    fn forward_batch(&mut self, tokens: &[u32], want_logits: bool) -> Result<()> {
         let p = self.package.hparams;
         let n = tokens.len();
         let (dim, kv_dim, ffn) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize);
         let head_dim = p.head_dim();
         let bytes = self.bytes.as_slice();
         let pkg = &self.package;
+        let w = &self.weights;
         let s = &mut self.scratch;
         let pos0 = self.kv.len;
 
         for i in 0..n {
             rope_table(&mut s.rope[i * head_dim..(i + 1) * head_dim], pos0 + i, head_dim, p.rope_theta);
         }
-        let embd = &pkg.tensors[pkg.token_embd];
+        let embd = &pkg.tensors[w.token_embd];
         for (t, &token) in tokens.iter().enumerate() {
             embedding_row(bytes, embd, token as usize, &mut s.x[t * dim..(t + 1) * dim]);
         }
 
-        for (l, layer) in pkg.layers.iter().enumerate() {
+        for (l, layer) in w.layers.iter().enumerate() {
             let t = |i: usize| &pkg.tensors[i];
             // Attention.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.attn_norm)), dim, p.norm_eps);
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim]);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim])?;
             matmul(bytes, t(layer.attn_q), &s.xb, &s.xq, n, &mut s.q);
             matmul(bytes, t(layer.attn_k), &s.xb, &s.xq, n, &mut s.k);
             matmul(bytes, t(layer.attn_v), &s.xb, &s.xq, n, &mut s.v);
@@ -334,7 +399,7 @@ impl Model {
                     &mut s.xb[i * dim..(i + 1) * dim],
                 );
             }
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim]);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim])?;
             matmul(bytes, t(layer.attn_output), &s.xb, &s.xq, n, &mut s.xb2);
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
@@ -342,13 +407,13 @@ impl Model {
 
             // SwiGLU feed-forward.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.ffn_norm)), dim, p.norm_eps);
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim]);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim])?;
             matmul(bytes, t(layer.ffn_gate), &s.xb, &s.xq, n, &mut s.hb);
             matmul(bytes, t(layer.ffn_up), &s.xb, &s.xq, n, &mut s.hb2);
             for (g, u) in s.hb[..n * ffn].iter_mut().zip(&s.hb2[..n * ffn]) {
                 *g = silu(*g) * *u;
             }
-            quantize_rows(pkg.quant, &mut s.xq, &s.hb[..n * ffn]);
+            quantize_rows(pkg.quant, &mut s.xq, &s.hb[..n * ffn])?;
             matmul(bytes, t(layer.ffn_down), &s.hb, &s.xq, n, &mut s.xb2);
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
@@ -358,11 +423,11 @@ impl Model {
 
         if want_logits {
             let last = &s.x[(n - 1) * dim..n * dim];
-            rmsnorm_rows(&mut s.xb[..dim], last, weight_f32(bytes, &pkg.tensors[pkg.output_norm]), dim, p.norm_eps);
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..dim]);
-            let head = &pkg.tensors[pkg.output.unwrap_or(pkg.token_embd)];
-            matmul(bytes, head, &s.xb, &s.xq, 1, &mut s.logits);
+            rmsnorm_rows(&mut s.xb[..dim], last, weight_f32(bytes, &pkg.tensors[w.output_norm]), dim, p.norm_eps);
+            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..dim])?;
+            matmul(bytes, &pkg.tensors[w.lm_head], &s.xb, &s.xq, 1, &mut s.logits);
         }
+        Ok(())
     }
 }
 
@@ -391,10 +456,11 @@ fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[u8], dim: usize, eps: f32)
 
 /// Quantizes a batch of activation rows for the integer kernels (rows are whole q8 blocks because
 /// quantized row lengths are multiples of 32). f32 weights read `x` directly.
-fn quantize_rows(dtype: DType, xq: &mut QuantizedActivations, x: &[f32]) {
+fn quantize_rows(dtype: DType, xq: &mut QuantizedActivations, x: &[f32]) -> Result<()> {
     if dtype != DType::F32 {
-        xq.quantize(x);
+        xq.quantize(x).map_err(|_| oom("scratch.xq", x.len() * 5 / 2))?;
     }
+    Ok(())
 }
 
 /// `out[t] = W · x[t]` for the first `n` rows of `x`.

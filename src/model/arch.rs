@@ -1,0 +1,424 @@
+//! Model families as data: each architecture's hyperparameters and tensor table — names, shapes as
+//! functions of the hyperparameters, storage, and which tensors are optional. The package parser
+//! (`format::parse`: the required set and its shape and dtype checks) and the harness's package
+//! writer (canonical names and order, expected dims) both read these tables; the math that uses the
+//! tensors sits beside them in [`super`] (the forward pass).
+//!
+//! Adding an architecture: one [`Arch`] variant and its table here (new tensor kinds get a
+//! [`Role`]; bias vectors such as qwen2's `blk.{i}.attn_q.bias` are rows with
+//! `dims: &[Dim::QDim]`, `storage: Storage::F32`), and its math in the forward pass. The parser and
+//! the writer follow the table.
+//!
+//! This module is a leaf: it imports nothing from `format` or the forward pass, so `format` can
+//! depend on it without a cycle.
+
+use core::fmt;
+
+use crate::quant::DType;
+
+/// Architecture hyperparameters (the SLM1 header fields of the same names).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyperparams {
+    pub vocab_size: u32,
+    pub dim: u32,
+    pub n_layers: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub ffn_dim: u32,
+    pub max_context: u32,
+    pub rope_theta: f32,
+    pub norm_eps: f32,
+    pub tied_embeddings: bool,
+}
+
+impl Hyperparams {
+    /// Width of one attention head. SLM1 v1 has no `head_dim` field: it is `dim / n_heads`.
+    pub fn head_dim(&self) -> usize {
+        (self.dim / self.n_heads) as usize
+    }
+    /// Width of the Q projection: `n_heads · head_dim` (equal to `dim` in SLM1 v1).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads as usize * self.head_dim()
+    }
+    /// Width of the K and V projections: `n_kv_heads · head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads as usize * self.head_dim()
+    }
+}
+
+/// The model families this runtime runs. SLM1 v1 has no architecture field: every v1 package is
+/// [`Arch::Llama`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+}
+
+impl Arch {
+    /// Lower-case name as in GGUF's `general.architecture`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+        }
+    }
+
+    /// The architecture's tensor table.
+    pub const fn table(self) -> &'static ArchTable {
+        match self {
+            Arch::Llama => &LLAMA,
+        }
+    }
+
+    /// Every tensor a package of this architecture with hyperparameters `h` holds, in the canonical
+    /// (writer's) order: the model-level tensors before the layers, each layer's tensors for
+    /// `blk.0`, `blk.1`, …, then the model-level tensors after them. Tensors [`Presence`] rules out
+    /// for `h` are skipped.
+    pub fn tensors(self, h: &Hyperparams) -> impl Iterator<Item = TensorSlot> + '_ {
+        let t = self.table();
+        let model = |desc| TensorSlot { desc, layer: None };
+        let before = t.before_layers.iter().map(model);
+        let layers = (0..h.n_layers).flat_map(move |l| t.per_layer.iter().map(move |desc| TensorSlot { desc, layer: Some(l) }));
+        let after = t.after_layers.iter().map(model);
+        before.chain(layers).chain(after).filter(move |s| s.desc.presence.is_present(h))
+    }
+
+    /// The table row a full tensor name refers to, for any layer index and regardless of
+    /// [`Presence`]: `blk.7.attn_q.weight` → the `attn_q.weight` row at layer 7. `None` for a name
+    /// that is not of this architecture.
+    pub fn slot_named(self, name: &str) -> Option<TensorSlot> {
+        let t = self.table();
+        if let Some(desc) = t.before_layers.iter().chain(t.after_layers).find(|d| d.name == name) {
+            return Some(TensorSlot { desc, layer: None });
+        }
+        let (index, suffix) = name.strip_prefix("blk.")?.split_once('.')?;
+        let layer = canonical_index(index)?;
+        let desc = t.per_layer.iter().find(|d| d.name == suffix)?;
+        Some(TensorSlot { desc, layer: Some(layer) })
+    }
+}
+
+/// A layer index written canonically: decimal digits, no sign, no leading zero.
+fn canonical_index(s: &str) -> Option<u32> {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    s.bytes().try_fold(0u32, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add((b - b'0') as u32) } else { None })
+}
+
+/// One architecture's tensors, in canonical order within each group.
+#[derive(Debug)]
+pub struct ArchTable {
+    /// Model-level tensors written before the layers (the token embedding).
+    pub before_layers: &'static [TensorDesc],
+    /// The tensors of one transformer block, named `blk.{i}.` + [`TensorDesc::name`].
+    pub per_layer: &'static [TensorDesc],
+    /// Model-level tensors written after the layers (final norm, LM head).
+    pub after_layers: &'static [TensorDesc],
+}
+
+/// What a tensor is to the forward pass. The parser records each role's directory index
+/// ([`TensorsByRole`] in `format::Package`), and the forward pass reads them by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    TokenEmbd,
+    OutputNorm,
+    Output,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnOutput,
+    FfnNorm,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+}
+
+impl Role {
+    /// Number of roles (the size of a role-indexed table).
+    pub const COUNT: usize = Role::FfnDown as usize + 1;
+}
+
+/// A tensor dimension as a function of the hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// `vocab_size`
+    Vocab,
+    /// `dim` (the residual stream width)
+    Embd,
+    /// `n_heads · head_dim`
+    QDim,
+    /// `n_kv_heads · head_dim`
+    KvDim,
+    /// `ffn_dim`
+    Ffn,
+}
+
+impl Dim {
+    pub fn of(self, h: &Hyperparams) -> usize {
+        match self {
+            Dim::Vocab => h.vocab_size as usize,
+            Dim::Embd => h.dim as usize,
+            Dim::QDim => h.q_dim(),
+            Dim::KvDim => h.kv_dim(),
+            Dim::Ffn => h.ffn_dim as usize,
+        }
+    }
+}
+
+/// How a tensor's elements are stored, relative to the package's `quant_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Always `f32` (norm weights, biases).
+    F32,
+    /// The package's `quant_mode`.
+    Quant,
+    /// The package's `quant_mode`, or `q8_0` when that is 4-bit: the embedding and LM head decide
+    /// every logit, and the shipped SmolLM2 GGUF stores its embedding as Q8_0 — requantizing it to
+    /// 4 bits loses the shipped quality (FORMAT.md, "Required tensors").
+    Embedding,
+}
+
+impl Storage {
+    /// Whether a tensor stored as `actual` is allowed in a package of `quant_mode` `quant`.
+    pub fn allows(self, quant: DType, actual: DType) -> bool {
+        match self {
+            Storage::F32 => actual == DType::F32,
+            Storage::Quant => actual == quant,
+            Storage::Embedding => actual == quant || (is_4bit(quant) && actual == DType::Q8_0),
+        }
+    }
+
+    /// The dtype the package writer stores the tensor in for a package of `quant`.
+    pub fn writer_dtype(self, quant: DType) -> DType {
+        match self {
+            Storage::F32 => DType::F32,
+            Storage::Quant => quant,
+            Storage::Embedding if is_4bit(quant) => DType::Q8_0,
+            Storage::Embedding => quant,
+        }
+    }
+}
+
+fn is_4bit(quant: DType) -> bool {
+    matches!(quant, DType::Q4_0 | DType::Q4_1)
+}
+
+/// When a tensor is part of a package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Always,
+    /// Only when the embeddings are not tied (`TIED_EMBEDDINGS` clear): the separate LM head.
+    Untied,
+}
+
+impl Presence {
+    pub fn is_present(self, h: &Hyperparams) -> bool {
+        match self {
+            Presence::Always => true,
+            Presence::Untied => !h.tied_embeddings,
+        }
+    }
+}
+
+/// One row of an architecture table.
+#[derive(Debug)]
+pub struct TensorDesc {
+    pub role: Role,
+    /// The GGUF name; for per-layer tensors the part after `blk.{i}.`.
+    pub name: &'static str,
+    /// `[len]` for a vector, `[rows, row_len]` for a matrix.
+    pub dims: &'static [Dim],
+    pub storage: Storage,
+    pub presence: Presence,
+}
+
+const fn t(role: Role, name: &'static str, dims: &'static [Dim], storage: Storage) -> TensorDesc {
+    TensorDesc { role, name, dims, storage, presence: Presence::Always }
+}
+
+use Dim::{Embd, Ffn, KvDim, QDim, Vocab};
+
+/// Llama (llama2.c `run.c`, GGUF "LLaMA"): RMSNorm, RoPE, grouped-query attention, SwiGLU.
+pub const LLAMA: ArchTable = ArchTable {
+    before_layers: &[t(Role::TokenEmbd, "token_embd.weight", &[Vocab, Embd], Storage::Embedding)],
+    per_layer: &[
+        t(Role::AttnNorm, "attn_norm.weight", &[Embd], Storage::F32),
+        t(Role::AttnQ, "attn_q.weight", &[QDim, Embd], Storage::Quant),
+        t(Role::AttnK, "attn_k.weight", &[KvDim, Embd], Storage::Quant),
+        t(Role::AttnV, "attn_v.weight", &[KvDim, Embd], Storage::Quant),
+        t(Role::AttnOutput, "attn_output.weight", &[Embd, QDim], Storage::Quant),
+        t(Role::FfnNorm, "ffn_norm.weight", &[Embd], Storage::F32),
+        t(Role::FfnGate, "ffn_gate.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnUp, "ffn_up.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnDown, "ffn_down.weight", &[Embd, Ffn], Storage::Quant),
+    ],
+    after_layers: &[
+        t(Role::OutputNorm, "output_norm.weight", &[Embd], Storage::F32),
+        TensorDesc { presence: Presence::Untied, ..t(Role::Output, "output.weight", &[Vocab, Embd], Storage::Embedding) },
+    ],
+};
+
+/// One tensor of a particular package: a table row, and its layer for per-layer rows.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorSlot {
+    pub desc: &'static TensorDesc,
+    pub layer: Option<u32>,
+}
+
+impl TensorSlot {
+    /// `[len]` or `[rows, row_len]` for hyperparameters `h` (the first `rank` entries are used).
+    pub fn dims(&self, h: &Hyperparams) -> ([usize; 2], usize) {
+        let mut out = [0usize; 2];
+        for (o, d) in out.iter_mut().zip(self.desc.dims) {
+            *o = d.of(h);
+        }
+        (out, self.desc.dims.len())
+    }
+
+    /// Whether `name` is this tensor's full name (`token_embd.weight`, `blk.3.attn_q.weight`),
+    /// without building the string.
+    pub fn is_named(&self, name: &str) -> bool {
+        match self.layer {
+            None => name == self.desc.name,
+            Some(l) => {
+                let Some((index, suffix)) = name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')) else {
+                    return false;
+                };
+                suffix == self.desc.name && canonical_index(index) == Some(l)
+            }
+        }
+    }
+}
+
+/// The full name: `token_embd.weight`, or `blk.{i}.` + the row's name.
+impl fmt::Display for TensorSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.layer {
+            None => f.write_str(self.desc.name),
+            Some(l) => write!(f, "blk.{l}.{}", self.desc.name),
+        }
+    }
+}
+
+/// Directory index of each role's tensor (one transformer block's, or the model-level ones);
+/// `None` for a role the architecture or the package does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TensorsByRole([Option<usize>; Role::COUNT]);
+
+impl TensorsByRole {
+    pub fn get(&self, role: Role) -> Option<usize> {
+        self.0[role as usize]
+    }
+    pub fn set(&mut self, role: Role, index: usize) {
+        self.0[role as usize] = Some(index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    use super::*;
+
+    fn hparams(tied: bool) -> Hyperparams {
+        Hyperparams {
+            vocab_size: 300,
+            dim: 64,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            ffn_dim: 96,
+            max_context: 128,
+            rope_theta: 10000.0,
+            norm_eps: 1e-5,
+            tied_embeddings: tied,
+        }
+    }
+
+    #[test]
+    fn llama_names_and_order_are_the_slm1_canonical_ones() {
+        let names: Vec<_> = Arch::Llama.tensors(&hparams(false)).map(|s| s.to_string()).collect();
+        let mut want = std::vec!["token_embd.weight".to_string()];
+        for l in 0..2 {
+            for s in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"] {
+                want.push(std::format!("blk.{l}.{s}.weight"));
+            }
+        }
+        want.push("output_norm.weight".to_string());
+        want.push("output.weight".to_string());
+        assert_eq!(names, want);
+        // Tied embeddings: no separate LM head.
+        let tied: Vec<_> = Arch::Llama.tensors(&hparams(true)).map(|s| s.to_string()).collect();
+        assert_eq!(tied, want[..want.len() - 1]);
+    }
+
+    #[test]
+    fn llama_shapes_follow_the_hyperparameters() {
+        let h = hparams(false);
+        let dims = |name: &str| {
+            let s = Arch::Llama.tensors(&h).find(|s| s.is_named(name)).unwrap();
+            let (d, rank) = s.dims(&h);
+            d[..rank].to_vec()
+        };
+        assert_eq!(dims("token_embd.weight"), [300, 64]);
+        assert_eq!(dims("blk.1.attn_norm.weight"), [64]);
+        assert_eq!(dims("blk.0.attn_q.weight"), [64, 64]);
+        assert_eq!(dims("blk.0.attn_k.weight"), [32, 64]);
+        assert_eq!(dims("blk.1.attn_v.weight"), [32, 64]);
+        assert_eq!(dims("blk.0.attn_output.weight"), [64, 64]);
+        assert_eq!(dims("blk.0.ffn_gate.weight"), [96, 64]);
+        assert_eq!(dims("blk.0.ffn_up.weight"), [96, 64]);
+        assert_eq!(dims("blk.0.ffn_down.weight"), [64, 96]);
+        assert_eq!(dims("output.weight"), [300, 64]);
+    }
+
+    #[test]
+    fn names_match_exactly() {
+        let h = hparams(true);
+        let q1 = Arch::Llama.tensors(&h).find(|s| s.layer == Some(1) && s.desc.role == Role::AttnQ).unwrap();
+        assert!(q1.is_named("blk.1.attn_q.weight"));
+        for other in ["blk.01.attn_q.weight", "blk.0.attn_q.weight", "blk.1.attn_q.bias", "blk.1attn_q.weight", "attn_q.weight", "blk..attn_q.weight", "blk.+1.attn_q.weight"] {
+            assert!(!q1.is_named(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn names_resolve_to_table_rows() {
+        let q = Arch::Llama.slot_named("blk.300.attn_q.weight").unwrap();
+        assert_eq!((q.desc.role, q.layer), (Role::AttnQ, Some(300)));
+        let head = Arch::Llama.slot_named("output.weight").unwrap();
+        assert_eq!((head.desc.role, head.layer, head.desc.presence), (Role::Output, None, Presence::Untied));
+        for other in ["blk.1.attn_q.bias", "blk.01.ffn_up.weight", "blk.x.ffn_up.weight", "token_embd", "blk.1"] {
+            assert!(Arch::Llama.slot_named(other).is_none(), "{other}");
+        }
+        // Every canonical name resolves back to its own slot.
+        let h = hparams(false);
+        for s in Arch::Llama.tensors(&h) {
+            let back = Arch::Llama.slot_named(&s.to_string()).unwrap();
+            assert_eq!((back.desc.role, back.layer), (s.desc.role, s.layer));
+        }
+    }
+
+    #[test]
+    fn storage_rules() {
+        use DType::*;
+        assert!(Storage::F32.allows(Q4_0, F32) && !Storage::F32.allows(F32, Q8_0));
+        assert!(Storage::Quant.allows(Q4_1, Q4_1) && !Storage::Quant.allows(Q4_1, Q8_0));
+        assert!(Storage::Embedding.allows(Q4_0, Q8_0) && Storage::Embedding.allows(Q4_0, Q4_0));
+        assert!(!Storage::Embedding.allows(F32, Q8_0) && !Storage::Embedding.allows(Q8_0, Q4_0));
+        assert_eq!(Storage::Embedding.writer_dtype(Q4_1), Q8_0);
+        assert_eq!(Storage::Embedding.writer_dtype(F32), F32);
+        assert_eq!(Storage::F32.writer_dtype(Q8_0), F32);
+    }
+
+    #[test]
+    fn every_role_fits_the_role_table() {
+        let t = Arch::Llama.table();
+        for d in t.before_layers.iter().chain(t.per_layer).chain(t.after_layers) {
+            assert!((d.role as usize) < Role::COUNT);
+            assert!(matches!(d.dims.len(), 1 | 2));
+        }
+    }
+}
