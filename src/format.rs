@@ -511,13 +511,12 @@ fn require(entries: &[TensorEntry], found: &mut [bool], name: &str, dims: &[usiz
         _ => false,
     };
     if !shape_ok {
-        let expected = dims.iter().fold(0u64, |acc, &d| (acc << 32) | d as u64);
-        return Err(bad(
-            Status::BadTensorShape,
-            field!("tensor[{}].dims", name),
-            expected,
-            "must match the hyperparameters (value = required dims packed as u32s)",
-        ));
+        const RULE: &str = "must match the hyperparameters (value = the required dims)";
+        let field = field!("tensor[{}].dims", name);
+        return Err(match *dims {
+            [rows, cols] => Error::shape(Status::BadTensorShape, field, rows as u32, cols as u32, RULE),
+            _ => bad(Status::BadTensorShape, field, dims.first().map_or(0, |&d| d as u64), RULE),
+        });
     }
     // Embedding-shaped matrices may also be q8_0 in 4-bit packages (see `embedding_dtype_ok`).
     let embedding = name == "token_embd.weight" || name == "output.weight";
