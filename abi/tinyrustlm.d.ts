@@ -1,4 +1,5 @@
 // Type declarations for tinyrustlm.mjs (hand-written; the module's JSDoc says the same in prose).
+// harness/tests/abi_facts.rs checks the constants and diagnostics fields against the runtime's tables.
 // Records that mirror an ABI record or `trl ... --json` keep its snake_case field names.
 
 /** ABI version this wrapper speaks (`TRL_ABI_VERSION`). */
@@ -68,8 +69,9 @@ export const Status: Readonly<{
 /** The header's name for a status code ("CONTEXT_FULL"), or "STATUS_<n>" for an unknown code. */
 export function statusName(code: number): string;
 
-/** `generate_start` flags (`TRL_GEN_*`). */
+/** `load_model` flags (`TRL_LOAD_*`). */
 export const LoadFlags: Readonly<{ KV_F16: 1 }>;
+/** `generate_start` flags (`TRL_GEN_*`). */
 export const GenFlags: Readonly<{ PARSE_SPECIAL: 1; CONTINUE: 2; IGNORE_EOG: 4 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind: Readonly<{ TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6 }>;

@@ -7,6 +7,18 @@
  *     env.trl_now_ms : () -> f64    milliseconds from a monotonic clock (JS: performance.now()).
  *                                   Used only for the tokens/s figures in the diagnostics.
  *
+ * It also exports two immutable i32 globals that the linker (wasm-ld) adds on its own:
+ * `__data_end` (end of the static data) and `__heap_base` (where the allocator's heap begins).
+ * They are informational, not part of the ABI: no call needs them and their values change from
+ * build to build.
+ *
+ * Wasm-level signatures. Every uint32_t, trl_ptr and trl_status below is a wasm i32, uint64_t an
+ * i64, float an f32. Wasm integers have no sign: the module reads each i32 as a u32, so a value
+ * above 2^31 - 1 may be passed as the negative i32 of the same bits, and hosts whose i32 is signed
+ * (JavaScript, Java) see such results as negative numbers (`x >>> 0` in JS gives the u32 back).
+ * The one i64 argument, set_sampling's `seed`, is a BigInt in JS (`BigInt.asUintN(64, s)` and
+ * `BigInt.asIntN(64, s)` both give the same seed).
+ *
  * Conventions
  * - All pointers are 32-bit offsets into the module's linear memory; all integers are little-endian.
  * - Host buffers. Every pointer a host passes (`ptr`, `dst_ptr`, `len_out_ptr`) must lie, with its
@@ -14,6 +26,10 @@
  *   Anything else — NULL, an address inside the module's own memory, a range running past the end
  *   of a buffer, a `ptr + len` that overflows — returns TRL_STATUS_OUT_OF_BOUNDS. A zero length is
  *   always allowed and then the pointer is not looked at (except for `load_model`, see there).
+ * - Out-lengths. `read_result` and `last_error` store a byte count at `len_out_ptr` (4 bytes). It
+ *   may lie in the same host buffer as the destination [dst_ptr, dst_ptr + dst_cap), but must not
+ *   overlap it (INVALID_ARGUMENT; nothing is read or consumed). With dst_cap 0 there is no
+ *   destination to overlap.
  * - Every function except `alloc` and `abi_version` returns a status (0 = TRL_STATUS_OK). On any
  *   non-zero status the call changed nothing: no engine state, no host buffer, nothing consumed;
  *   `last_error` then describes the failure (field, value, rule).
@@ -182,6 +198,8 @@ trl_status clear_stop_strings(void);
 #define TRL_GEN_IGNORE_EOG    4u /* do not stop at end-of-generation tokens (exact token counts) */
 
 /* Tokenizes text (flags: 0 or TRL_GEN_PARSE_SPECIAL); read the ids with TRL_RESULT_TOKENIZED.
+ * The ids are those a prompt gets, BOS included when the tokenizer adds one: an empty text gives
+ * [BOS], or no ids without BOS.
  * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, INVALID_ARGUMENT (flags), OUT_OF_MEMORY (the ids of
  * a text this long, or the tokenizer's working memory for it, do not fit). */
 trl_status tokenize(trl_ptr ptr, uint32_t len, uint32_t flags);
@@ -189,6 +207,9 @@ trl_status tokenize(trl_ptr ptr, uint32_t len, uint32_t flags);
 /* Starts a generation: tokenizes the prompt (adding BOS if the model's tokenizer does so, except
  * with CONTINUE), runs it through the model (prefill) and sets the state to RUNNING. Without
  * CONTINUE the KV cache is emptied first and the sampler reseeded.
+ * "Empty prompt" below means one that yields no tokens, not one of no bytes: with a tokenizer that
+ * adds BOS, len 0 is the one-token prompt [BOS] and is valid; without BOS, len 0 (or text that
+ * encodes to no tokens) is INVALID_ARGUMENT unless CONTINUE has a conversation to extend.
  * max_new_tokens: the generation finishes after this many tokens (0: finishes at once).
  * Errors: WRONG_STATE (no model; CONTINUE with no conversation), OUT_OF_BOUNDS, INVALID_ARGUMENT
  * (flags; empty prompt with nothing to continue), CONTEXT_FULL (prompt does not fit; nothing
@@ -199,8 +220,9 @@ trl_status generate_start(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, ui
  * in TRL_RESULT_TOKENS, its text is not in TRL_RESULT_TEXT), after max_new_tokens, on a stop string,
  * or when the context is full (stop reasons below). The host may stop calling at any point and
  * start a new generation, continue one (CONTINUE) or `reset`.
+ * max_steps 0 is allowed: OK, and nothing happens (the generation stays RUNNING).
  * Errors: WRONG_STATE (no model, or no generation RUNNING: before generate_start, after it
- * finished, after reset), OUT_OF_MEMORY (the output text could not grow). */
+ * finished, after reset; also with max_steps 0), OUT_OF_MEMORY (the output text could not grow). */
 trl_status generate_step(uint32_t max_steps);
 
 /* generate_start + generate_step until finished, in one call. Errors: those of both. */
@@ -255,8 +277,11 @@ trl_status reset_adapters(void);
 #define TRL_RESULT_STATE         3u /* 16 bytes: state, stop_reason, n_prompt, n_generated (u32 each) */
 #define TRL_RESULT_TOKENIZED     4u /* ids from the last `tokenize`, u32 each */
 #define TRL_RESULT_LOGITS        5u /* vocab_size f32: the logits that chose the last generated token
-                                       (before sampling changed them), or the prompt's last logits */
-#define TRL_RESULT_EVAL_SIDECAR  6u /* sidecar JSON of the last successful run_eval (whole value) */
+                                       (before sampling changed them), or the prompt's last logits;
+                                       vocab_size zeros before the first generate_start after
+                                       load_model; reset and adapter calls keep them */
+#define TRL_RESULT_EVAL_SIDECAR  6u /* sidecar JSON of the last successful run_eval (whole value);
+                                       0 bytes (OK) before any; kept across unload/load_model */
 
 #define TRL_STATE_IDLE     0u
 #define TRL_STATE_RUNNING  1u
@@ -270,9 +295,16 @@ trl_status reset_adapters(void);
 
 /* Copies a result to [dst_ptr, dst_ptr+dst_cap) and stores the byte count at len_out_ptr (4 bytes).
  * TEXT: writes as many unread bytes as fit, cut on a character boundary, and consumes them
- *   (0 bytes = nothing new). Other kinds: the whole value must fit, else BUFFER_TOO_SMALL with the
- *   needed size at len_out_ptr and nothing else written.
- * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (kind), OUT_OF_BOUNDS, BUFFER_TOO_SMALL. */
+ *   (OK with 0 bytes = nothing new). When there is unread text but dst_cap is smaller than its next
+ *   character: BUFFER_TOO_SMALL with that character's length (1..=4) at len_out_ptr and nothing
+ *   consumed — so a dst_cap of at least 4 always makes progress. The text is always valid UTF-8:
+ *   bytes from byte tokens that do not form UTF-8 come out as U+FFFD (EF BF BD), one per maximal
+ *   ill-formed subsequence as in Unicode §3.9 (what `String::from_utf8_lossy` and a
+ *   non-fatal JS TextDecoder produce), once later tokens can no longer complete them.
+ *   Other kinds: the whole value must fit, else BUFFER_TOO_SMALL with the needed size at
+ *   len_out_ptr and nothing else written.
+ * Errors: WRONG_STATE (no model), INVALID_ARGUMENT (kind; len_out_ptr overlapping the
+ * destination), OUT_OF_BOUNDS, BUFFER_TOO_SMALL. */
 trl_status read_result(uint32_t kind, trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
 
 /* ---- Evals --------------------------------------------------------------------------------- */
@@ -318,8 +350,10 @@ trl_status read_diagnostics(trl_ptr dst_ptr, uint32_t dst_cap);
  * — and stores its full length at len_out_ptr. A successful call does not clear it. Messages are
  * `STATUS_NAME: field = value: rule`, at most TRL_MAX_ERROR_LEN bytes (a longer field name is cut at
  * a character boundary and ends in "…"); recording one never allocates, so OUT_OF_MEMORY is always
- * reported. A buffer of TRL_MAX_ERROR_LEN bytes always holds the whole message.
- * Errors: OUT_OF_BOUNDS. */
+ * reported. A buffer of TRL_MAX_ERROR_LEN bytes always holds the whole message. The value is a
+ * decimal number, except for a matrix shape, written `[rows, cols]` (e.g. ADAPTER_SHAPE_MISMATCH:
+ * `target[blk.0.attn_q.weight].shape = [64, 32]: ...`).
+ * Errors: OUT_OF_BOUNDS, INVALID_ARGUMENT (len_out_ptr overlapping the destination). */
 #define TRL_MAX_ERROR_LEN 384u
 trl_status last_error(trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
 

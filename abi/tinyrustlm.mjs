@@ -19,6 +19,8 @@
 //   event loop between tokens so an AbortSignal (or a worker's "stop" message) is seen at once.
 
 // ---- Constants from tinyrustlm.h ----------------------------------------------------------------
+// These restate the runtime's tables (src/abi_facts.rs, src/diag.rs); harness/tests/abi_facts.rs
+// fails when a constant, an export this file calls, or a diagnostics field here differs from them.
 
 /** ABI version this wrapper speaks (`TRL_ABI_VERSION`). */
 export const ABI_VERSION = 1;
@@ -368,8 +370,6 @@ export class TinyRustLM {
     this._x = instance.exports;
     /** @private */
     this._memory = /** @type {WebAssembly.Memory} */ (instance.exports.memory);
-    /** @private `dealloc` (named `free` before the header renamed it) */
-    this._dealloc = this._x.dealloc ?? this._x.free;
     const version = this._x.abi_version();
     if (version !== ABI_VERSION) throw new Error(`module speaks ABI version ${version}; this wrapper speaks ${ABI_VERSION}`);
     /** @private one reusable buffer for small results and out-lengths */
@@ -450,7 +450,7 @@ export class TinyRustLM {
 
   /** @private */
   _free(ptr) {
-    this._check(this._dealloc(ptr), "dealloc");
+    this._check(this._x.dealloc(ptr), "dealloc");
   }
 
   /** @private Copies bytes into a fresh host buffer (at least 1 byte, so empty input has an address). */
@@ -623,7 +623,7 @@ export class TinyRustLM {
       }
       return { ptr, len: loaded };
     } catch (e) {
-      if (ptr !== 0) this._dealloc(ptr);
+      if (ptr !== 0) this._x.dealloc(ptr);
       throw e;
     }
   }

@@ -14,75 +14,13 @@ use crate::model::{self, Model};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
-/// `generate_start` flags.
-pub const GEN_PARSE_SPECIAL: u32 = 1;
-/// Keep the KV cache and append the prompt to the conversation so far.
-pub const GEN_CONTINUE: u32 = 2;
-/// Do not stop at end-of-generation tokens (benchmarks that need an exact token count).
-pub const GEN_IGNORE_EOG: u32 = 4;
-const GEN_KNOWN: u32 = GEN_PARSE_SPECIAL | GEN_CONTINUE | GEN_IGNORE_EOG;
-
-/// `load_model` flag: keep the KV cache in f16 (half the memory of the default f32 cache).
-pub const LOAD_KV_F16: u32 = 1;
-const LOAD_KNOWN: u32 = LOAD_KV_F16;
+// Flags, result kinds, generation states and stop reasons are ABI facts (`crate::abi_facts`).
+pub use crate::abi_facts::{GenState, ResultKind, StopReason, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL, LOAD_KV_F16};
+use crate::abi_facts::{GEN_KNOWN, LOAD_KNOWN, TOKENIZE_KNOWN};
 
 /// Stop strings: few and short, because every generated token is checked against all of them.
 pub const MAX_STOP_STRINGS: usize = 8;
 pub const MAX_STOP_STRING_LEN: usize = 64;
-
-/// What `read_result` can read (the `kind` argument).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResultKind {
-    /// Generated text not yet read, whole UTF-8 characters only; reading consumes it.
-    Text = 0,
-    /// Generated token ids of the current generation (u32 LE each).
-    Tokens = 1,
-    /// Prompt token ids of the current generation (u32 LE each).
-    PromptTokens = 2,
-    /// 16 bytes: state, stop_reason, prompt_tokens, generated_tokens (u32 LE each).
-    State = 3,
-    /// Token ids produced by the last `tokenize` call (u32 LE each).
-    Tokenized = 4,
-    /// Logits (f32 LE, vocab_size of them) that chose the last generated token, or of the last
-    /// prompt token before any was generated.
-    Logits = 5,
-    /// The sidecar JSON of the last successful `run_eval` (see `crate::eval`); whole value.
-    EvalSidecar = 6,
-}
-
-impl ResultKind {
-    pub fn from_code(code: u32) -> Option<ResultKind> {
-        Some(match code {
-            0 => ResultKind::Text,
-            1 => ResultKind::Tokens,
-            2 => ResultKind::PromptTokens,
-            3 => ResultKind::State,
-            4 => ResultKind::Tokenized,
-            5 => ResultKind::Logits,
-            6 => ResultKind::EvalSidecar,
-            _ => return None,
-        })
-    }
-}
-
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GenState {
-    Idle = 0,
-    Running = 1,
-    Finished = 2,
-}
-
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    None = 0,
-    EndOfGeneration = 1,
-    MaxTokens = 2,
-    StopString = 3,
-    ContextFull = 4,
-}
 
 /// One generation: prompt, output so far, and the text the host has not read yet.
 struct Session {
@@ -274,7 +212,7 @@ impl Engine {
 
     /// Tokenizes `text` (for inspection; the result is read as `ResultKind::Tokenized`).
     pub fn tokenize(&mut self, text: &[u8], flags: u32) -> Result<()> {
-        if flags & !GEN_PARSE_SPECIAL != 0 {
+        if flags & !TOKENIZE_KNOWN != 0 {
             return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1) is allowed"));
         }
         let l = self.loaded_mut()?;
@@ -485,8 +423,9 @@ impl Engine {
     }
 
     /// Copies a result into `dst`; returns the number of bytes written. For `Text`, as much unread
-    /// text as fits (cut on a character boundary) is written and consumed. For the other kinds the
-    /// whole value must fit, else `BufferTooSmall` with the needed length.
+    /// text as fits (cut on a character boundary) is written and consumed; when unread text exists
+    /// and not even its next character fits, `BufferTooSmall` with that character's length. For the
+    /// other kinds the whole value must fit, else `BufferTooSmall` with the needed length.
     pub fn read(&mut self, kind: ResultKind, dst: &mut [u8]) -> core::result::Result<usize, (Error, usize)> {
         let l = self.loaded.as_mut().ok_or((wrong_state("model", "no model is loaded"), 0))?;
         let s = &mut l.session;
@@ -505,6 +444,12 @@ impl Engine {
                 let mut n = avail.len().min(dst.len());
                 while n > 0 && n < avail.len() && (avail[n] & 0xC0) == 0x80 {
                     n -= 1;
+                }
+                if n == 0 && !avail.is_empty() {
+                    // Not even the next character fits: say so (and how long it is) rather than
+                    // return 0 bytes, which means "nothing new".
+                    let next_char = 1 + avail[1..].iter().take_while(|&&b| (b & 0xC0) == 0x80).count();
+                    return Err((Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "smaller than the next character; its length is reported"), next_char));
                 }
                 dst[..n].copy_from_slice(&avail[..n]);
                 s.read += n;

@@ -1,163 +1,14 @@
-//! Status codes and the error type every fallible runtime function returns.
-//!
-//! Codes are stable: they are part of the ABI and listed in `abi/tinyrustlm.h` with the condition that
-//! produces each one. An [`Error`] names the field that broke a rule, the offending value and the rule,
+//! The error type every fallible runtime function returns, and its status codes (defined, as part of
+//! the ABI, in [`crate::abi_facts`] and listed in `abi/tinyrustlm.h` with the condition that
+//! produces each one). An [`Error`] names the field that broke a rule, the offending value and the rule,
 //! so a host can tell a user exactly what is wrong with a file.
 
 use core::fmt;
 use core::ops::Deref;
 
-/// Stable numeric status codes (the return value of every export).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Ok = 0,
-
-    // --- Call-level errors (1..=15) ---
-    /// A pointer/length pair does not lie inside linear memory, or `ptr + len` overflows.
-    OutOfBounds = 1,
-    /// An argument value is outside its documented range.
-    InvalidArgument = 2,
-    /// The call is not allowed in the current state (no model loaded, model already loaded, ...).
-    WrongState = 3,
-    /// An allocation failed; nothing was changed.
-    OutOfMemory = 4,
-    /// The KV cache has no room for another token.
-    ContextFull = 5,
-    /// A sampling parameter is out of range (NaN, negative temperature, top-p outside (0, 1], ...).
-    InvalidSampling = 6,
-    /// The destination buffer is too small; the needed length is reported.
-    BufferTooSmall = 7,
-
-    // --- SLM1 package errors (16..=47) ---
-    Truncated = 16,
-    BadMagic = 17,
-    UnsupportedVersion = 18,
-    BadHeaderLength = 19,
-    BadFlags = 20,
-    BadHyperparameter = 21,
-    BadSectionBounds = 22,
-    BadAlignment = 23,
-    BadPadding = 24,
-    BadTensorName = 25,
-    UnsupportedDtype = 26,
-    BadTensorShape = 27,
-    MissingTensor = 28,
-    DuplicateTensor = 29,
-    UnknownTensor = 30,
-    BadTensorData = 31,
-    BadQuantMode = 32,
-    BadParameterCount = 33,
-    TokenizerChecksum = 34,
-    TensorLayoutChecksum = 35,
-    ArtifactChecksum = 36,
-    LimitExceeded = 37,
-    BadTokenizerKind = 40,
-    BadToken = 41,
-    BadMerge = 42,
-    BadSpecialToken = 43,
-
-    // --- Adapter errors (64..=79; see FORMAT.md "Adapters") ---
-    AdapterBadMagic = 64,
-    AdapterUnsupportedVersion = 65,
-    AdapterBadHeader = 66,
-    AdapterTruncated = 67,
-    AdapterChecksum = 68,
-    /// The adapter names another parent; the field says which part of the identity differs.
-    AdapterParentMismatch = 69,
-    AdapterUnknownTarget = 70,
-    AdapterDuplicateTarget = 71,
-    AdapterShapeMismatch = 72,
-    AdapterBadRank = 73,
-    AdapterBadIndex = 74,
-    AdapterNonFinite = 75,
-    AdapterBadEncoding = 76,
-    AdapterLimitExceeded = 77,
-
-    // --- Eval case-file errors (80..=95; see FORMAT.md "Eval cases and sidecars") ---
-    /// A line is not valid JSON (the field names the line and column).
-    EvalBadJson = 80,
-    /// The header line is missing or a header field is missing or invalid.
-    EvalBadHeader = 81,
-    /// A case field is missing, has the wrong type or is out of range.
-    EvalBadCase = 82,
-    EvalUnknownField = 83,
-    EvalDuplicateField = 84,
-    EvalDuplicateId = 85,
-    EvalBadMatchRule = 86,
-    /// A cap on the file, the number of cases, a string's length or nesting was exceeded.
-    EvalLimitExceeded = 87,
-    EvalNoCases = 88,
-}
-
-impl Status {
-    pub const fn code(self) -> u32 {
-        self as u32
-    }
-
-    /// Short upper-case name, the suffix of the `TRL_STATUS_*` constant in the header.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::OutOfBounds => "OUT_OF_BOUNDS",
-            Status::InvalidArgument => "INVALID_ARGUMENT",
-            Status::WrongState => "WRONG_STATE",
-            Status::OutOfMemory => "OUT_OF_MEMORY",
-            Status::ContextFull => "CONTEXT_FULL",
-            Status::InvalidSampling => "INVALID_SAMPLING",
-            Status::BufferTooSmall => "BUFFER_TOO_SMALL",
-            Status::Truncated => "TRUNCATED",
-            Status::BadMagic => "BAD_MAGIC",
-            Status::UnsupportedVersion => "UNSUPPORTED_VERSION",
-            Status::BadHeaderLength => "BAD_HEADER_LENGTH",
-            Status::BadFlags => "BAD_FLAGS",
-            Status::BadHyperparameter => "BAD_HYPERPARAMETER",
-            Status::BadSectionBounds => "BAD_SECTION_BOUNDS",
-            Status::BadAlignment => "BAD_ALIGNMENT",
-            Status::BadPadding => "BAD_PADDING",
-            Status::BadTensorName => "BAD_TENSOR_NAME",
-            Status::UnsupportedDtype => "UNSUPPORTED_DTYPE",
-            Status::BadTensorShape => "BAD_TENSOR_SHAPE",
-            Status::MissingTensor => "MISSING_TENSOR",
-            Status::DuplicateTensor => "DUPLICATE_TENSOR",
-            Status::UnknownTensor => "UNKNOWN_TENSOR",
-            Status::BadTensorData => "BAD_TENSOR_DATA",
-            Status::BadQuantMode => "BAD_QUANT_MODE",
-            Status::BadParameterCount => "BAD_PARAMETER_COUNT",
-            Status::TokenizerChecksum => "TOKENIZER_CHECKSUM",
-            Status::TensorLayoutChecksum => "TENSOR_LAYOUT_CHECKSUM",
-            Status::ArtifactChecksum => "ARTIFACT_CHECKSUM",
-            Status::LimitExceeded => "LIMIT_EXCEEDED",
-            Status::BadTokenizerKind => "BAD_TOKENIZER_KIND",
-            Status::BadToken => "BAD_TOKEN",
-            Status::BadMerge => "BAD_MERGE",
-            Status::BadSpecialToken => "BAD_SPECIAL_TOKEN",
-            Status::AdapterBadMagic => "ADAPTER_BAD_MAGIC",
-            Status::AdapterUnsupportedVersion => "ADAPTER_UNSUPPORTED_VERSION",
-            Status::AdapterBadHeader => "ADAPTER_BAD_HEADER",
-            Status::AdapterTruncated => "ADAPTER_TRUNCATED",
-            Status::AdapterChecksum => "ADAPTER_CHECKSUM",
-            Status::AdapterParentMismatch => "ADAPTER_PARENT_MISMATCH",
-            Status::AdapterUnknownTarget => "ADAPTER_UNKNOWN_TARGET",
-            Status::AdapterDuplicateTarget => "ADAPTER_DUPLICATE_TARGET",
-            Status::AdapterShapeMismatch => "ADAPTER_SHAPE_MISMATCH",
-            Status::AdapterBadRank => "ADAPTER_BAD_RANK",
-            Status::AdapterBadIndex => "ADAPTER_BAD_INDEX",
-            Status::AdapterNonFinite => "ADAPTER_NON_FINITE",
-            Status::AdapterBadEncoding => "ADAPTER_BAD_ENCODING",
-            Status::AdapterLimitExceeded => "ADAPTER_LIMIT_EXCEEDED",
-            Status::EvalBadJson => "EVAL_BAD_JSON",
-            Status::EvalBadHeader => "EVAL_BAD_HEADER",
-            Status::EvalBadCase => "EVAL_BAD_CASE",
-            Status::EvalUnknownField => "EVAL_UNKNOWN_FIELD",
-            Status::EvalDuplicateField => "EVAL_DUPLICATE_FIELD",
-            Status::EvalDuplicateId => "EVAL_DUPLICATE_ID",
-            Status::EvalBadMatchRule => "EVAL_BAD_MATCH_RULE",
-            Status::EvalLimitExceeded => "EVAL_LIMIT_EXCEEDED",
-            Status::EvalNoCases => "EVAL_NO_CASES",
-        }
-    }
-}
+/// Stable numeric status codes (the return value of every export): defined with the other ABI
+/// tables in [`crate::abi_facts`].
+pub use crate::abi_facts::Status;
 
 /// A failed check: which field, what value it had, and which rule it broke.
 ///
@@ -172,17 +23,40 @@ pub struct Error {
     pub value: u64,
     /// The rule, phrased as what was required, e.g. `must divide n_heads`.
     pub rule: &'static str,
+    /// How `value` reads in the message.
+    pub value_form: ValueForm,
+}
+
+/// How an [`Error`]'s value is printed after `field = `.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ValueForm {
+    /// One number.
+    #[default]
+    Number,
+    /// A matrix shape, printed `[rows, cols]`; `value` holds `rows << 32 | cols` so the error stays
+    /// one machine word (tests compare it).
+    Shape,
 }
 
 impl Error {
     pub fn new(status: Status, field: impl Into<Field>, value: u64, rule: &'static str) -> Self {
-        Error { status, field: field.into(), value, rule }
+        Error { status, field: field.into(), value, rule, value_form: ValueForm::Number }
+    }
+
+    /// An error whose value is a matrix shape (`last_error` prints `[rows, cols]`).
+    pub fn shape(status: Status, field: impl Into<Field>, rows: u32, cols: u32, rule: &'static str) -> Self {
+        Error { value_form: ValueForm::Shape, ..Error::new(status, field, (u64::from(rows) << 32) | u64::from(cols), rule) }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} = {}: {}", self.status.name(), self.field, self.value, self.rule)
+        write!(f, "{}: {} = ", self.status.name(), self.field)?;
+        match self.value_form {
+            ValueForm::Number => write!(f, "{}", self.value)?,
+            ValueForm::Shape => write!(f, "[{}, {}]", self.value >> 32, self.value & 0xFFFF_FFFF)?,
+        }
+        write!(f, ": {}", self.rule)
     }
 }
 
@@ -315,6 +189,14 @@ pub fn oom(field: &'static str, bytes: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_print_as_two_numbers() {
+        let e = Error::shape(Status::AdapterShapeMismatch, "target[a.weight].shape", 64, 258, "must equal the tensor's");
+        assert_eq!(alloc::format!("{e}"), "ADAPTER_SHAPE_MISMATCH: target[a.weight].shape = [64, 258]: must equal the tensor's");
+        let e = Error::new(Status::BadTensorShape, "x", 7, "r");
+        assert_eq!(alloc::format!("{e}"), "BAD_TENSOR_SHAPE: x = 7: r");
+    }
 
     #[test]
     fn field_holds_short_names_exactly() {

@@ -419,13 +419,12 @@ fn require(entries: &[TensorEntry], found: &mut [bool], slot: &TensorSlot, h: &H
         _ => e.rank == 2 && e.rows == dims[0] && e.row_len == dims[1],
     };
     if !shape_ok {
-        let expected = dims[..rank].iter().fold(0u64, |acc, &d| (acc << 32) | d as u64);
-        return Err(bad(
-            Status::BadTensorShape,
-            field!("tensor[{}].dims", slot),
-            expected,
-            "must match the hyperparameters (value = required dims packed as u32s)",
-        ));
+        const RULE: &str = "must match the hyperparameters (value = the required dims)";
+        let field = field!("tensor[{}].dims", slot);
+        return Err(match rank {
+            2 => Error::shape(Status::BadTensorShape, field, dims[0] as u32, dims[1] as u32, RULE),
+            _ => bad(Status::BadTensorShape, field, dims[0] as u64, RULE),
+        });
     }
     // `Storage` holds the rule: norms f32, matrices quant_mode, embeddings also q8_0 in 4-bit packages.
     if !slot.desc.storage.allows(quant, e.dtype) {

@@ -4,7 +4,9 @@
 //! Modules in pipeline order: [`format`] parses SLM1 packages, [`quant`] holds the tensor block
 //! layouts and matvec kernels, [`tokenizer`] turns text into ids and back, [`model`] runs the
 //! forward pass, [`sampler`] picks tokens, [`adapter`] turns the model into a descendant, [`diag`]
-//! reports, [`engine`] ties them into a session and `abi` (wasm only) exports it.
+//! reports, [`engine`] ties them into a session and `abi` (wasm only) exports it. [`abi_facts`]
+//! holds every fact of the ABI a host sees (status codes, flags, result kinds, the export list, the
+//! diagnostics layout) as tables, on every target.
 #![cfg_attr(not(test), no_std)]
 // Errors are returned by value and hold their field name inline (see `error::Error`): building one
 // must not allocate, so the large-Err lint is answered by design, not by boxing.
@@ -12,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod abi_facts;
 pub mod buffer;
 pub mod error;
 mod reader;

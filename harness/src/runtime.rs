@@ -7,22 +7,10 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 use wasmtime::{Caller, Engine, Instance, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
 
-/// `read_result` kinds (see `abi/tinyrustlm.h`).
-pub mod result_kind {
-    pub const TEXT: u32 = 0;
-    pub const TOKENS: u32 = 1;
-    pub const PROMPT_TOKENS: u32 = 2;
-    pub const STATE: u32 = 3;
-    pub const TOKENIZED: u32 = 4;
-    pub const LOGITS: u32 = 5;
-    pub const EVAL_SIDECAR: u32 = 6;
-}
-
-/// `load_model` flag: the KV cache in f16.
-pub const LOAD_KV_F16: u32 = 1;
-pub const GEN_PARSE_SPECIAL: u32 = 1;
-pub const GEN_CONTINUE: u32 = 2;
-pub const GEN_IGNORE_EOG: u32 = 4;
+/// ABI facts as the runtime's tables define them (`tinyrustlm::abi_facts`): `read_result` kinds as
+/// `result_kind::TEXT`, ..., and the `load_model` / `generate_start` flags.
+pub use tinyrustlm::abi_facts::{result_kind, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL, LOAD_KV_F16};
+use tinyrustlm::abi_facts::{FieldType, GenState, Status, DIAGNOSTICS_FIELDS, DIAGNOSTICS_LEN};
 
 /// A failed export call: the status code and the module's error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +38,7 @@ pub struct GenerationState {
 
 impl GenerationState {
     pub fn running(&self) -> bool {
-        self.state == 1
+        self.state == GenState::Running.code()
     }
 }
 
@@ -85,34 +73,40 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn parse(b: &[u8]) -> Result<Diagnostics> {
-        anyhow::ensure!(b.len() >= 128, "diagnostics record is {} bytes", b.len());
-        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-        let f32_at = |at: usize| f32::from_bits(u32_at(at));
+        anyhow::ensure!(b.len() >= DIAGNOSTICS_LEN, "diagnostics record is {} bytes", b.len());
+        // Offsets (and types, checked here) from the runtime's field table.
+        let at = |name: &str, ty: FieldType| {
+            let f = DIAGNOSTICS_FIELDS.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("the diagnostics layout has no field {name}"));
+            assert_eq!(f.ty(), ty, "diagnostics field {name}");
+            &b[f.offset..f.offset + ty.size()]
+        };
+        let u32_at = |name: &str| u32::from_le_bytes(at(name, FieldType::U32).try_into().unwrap());
+        let u64_at = |name: &str| u64::from_le_bytes(at(name, FieldType::U64).try_into().unwrap());
+        let f32_at = |name: &str| f32::from_le_bytes(at(name, FieldType::F32).try_into().unwrap());
         Ok(Diagnostics {
-            layout_version: u32_at(0),
-            model_loaded: u32_at(8) != 0,
-            quant_mode: u32_at(12),
-            prompt_tokens: u32_at(16),
-            generated_tokens: u32_at(20),
-            prefill_tokens_per_s: f32_at(24),
-            decode_tokens_per_s: f32_at(28),
-            peak_scratch_bytes: u64_at(32),
-            kv_len: u32_at(40),
-            context_len: u32_at(44),
-            adapters_applied: u32_at(48),
-            assembly_state_crc: u32_at(52),
-            package_bytes: u64_at(56),
-            kv_cache_bytes: u64_at(64),
-            n_params: u64_at(72),
-            tensor_layout_crc: u32_at(80),
-            tokenizer_crc: u32_at(84),
-            linear_memory_bytes: u64_at(88),
-            prefill_ms: f32_at(96),
-            decode_ms: f32_at(100),
-            kv_dtype: u32_at(104),
-            chat_template: u32_at(108),
-            total_generated_tokens: u64_at(112),
+            layout_version: u32_at("layout_version"),
+            model_loaded: u32_at("model_loaded") != 0,
+            quant_mode: u32_at("quant_mode"),
+            prompt_tokens: u32_at("prompt_tokens"),
+            generated_tokens: u32_at("generated_tokens"),
+            prefill_tokens_per_s: f32_at("prefill_tokens_per_s"),
+            decode_tokens_per_s: f32_at("decode_tokens_per_s"),
+            peak_scratch_bytes: u64_at("peak_scratch_bytes"),
+            kv_len: u32_at("kv_len"),
+            context_len: u32_at("context_len"),
+            adapters_applied: u32_at("adapters_applied"),
+            assembly_state_crc: u32_at("assembly_state_crc"),
+            package_bytes: u64_at("package_bytes"),
+            kv_cache_bytes: u64_at("kv_cache_bytes"),
+            n_params: u64_at("n_params"),
+            tensor_layout_crc: u32_at("tensor_layout_crc"),
+            tokenizer_crc: u32_at("tokenizer_crc"),
+            linear_memory_bytes: u64_at("linear_memory_bytes"),
+            prefill_ms: f32_at("prefill_ms"),
+            decode_ms: f32_at("decode_ms"),
+            kv_dtype: u32_at("kv_dtype"),
+            chat_template: u32_at("chat_template"),
+            total_generated_tokens: u64_at("total_generated_tokens"),
         })
     }
 }
@@ -149,6 +143,11 @@ impl ModuleFile {
 
     pub fn exports(&self) -> Vec<String> {
         self.module.exports().map(|e| e.name().to_string()).collect()
+    }
+
+    /// The compiled module (its import and export sections, with types).
+    pub fn module(&self) -> &Module {
+        &self.module
     }
 }
 
@@ -361,7 +360,7 @@ impl Runtime {
             let buf = self.alloc(cap + 4)?;
             let s = self.call_status("read_result", (kind, buf, cap, buf + cap))?;
             let len = u32::from_le_bytes(self.read(buf + cap, 4)?.try_into().unwrap());
-            if s == 7 && len > cap {
+            if s == Status::BufferTooSmall.code() && len > cap {
                 self.free(buf)?;
                 cap = len;
                 continue;
@@ -399,9 +398,10 @@ impl Runtime {
     }
 
     pub fn diagnostics(&mut self) -> Result<Diagnostics> {
-        let buf = self.alloc(128)?;
-        let s = self.call_status("read_diagnostics", (buf, 128u32))?;
-        let bytes = self.read(buf, 128)?;
+        let len = DIAGNOSTICS_LEN as u32;
+        let buf = self.alloc(len)?;
+        let s = self.call_status("read_diagnostics", (buf, len))?;
+        let bytes = self.read(buf, DIAGNOSTICS_LEN)?;
         self.free(buf)?;
         self.check(s)?;
         Diagnostics::parse(&bytes)
@@ -469,17 +469,7 @@ pub struct Generation {
 
 /// Status codes as named in the header.
 pub fn status_name(code: u32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "OUT_OF_BOUNDS",
-        2 => "INVALID_ARGUMENT",
-        3 => "WRONG_STATE",
-        4 => "OUT_OF_MEMORY",
-        5 => "CONTEXT_FULL",
-        6 => "INVALID_SAMPLING",
-        7 => "BUFFER_TOO_SMALL",
-        _ => "(see tinyrustlm.h)",
-    }
+    Status::from_code(code).map_or("(unknown status)", Status::name)
 }
 
 /// The status of an error returned by this wrapper, if it came from the module.

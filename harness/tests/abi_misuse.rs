@@ -10,13 +10,6 @@ use harness::runtime::{result_kind, Runtime, Sampling, GEN_CONTINUE, GEN_IGNORE_
 use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
-/// Every function the header declares.
-const HEADER_EXPORTS: [&str; 21] = [
-    "run_eval", "abi_version", "alloc", "dealloc", "load_model", "unload_model", "set_sampling", "add_stop_string", "clear_stop_strings", "tokenize",
-    "generate_start", "generate_step", "generate", "reset", "read_result", "read_diagnostics", "last_error", "validate_adapter_delta",
-    "apply_adapter_delta", "remove_last_adapter", "reset_adapters",
-];
-
 const STATE_IDLE: u32 = 0;
 const STATE_RUNNING: u32 = 1;
 const STATE_FINISHED: u32 = 2;
@@ -123,7 +116,7 @@ fn module_imports_only_the_clock_and_exports_the_header() {
     assert!(imports.len() <= 1, "more than one import: {imports:?}");
     assert!(imports.iter().all(|i| i == "env.trl_now_ms"), "unexpected import in {imports:?}");
     let exports = module().exports();
-    for name in HEADER_EXPORTS.iter().chain(&["memory"]) {
+    for name in tinyrustlm::abi_facts::EXPORTS.iter().map(|f| f.name).chain(["memory"]) {
         assert!(exports.iter().any(|e| e == name), "export {name} is missing; exports: {exports:?}");
     }
     let mut rt = runtime();

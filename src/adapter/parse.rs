@@ -177,11 +177,12 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
         if let (Some(p), Some(ti)) = (parent, tensor) {
             let t = &p.tensors[ti];
             if t.rows != rows || t.row_len != cols {
-                return Err(bad(
+                return Err(Error::shape(
                     Status::AdapterShapeMismatch,
                     r.field("shape"),
-                    ((rows as u64) << 32) | cols as u64,
-                    "must equal the tensor's [rows, row_len] (a vector is [1, len]); value = rows << 32 | cols",
+                    rows as u32,
+                    cols as u32,
+                    "must equal the tensor's [rows, row_len] (a vector is [1, len]); value = [rows, cols]",
                 ));
             }
         }

@@ -124,19 +124,9 @@ pub fn check_rejection(got: Result<u32, Rejection>, want: Status, field: &str) -
     }
 }
 
-/// Every status the runtime defines, for printing.
-pub const ALL_STATUSES: [Status; 34] = [
-    Status::Ok, Status::OutOfBounds, Status::InvalidArgument, Status::WrongState, Status::OutOfMemory, Status::ContextFull,
-    Status::InvalidSampling, Status::BufferTooSmall, Status::Truncated, Status::BadMagic, Status::UnsupportedVersion,
-    Status::BadHeaderLength, Status::BadFlags, Status::BadHyperparameter, Status::BadSectionBounds, Status::BadAlignment,
-    Status::BadPadding, Status::BadTensorName, Status::UnsupportedDtype, Status::BadTensorShape, Status::MissingTensor,
-    Status::DuplicateTensor, Status::UnknownTensor, Status::BadTensorData, Status::BadQuantMode, Status::BadParameterCount,
-    Status::TokenizerChecksum, Status::TensorLayoutChecksum, Status::ArtifactChecksum, Status::LimitExceeded,
-    Status::BadTokenizerKind, Status::BadToken, Status::BadMerge, Status::BadSpecialToken,
-];
-
+/// A status code's header name, for messages.
 pub fn status_label(code: u32) -> &'static str {
-    ALL_STATUSES.iter().find(|s| s.code() == code).map_or("unknown status", |s| s.name())
+    Status::from_code(code).map_or("unknown status", Status::name)
 }
 
 /// Fails the test with every collected problem at once.

@@ -1,0 +1,464 @@
+//! The ABI's facts are defined once, as tables in the runtime (`tinyrustlm::abi_facts`,
+//! `tinyrustlm::diag::FIELDS`). Four other places restate them by hand or by construction: the C
+//! header, the built module's import and export sections, and the JS wrapper with its type
+//! declarations. Each test reads one place and fails on any difference from the tables, in either
+//! direction (a constant, export, import, flag or diagnostics field missing, extra, renamed,
+//! renumbered or retyped), naming every difference at once.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use tinyrustlm::abi_facts::{
+    Function, WasmType, ABI_VERSION, CONSTANT_GROUPS, DIAGNOSTICS_FIELDS, DIAGNOSTICS_LEN, EXPORTED_MEMORY, EXPORTS, HEADER_SCALARS, IMPORTS, IMPORT_MODULE,
+    LINKER_GLOBALS, TOKENIZE_KNOWN,
+};
+
+fn read_abi_file(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../abi").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Collects differences between what the tables say and what a file says.
+#[derive(Default)]
+struct Diff(Vec<String>);
+
+impl Diff {
+    /// Every key in exactly one map, and every key whose values differ.
+    fn maps<K: Ord + Debug, V: PartialEq + Debug>(&mut self, what: &str, tables: &BTreeMap<K, V>, file: &BTreeMap<K, V>) {
+        for (k, v) in tables {
+            match file.get(k) {
+                None => self.0.push(format!("{what}: {k:?} is in the tables but missing from the file")),
+                Some(f) if f != v => self.0.push(format!("{what}: {k:?} is {f:?} in the file, {v:?} in the tables")),
+                Some(_) => {}
+            }
+        }
+        for k in file.keys().filter(|k| !tables.contains_key(k)) {
+            self.0.push(format!("{what}: {k:?} is in the file but not in the tables"));
+        }
+    }
+
+    fn sets<K: Ord + Debug + Clone>(&mut self, what: &str, tables: &BTreeSet<K>, file: &BTreeSet<K>) {
+        let unit = |s: &BTreeSet<K>| s.iter().map(|k| (k.clone(), ())).collect::<BTreeMap<K, ()>>();
+        self.maps(what, &unit(tables), &unit(file));
+    }
+
+    fn expect<T: PartialEq + Debug>(&mut self, what: &str, tables: T, file: T) {
+        if tables != file {
+            self.0.push(format!("{what}: {file:?} in the file, {tables:?} in the tables"));
+        }
+    }
+
+    fn assert_none(self, file: &str) {
+        assert!(self.0.is_empty(), "{file} differs from the ABI tables (src/abi_facts.rs, src/diag.rs) in {} place(s):\n  {}", self.0.len(), self.0.join("\n  "));
+    }
+}
+
+// ---- what the tables say -------------------------------------------------------------------------
+
+type Signature = (Vec<(String, WasmType)>, Option<WasmType>);
+
+fn signature(f: &Function) -> Signature {
+    (f.params.iter().map(|&(n, t)| (n.to_string(), t)).collect(), f.result)
+}
+
+fn table_exports() -> BTreeMap<String, Signature> {
+    EXPORTS.iter().map(|f| (f.name.to_string(), signature(f))).collect()
+}
+
+/// Every numeric `#define` the header must hold: `TRL_STATUS_OK` -> 0, ...
+fn table_header_constants() -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = HEADER_SCALARS.iter().map(|&(n, v)| (n.to_string(), v)).collect();
+    for g in CONSTANT_GROUPS {
+        out.extend(g.entries.iter().map(|&(n, v)| (format!("{}{n}", g.header_prefix), v)));
+    }
+    out
+}
+
+/// Per JS object (`Status`, `GenFlags`, ...): its `NAME: value` entries.
+fn table_js_groups() -> BTreeMap<String, BTreeMap<String, u32>> {
+    CONSTANT_GROUPS.iter().map(|g| (g.js_object.to_string(), g.entries.iter().map(|&(n, v)| (n.to_string(), v)).collect())).collect()
+}
+
+/// Compares JS constant groups object by object and entry by entry (`Status.OK`), so a difference
+/// names the one constant.
+fn js_groups(diff: &mut Diff, file: &BTreeMap<String, BTreeMap<String, u32>>) {
+    let tables = table_js_groups();
+    diff.sets("constant object", &tables.keys().cloned().collect(), &file.keys().cloned().collect());
+    let flat = |m: &BTreeMap<String, BTreeMap<String, u32>>| -> BTreeMap<String, u32> { m.iter().flat_map(|(g, e)| e.iter().map(move |(n, v)| (format!("{g}.{n}"), *v))).collect() };
+    diff.maps("constant", &flat(&tables), &flat(file));
+}
+
+/// Reserved fields are zero bytes a host has no use for; the wrappers leave them out.
+fn is_reserved(name: &str) -> bool {
+    name.starts_with("reserved")
+}
+
+/// Fields the JS wrapper's diagnostics record adds, computed from others (not in the record).
+const JS_DERIVED_FIELDS: [&str; 1] = ["quant_name"];
+
+/// JS `Object.freeze` objects that are not ABI constant groups (camelCase options, dtype names).
+const JS_OTHER_FROZEN: [&str; 2] = ["DTypeName", "DEFAULT_SAMPLING"];
+
+fn table_diagnostics() -> BTreeMap<String, (usize, String)> {
+    DIAGNOSTICS_FIELDS.iter().map(|f| (f.name.to_string(), (f.offset, f.ty().name().to_string()))).collect()
+}
+
+fn table_js_diagnostics_names() -> BTreeSet<String> {
+    DIAGNOSTICS_FIELDS.iter().map(|f| f.name).filter(|n| !is_reserved(n)).chain(JS_DERIVED_FIELDS).map(String::from).collect()
+}
+
+// ---- small parsers -------------------------------------------------------------------------------
+
+/// The text with every `/* ... */` comment replaced by a space.
+fn strip_block_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("/*") {
+        out.push_str(&rest[..i]);
+        out.push(' ');
+        rest = rest[i + 2..].find("*/").map_or("", |j| &rest[i + 2 + j + 2..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text with every `// ...` line comment removed (the wrapper has no `//` inside strings that
+/// matter here: URLs are in `new URL("...")` calls, outside the parsed regions).
+fn strip_line_comments(s: &str) -> String {
+    s.lines().map(|l| l.find("//").map_or(l, |i| &l[..i])).collect::<Vec<_>>().join("\n")
+}
+
+/// The text between `start` (exclusive) and the first `end` after it.
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
+}
+
+/// `UPPER_NAME: 12` pairs in a JS object literal or a TS object type.
+fn upper_entries(body: &str) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for item in body.split([',', ';', '\n']) {
+        let Some((k, v)) = item.split_once(':') else { continue };
+        let (k, v) = (k.trim(), v.trim());
+        if k.starts_with(|c: char| c.is_ascii_uppercase()) && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            out.insert(k.to_string(), v.parse().unwrap_or_else(|_| panic!("{k}: value {v:?} is not a number")));
+        }
+    }
+    out
+}
+
+/// The arguments of every call `prefix NAME(...)` in `src`: name -> argument counts seen.
+fn calls(src: &str, prefix: &str) -> BTreeMap<String, BTreeSet<usize>> {
+    let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, _) in src.match_indices(prefix) {
+        let rest = &src[i + prefix.len()..];
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let Some(args) = rest[name.len()..].strip_prefix('(') else { continue };
+        let (mut depth, mut commas, mut any) = (0i32, 0usize, false);
+        for c in args.chars() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' if depth == 0 => break,
+                ')' | ']' | '}' => depth -= 1,
+                ',' if depth == 0 => commas += 1,
+                _ => {}
+            }
+            any |= !c.is_whitespace();
+        }
+        out.entry(name).or_default().insert(if any { commas + 1 } else { 0 });
+    }
+    out
+}
+
+fn c_type(t: &str) -> Option<WasmType> {
+    match t {
+        "uint32_t" | "trl_ptr" | "trl_status" => Some(WasmType::I32),
+        "uint64_t" => Some(WasmType::I64),
+        "float" => Some(WasmType::F32),
+        "double" => Some(WasmType::F64),
+        _ => None,
+    }
+}
+
+// ---- the header ----------------------------------------------------------------------------------
+
+/// Numeric `#define TRL_* <n>u` lines.
+fn header_constants(code: &str) -> BTreeMap<String, u32> {
+    code.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("#define")).then_some(())?;
+            let name = w.next()?;
+            let value = w.next()?.strip_suffix('u')?.parse().ok()?;
+            name.starts_with("TRL_").then(|| (name.to_string(), value))
+        })
+        .collect()
+}
+
+/// Every function prototype: name -> (params, result); `Err` for a type the header should not use.
+fn header_prototypes(code: &str) -> Result<BTreeMap<String, Signature>, String> {
+    let decls: String = code.lines().filter(|l| !l.trim_start().starts_with('#') && !l.contains("extern \"C\"") && l.trim() != "}").collect::<Vec<_>>().join(" ");
+    let mut out = BTreeMap::new();
+    for stmt in decls.split(';').map(str::trim).filter(|s| s.contains('(')) {
+        let (head, params) = stmt.split_once('(').unwrap();
+        let params = params.trim_end().strip_suffix(')').ok_or_else(|| format!("not a prototype: {stmt:?}"))?;
+        let head: Vec<&str> = head.split_whitespace().collect();
+        let [ret, name] = head[..] else { return Err(format!("not a prototype: {stmt:?}")) };
+        let result = if ret == "void" { None } else { Some(c_type(ret).ok_or_else(|| format!("{name}: result type {ret}"))?) };
+        let mut ps = Vec::new();
+        if params.trim() != "void" {
+            for p in params.split(',') {
+                let w: Vec<&str> = p.split_whitespace().collect();
+                let [ty, pname] = w[..] else { return Err(format!("{name}: parameter {p:?} is not `type name`")) };
+                ps.push((pname.to_string(), c_type(ty).ok_or_else(|| format!("{name}: parameter {pname} has type {ty}"))?));
+            }
+        }
+        out.insert(name.to_string(), (ps, result));
+    }
+    Ok(out)
+}
+
+/// `off type name` triples of the diagnostics table in the comment above `read_diagnostics`.
+fn header_diagnostics(header: &str) -> BTreeMap<String, (usize, String)> {
+    let block = between(header, "Writes the 128-byte diagnostics record", "trl_status read_diagnostics").expect("the read_diagnostics comment");
+    let words: Vec<&str> = block.split_whitespace().collect();
+    let mut out = BTreeMap::new();
+    for w in words.windows(3) {
+        if let (Ok(offset), "u32" | "u64" | "f32") = (w[0].parse::<usize>(), w[1]) {
+            let name: String = w[2].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            out.insert(name, (offset, w[1].to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn header_matches_the_tables() {
+    let header = read_abi_file("tinyrustlm.h");
+    let code = strip_block_comments(&header);
+    let mut diff = Diff::default();
+    diff.maps("#define", &table_header_constants(), &header_constants(&code));
+    match header_prototypes(&code) {
+        Ok(protos) => diff.maps("prototype (params, result)", &table_exports(), &protos),
+        Err(e) => diff.0.push(e),
+    }
+    diff.maps("diagnostics table (offset, type)", &table_diagnostics(), &header_diagnostics(&header));
+    // The import line: `env.trl_now_ms : () -> f64`.
+    for f in IMPORTS {
+        let params: Vec<&str> = f.params.iter().map(|p| p.1.name()).collect();
+        let line = format!("{IMPORT_MODULE}.{} : ({}) -> {}", f.name, params.join(", "), f.result.map_or("()", WasmType::name));
+        if !header.contains(&line) {
+            diff.0.push(format!("import: the header does not say `{line}`"));
+        }
+    }
+    for name in LINKER_GLOBALS.iter().chain([&EXPORTED_MEMORY]) {
+        if !header.contains(&format!("`{name}`")) {
+            diff.0.push(format!("export {name}: the header does not mention `{name}`"));
+        }
+    }
+    // tokenize takes the TRL_GEN_* bits of TOKENIZE_KNOWN, named in its comment.
+    let tokenize_doc = between(&header, "/* Tokenizes text", "trl_status tokenize").expect("the tokenize comment");
+    let named: BTreeSet<String> = tokenize_doc.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter_map(|w| w.strip_prefix("TRL_GEN_")).map(String::from).collect();
+    let gen = CONSTANT_GROUPS.iter().find(|g| g.header_prefix == "TRL_GEN_").unwrap();
+    let allowed: BTreeSet<String> = gen.entries.iter().filter(|e| e.1 & TOKENIZE_KNOWN != 0).map(|e| e.0.to_string()).collect();
+    diff.sets("tokenize flags", &allowed, &named);
+    diff.assert_none("abi/tinyrustlm.h");
+}
+
+// ---- the module ----------------------------------------------------------------------------------
+
+fn wasm_type(t: &wasmtime::ValType) -> Option<WasmType> {
+    Some(match t {
+        wasmtime::ValType::I32 => WasmType::I32,
+        wasmtime::ValType::I64 => WasmType::I64,
+        wasmtime::ValType::F32 => WasmType::F32,
+        wasmtime::ValType::F64 => WasmType::F64,
+        _ => return None,
+    })
+}
+
+/// Types only: the module's type section has no parameter names.
+fn wasm_signature(name: &str, f: &wasmtime::FuncType) -> Result<(Vec<WasmType>, Option<WasmType>), String> {
+    let params = f.params().map(|t| wasm_type(&t).ok_or_else(|| format!("{name}: parameter type {t}"))).collect::<Result<Vec<_>, _>>()?;
+    let results = f.results().map(|t| wasm_type(&t).ok_or_else(|| format!("{name}: result type {t}"))).collect::<Result<Vec<_>, _>>()?;
+    match results[..] {
+        [] => Ok((params, None)),
+        [r] => Ok((params, Some(r))),
+        _ => Err(format!("{name}: {} results", results.len())),
+    }
+}
+
+fn types_only(f: &Function) -> (Vec<WasmType>, Option<WasmType>) {
+    (f.params.iter().map(|p| p.1).collect(), f.result)
+}
+
+#[test]
+fn module_exports_and_imports_match_the_tables() {
+    let module = common::module().module();
+    let mut diff = Diff::default();
+    let (mut functions, mut memories, mut globals, mut others) = (BTreeMap::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for e in module.exports() {
+        match e.ty() {
+            wasmtime::ExternType::Func(f) => match wasm_signature(e.name(), &f) {
+                Ok(sig) => {
+                    functions.insert(e.name().to_string(), sig);
+                }
+                Err(msg) => diff.0.push(msg),
+            },
+            wasmtime::ExternType::Memory(_) => {
+                memories.insert(e.name().to_string());
+            }
+            wasmtime::ExternType::Global(g) => {
+                if matches!(g.content(), wasmtime::ValType::I32) && g.mutability() == wasmtime::Mutability::Const {
+                    globals.insert(e.name().to_string());
+                } else {
+                    diff.0.push(format!("global {} is not an immutable i32", e.name()));
+                }
+            }
+            _ => {
+                others.insert(e.name().to_string());
+            }
+        }
+    }
+    diff.maps("exported function (params, result)", &EXPORTS.iter().map(|f| (f.name.to_string(), types_only(f))).collect(), &functions);
+    diff.sets("exported memory", &BTreeSet::from([EXPORTED_MEMORY.to_string()]), &memories);
+    diff.sets("exported global", &LINKER_GLOBALS.iter().map(|s| s.to_string()).collect(), &globals);
+    diff.sets("other export", &BTreeSet::new(), &others);
+
+    let mut imports = BTreeMap::new();
+    for i in module.imports() {
+        let key = format!("{}.{}", i.module(), i.name());
+        match i.ty() {
+            wasmtime::ExternType::Func(f) => match wasm_signature(&key, &f) {
+                Ok(sig) => {
+                    imports.insert(key, sig);
+                }
+                Err(msg) => diff.0.push(msg),
+            },
+            _ => diff.0.push(format!("import {key} is not a function")),
+        }
+    }
+    diff.maps("import (params, result)", &IMPORTS.iter().map(|f| (format!("{IMPORT_MODULE}.{}", f.name), types_only(f))).collect(), &imports);
+    diff.assert_none(&harness::default_wasm_path().display().to_string());
+}
+
+// ---- the JS wrapper and its type declarations ----------------------------------------------------
+
+/// `export const NAME = Object.freeze({ ... })` objects.
+fn js_frozen_objects(js: &str) -> BTreeMap<String, BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for (i, _) in js.match_indices("export const ") {
+        let rest = &js[i + "export const ".len()..];
+        let Some((name, after)) = rest.split_once(" = Object.freeze({") else { continue };
+        if name.contains(char::is_whitespace) {
+            continue;
+        }
+        let body = &after[..after.find("})").expect("Object.freeze({ ... }) closes")];
+        out.insert(name.to_string(), upper_entries(body));
+    }
+    out
+}
+
+/// `export const NAME: Readonly<{ ... }>;` declarations.
+fn ts_readonly_objects(ts: &str) -> BTreeMap<String, BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for (i, _) in ts.match_indices("export const ") {
+        let rest = &ts[i + "export const ".len()..];
+        let Some((name, after)) = rest.split_once(": Readonly<{") else { continue };
+        if name.contains(char::is_whitespace) {
+            continue;
+        }
+        let body = &after[..after.find("}>").expect("Readonly<{ ... }> closes")];
+        out.insert(name.to_string(), upper_entries(body));
+    }
+    out
+}
+
+/// `parseDiagnostics`'s reads: `name: u32(12)` or `const name = u32(12)`; and every key it returns.
+fn js_diagnostics(js: &str) -> (BTreeMap<String, (usize, String)>, BTreeSet<String>) {
+    let body = between(js, "export function parseDiagnostics(", "\n}\n").expect("parseDiagnostics in tinyrustlm.mjs");
+    let mut reads = BTreeMap::new();
+    for ty in ["u32", "u64", "f32"] {
+        for (i, _) in body.match_indices(&format!(" {ty}(")) {
+            let before = body[..i].trim_end().trim_end_matches([':', '=']).trim_end();
+            let name: String = before.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
+            let offset = &body[i + ty.len() + 2..];
+            let offset: String = offset.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(offset) = offset.parse() {
+                reads.insert(name, (offset, ty.to_string()));
+            }
+        }
+    }
+    let returned = between(body, "return {", "};").expect("parseDiagnostics returns an object literal");
+    let keys = returned.split(',').map(|item| item.split(':').next().unwrap().trim().to_string()).filter(|k| !k.is_empty()).collect();
+    (reads, keys)
+}
+
+#[test]
+fn js_wrapper_matches_the_tables() {
+    let js = strip_line_comments(&read_abi_file("tinyrustlm.mjs"));
+    let mut diff = Diff::default();
+    let mut objects = js_frozen_objects(&js);
+    for other in JS_OTHER_FROZEN {
+        objects.remove(other);
+    }
+    js_groups(&mut diff, &objects);
+    diff.expect("ABI_VERSION", Some(ABI_VERSION.to_string()), between(&js, "export const ABI_VERSION = ", ";").map(String::from));
+    diff.expect("DIAGNOSTICS_LEN", Some(DIAGNOSTICS_LEN.to_string()), between(&js, "const DIAGNOSTICS_LEN = ", ";").map(String::from));
+
+    let (reads, keys) = js_diagnostics(&js);
+    let fields: BTreeMap<String, (usize, String)> = table_diagnostics().into_iter().filter(|(n, _)| !is_reserved(n)).collect();
+    diff.maps("parseDiagnostics read (offset, type)", &fields, &reads);
+    diff.sets("parseDiagnostics field", &table_js_diagnostics_names(), &keys);
+
+    // Every export the wrapper calls exists, with as many arguments as it takes.
+    let arity: BTreeMap<String, usize> = EXPORTS.iter().map(|f| (f.name.to_string(), f.params.len())).collect();
+    for (name, counts) in calls(&js, "this._x.") {
+        match arity.get(&name) {
+            None => diff.0.push(format!("the wrapper calls this._x.{name}, which is not an export")),
+            Some(&n) if counts.iter().any(|&c| c != n) => diff.0.push(format!("the wrapper calls {name} with {counts:?} arguments; it takes {n}")),
+            Some(_) => {}
+        }
+    }
+    for list in ["const ADAPTER_EXPORTS = [", "const EVAL_EXPORTS = ["] {
+        let names = between(&js, list, "]").unwrap_or_else(|| panic!("{list} in tinyrustlm.mjs"));
+        for name in names.split(',').map(|n| n.trim().trim_matches('"')).filter(|n| !n.is_empty()) {
+            if !arity.contains_key(name) {
+                diff.0.push(format!("{list}...]: {name} is not an export"));
+            }
+        }
+    }
+    diff.assert_none("abi/tinyrustlm.mjs");
+}
+
+#[test]
+fn type_declarations_match_the_tables() {
+    let ts = strip_line_comments(&read_abi_file("tinyrustlm.d.ts"));
+    let mut diff = Diff::default();
+    js_groups(&mut diff, &ts_readonly_objects(&ts));
+    diff.expect("ABI_VERSION", Some(ABI_VERSION.to_string()), between(&ts, "export const ABI_VERSION: ", ";").map(String::from));
+    let body = between(&ts, "export interface Diagnostics {", "\n}").expect("interface Diagnostics in tinyrustlm.d.ts");
+    let body = strip_block_comments(body);
+    let names: BTreeSet<String> = body.lines().filter_map(|l| l.split_once(':')).map(|(k, _)| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+    diff.sets("interface Diagnostics field", &table_js_diagnostics_names(), &names);
+    diff.assert_none("abi/tinyrustlm.d.ts");
+}
+
+// ---- the parsers themselves ----------------------------------------------------------------------
+
+#[test]
+fn parsers_find_what_they_are_given() {
+    let h = "#define TRL_X 3u /* c */\ntrl_status f(trl_ptr p, uint64_t s);\nuint32_t g(void);\n";
+    assert_eq!(header_constants(&strip_block_comments(h)), BTreeMap::from([("TRL_X".to_string(), 3)]));
+    let protos = header_prototypes(&strip_block_comments(h)).unwrap();
+    assert_eq!(protos["f"], (vec![("p".to_string(), WasmType::I32), ("s".to_string(), WasmType::I64)], Some(WasmType::I32)));
+    assert_eq!(protos["g"], (vec![], Some(WasmType::I32)));
+    assert!(header_prototypes("trl_status h(int x);").is_err(), "an unknown C type is reported");
+    let js = "export const A = Object.freeze({\n  X_Y: 1, // one\n  Z: 16,\n});\n";
+    assert_eq!(js_frozen_objects(&strip_line_comments(js))["A"], BTreeMap::from([("X_Y".to_string(), 1), ("Z".to_string(), 16)]));
+    assert_eq!(calls("this._x.f(a, g(b, c)); this._x.h();", "this._x."), BTreeMap::from([("f".to_string(), BTreeSet::from([2])), ("h".to_string(), BTreeSet::from([0]))]));
+}
