@@ -297,7 +297,7 @@ pub extern "C" fn run_eval(ptr: u32, len: u32, flags: u32) -> u32 {
         if flags != 0 {
             return s.fail(Error::new(Status::InvalidArgument, "flags", flags as u64, "no eval flags are defined; must be 0"));
         }
-        let r = input(s, ptr, len, "cases").and_then(|cases| s.engine.run_eval(&cases));
+        let r = input(s, ptr, len, "cases").and_then(|cases| crate::eval::run(&mut s.engine, &cases));
         s.status(r)
     })
 }
