@@ -659,3 +659,6 @@ fn held_back(text: &[u8], stops: &[Vec<u8>]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;
