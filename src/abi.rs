@@ -277,7 +277,7 @@ pub extern "C" fn run_eval(ptr: u32, len: u32, flags: u32) -> u32 {
         if flags != 0 {
             return Err(Error::new(Status::InvalidArgument, "flags", flags as u64, "no eval flags are defined; must be 0"));
         }
-        engine.run_eval(buffers.slice(ptr, len, "cases")?)
+        crate::eval::run(engine, buffers.slice(ptr, len, "cases")?)
     })
 }
 

@@ -10,7 +10,9 @@ use crate::adapter::AdapterStack;
 use crate::buffer::AlignedBytes;
 use crate::diag::Diagnostics;
 use crate::error::{Error, Result, Status};
+use crate::format::ModelIdentity;
 use crate::model::{self, Model};
+use crate::quant::DType;
 use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -77,13 +79,45 @@ struct Loaded {
     adapters: AdapterStack,
 }
 
-pub struct Engine {
-    loaded: Option<Loaded>,
+/// What the host configures between generations: sampling parameters and stop strings. Taken out
+/// and put back whole ([`Engine::replace_settings`]), so work that needs its own settings for a while
+/// (an eval run) restores the host's exactly, without copying them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Settings {
     sampling: SamplingParams,
     stop_strings: Vec<Vec<u8>>,
+}
+
+impl Settings {
+    pub fn sampling(&self) -> &SamplingParams {
+        &self.sampling
+    }
+
+    pub fn stop_strings(&self) -> impl Iterator<Item = &[u8]> {
+        self.stop_strings.iter().map(Vec::as_slice)
+    }
+}
+
+/// Which weights answer: the package's identity and checksums and the adapters applied on top, so
+/// a result (an eval sidecar, a host's log) can be traced to the exact weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    pub model: ModelIdentity,
+    pub artifact_crc: u32,
+    pub quant: DType,
+    /// Digests of the applied adapters, oldest first.
+    pub adapter_digests: Vec<u32>,
+    /// The assembly state after those adapters (diagnostics' `assembly_state_crc`).
+    pub assembly_state_crc: u32,
+}
+
+pub struct Engine {
+    loaded: Option<Loaded>,
+    settings: Settings,
     /// Milliseconds from a monotonic clock (the host's, on wasm).
     clock: fn() -> f64,
-    /// Sidecar of the last successful eval run (`ResultKind::EvalSidecar`).
+    /// Sidecar of the last successful eval run (`ResultKind::EvalSidecar`), opaque here: written by
+    /// `crate::eval`, which drives the engine through this public API.
     eval_sidecar: Vec<u8>,
 }
 
@@ -107,11 +141,7 @@ fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
 
 impl Engine {
     pub fn new(clock: fn() -> f64) -> Engine {
-        Engine { loaded: None, sampling: SamplingParams::default(), stop_strings: Vec::new(), clock, eval_sidecar: Vec::new() }
-    }
-
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.is_some()
+        Engine { loaded: None, settings: Settings::default(), clock, eval_sidecar: Vec::new() }
     }
 
     fn loaded(&self) -> Result<&Loaded> {
@@ -153,7 +183,7 @@ impl Engine {
             return Err((oom("scratch", vocab * 4), bytes));
         }
         work_logits.resize(vocab, 0.0);
-        let sampler = match Sampler::try_new(self.sampling, vocab) {
+        let sampler = match Sampler::try_new(self.settings.sampling, vocab) {
             Ok(s) => s,
             Err(_) => return Err((oom("sampler", vocab), bytes)),
         };
@@ -183,31 +213,40 @@ impl Engine {
 
     pub fn set_sampling(&mut self, params: SamplingParams) -> Result<()> {
         params.validate()?;
-        self.sampling = params;
+        self.settings.sampling = params;
         Ok(())
     }
 
-    pub fn sampling(&self) -> &SamplingParams {
-        &self.sampling
-    }
-
     pub fn add_stop_string(&mut self, s: &[u8]) -> Result<()> {
+        let stops = &mut self.settings.stop_strings;
         if s.is_empty() || s.len() > MAX_STOP_STRING_LEN {
             return Err(invalid("stop_string.len", s.len() as u64, "must be in 1..=64 bytes"));
         }
-        if self.stop_strings.len() >= MAX_STOP_STRINGS {
-            return Err(Error::new(Status::LimitExceeded, "stop_strings", self.stop_strings.len() as u64, "at most 8 stop strings"));
+        if stops.len() >= MAX_STOP_STRINGS {
+            return Err(Error::new(Status::LimitExceeded, "stop_strings", stops.len() as u64, "at most 8 stop strings"));
         }
-        self.stop_strings.try_reserve(1).map_err(|_| oom("stop_strings", 1))?;
+        stops.try_reserve(1).map_err(|_| oom("stop_strings", 1))?;
         let mut owned = Vec::new();
         owned.try_reserve_exact(s.len()).map_err(|_| oom("stop_string", s.len()))?;
         owned.extend_from_slice(s);
-        self.stop_strings.push(owned);
+        stops.push(owned);
         Ok(())
     }
 
     pub fn clear_stop_strings(&mut self) {
-        self.stop_strings.clear();
+        self.settings.stop_strings.clear();
+    }
+
+    /// The sampling parameters and stop strings the next generation will use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Puts `settings` in place and hands back the ones they replace (nothing is copied, so saving
+    /// and restoring cannot fail). The running generation, if any, keeps its sampler parameters
+    /// until the next `start`; its stop strings change at once.
+    pub fn replace_settings(&mut self, settings: Settings) -> Settings {
+        core::mem::replace(&mut self.settings, settings)
     }
 
     /// Tokenizes `text` (for inspection; the result is read as `ResultKind::Tokenized`).
@@ -275,7 +314,7 @@ impl Engine {
         if flags & !GEN_KNOWN != 0 {
             return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1), CONTINUE (2) and IGNORE_EOG (4) are defined"));
         }
-        let sampling = self.sampling;
+        let sampling = self.settings.sampling;
         let clock = self.clock;
         let l = self.loaded_mut()?;
         let continuing = flags & GEN_CONTINUE != 0;
@@ -349,7 +388,7 @@ impl Engine {
         if l.session.state != GenState::Running {
             return Err(wrong_state("generation", "no generation is running (call generate_start)"));
         }
-        let stops = &self.stop_strings;
+        let stops = &self.settings.stop_strings;
         let t0 = clock();
         // What one step can append to the session text: a token's bytes, each of which may come out
         // as a 3-byte U+FFFD (plus one for bytes held from the previous token), and the U+FFFD that
@@ -474,41 +513,23 @@ impl Engine {
         }
     }
 
-    // --- Evals (logic in `crate::eval`) ---
-
-    /// Runs an eval case file and keeps its sidecar for `ResultKind::EvalSidecar`. A malformed file
-    /// changes nothing; once cases run, the conversation is forgotten (sampling and stop strings are
-    /// restored).
-    pub fn run_eval(&mut self, cases: &[u8]) -> Result<()> {
-        self.loaded()?;
-        self.eval_sidecar = crate::eval::run(self, cases)?;
-        Ok(())
+    /// Keeps an eval run's sidecar for `ResultKind::EvalSidecar`, replacing the previous one.
+    pub fn keep_eval_sidecar(&mut self, sidecar: Vec<u8>) {
+        self.eval_sidecar = sidecar;
     }
 
-    pub(crate) fn take_stop_strings(&mut self) -> Vec<Vec<u8>> {
-        core::mem::take(&mut self.stop_strings)
-    }
-
-    pub(crate) fn restore_eval_settings(&mut self, sampling: SamplingParams, stops: Vec<Vec<u8>>) {
-        self.sampling = sampling;
-        self.stop_strings = stops;
-    }
-
-    /// All text of the current generation (finished generations release everything).
-    pub(crate) fn finished_text(&self) -> &[u8] {
-        self.loaded.as_ref().map_or(&[], |l| &l.session.text[..l.session.released])
-    }
-
-    pub(crate) fn eval_identity(&self) -> Result<crate::eval::Identity> {
+    /// The loaded package's identity and the adapters applied to it (`WRONG_STATE` without a model).
+    pub fn identity(&self) -> Result<Identity> {
         let l = self.loaded()?;
         let p = l.model.package();
-        Ok(crate::eval::Identity {
-            n_params: p.identity.n_params,
-            tensor_layout_crc: p.identity.tensor_layout_crc,
-            tokenizer_crc: p.identity.tokenizer_crc,
+        let mut adapter_digests = Vec::new();
+        adapter_digests.try_reserve_exact(l.adapters.len()).map_err(|_| oom("adapter_digests", l.adapters.len() * 4))?;
+        adapter_digests.extend(l.adapters.digests());
+        Ok(Identity {
+            model: p.identity,
             artifact_crc: p.artifact_crc,
-            quant_mode: p.quant.name(),
-            adapter_digests: l.adapters.digests().collect(),
+            quant: p.quant,
+            adapter_digests,
             assembly_state_crc: l.adapters.state_crc(l.assembly_state_crc),
         })
     }
@@ -583,3 +604,6 @@ fn held_back(text: &[u8], stops: &[Vec<u8>]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

@@ -387,7 +387,7 @@ pub fn eval_cases(data: &[u8]) -> Outcome {
     EVAL_ENGINE.with(|engine| {
         let mut engine = engine.borrow_mut();
         // Running may still refuse (a prompt longer than the context): with a status, never a panic.
-        if let Err(e) = engine.run_eval(data) {
+        if let Err(e) = tinyrustlm::eval::run(&mut engine, data) {
             return rejected(&e);
         }
         let mut buf = vec![0u8; 1 << 20];

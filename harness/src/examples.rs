@@ -577,7 +577,7 @@ fn read_cases(path: &Path) -> Result<Vec<CaseLine>> {
         .map(|l| {
             let c: Value = serde_json::from_str(l).with_context(|| format!("{}: {l}", path.display()))?;
             let raw = c["prompt"].as_str().unwrap_or("");
-            let prompt = if c["chat"] == true { tinyrustlm::eval::chatml(&system, raw).map_err(|e| anyhow!("{e}"))? } else { raw.to_string() };
+            let prompt = if c["chat"] == true { String::from_utf8(tinyrustlm::eval::chat_case_prompt(&system, raw).map_err(|e| anyhow!("{e}"))?)? } else { raw.to_string() };
             Ok(CaseLine { id: c["id"].as_str().unwrap_or("").into(), prompt, expected: c["expected"].as_str().unwrap_or("").into(), max_tokens: c["max_tokens"].as_u64().unwrap_or(1) as u32 })
         })
         .collect()

@@ -4,12 +4,14 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness::runtime::{ModuleFile, Runtime, Sampling, GEN_CONTINUE, GEN_PARSE_SPECIAL};
 use harness::{import, package, synth};
 use serde_json::json;
 use tinyrustlm::quant::DType;
+use tinyrustlm::tokenizer::chat::{self, ChatMessage, CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE, SMOLLM2_DEFAULT_SYSTEM};
+use tinyrustlm::tokenizer::ChatTemplate;
 
 #[derive(Parser)]
 #[command(name = "trl", version, about = "TinyRustLM: run small language models in WebAssembly")]
@@ -241,11 +243,12 @@ struct GenerateArgs {
     adapter: Vec<PathBuf>,
 }
 
-const SMOLLM_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
-
-/// ChatML for one user turn, as SmolLM2's template renders it.
-fn chatml(system: &str, user: &str) -> String {
-    format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+/// One user turn in ChatML (SmolLM2's template), ready for the answer, rendered by the runtime's
+/// renderer; `flags` may add `CHAT_CONTINUE`.
+fn chatml_user_turn(user: &str, default_system: Option<&str>, flags: u32) -> Result<String> {
+    let turn = [ChatMessage { role: "user", content: user }];
+    let bytes = chat::render(ChatTemplate::ChatMl, &turn, default_system, flags | CHAT_ADD_GENERATION_PROMPT).map_err(|e| anyhow!("{e}"))?;
+    Ok(String::from_utf8(bytes)?)
 }
 
 fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
@@ -380,7 +383,7 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
     for s in &a.stop {
         rt.add_stop_string(s)?;
     }
-    let prompt = if a.chat { chatml(a.system.as_deref().unwrap_or(SMOLLM_SYSTEM), &a.prompt) } else { a.prompt.clone() };
+    let prompt = if a.chat { chatml_user_turn(&a.prompt, Some(a.system.as_deref().unwrap_or(SMOLLM2_DEFAULT_SYSTEM)), 0)? } else { a.prompt.clone() };
     let flags = if a.no_special { 0 } else { GEN_PARSE_SPECIAL };
     let out = std::io::stdout();
     let generation = if a.json {
@@ -413,7 +416,7 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
 fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &Option<String>, max_tokens: u32, context: u32) -> Result<()> {
     let mut rt = open_runtime(wasm, model, context, false)?;
     rt.set_sampling(&sampling.to_sampling())?;
-    let system = system.clone().unwrap_or_else(|| SMOLLM_SYSTEM.to_string());
+    let system = system.as_deref().unwrap_or(SMOLLM2_DEFAULT_SYSTEM);
     eprintln!("chat with {} — empty line or Ctrl-D to quit, /reset to start over", model.display());
     let stdin = std::io::stdin();
     let mut first = true;
@@ -430,11 +433,11 @@ fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &
             continue;
         }
         // Later turns continue the conversation: the previous answer's <|im_end|> is already in the
-        // context, so only the newline and the new user turn are added.
+        // context, so only what follows it is added.
         let (prompt, flags) = if first {
-            (chatml(&system, user), GEN_PARSE_SPECIAL)
+            (chatml_user_turn(user, Some(system), 0)?, GEN_PARSE_SPECIAL)
         } else {
-            (format!("\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"), GEN_PARSE_SPECIAL | GEN_CONTINUE)
+            (chatml_user_turn(user, None, CHAT_CONTINUE)?, GEN_PARSE_SPECIAL | GEN_CONTINUE)
         };
         let out = std::io::stdout();
         let result = rt.generate_streaming(&prompt, max_tokens, flags, |chunk| {

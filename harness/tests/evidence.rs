@@ -328,7 +328,7 @@ fn smollm2_eval_output_matches_plain_chat_generation_and_wrong_expectations_fail
     let mut rt = runtime();
     rt.load_model(&package, 0).unwrap();
     let system = tinyrustlm::eval::DEFAULT_SYSTEM;
-    let prompt = tinyrustlm::eval::chatml(system, "What is the capital of Japan?").unwrap();
+    let prompt = String::from_utf8(tinyrustlm::eval::chat_case_prompt(system, "What is the capital of Japan?").unwrap()).unwrap();
     let g = rt.generate_all(&prompt, 24, GEN_PARSE_SPECIAL).unwrap();
     assert_eq!(v["cases"][0]["produced"].as_str(), Some(g.text.as_str()));
     assert_eq!(v["cases"][0]["generated_tokens"].as_u64(), Some(g.tokens.len() as u64));

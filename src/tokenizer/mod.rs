@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod bpe;
+pub mod chat;
 mod decode;
 mod lookup;
 mod parse;
