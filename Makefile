@@ -141,3 +141,21 @@ fuzz: wasm
 
 fuzz-smoke: wasm
 	FUZZ_SMOKE_RUNS=$(FUZZ_SMOKE_RUNS) fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# ---- llama.cpp reference data (harness/tests/data/reference/) -----------------------------------
+# Tokenizer ids, ChatML prompt ids, per-token scores and greedy continuations from llama.cpp
+# (llama-cpp-python 0.3.36 as an oracle, 1 thread) for each real GGUF; see scripts/llama_cpp_reference.py.
+# Qwen GGUFs are taken from $(TRL_CACHE)/gguf (scripts/fetch_models.py assembles them); absent ones are skipped.
+TRL_CACHE     ?= $(HOME)/.cache/tinyrustlm
+REF_LLAMA_CPP ?= $(TRL_CACHE)/llama-cpp-python
+REF_DIR       := harness/tests/data/reference
+REF_QWEN      := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
+REF_RUN       = PYTHONPATH=$(REF_LLAMA_CPP) nice -n 10 $(PYTHON) scripts/llama_cpp_reference.py
+.PHONY: reference-data
+$(REF_LLAMA_CPP)/llama_cpp:
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PYTHON) -m pip install --quiet --target $(REF_LLAMA_CPP) llama-cpp-python==0.3.36
+reference-data: $(GGUF) | $(REF_LLAMA_CPP)/llama_cpp
+	$(REF_RUN) --gguf $(GGUF) -o $(REF_DIR)/smollm2-135m-instruct-q4_1.json
+	@for m in $(REF_QWEN); do g=$(TRL_CACHE)/gguf/$$m.gguf; \
+	  if [ -f $$g ]; then echo "$$m"; $(REF_RUN) --gguf $$g -o $(REF_DIR)/$$m.json || exit 1; \
+	  else echo "skipping $$m: $$g not found (python3 scripts/fetch_models.py $$m)"; fi; done
