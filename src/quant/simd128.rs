@@ -51,6 +51,12 @@ pub fn matmul(
         DType::Q8_0 => drive_matmul::<QKernel<Q8_0>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q4_0 => drive_matmul::<QKernel<Q4_0>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q4_1 => drive_matmul::<QKernel<Q4_1>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::F16 => drive_matmul::<super::kquant::simd128::F16Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_0 => drive_matmul::<super::kquant::simd128::Q5_0Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_1 => drive_matmul::<super::kquant::simd128::Q5_1Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q4_K => drive_matmul::<super::kquant::simd128::Q4KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_K => drive_matmul::<super::kquant::simd128::Q5KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q6_K => drive_matmul::<super::kquant::simd128::Q6KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
     }
 }
 
