@@ -100,6 +100,7 @@
 use crate::quant::f16_to_f32;
 
 mod dequant;
+mod quantize;
 pub mod layout;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -116,6 +117,7 @@ pub use dequant::{
     dequantize_row_f16, dequantize_row_q4_k, dequantize_row_q5_0, dequantize_row_q5_1,
     dequantize_row_q5_k, dequantize_row_q6_k, first_non_finite, scale_min_k4,
 };
+pub use quantize::{quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k};
 pub use layout::{BlockLayout, F16, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K};
 
 /// Elements per k-quant super-block (ggml `QK_K`).
@@ -151,13 +153,3 @@ pub(crate) fn f16_at(block: &[u8], offset: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([block[offset], block[offset + 1]]))
 }
 
-// TEMPORARY (replaced by ggml's reference k-quant quantizers in the next commit): zero blocks.
-pub fn quantize_row_q4_k(_src: &[f32], dst: &mut [u8]) {
-    dst.fill(0);
-}
-pub fn quantize_row_q5_k(_src: &[f32], dst: &mut [u8]) {
-    dst.fill(0);
-}
-pub fn quantize_row_q6_k(_src: &[f32], dst: &mut [u8]) {
-    dst.fill(0);
-}

@@ -80,7 +80,7 @@ fn records() -> Vec<Record<'static>> {
 
 fn xq_of(x: &[f32]) -> QuantizedActivations {
     let mut xq = QuantizedActivations::new();
-    xq.quantize(x);
+    xq.quantize(x).expect("activations fit");
     xq
 }
 
@@ -464,7 +464,7 @@ fn row_kernel_matches_per_token<K: crate::quant::RowKernel>(l: &BlockLayout, dot
     let x = random_activations(n_tokens * cols, &mut rng);
     let mut xq = QuantizedActivations::new();
     if l.block_elems > 1 {
-        xq.quantize(&x);
+        xq.quantize(&x).expect("activations fit");
     }
     let acts: [K::Act<'_>; 4] = core::array::from_fn(|t| K::act(&x, &xq, t, cols));
     let got = K::dot(&row, acts);
@@ -484,4 +484,66 @@ fn scalar_row_kernels_split_batches_by_token() {
     row_kernel_matches_per_token::<Q4KKernel>(&Q4_K, quantized(dot_q4_k));
     row_kernel_matches_per_token::<Q5KKernel>(&Q5_K, quantized(dot_q5_k));
     row_kernel_matches_per_token::<Q6KKernel>(&Q6_K, quantized(dot_q6_k));
+}
+
+/// `quant::quantize_row` reproduces ggml's C reference quantizers byte for byte
+/// (`harness/scripts/gen_quant_vectors.py` ran `quantize_row_<type>_ref` from libggml-base).
+#[test]
+fn quantizers_match_ggml_reference_bytes() {
+    let bytes: &[u8] = include_bytes!("testdata/quant_vectors.bin");
+    assert_eq!(&bytes[..8], b"TRLQQNT1");
+    let mut at = 8;
+    let n = read_u32(bytes, &mut at);
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let ty = read_u32(bytes, &mut at);
+        let n_elems = read_u32(bytes, &mut at) as usize;
+        let dtype = crate::quant::DType::from_ggml_type(ty).expect("a kept ggml type");
+        let x: Vec<f32> = bytes[at..at + 4 * n_elems]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        at += 4 * n_elems;
+        let row_bytes = dtype.row_bytes(n_elems).unwrap();
+        let want = &bytes[at..at + row_bytes];
+        at += row_bytes;
+        let mut got = vec![0u8; row_bytes];
+        crate::quant::quantize_row(dtype, &x, &mut got);
+        for (b, (g, w)) in got.chunks(dtype.block_bytes()).zip(want.chunks(dtype.block_bytes())).enumerate() {
+            assert_eq!(g, w, "{} block {b}", dtype.name());
+        }
+        seen.push(dtype);
+    }
+    use crate::quant::DType;
+    assert_eq!(seen, [DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K]);
+    assert_eq!(at, bytes.len());
+}
+
+/// Requantizing what a quantizer wrote gives the same bytes back for the k-quants' stored
+/// scale path, and the round trip stays within the format's step.
+#[test]
+fn k_quant_round_trip_is_within_a_step() {
+    use crate::quant::{dequantize_row, quantize_row, DType};
+    let mut rng = Rng::new(21);
+    for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+        let x: Vec<f32> = (0..4 * QK_K).map(|_| rng.spread(0.05)).collect();
+        let mut q = vec![0u8; dtype.row_bytes(x.len()).unwrap()];
+        quantize_row(dtype, &x, &mut q);
+        let mut back = vec![0.0f32; x.len()];
+        dequantize_row(dtype, &q, &mut back);
+        let levels = match dtype {
+            DType::Q4_K => 15.0,
+            DType::Q5_K => 31.0,
+            _ => 63.0,
+        };
+        for (xb, yb) in x.chunks(QK_K).zip(back.chunks(QK_K)) {
+            let range = xb.iter().fold(0.0f32, |m, v| m.max(v.abs())) * 2.0;
+            // One level of the coarsest sub-block (sub-block scales are at most the block range
+            // over the level count) plus the 6-bit / 8-bit scale rounding.
+            let bound = range / levels * 1.6;
+            for (a, b) in xb.iter().zip(yb) {
+                assert!((a - b).abs() <= bound, "{}: {a} -> {b}, bound {bound}", dtype.name());
+            }
+        }
+    }
 }
