@@ -42,6 +42,12 @@ fn dtype_codes_names_and_sizes() {
         ("q8_0", 32, 34),
         ("q4_0", 32, 18),
         ("q4_1", 32, 20),
+        ("f16", 1, 2),
+        ("q5_0", 32, 22),
+        ("q5_1", 32, 24),
+        ("q4_k", 256, 144),
+        ("q5_k", 256, 176),
+        ("q6_k", 256, 210),
     ];
     for (i, dtype) in DType::ALL.into_iter().enumerate() {
         assert_eq!(dtype.code() as usize, i);
@@ -52,7 +58,7 @@ fn dtype_codes_names_and_sizes() {
             (name, elems, bytes)
         );
     }
-    for code in 4..=255u8 {
+    for code in 10..=255u8 {
         assert_eq!(DType::from_code(code), None);
     }
 }
@@ -490,7 +496,8 @@ fn dequantize_row_follows_the_block_formulas() {
 #[test]
 fn first_non_finite_finds_bad_scales_and_values() {
     let mut rng = Rng::new(9);
-    for dtype in DType::ALL {
+    // The formats decoded below; the newer dtypes have their own references in `kquant::tests`.
+    for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         let cols = 128;
         let mut bytes = random_weights(dtype, 1, cols, &mut rng);
         // Raw test rows may carry any finite scale; make sure the starting point is all finite.
@@ -644,7 +651,8 @@ fn dot_products_match_f64_reference() {
     let mut rng = Rng::new(12);
     let rows = 9;
     let mut worst = 0.0f64;
-    for dtype in DType::ALL {
+    // The formats decoded below; the newer dtypes have their own references in `kquant::tests`.
+    for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
@@ -736,7 +744,8 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
 fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
     let mut rng = Rng::new(13);
     let rows = 6;
-    for dtype in DType::ALL {
+    // The formats decoded below; the newer dtypes have their own references in `kquant::tests`.
+    for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
@@ -770,7 +779,8 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
     let mut rng = Rng::new(14);
     let rows = 5;
     for dtype in DType::ALL {
-        for &cols in &[32usize, 96, 544] {
+        let block = dtype.block_elems().max(QK);
+        for cols in [block, 3 * block, 17 * block] {
             for n_tokens in [1, 2, 3, 4, 5, 8, 9, TOKEN_TILE, TOKEN_TILE + 7] {
                 let weights = random_weights(dtype, rows, cols, &mut rng);
                 let x = random_activations(n_tokens * cols, &mut rng);
@@ -811,7 +821,7 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
 fn unaligned_weight_bytes_give_the_same_result() {
     let mut rng = Rng::new(15);
     for dtype in DType::ALL {
-        let (rows, cols) = (3, 96);
+        let (rows, cols) = (3, 3 * dtype.block_elems().max(QK));
         let weights = random_weights(dtype, rows, cols, &mut rng);
         let x = random_activations(cols, &mut rng);
         let xq = xq_of(&x);
@@ -839,4 +849,17 @@ fn zero_columns_give_positive_zero() {
 #[test]
 fn kernel_selftest_passes_natively() {
     assert_eq!(kernel_selftest(), 0);
+}
+
+#[test]
+fn kernel_cols_are_whole_blocks_with_every_group_tail() {
+    for dtype in DType::ALL {
+        let cols = crate::quant::testdata::kernel_cols(dtype);
+        assert!(cols.iter().all(|&c| dtype.row_bytes(c).is_some()), "{}", dtype.name());
+        // Activation blocks per row cover every remainder of the kernels' groups of four.
+        if !dtype.reads_f32_activations() {
+            let tails: std::collections::BTreeSet<usize> = cols.iter().map(|c| (c / QK) % 4).collect();
+            assert!(tails.len() >= 2, "{}: {cols:?}", dtype.name());
+        }
+    }
 }

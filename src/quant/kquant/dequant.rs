@@ -1,8 +1,9 @@
 //! Scalar quant extraction, the dequantizers (ggml's `dequantize_row_*` arithmetic in `f32`) and
 //! the finiteness check for the package parser. Plain safe Rust.
 
-use super::layout::{q4_k, q5_0, q5_1, q5_k, q6_k, BlockLayout, K_SCALE_BYTES};
+use super::layout::{q4_k, q5_0, q5_1, q5_k, q6_k, K_SCALE_BYTES};
 use super::{f16_at, K_SUBS, QK_K};
+use crate::quant::DType;
 use crate::quant::QK;
 
 /// Sub-block `s`'s 6-bit scale and 6-bit minimum from the 12 packed bytes of a `q4_K` / `q5_K`
@@ -72,10 +73,10 @@ pub(crate) fn q6_k_quant(block: &[u8], e: usize) -> i32 {
 fn blocks<'a>(
     src: &'a [u8],
     dst: &'a mut [f32],
-    layout: &BlockLayout,
+    layout: &DType,
 ) -> impl Iterator<Item = (&'a [u8], &'a mut [f32])> {
-    src.chunks_exact(layout.block_bytes)
-        .zip(dst.chunks_exact_mut(layout.block_elems))
+    src.chunks_exact(layout.block_bytes())
+        .zip(dst.chunks_exact_mut(layout.block_elems()))
 }
 
 /// `f16` row → `f32`, exactly.
@@ -83,14 +84,14 @@ fn blocks<'a>(
 /// Precondition: `src.len() == 2 · dst.len()`; only elements present in both are written (the same
 /// holds for every dequantizer here, per whole block).
 pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks(src, dst, &super::F16) {
+    for (b, y) in blocks(src, dst, &DType::F16) {
         y[0] = f16_at(b, 0);
     }
 }
 
 /// `q5_0` row → `f32`: `y = d · f32(q − 16)`.
 pub fn dequantize_row_q5_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks(src, dst, &super::Q5_0) {
+    for (b, y) in blocks(src, dst, &DType::Q5_0) {
         let d = f16_at(b, q5_0::D);
         let qh = q5_qh(b, q5_0::QH);
         for (e, v) in y.iter_mut().enumerate() {
@@ -101,7 +102,7 @@ pub fn dequantize_row_q5_0(src: &[u8], dst: &mut [f32]) {
 
 /// `q5_1` row → `f32`: `y = d · f32(q) + m` (product rounded, then the sum).
 pub fn dequantize_row_q5_1(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks(src, dst, &super::Q5_1) {
+    for (b, y) in blocks(src, dst, &DType::Q5_1) {
         let (d, m) = (f16_at(b, q5_1::D), f16_at(b, q5_1::M));
         let qh = q5_qh(b, q5_1::QH);
         for (e, v) in y.iter_mut().enumerate() {
@@ -126,37 +127,27 @@ fn dequantize_k45(b: &[u8], y: &mut [f32], scales_at: usize, quant: fn(&[u8], us
 
 /// `q4_K` row → `f32`: `y = (d · f32(sc_s)) · f32(q) − dmin · f32(m_s)`.
 pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks(src, dst, &super::Q4_K) {
+    for (b, y) in blocks(src, dst, &DType::Q4_K) {
         dequantize_k45(b, y, q4_k::SCALES, q4_k_quant);
     }
 }
 
 /// `q5_K` row → `f32`: as `q4_K` with 5-bit quants.
 pub fn dequantize_row_q5_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks(src, dst, &super::Q5_K) {
+    for (b, y) in blocks(src, dst, &DType::Q5_K) {
         dequantize_k45(b, y, q5_k::SCALES, q5_k_quant);
     }
 }
 
 /// `q6_K` row → `f32`: `y = (d · f32(scales[e / 16])) · f32(q − 32)`.
 pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks(src, dst, &super::Q6_K) {
+    for (b, y) in blocks(src, dst, &DType::Q6_K) {
         let d = f16_at(b, q6_k::D);
         for (e, v) in y.iter_mut().enumerate() {
             let sc = b[q6_k::SCALES + e / 16] as i8;
             *v = (d * sc as f32) * (q6_k_quant(b, e) - 32) as f32;
         }
     }
-}
-
-/// For the package parser: the index of the first block (for `f16`, element) of `bytes` whose
-/// `f16` scale or minimum — any of `layout.f16_fields` — is infinite or NaN; `None` when all are
-/// finite. A trailing partial block is not examined.
-pub fn first_non_finite(layout: &BlockLayout, bytes: &[u8]) -> Option<usize> {
-    let f16_finite = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) & 0x7c00 != 0x7c00;
-    bytes
-        .chunks_exact(layout.block_bytes)
-        .position(|b| layout.f16_fields.iter().any(|&at| !f16_finite(b, at)))
 }
 
 const _: () = assert!(QK_K == K_SUBS * QK);

@@ -2,9 +2,11 @@
 //! `q4_K`, `q5_K`, `q6_K` — block layouts, dequantizers and dot-product kernels, all reading the
 //! package bytes in place (no dequantized copies).
 //!
-//! Not yet wired into [`DType`](super::DType): the integrator adds the variants and dispatches
-//! `matvec` / `matmul` to the [`RowKernel`](super::RowKernel)s in [`scalar`] and `simd128`
-//! (pass them to [`drive_matmul`](super::drive_matmul)), the parser to [`first_non_finite`].
+//! `quant::matmul` dispatches these dtypes to the [`RowKernel`](super::RowKernel)s in [`scalar`]
+//! and `simd128` (the relaxed-SIMD flavour uses the same SIMD128 kernels); the block layouts are
+//! rows of the one layout table ([`crate::quant::layout`]), the finiteness check is the generic
+//! [`first_non_finite`](super::first_non_finite), and [`quantize`]'s ggml reference quantizers
+//! serve the adapter patcher.
 //!
 //! # Block layouts
 //!
@@ -93,14 +95,10 @@
 //! multiply them into the widened `i16` weights (`sc · q` fits: `63 · 31`, `128 · 32`), which gives
 //! the same integer.
 
-// Until the integrator adds these dtypes to `DType`, only the tests and the kernel self-test call
-// the kernels.
-#![cfg_attr(not(any(test, feature = "kernel-selftest")), allow(dead_code))]
-
-use crate::quant::f16_to_f32;
+use crate::quant::{f16_to_f32, DType, FieldKind};
 
 mod dequant;
-mod quantize;
+pub mod quantize;
 pub mod layout;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -108,17 +106,14 @@ pub mod simd128;
 
 #[cfg(any(test, feature = "kernel-selftest"))]
 mod testdata;
-#[cfg(feature = "kernel-selftest")]
-pub(crate) mod selftest;
 #[cfg(test)]
 mod tests;
 
 pub use dequant::{
     dequantize_row_f16, dequantize_row_q4_k, dequantize_row_q5_0, dequantize_row_q5_1,
-    dequantize_row_q5_k, dequantize_row_q6_k, first_non_finite, scale_min_k4,
+    dequantize_row_q5_k, dequantize_row_q6_k, scale_min_k4,
 };
 pub use quantize::{quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k};
-pub use layout::{BlockLayout, F16, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K};
 
 /// Elements per k-quant super-block (ggml `QK_K`).
 pub const QK_K: usize = 256;
@@ -130,10 +125,10 @@ pub const K_SUBS: usize = QK_K / super::QK;
 pub const ISUM_BOUNDS: [(&str, i64); 6] = [
     ("q5_0", 32 * 16 * 127),
     ("q5_1", 32 * 31 * 127),
-    ("q4_K", 63 * 32 * 15 * 127),
-    ("q4_K msum", 63 * 32 * 127),
-    ("q5_K", 63 * 32 * 31 * 127),
-    ("q6_K", 2 * 128 * 16 * 32 * 127),
+    ("q4_k", 63 * 32 * 15 * 127),
+    ("q4_k msum", 63 * 32 * 127),
+    ("q5_k", 63 * 32 * 31 * 127),
+    ("q6_k", 2 * 128 * 16 * 32 * 127),
 ];
 
 const _: () = {
@@ -153,3 +148,11 @@ pub(crate) fn f16_at(block: &[u8], offset: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([block[offset], block[offset + 1]]))
 }
 
+
+/// The dtypes this module implements, in package-code order.
+pub const DTYPES: [DType; 6] = [DType::F16, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K];
+
+/// Offsets of `dtype`'s `f16` fields (scales, minimums; the value of an `f16` "block").
+pub(crate) fn f16_offsets(dtype: DType) -> impl Iterator<Item = usize> {
+    dtype.layout().fields.iter().filter(|f| f.kind == FieldKind::F16).map(|f| f.offset)
+}

@@ -33,6 +33,8 @@ use super::dequant::scale_min_k4;
 use super::layout::{q4_k, q5_0, q5_1, q5_k, q6_k, K_SCALE_BYTES};
 use super::{f16_at, K_SUBS};
 use crate::quant::scalar::{reduce16, reduce4};
+// The SIMD helpers shared with the older dtypes' kernels.
+use crate::quant::simd128::{block_partial_isum, f16x4_to_f32x4, f32x4_lanes, load_nibbles, pair_sum};
 use crate::quant::{f16_to_f32, f32_act, q_act, QuantizedActivations, RowKernel, XqView, QK};
 
 // ---------------------------------------------------------------------------------------------
@@ -120,38 +122,6 @@ unsafe fn dot_f16<const N: usize>(row: &[u8], n: usize, acts: [&[f32]; N]) -> [f
     out
 }
 
-#[inline(always)]
-fn f32x4_lanes(v: v128) -> [f32; 4] {
-    [
-        f32x4_extract_lane::<0>(v),
-        f32x4_extract_lane::<1>(v),
-        f32x4_extract_lane::<2>(v),
-        f32x4_extract_lane::<3>(v),
-    ]
-}
-
-/// Four `f16` bit patterns (in the low halves of `i32x4` lanes) widened to `f32x4`, exactly and
-/// lane for lane equal to [`f16_to_f32`]: normal numbers rebias the exponent; zero, subnormal,
-/// infinite and NaN lanes take the general path, chosen with selects. (The same function as in
-/// `quant::simd128`, which keeps its copy private.)
-#[inline(always)]
-fn f16x4_to_f32x4(h: v128) -> v128 {
-    let exp_mant = v128_and(h, i32x4_splat(0x7fff));
-    let sign = i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16);
-    let shifted = i32x4_shl(exp_mant, 13);
-    let normal = i32x4_add(shifted, i32x4_splat(112 << 23));
-    // Normal iff 0x0400 <= exp_mant < 0x7c00, as one unsigned range check.
-    let is_normal = u32x4_lt(i32x4_sub(exp_mant, i32x4_splat(0x0400)), u32x4_splat(0x7800));
-    if i32x4_all_true(is_normal) {
-        return v128_or(normal, sign);
-    }
-    let inf_nan = v128_or(shifted, i32x4_splat(0x7f80_0000));
-    let subnormal = f32x4_mul(f32x4_convert_i32x4(exp_mant), f32x4_splat(1.0 / 16_777_216.0));
-    let is_inf_nan = i32x4_ge(exp_mant, i32x4_splat(0x7c00));
-    let magnitude = v128_bitselect(normal, v128_bitselect(inf_nan, subnormal, is_inf_nan), is_normal);
-    v128_or(magnitude, sign)
-}
-
 /// `f32` values of the `f16` fields at `p[k] + offset`, one per lane.
 ///
 /// # Safety
@@ -205,19 +175,6 @@ pub(crate) trait QFormat {
     /// # Safety
     /// The row at `row` holds the weight blocks of activation blocks `b0 .. b0 + valid`.
     unsafe fn group_scales(row: *const u8, b0: usize, valid: usize) -> (v128, v128, v128);
-}
-
-/// The 32 nibbles of the 16 bytes at `qs` (low nibbles are elements 0..16, high nibbles 16..32) as
-/// `u16x8 × 4`.
-///
-/// # Safety
-/// `qs` points to 16 readable bytes.
-#[inline(always)]
-unsafe fn load_nibbles(qs: *const u8) -> [v128; 4] {
-    // SAFETY: bytes 0..8 and 8..16 of `qs`; 8-byte loads accept any alignment.
-    let (lo, hi) = unsafe { (u16x8_load_extend_u8x8(qs), u16x8_load_extend_u8x8(qs.add(8))) };
-    let mask = u16x8_splat(0x0f);
-    [v128_and(lo, mask), v128_and(hi, mask), u16x8_shr(lo, 4), u16x8_shr(hi, 4)]
 }
 
 /// For the 32 elements of a `q5_0` / `q5_1` block: per `i16` lane, all ones where the element's
@@ -494,34 +451,6 @@ impl<F: QFormat> RowKernel for QKernel<F> {
     }
 }
 
-/// Exact partial sums of one activation block: the four lanes of the result add up to
-/// `Σ_j w[j] · x[j]`.
-///
-/// # Safety
-/// `x` points to 32 readable `i16`s.
-#[inline(always)]
-unsafe fn block_partial_isum(w: &[v128; 4], x: *const i16) -> v128 {
-    // SAFETY: the caller guarantees 32 `i16`s (64 bytes) at `x`; any alignment is fine.
-    let xv = unsafe {
-        [
-            v128_load(x as *const v128),
-            v128_load(x.add(8) as *const v128),
-            v128_load(x.add(16) as *const v128),
-            v128_load(x.add(24) as *const v128),
-        ]
-    };
-    let p01 = i32x4_add(i32x4_dot_i16x8(w[0], xv[0]), i32x4_dot_i16x8(w[1], xv[1]));
-    let p23 = i32x4_add(i32x4_dot_i16x8(w[2], xv[2]), i32x4_dot_i16x8(w[3], xv[3]));
-    i32x4_add(p01, p23)
-}
-
-/// Interleaves two blocks' partial sums `s`, `u` into `[s0+s2, u0+u2, s1+s3, u1+u3]` (half of a
-/// 4-way transpose-and-add).
-#[inline(always)]
-fn pair_sum(s: v128, u: v128) -> v128 {
-    i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(s, u), i32x4_shuffle::<2, 6, 3, 7>(s, u))
-}
-
 /// `N` dot products over the first `n_blocks` activation blocks of `row` (a multiple of
 /// `F::SUBS`), four blocks per step, in the fixed order of the `kquant` module docs.
 ///
@@ -620,20 +549,4 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         }
         acc[t] = f32x4_add(acc[t], term);
     }
-}
-
-/// Widens all 65536 `f16` bit patterns with [`f16x4_to_f32x4`] and counts results whose bits
-/// differ from [`f16_to_f32`].
-#[cfg(feature = "kernel-selftest")]
-pub(crate) fn f16x4_mismatches() -> u32 {
-    let mut mismatches = 0;
-    for h in (0..=u16::MAX as u32).step_by(4) {
-        let got = f32x4_lanes(f16x4_to_f32x4(u32x4(h, h + 1, h + 2, h + 3)));
-        for (k, g) in got.iter().enumerate() {
-            if g.to_bits() != f16_to_f32((h + k as u32) as u16).to_bits() {
-                mismatches += 1;
-            }
-        }
-    }
-    mismatches
 }

@@ -6,7 +6,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::layout::BlockLayout;
+use crate::quant::DType;
 use crate::quant::f32_to_f16;
 use crate::quant::testdata::Rng;
 
@@ -29,10 +29,10 @@ pub(crate) fn random_f16_field(rng: &mut Rng, typical: f32) -> u16 {
 }
 
 /// `rows × cols` weights of `layout` (`cols` a multiple of its block).
-pub(crate) fn random_rows(layout: &BlockLayout, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn random_rows(layout: &DType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let row_bytes = layout.row_bytes(cols).unwrap_or(0);
     let mut bytes = vec![0u8; rows * row_bytes];
-    if layout.block_elems == 1 {
+    if layout.block_elems() == 1 {
         for v in bytes.chunks_exact_mut(2) {
             v.copy_from_slice(&f32_to_f16(rng.spread(0.05)).to_le_bytes());
         }
@@ -41,8 +41,8 @@ pub(crate) fn random_rows(layout: &BlockLayout, rows: usize, cols: usize, rng: &
     for b in bytes.iter_mut() {
         *b = rng.next_u64() as u8;
     }
-    for block in bytes.chunks_exact_mut(layout.block_bytes) {
-        for &at in layout.f16_fields {
+    for block in bytes.chunks_exact_mut(layout.block_bytes()) {
+        for at in super::f16_offsets(*layout) {
             let bits = random_f16_field(rng, 0.01);
             block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
         }

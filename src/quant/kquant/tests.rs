@@ -9,7 +9,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::dequant::{q5_qh, q5_quant, q6_k_quant};
-use super::layout::{self, q4_k, q5_0, q5_1, q5_k, q6_k, BlockLayout};
+use super::layout::{q4_k, q5_0, q5_1, q5_k, q6_k};
+use crate::quant::DType;
 use super::scalar::{
     dot_f16, dot_q4_k, dot_q5_0, dot_q5_1, dot_q5_k, dot_q6_k, q4_k_isums, q5_0_isum, q5_1_isum,
     q5_k_isums, q6_k_isum,
@@ -23,8 +24,8 @@ use crate::quant::{QuantizedActivations, XqView, QK};
 /// (`harness/scripts/gen_kquant_vectors.py` regenerates them).
 const VECTORS: &[u8] = include_bytes!("testdata/dequant_vectors.bin");
 
-fn dequantize(layout: &BlockLayout, src: &[u8], dst: &mut [f32]) {
-    match layout.ggml_type {
+fn dequantize(layout: &DType, src: &[u8], dst: &mut [f32]) {
+    match layout.ggml_type() {
         1 => dequantize_row_f16(src, dst),
         6 => dequantize_row_q5_0(src, dst),
         7 => dequantize_row_q5_1(src, dst),
@@ -35,15 +36,15 @@ fn dequantize(layout: &BlockLayout, src: &[u8], dst: &mut [f32]) {
     }
 }
 
-fn layout_of(ggml_type: u32) -> BlockLayout {
-    *layout::ALL
+fn layout_of(ggml_type: u32) -> DType {
+    *super::DTYPES
         .iter()
-        .find(|l| l.ggml_type == ggml_type)
+        .find(|l| l.ggml_type() == ggml_type)
         .unwrap_or_else(|| panic!("ggml type {ggml_type} in the vectors is not one of ours"))
 }
 
 struct Record<'a> {
-    layout: BlockLayout,
+    layout: DType,
     real: bool,
     blocks: &'a [u8],
     expected: Vec<f32>,
@@ -64,9 +65,9 @@ fn records() -> Vec<Record<'static>> {
         let layout = layout_of(read_u32(VECTORS, &mut at));
         let real = read_u32(VECTORS, &mut at) == 1;
         let n_blocks = read_u32(VECTORS, &mut at) as usize;
-        let blocks = &VECTORS[at..at + n_blocks * layout.block_bytes];
+        let blocks = &VECTORS[at..at + n_blocks * layout.block_bytes()];
         at += blocks.len();
-        let n_elems = n_blocks * layout.block_elems;
+        let n_elems = n_blocks * layout.block_elems();
         let expected = VECTORS[at..at + 4 * n_elems]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
@@ -97,18 +98,20 @@ fn layouts_match_ggml_sizes() {
         ("f16", 1, 1, 2),
         ("q5_0", 6, 32, 22),
         ("q5_1", 7, 32, 24),
-        ("q4_K", 12, 256, 144),
-        ("q5_K", 13, 256, 176),
-        ("q6_K", 14, 256, 210),
+        ("q4_k", 12, 256, 144),
+        ("q5_k", 13, 256, 176),
+        ("q6_k", 14, 256, 210),
     ];
-    for (l, (name, ty, elems, bytes)) in layout::ALL.iter().zip(expect) {
-        assert_eq!((l.name, l.ggml_type, l.block_elems, l.block_bytes), (name, ty, elems, bytes));
+    for (l, (name, ty, elems, bytes)) in super::DTYPES.iter().zip(expect) {
+        assert_eq!((l.name(), l.ggml_type(), l.block_elems(), l.block_bytes()), (name, ty, elems, bytes));
+        assert_eq!(DType::from_ggml_type(ty), Some(*l));
+        assert_eq!(DType::from_code(l.code()), Some(*l));
     }
-    assert_eq!(Q4_K.row_bytes(4864), Some(19 * 144));
-    assert_eq!(Q6_K.row_bytes(896), None);
-    assert_eq!(Q5_0.row_bytes(896), Some(28 * 22));
-    assert_eq!(F16.row_bytes(3), Some(6));
-    assert_eq!(F16.row_bytes(usize::MAX), None);
+    assert_eq!(DType::Q4_K.row_bytes(4864), Some(19 * 144));
+    assert_eq!(DType::Q6_K.row_bytes(896), None);
+    assert_eq!(DType::Q5_0.row_bytes(896), Some(28 * 22));
+    assert_eq!(DType::F16.row_bytes(3), Some(6));
+    assert_eq!(DType::F16.row_bytes(usize::MAX), None);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -117,21 +120,21 @@ fn layouts_match_ggml_sizes() {
 #[test]
 fn dequantizers_match_gguf_numpy_vectors_bit_for_bit() {
     let records = records();
-    for name in ["q5_0", "q4_K", "q6_K"] {
+    for name in ["q5_0", "q4_k", "q6_k"] {
         assert!(
-            records.iter().any(|r| r.real && r.layout.name == name),
+            records.iter().any(|r| r.real && r.layout.name() == name),
             "no real-file blocks for {name}"
         );
     }
-    for name in ["f16", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K"] {
-        assert!(records.iter().any(|r| !r.real && r.layout.name == name), "no random {name}");
+    for name in ["f16", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"] {
+        assert!(records.iter().any(|r| !r.real && r.layout.name() == name), "no random {name}");
     }
     for r in &records {
         let mut got = vec![f32::NAN; r.expected.len()];
         dequantize(&r.layout, r.blocks, &mut got);
         for (i, (g, e)) in got.iter().zip(&r.expected).enumerate() {
             let same = g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan());
-            assert!(same, "{} ({}) element {i}: got {g:e}, numpy {e:e}", r.layout.name,
+            assert!(same, "{} ({}) element {i}: got {g:e}, numpy {e:e}", r.layout.name(),
                 if r.real { "real" } else { "random" });
         }
     }
@@ -140,7 +143,7 @@ fn dequantizers_match_gguf_numpy_vectors_bit_for_bit() {
 #[test]
 fn dequantizers_write_only_whole_blocks_present_in_both() {
     let mut rng = Rng::new(7);
-    let bytes = random_rows(&Q4_K, 1, 512, &mut rng);
+    let bytes = random_rows(&DType::Q4_K, 1, 512, &mut rng);
     let mut out = vec![-1.0f32; 300];
     dequantize_row_q4_k(&bytes, &mut out);
     assert!(out[256..].iter().all(|&v| v == -1.0));
@@ -188,26 +191,26 @@ fn scale_min_k4_unpacks_every_six_bit_pair() {
 #[test]
 fn first_non_finite_finds_each_f16_field() {
     let mut rng = Rng::new(3);
-    for l in layout::ALL {
+    for l in super::DTYPES {
         let n_blocks = 5;
-        let clean = random_rows(&l, 1, n_blocks * l.block_elems, &mut rng);
-        assert_eq!(first_non_finite(&l, &clean), None, "{}", l.name);
-        for &at in l.f16_fields {
+        let clean = random_rows(&l, 1, n_blocks * l.block_elems(), &mut rng);
+        assert_eq!(crate::quant::first_non_finite(l, &clean), None, "{}", l.name());
+        for at in super::f16_offsets(l) {
             for bad in [0x7c00u16, 0xfc00, 0x7e00, 0x7c01] {
                 let mut bytes = clean.clone();
                 let b = 3;
-                bytes[b * l.block_bytes + at..][..2].copy_from_slice(&bad.to_le_bytes());
-                assert_eq!(first_non_finite(&l, &bytes), Some(b), "{} field {at}", l.name);
+                bytes[b * l.block_bytes() + at..][..2].copy_from_slice(&bad.to_le_bytes());
+                assert_eq!(crate::quant::first_non_finite(l, &bytes), Some(b), "{} field {at}", l.name());
                 // A partial trailing block is not examined.
-                let cut = &bytes[..3 * l.block_bytes + l.block_bytes - 1];
-                assert_eq!(first_non_finite(&l, cut), None, "{}", l.name);
+                let cut = &bytes[..3 * l.block_bytes() + l.block_bytes() - 1];
+                assert_eq!(crate::quant::first_non_finite(l, cut), None, "{}", l.name());
             }
         }
     }
     // Bytes that are not f16 fields may hold anything: the quants of a q6_K block.
     let mut block = vec![0xffu8; q6_k::BYTES];
     block[q6_k::D..].copy_from_slice(&0x3c00u16.to_le_bytes());
-    assert_eq!(first_non_finite(&Q6_K, &block), None);
+    assert_eq!(crate::quant::first_non_finite(DType::Q6_K, &block), None);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,13 +248,13 @@ fn integer_sums_are_exact_against_integer_dequantization() {
     for _ in 0..50 {
         // 32-element formats: d = 1 (and m = 0) makes y = q − 16 resp. q.
         let x = random_x(&mut rng);
-        let mut b = random_rows(&Q5_0, 1, 32, &mut rng);
+        let mut b = random_rows(&DType::Q5_0, 1, 32, &mut rng);
         set_f16(&mut b, q5_0::D, 1.0);
         let mut w = [0.0f32; 32];
         dequantize_row_q5_0(&b, &mut w);
         assert_eq!(q5_0_isum(&b, &x) as i64, int_dot(&w, &x));
 
-        let mut b = random_rows(&Q5_1, 1, 32, &mut rng);
+        let mut b = random_rows(&DType::Q5_1, 1, 32, &mut rng);
         set_f16(&mut b, q5_1::D, 1.0);
         set_f16(&mut b, q5_1::M, 0.0);
         dequantize_row_q5_1(&b, &mut w);
@@ -260,8 +263,8 @@ fn integer_sums_are_exact_against_integer_dequantization() {
         // k-quants: (d, dmin) = (1, 0) gives sc·q; (0, 1) gives −m.
         let xs: Vec<[i16; 32]> = (0..8).map(|_| random_x(&mut rng)).collect();
         for (l, d_at, dmin_at, isums) in [
-            (Q4_K, q4_k::D, q4_k::DMIN, q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)),
-            (Q5_K, q5_k::D, q5_k::DMIN, q5_k_isums),
+            (DType::Q4_K, q4_k::D, q4_k::DMIN, q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)),
+            (DType::Q5_K, q5_k::D, q5_k::DMIN, q5_k_isums),
         ] {
             let mut b = random_rows(&l, 1, 256, &mut rng);
             let mut w_sc = [0.0f32; 256];
@@ -276,12 +279,12 @@ fn integer_sums_are_exact_against_integer_dequantization() {
                 let x = &xs[s];
                 let xsum: i32 = x.iter().map(|&v| v as i32).sum();
                 let (isum, msum) = isums(&b, s, x, xsum);
-                assert_eq!(isum as i64, int_dot(&w_sc[32 * s..32 * s + 32], x), "{} s {s}", l.name);
-                assert_eq!(-(msum as i64), w_m[32 * s] as i64 * xsum as i64, "{} s {s}", l.name);
+                assert_eq!(isum as i64, int_dot(&w_sc[32 * s..32 * s + 32], x), "{} s {s}", l.name());
+                assert_eq!(-(msum as i64), w_m[32 * s] as i64 * xsum as i64, "{} s {s}", l.name());
             }
         }
 
-        let mut b = random_rows(&Q6_K, 1, 256, &mut rng);
+        let mut b = random_rows(&DType::Q6_K, 1, 256, &mut rng);
         set_f16(&mut b, q6_k::D, 1.0);
         let mut w = [0.0f32; 256];
         dequantize_row_q6_k(&b, &mut w);
@@ -309,22 +312,22 @@ fn integer_sums_reach_their_stated_bounds_exactly() {
     assert_eq!(q5_1_isum(&b, &x_max) as i64, bound("q5_1"));
     // q4_K / q5_K: all scale and min bits set (sc = m = 63) and every quant at its maximum.
     for (l, name, isums) in [
-        (Q4_K, "q4_K", q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)),
-        (Q5_K, "q5_K", q5_k_isums),
+        (DType::Q4_K, "q4_k", q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)),
+        (DType::Q5_K, "q5_k", q5_k_isums),
     ] {
-        let b = vec![0xffu8; l.block_bytes];
+        let b = vec![0xffu8; l.block_bytes()];
         for s in 0..8 {
             let (isum, msum) = isums(&b, s, &x_min, -32 * 127);
             assert_eq!(isum as i64, -bound(name), "{name} s {s}");
-            assert_eq!(msum as i64, -bound("q4_K msum"), "{name} s {s}");
+            assert_eq!(msum as i64, -bound("q4_k msum"), "{name} s {s}");
         }
     }
     // q6_K: scales −128 and every quant 0 (q − 32 = −32).
     let mut b = vec![0u8; q6_k::BYTES];
     b[q6_k::SCALES..q6_k::D].fill(0x80);
     for s in 0..8 {
-        assert_eq!(q6_k_isum(&b, s, &x_min) as i64, -bound("q6_K"));
-        assert_eq!(q6_k_isum(&b, s, &x_max) as i64, bound("q6_K"));
+        assert_eq!(q6_k_isum(&b, s, &x_min) as i64, -bound("q6_k"));
+        assert_eq!(q6_k_isum(&b, s, &x_max) as i64, bound("q6_k"));
     }
     for (name, v) in ISUM_BOUNDS {
         assert!(v < 1 << 24 && (v as f32) as i64 == v, "{name}");
@@ -364,8 +367,8 @@ fn tolerance_ulps(n_acc: usize, per_lane: usize) -> f64 {
     2.0 * (n_acc.div_ceil(per_lane) + 8) as f64
 }
 
-fn dot_of(l: &BlockLayout) -> fn(&[u8], XqView<'_>) -> f32 {
-    match l.ggml_type {
+fn dot_of(l: &DType) -> fn(&[u8], XqView<'_>) -> f32 {
+    match l.ggml_type() {
         6 => dot_q5_0,
         7 => dot_q5_1,
         12 => dot_q4_k,
@@ -377,10 +380,10 @@ fn dot_of(l: &BlockLayout) -> fn(&[u8], XqView<'_>) -> f32 {
 
 /// The weights' minimum parts: the row dequantized with every `d` field zeroed (`m` for `q5_1`,
 /// `−dmin · m_s` for the k-quants, 0 otherwise).
-fn min_parts(l: &BlockLayout, row: &[u8], cols: usize) -> Vec<f32> {
+fn min_parts(l: &DType, row: &[u8], cols: usize) -> Vec<f32> {
     let mut bytes = row.to_vec();
-    for block in bytes.chunks_exact_mut(l.block_bytes) {
-        let d_at = if l.ggml_type == 14 { q6_k::D } else { 0 };
+    for block in bytes.chunks_exact_mut(l.block_bytes()) {
+        let d_at = if l.ggml_type() == 14 { q6_k::D } else { 0 };
         block[d_at..d_at + 2].copy_from_slice(&[0, 0]);
     }
     let mut out = vec![0.0f32; cols];
@@ -392,9 +395,9 @@ fn min_parts(l: &BlockLayout, row: &[u8], cols: usize) -> Vec<f32> {
 fn quantized_dots_match_dequantized_f64_reference() {
     let mut rng = Rng::new(0x15_d07);
     let mut worst = 0.0f64;
-    for l in [Q5_0, Q5_1, Q4_K, Q5_K, Q6_K] {
+    for l in [DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K] {
         for &n in &ROW_BLOCKS {
-            let cols = n * l.block_elems;
+            let cols = n * l.block_elems();
             for _ in 0..4 {
                 let row = random_rows(&l, 1, cols, &mut rng);
                 let x = random_activations(cols, &mut rng);
@@ -412,7 +415,7 @@ fn quantized_dots_match_dequantized_f64_reference() {
                 let got = dot_of(&l)(&row, xv) as f64;
                 let err = (got - reference).abs();
                 let allowed = tolerance_ulps(cols / QK, 4) * mag / 16_777_216.0;
-                assert!(err <= allowed, "{} cols {cols}: got {got}, f64 {reference}, |err| {err:e} > {allowed:e}", l.name);
+                assert!(err <= allowed, "{} cols {cols}: got {got}, f64 {reference}, |err| {err:e} > {allowed:e}", l.name());
                 if mag > 0.0 {
                     worst = worst.max(err / (mag / 16_777_216.0));
                 }
@@ -426,7 +429,7 @@ fn quantized_dots_match_dequantized_f64_reference() {
 fn f16_dot_matches_f64_reference() {
     let mut rng = Rng::new(0x15_f16);
     for cols in F16_COLS.iter().copied().chain(ROW_BLOCKS.iter().map(|n| n * 32)) {
-        let row = random_rows(&F16, 1, cols, &mut rng);
+        let row = random_rows(&DType::F16, 1, cols, &mut rng);
         let x = random_activations(cols, &mut rng);
         let mut w = vec![0.0f32; cols];
         dequantize_row_f16(&row, &mut w);
@@ -443,34 +446,34 @@ fn f16_dot_matches_f64_reference() {
 fn short_inputs_compute_only_common_blocks() {
     // Violated preconditions: nothing panics, only blocks both sides hold count.
     let mut rng = Rng::new(5);
-    let row = random_rows(&Q6_K, 1, 512, &mut rng);
+    let row = random_rows(&DType::Q6_K, 1, 512, &mut rng);
     let xq = xq_of(&random_activations(256, &mut rng));
     let one = dot_q6_k(&row[..q6_k::BYTES], view(&xq));
     assert_eq!(dot_q6_k(&row, view(&xq)).to_bits(), one.to_bits());
     assert_eq!(dot_q4_k(&row[..10], view(&xq)), 0.0);
     let xq = xq_of(&random_activations(64, &mut rng));
-    assert_eq!(dot_q5_k(&random_rows(&Q5_K, 1, 256, &mut rng), view(&xq)), 0.0);
-    let row = random_rows(&Q5_0, 1, 96, &mut rng);
+    assert_eq!(dot_q5_k(&random_rows(&DType::Q5_K, 1, 256, &mut rng), view(&xq)), 0.0);
+    let row = random_rows(&DType::Q5_0, 1, 96, &mut rng);
     assert_eq!(dot_q5_0(&row, view(&xq)).to_bits(), dot_q5_0(&row[..44], view(&xq)).to_bits());
 }
 
 /// The row kernels' `act` / `dot` (what `drive_matmul` calls) give, for each token of a batch,
 /// exactly the plain dot product of that token's own activations.
-fn row_kernel_matches_per_token<K: crate::quant::RowKernel>(l: &BlockLayout, dot1: impl Fn(&[u8], &[f32]) -> f32) {
+fn row_kernel_matches_per_token<K: crate::quant::RowKernel>(l: &DType, dot1: impl Fn(&[u8], &[f32]) -> f32) {
     let mut rng = Rng::new(0x15_0a);
-    let cols = 3 * l.block_elems.max(32);
+    let cols = 3 * l.block_elems().max(32);
     let n_tokens = 4;
     let row = random_rows(l, 1, cols, &mut rng);
     let x = random_activations(n_tokens * cols, &mut rng);
     let mut xq = QuantizedActivations::new();
-    if l.block_elems > 1 {
+    if l.block_elems() > 1 {
         xq.quantize(&x).expect("activations fit");
     }
     let acts: [K::Act<'_>; 4] = core::array::from_fn(|t| K::act(&x, &xq, t, cols));
     let got = K::dot(&row, acts);
     for (t, g) in got.iter().enumerate() {
         let want = dot1(&row, &x[t * cols..(t + 1) * cols]);
-        assert_eq!(g.to_bits(), want.to_bits(), "{} token {t}", l.name);
+        assert_eq!(g.to_bits(), want.to_bits(), "{} token {t}", l.name());
     }
 }
 
@@ -478,12 +481,12 @@ fn row_kernel_matches_per_token<K: crate::quant::RowKernel>(l: &BlockLayout, dot
 fn scalar_row_kernels_split_batches_by_token() {
     use super::scalar::*;
     let quantized = |dot: fn(&[u8], XqView<'_>) -> f32| move |row: &[u8], x: &[f32]| dot(row, view(&xq_of(x)));
-    row_kernel_matches_per_token::<F16Kernel>(&F16, dot_f16);
-    row_kernel_matches_per_token::<Q5_0Kernel>(&Q5_0, quantized(dot_q5_0));
-    row_kernel_matches_per_token::<Q5_1Kernel>(&Q5_1, quantized(dot_q5_1));
-    row_kernel_matches_per_token::<Q4KKernel>(&Q4_K, quantized(dot_q4_k));
-    row_kernel_matches_per_token::<Q5KKernel>(&Q5_K, quantized(dot_q5_k));
-    row_kernel_matches_per_token::<Q6KKernel>(&Q6_K, quantized(dot_q6_k));
+    row_kernel_matches_per_token::<F16Kernel>(&DType::F16, dot_f16);
+    row_kernel_matches_per_token::<Q5_0Kernel>(&DType::Q5_0, quantized(dot_q5_0));
+    row_kernel_matches_per_token::<Q5_1Kernel>(&DType::Q5_1, quantized(dot_q5_1));
+    row_kernel_matches_per_token::<Q4KKernel>(&DType::Q4_K, quantized(dot_q4_k));
+    row_kernel_matches_per_token::<Q5KKernel>(&DType::Q5_K, quantized(dot_q5_k));
+    row_kernel_matches_per_token::<Q6KKernel>(&DType::Q6_K, quantized(dot_q6_k));
 }
 
 /// `quant::quantize_row` reproduces ggml's C reference quantizers byte for byte
