@@ -95,7 +95,7 @@
 //! multiply them into the widened `i16` weights (`sc · q` fits: `63 · 31`, `128 · 32`), which gives
 //! the same integer.
 
-use crate::quant::{f16_to_f32, DType, FieldKind};
+use crate::quant::{f16_to_f32, DType};
 
 mod dequant;
 pub mod quantize;
@@ -104,7 +104,7 @@ pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
 
-#[cfg(any(test, feature = "kernel-selftest"))]
+#[cfg(test)]
 mod testdata;
 #[cfg(test)]
 mod tests;
@@ -153,6 +153,8 @@ pub(crate) fn f16_at(block: &[u8], offset: usize) -> f32 {
 pub const DTYPES: [DType; 6] = [DType::F16, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
 /// Offsets of `dtype`'s `f16` fields (scales, minimums; the value of an `f16` "block").
+#[cfg(test)]
 pub(crate) fn f16_offsets(dtype: DType) -> impl Iterator<Item = usize> {
+    use crate::quant::FieldKind;
     dtype.layout().fields.iter().filter(|f| f.kind == FieldKind::F16).map(|f| f.offset)
 }
