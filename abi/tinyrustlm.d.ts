@@ -73,8 +73,12 @@ export function statusName(code: number): string;
 export const LoadFlags: Readonly<{ KV_F16: 1 }>;
 /** `generate_start` flags (`TRL_GEN_*`). */
 export const GenFlags: Readonly<{ PARSE_SPECIAL: 1; CONTINUE: 2; IGNORE_EOG: 4 }>;
+/** `render_chat` flags (`TRL_CHAT_*`). */
+export const ChatFlags: Readonly<{ ADD_GENERATION_PROMPT: 1; CONTINUE: 2; NO_DEFAULT_SYSTEM: 4 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
-export const ResultKind: Readonly<{ TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6 }>;
+export const ResultKind: Readonly<{
+  TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6; CHAT_PROMPT: 7; SCORE_LOGPROBS: 8; SCORE_ARGMAX: 9;
+}>;
 /** Generation states (`TRL_STATE_*`). */
 export const GenState: Readonly<{ IDLE: 0; RUNNING: 1; FINISHED: 2 }>;
 /** Why a generation finished (`TRL_STOP_*`). */
@@ -149,8 +153,29 @@ export interface ChatMessage {
   content: string;
 }
 
-/** Renders messages as ChatML (SmolLM2's template), ending with the assistant prompt. */
+/**
+ * Renders messages as ChatML (SmolLM2's template) without a model, ending with the assistant prompt.
+ * @deprecated The wrapper renders with the module: `lm.formatChat` (the package's template).
+ */
 export function formatChatML(messages: ChatMessage[], options?: { defaultSystem?: string | null; addGenerationPrompt?: boolean }): string;
+
+/** The message list `render_chat` reads: u32 n_messages, then per message u32 role_len, role, u32 content_len, content (UTF-8, LE). */
+export function encodeChatMessages(messages: ChatMessage[]): Uint8Array;
+
+/** The windows `score()` and `trl perplexity` score a text of nTokens in, with a context of `context` positions. */
+export function scoreWindows(nTokens: number, context: number): { start: number; end: number; firstScored: number }[];
+
+/** `lm.score(text)`: the fields of `trl perplexity --json`, in its order. */
+export interface ScoreResult {
+  /** Every token of the text, BOS included. */
+  tokens: number[];
+  /** argmax[i]: the most likely token after tokens[0..=i] (as many as tokens). */
+  argmax: number[];
+  /** nll[i] = -ln P(tokens[i + 1] | tokens[0..=i]) (one fewer than tokens). */
+  nll: number[];
+  /** exp(mean nll). */
+  perplexity: number;
+}
 
 /** `set_sampling`'s parameters; see tinyrustlm.h for ranges. */
 export interface SamplingOptions {
@@ -191,7 +216,7 @@ export interface ChatOptions {
   signal?: AbortSignal;
   sampling?: SamplingOptions;
   stop?: string[];
-  /** Put first when messages[0] is not a system message; default SMOLLM_SYSTEM, null for none. */
+  /** Put first when messages[0] is not a system message; default: the package's template's own (SMOLLM_SYSTEM for SmolLM2), null for none. */
   defaultSystem?: string | null;
   /** Continue the KV cache when the messages extend the previous chat (default true). */
   reuseContext?: boolean;
@@ -268,6 +293,12 @@ export class TinyRustLM {
   complete(prompt: string, options?: GenerateOptions & { onText?: (text: string) => void }): Promise<GenerationResult & { text: string }>;
   /** Streams the assistant's answer to a ChatML conversation. */
   chat(messages: ChatMessage[], options?: ChatOptions): AsyncGenerator<string, GenerationResult & { text: string }, void>;
+  /** Renders a conversation with the loaded package's chat template (render_chat), as chat() does. */
+  formatChat(messages: ChatMessage[], options?: { defaultSystem?: string | null; addGenerationPrompt?: boolean }): string;
+  /** Scores a text as `trl perplexity --json` does (JSON.stringify gives its bytes); resets the session. */
+  score(text: string): Promise<ScoreResult>;
+  /** Low level: score_tokens on ids (at most the context length); resets the session. */
+  scoreTokens(tokens: number[], options?: { firstScored?: number }): { logprobs: Float32Array; argmax: number[] };
   /** Low level: generate_start without streaming (follow with step() and readText()). */
   start(prompt: string, options?: { maxTokens?: number; parseSpecial?: boolean; continue?: boolean; ignoreEog?: boolean }): void;
   /** Low level: up to maxSteps decode steps, synchronously; returns the state after them. */

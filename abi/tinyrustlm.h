@@ -232,6 +232,77 @@ trl_status generate(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t
  * changes nothing more. Errors: WRONG_STATE (no model). */
 trl_status reset(void);
 
+/* ---- Chat templates ------------------------------------------------------------------------- */
+
+#define TRL_CHAT_ADD_GENERATION_PROMPT 1u /* end with the opening of an assistant turn */
+#define TRL_CHAT_CONTINUE              2u /* render only what follows the end-of-turn token in the cache */
+#define TRL_CHAT_NO_DEFAULT_SYSTEM     4u /* never put the template's default system prompt first */
+
+/* Renders a conversation with the loaded package's chat template (diagnostics `chat_template`) and
+ * keeps the text for read_result(TRL_RESULT_CHAT_PROMPT); pass it to generate_start with
+ * TRL_GEN_PARSE_SPECIAL. The host keeps its buffer; nothing else changes (not the KV cache, not
+ * the generation).
+ * [ptr, ptr+len) holds the message list, little-endian, no padding, no bytes after the last message:
+ *     off 0   u32  n_messages
+ *     then n_messages times:
+ *             u32  role_len      role:    role_len bytes of UTF-8 ("system", "user", "assistant", ...)
+ *             u32  content_len   content: content_len bytes of UTF-8
+ *   e.g. one user message "Hi": 01 00 00 00 | 04 00 00 00 "user" | 02 00 00 00 "Hi" (18 bytes).
+ *   Each message takes at least 8 bytes, so n_messages > (len - 4) / 8 is refused before anything
+ *   is allocated.
+ * ChatML (chat_template 1) writes `<|im_start|>{role}
+{content}<|im_end|>
+` per message, roles and
+ * contents as given (special-token text inside them is not escaped). Without CONTINUE or
+ * NO_DEFAULT_SYSTEM, when messages[0] is not a `system` message (or there are none) the template's
+ * default system prompt is put first (SmolLM2's: "You are a helpful AI assistant named SmolLM,
+ * trained by Hugging Face"). ADD_GENERATION_PROMPT appends `<|im_start|>assistant\n`. CONTINUE is
+ * for a conversation whose previous answer ended on `<|im_end|>` (that token is in the KV cache):
+ * the text starts with the "\n" that follows it, and no system prompt is added; use the result
+ * with TRL_GEN_CONTINUE.
+ * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, INVALID_ARGUMENT (flags; a package with no chat
+ * template; the list: bytes ending inside a field, n_messages too large for len, a role or content
+ * not UTF-8, bytes after the last message — last_error names the message and part, e.g.
+ * messages[2].content_len, and the value is its byte offset), OUT_OF_MEMORY. */
+trl_status render_chat(trl_ptr ptr, uint32_t len, uint32_t flags);
+
+/* ---- Scoring -------------------------------------------------------------------------------- */
+
+/* Scores a token sequence: for each position, how likely the model finds the token that follows.
+ * [ptr, ptr + 4*n_tokens) holds n_tokens ids, u32 little-endian each (from `tokenize`: with BOS
+ * when the tokenizer adds one; pass flags 0 there so special-token text is plain text). The
+ * sequence runs from an empty KV cache; tokens[0..first_scored) are context only (one prefill),
+ * then for each i in first_scored..n_tokens:
+ *     TRL_RESULT_SCORE_LOGPROBS  ln P(tokens[i] | tokens[0..i])       f32, n_tokens - first_scored of them
+ *     TRL_RESULT_SCORE_ARGMAX    the most likely token after tokens[0..i], for i = first_scored - 1
+ *                                ..= n_tokens - 1                    u32, n_tokens - first_scored + 1
+ *   (the last argmax is the prediction after the whole sequence: the first token greedy decoding
+ *   would generate from it). first_scored 1 scores every token after the first.
+ * Arithmetic, per position, over its vocab_size logits x (f32):
+ *     argmax  the largest x, lowest id on ties (greedy decoding's choice); m = x[argmax]
+ *     s       = sum over ids in order of exp(f64(x_j) - f64(m)), in f64 (every term <= 1; s >= 1)
+ *     logprob = (f64(x_t) - f64(m)) - ln(s), rounded once to f32 (<= 0; 0 only when s == 1)
+ *   exp and ln are fdlibm's algorithms (the Rust `libm` crate), so every host gets the same bits.
+ * Perplexity (computed by the host): exp(mean(-logprob)) over the scored tokens, the mean summed in
+ * f64 from 0 in token order, exp as fdlibm's (Rust `libm::exp`; JS Math.exp in V8 is the same
+ * port): `trl perplexity` and the JS wrapper's score() agree to the bit.
+ * Longer texts: at most context_len tokens per call (CONTEXT_FULL beyond). Score a long text in
+ * windows of context_len tokens starting every stride = context_len / 2 tokens; window k >= 1
+ * covers [k*stride, min(k*stride + context_len, n)) and passes first_scored = (previous window's
+ * end) - k*stride, so every token after the first is scored exactly once, with at least
+ * context_len - stride tokens of context (later windows start mid-text, without BOS).
+ * Session: the conversation is forgotten (as by `reset`) before scoring and again after: on
+ * success the KV cache is empty and the generation IDLE. Sampling, stop strings, TOKENIZED and
+ * LOGITS are not touched. The scores stay readable until the next successful score_tokens or
+ * unload_model (0 bytes before the first). On failure nothing changed, the previous scores included.
+ * Speed: each scored token is one forward pass (like a decode step), the context-only prefix one
+ * batched prefill.
+ * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS ((ptr, 4*n_tokens) not in one host buffer, or
+ * 4*n_tokens overflows), INVALID_ARGUMENT (n_tokens 0; an id >= vocab_size: last_error names
+ * tokens[i] and the id; first_scored outside 1..=n_tokens; flags not 0), CONTEXT_FULL (n_tokens >
+ * context_len), OUT_OF_MEMORY. */
+trl_status score_tokens(trl_ptr ptr, uint32_t n_tokens, uint32_t first_scored, uint32_t flags);
+
 /* ---- Adapters ------------------------------------------------------------------------------- */
 
 /* An adapter (ADP1 dense, ASP1 sparse, ALR1 low-rank; FORMAT.md "Adapters") changes the loaded
@@ -282,6 +353,12 @@ trl_status reset_adapters(void);
                                        load_model; reset and adapter calls keep them */
 #define TRL_RESULT_EVAL_SIDECAR  6u /* sidecar JSON of the last successful run_eval (whole value);
                                        0 bytes (OK) before any; kept across unload/load_model */
+#define TRL_RESULT_CHAT_PROMPT   7u /* UTF-8 text of the last successful render_chat (whole value);
+                                       0 bytes (OK) before any since load_model */
+#define TRL_RESULT_SCORE_LOGPROBS 8u /* f32 per scored token of the last successful score_tokens:
+                                       ln P(token | the tokens before it); 0 bytes before any */
+#define TRL_RESULT_SCORE_ARGMAX  9u /* u32 per scored position of the last successful score_tokens
+                                       (one more than SCORE_LOGPROBS); 0 bytes before any */
 
 #define TRL_STATE_IDLE     0u
 #define TRL_STATE_RUNNING  1u

@@ -105,8 +105,13 @@ export const LoadFlags = Object.freeze({ KV_F16: 1 });
 /** `generate_start` flags (`TRL_GEN_*`). */
 export const GenFlags = Object.freeze({ PARSE_SPECIAL: 1, CONTINUE: 2, IGNORE_EOG: 4 });
 
+/** `render_chat` flags (`TRL_CHAT_*`). */
+export const ChatFlags = Object.freeze({ ADD_GENERATION_PROMPT: 1, CONTINUE: 2, NO_DEFAULT_SYSTEM: 4 });
+
 /** `read_result` kinds (`TRL_RESULT_*`). */
-export const ResultKind = Object.freeze({ TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5, EVAL_SIDECAR: 6 });
+export const ResultKind = Object.freeze({
+  TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5, EVAL_SIDECAR: 6, CHAT_PROMPT: 7, SCORE_LOGPROBS: 8, SCORE_ARGMAX: 9,
+});
 
 /** Generation states (`TRL_STATE_*`). */
 export const GenState = Object.freeze({ IDLE: 0, RUNNING: 1, FINISHED: 2 });
@@ -310,27 +315,77 @@ export function parseDiagnostics(bytes) {
 // ---- Chat format ----------------------------------------------------------------------------------
 
 /**
- * Renders messages in ChatML, the way SmolLM2's chat template does (and `trl --chat` for one user
- * turn): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`.
+ * Renders messages in ChatML, the way SmolLM2's chat template does, without a model:
+ * `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`.
  * When the first message is not a system message, `defaultSystem` is put first (SmolLM2's own
  * default; pass null to leave it out).
+ * @deprecated Kept for callers that have no model at hand. The wrapper itself renders with the
+ *   module ({@link TinyRustLM#formatChat}, the `render_chat` export), which uses the loaded package's
+ *   chat template; for SmolLM2 the two give the same text.
  * @param {ChatMessage[]} messages
  * @param {{ defaultSystem?: string | null, addGenerationPrompt?: boolean }} [options]
  * @returns {string}
  */
 export function formatChatML(messages, { defaultSystem = SMOLLM_SYSTEM, addGenerationPrompt = true } = {}) {
-  if (!Array.isArray(messages)) throw new TypeError("messages must be an array of { role, content }");
+  checkMessages(messages);
   let out = "";
   if (defaultSystem != null && (messages.length === 0 || messages[0].role !== "system")) {
     out += `<|im_start|>system\n${defaultSystem}<|im_end|>\n`;
   }
+  for (const m of messages) out += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
+  if (addGenerationPrompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+/** @private Throws a TypeError unless `messages` is an array of { role: string, content: string }. */
+function checkMessages(messages) {
+  if (!Array.isArray(messages)) throw new TypeError("messages must be an array of { role, content }");
   for (const [i, m] of messages.entries()) {
     if (m == null || typeof m.role !== "string" || typeof m.content !== "string") {
       throw new TypeError(`messages[${i}] must be { role: string, content: string }`);
     }
-    out += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
   }
-  if (addGenerationPrompt) out += "<|im_start|>assistant\n";
+}
+
+/**
+ * The message list `render_chat` reads (tinyrustlm.h): u32 n_messages, then per message u32
+ * role_len, the role's UTF-8, u32 content_len, the content's UTF-8; little-endian, no padding.
+ * @param {ChatMessage[]} messages
+ * @returns {Uint8Array}
+ */
+export function encodeChatMessages(messages) {
+  checkMessages(messages);
+  const parts = messages.flatMap((m) => [encoder.encode(m.role), encoder.encode(m.content)]);
+  const out = new Uint8Array(4 + parts.reduce((n, p) => n + 4 + p.byteLength, 0));
+  const view = new DataView(out.buffer);
+  view.setUint32(0, messages.length, true);
+  let at = 4;
+  for (const p of parts) {
+    view.setUint32(at, p.byteLength, true);
+    out.set(p, at + 4);
+    at += 4 + p.byteLength;
+  }
+  return out;
+}
+
+/**
+ * The windows a text of `nTokens` is scored in with a context of `context` positions (tinyrustlm.h
+ * `score_tokens`; Rust `tinyrustlm::score::windows`): the whole text when it fits, otherwise
+ * windows of `context` tokens starting every `context / 2`, each scoring the tokens after the
+ * previous window's end. `firstScored` is relative to `start`.
+ * @param {number} nTokens
+ * @param {number} context
+ * @returns {{ start: number, end: number, firstScored: number }[]}
+ */
+export function scoreWindows(nTokens, context) {
+  const stride = Math.floor(context / 2);
+  if (nTokens < 2 || (nTokens > context && stride < 1)) return [];
+  const out = [{ start: 0, end: Math.min(nTokens, context), firstScored: 1 }];
+  while (out.at(-1).end < nTokens) {
+    const prev = out.at(-1);
+    const start = prev.start + stride;
+    out.push({ start, end: Math.min(start + context, nTokens), firstScored: prev.end - start });
+  }
   return out;
 }
 
@@ -792,8 +847,8 @@ export class TinyRustLM {
   }
 
   /**
-   * Chats: renders `messages` in the model's chat format (ChatML, see {@link formatChatML}) and
-   * streams the assistant's answer like {@link generate}.
+   * Chats: renders `messages` in the model's chat format ({@link formatChat}: the package's
+   * template, ChatML for SmolLM2) and streams the assistant's answer like {@link generate}.
    *
    * When the previous call was a chat whose answer ended with `<|im_end|>`, and `messages` extend
    * that conversation (the earlier messages unchanged, the answer passed back as the assistant
@@ -802,19 +857,17 @@ export class TinyRustLM {
    * @param {ChatMessage[]} messages
    * @param {ChatOptions} [options]
    * @returns {AsyncGenerator<string, GenerationResult, void>}
-   * @throws {TrlError} INVALID_ARGUMENT if the model has no chat template; as {@link generate}
+   * @throws {TrlError} INVALID_ARGUMENT if the model has no chat template; as {@link generate};
+   *   TypeError for messages that are not { role: string, content: string }
    */
   async *chat(messages, options = {}) {
-    const { maxTokens = 256, signal, defaultSystem = SMOLLM_SYSTEM, reuseContext = true } = options;
+    const { maxTokens = 256, signal, defaultSystem, reuseContext = true } = options;
     this._claim("chat");
     try {
       signal?.throwIfAborted();
-      if (this.diagnostics().chat_template !== 1) {
-        throw new TrlError(Status.INVALID_ARGUMENT, "chat: this model's package names no chat template (tokenizer chat_template = none); use generate()", "chat");
-      }
+      const full = this.formatChat(messages, { defaultSystem });
       if (options.sampling) this.setSampling(options.sampling);
       if (options.stop) this.setStopStrings(options.stop);
-      const full = formatChatML(messages, { defaultSystem });
       const base = GenFlags.PARSE_SPECIAL | (options.ignoreEog ? GenFlags.IGNORE_EOG : 0);
       const known = this._transcript;
       this._transcript = null;
@@ -844,6 +897,30 @@ export class TinyRustLM {
     } finally {
       this._busy = false;
     }
+  }
+
+  /**
+   * Renders a conversation with the loaded package's chat template (the `render_chat` export), as
+   * {@link chat} does before generating. When the first message is not a system message,
+   * `defaultSystem` goes first: the template's own default when it is not given (SmolLM2:
+   * {@link SMOLLM_SYSTEM}), this text when it is a string, none when it is null.
+   * @param {ChatMessage[]} messages
+   * @param {{ defaultSystem?: string | null, addGenerationPrompt?: boolean }} [options]
+   * @returns {string}
+   * @throws {TrlError} INVALID_ARGUMENT if the package names no chat template; WRONG_STATE without a
+   *   model; TypeError for malformed messages
+   */
+  formatChat(messages, { defaultSystem, addGenerationPrompt = true } = {}) {
+    checkMessages(messages);
+    let flags = addGenerationPrompt ? ChatFlags.ADD_GENERATION_PROMPT : 0;
+    if (defaultSystem !== undefined) {
+      flags |= ChatFlags.NO_DEFAULT_SYSTEM;
+      if (defaultSystem !== null && (messages.length === 0 || messages[0].role !== "system")) {
+        messages = [{ role: "system", content: String(defaultSystem) }, ...messages];
+      }
+    }
+    this._withInput(encodeChatMessages(messages), "render_chat", (ptr, len) => this._x.render_chat(ptr, len, flags));
+    return decoder.decode(this._readResult(ResultKind.CHAT_PROMPT));
   }
 
   /** @private The id of `<|im_end|>` in this model's vocabulary, or null. */
@@ -898,6 +975,76 @@ export class TinyRustLM {
   logits() {
     const b = this._readResult(ResultKind.LOGITS);
     return new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  }
+
+  // ---- scoring ----
+
+  /**
+   * Low level: scores token ids (the `score_tokens` export) from an empty KV cache.
+   * `logprobs[j]` = ln P(tokens[firstScored + j] | the tokens before it); `argmax[j]` = the most
+   * likely token after tokens[0 .. firstScored + j) (one more entry than logprobs: the last is the
+   * prediction after the whole sequence). The conversation is forgotten (as by {@link reset}).
+   * @param {number[]} tokens at most the context length
+   * @param {{ firstScored?: number }} [options] tokens before it are context only (default 1)
+   * @returns {{ logprobs: Float32Array, argmax: number[] }}
+   * @throws {TrlError} INVALID_ARGUMENT (no tokens, an id >= vocab_size, firstScored outside
+   *   1..=tokens.length), CONTEXT_FULL (longer than the context), WRONG_STATE (no model)
+   */
+  scoreTokens(tokens, { firstScored = 1 } = {}) {
+    this._assertIdle("score_tokens");
+    return this._scoreTokens(tokens, firstScored);
+  }
+
+  /** @private scoreTokens without the open-generation check (score() holds the claim). */
+  _scoreTokens(tokens, firstScored) {
+    if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t) && t >= 0 && t <= MAX_U32)) {
+      throw new TypeError("scoreTokens: tokens must be an array of token ids (u32)");
+    }
+    const bytes = new Uint8Array(tokens.length * 4);
+    const view = new DataView(bytes.buffer);
+    tokens.forEach((t, i) => view.setUint32(i * 4, t, true));
+    this._transcript = null;
+    this._withInput(bytes, "score_tokens", (ptr) => this._x.score_tokens(ptr, tokens.length, firstScored >>> 0, 0));
+    const b = this._readResult(ResultKind.SCORE_LOGPROBS);
+    return { logprobs: new Float32Array(b.buffer, b.byteOffset, b.byteLength >>> 2), argmax: this._readU32s(ResultKind.SCORE_ARGMAX) };
+  }
+
+  /**
+   * Scores a text as `trl perplexity --json` does, with its field names (`JSON.stringify` of the
+   * result is that command's output, byte for byte): the text is tokenized as the model's tokenizer
+   * does (BOS when it adds one; special-token text is plain text), every token after the first is
+   * scored given the tokens before it, in windows of the context length when the text is longer
+   * ({@link scoreWindows}), and perplexity = exp(mean nll), the mean summed in token order.
+   * The conversation is forgotten (as by {@link reset}).
+   * @param {string} text
+   * @returns {Promise<ScoreResult>} tokens (BOS included); argmax[i], the most likely token after
+   *   tokens[0..=i]; nll[i] = -ln P(tokens[i + 1]); perplexity
+   * @throws {TrlError} INVALID_ARGUMENT for a text of fewer than 2 tokens; WRONG_STATE (no model;
+   *   a generation of this instance still open)
+   */
+  async score(text) {
+    this._claim("score");
+    try {
+      const tokens = this.tokenize(text, { parseSpecial: false });
+      if (tokens.length < 2) {
+        throw new TrlError(Status.INVALID_ARGUMENT, `score: the text has ${tokens.length} token(s): perplexity needs at least 2 (one to condition on, one to score)`, "score");
+      }
+      const windows = scoreWindows(tokens.length, this.diagnostics().context_len);
+      const argmax = [];
+      const nll = [];
+      for (const [k, w] of windows.entries()) {
+        if (k > 0) await yieldToEventLoop();
+        const s = this._scoreTokens(tokens.slice(w.start, w.end), w.firstScored);
+        for (const lp of s.logprobs) nll.push(-lp);
+        // argmax[i] comes from the window that scores token i + 1; the last, from the last window.
+        argmax.push(...(k + 1 === windows.length ? s.argmax : s.argmax.slice(0, -1)));
+      }
+      let sum = 0;
+      for (const x of nll) sum += x;
+      return { tokens, argmax, nll, perplexity: Math.exp(sum / nll.length) };
+    } finally {
+      this._busy = false;
+    }
   }
 
   // ---- diagnostics ----
@@ -1029,4 +1176,5 @@ export const DEFAULT_SAMPLING = Object.freeze({
  * @typedef {{ state: number, stop_reason: number, prompt_tokens: number, generated_tokens: number }} GenerationState
  * @typedef {{ prompt_tokens: number[], tokens: number[], stop_reason: number, state: number, text?: string }} GenerationResult
  * @typedef {ReturnType<typeof parseDiagnostics>} Diagnostics
+ * @typedef {{ tokens: number[], argmax: number[], nll: number[], perplexity: number }} ScoreResult
  */

@@ -282,6 +282,19 @@ pub extern "C" fn run_eval(ptr: u32, len: u32, flags: u32) -> u32 {
 }
 
 #[no_mangle]
+pub extern "C" fn render_chat(ptr: u32, len: u32, flags: u32) -> u32 {
+    export(|engine, buffers| engine.render_chat(buffers.slice(ptr, len, "messages")?, flags))
+}
+
+#[no_mangle]
+pub extern "C" fn score_tokens(ptr: u32, n_tokens: u32, first_scored: u32, flags: u32) -> u32 {
+    export(|engine, buffers| {
+        let bytes = buffers.slice(ptr, crate::score::ids_len(n_tokens)?, "tokens")?;
+        engine.score(&crate::score::ids_from_le(bytes)?, first_scored, flags)
+    })
+}
+
+#[no_mangle]
 pub extern "C" fn read_result(kind: u32, dst_ptr: u32, dst_cap: u32, len_out_ptr: u32) -> u32 {
     export(|engine, buffers| {
         let kind = ResultKind::from_code(kind).ok_or_else(|| Error::new(Status::InvalidArgument, "kind", kind as u64, "must be one of the TRL_RESULT_* kinds"))?;

@@ -185,6 +185,9 @@ abi_enum! {
         Tokenized = 4 => TOKENIZED: "token ids from the last tokenize call, u32 LE each",
         Logits = 5 => LOGITS: "vocab_size f32 LE: the logits that chose the last generated token, or the prompt's last logits",
         EvalSidecar = 6 => EVAL_SIDECAR: "the sidecar JSON of the last successful run_eval (whole value)",
+        ChatPrompt = 7 => CHAT_PROMPT: "the UTF-8 text of the last successful render_chat (whole value)",
+        ScoreLogprobs = 8 => SCORE_LOGPROBS: "f32 LE per scored token: ln P(token | the tokens before it), from the last successful score_tokens",
+        ScoreArgmax = 9 => SCORE_ARGMAX: "u32 LE per scored position: the most likely next token there, from the last successful score_tokens",
     }
 }
 
@@ -259,6 +262,15 @@ flag_set! {
     }
 }
 
+flag_set! {
+    /// `render_chat` flags, `TRL_CHAT_*`.
+    CHAT_FLAGS, CHAT_KNOWN {
+        CHAT_ADD_GENERATION_PROMPT = 1 => "ADD_GENERATION_PROMPT": "end with the opening of an assistant turn, so that generation writes the answer",
+        CHAT_CONTINUE = 2 => "CONTINUE": "the messages continue a conversation in the KV cache that ended on the end-of-turn token: render only what follows it",
+        CHAT_NO_DEFAULT_SYSTEM = 4 => "NO_DEFAULT_SYSTEM": "do not put the template's default system prompt first when messages[0] is not a system message",
+    }
+}
+
 /// The `TRL_GEN_*` bits `tokenize` accepts (it has no flags of its own).
 pub const TOKENIZE_KNOWN: u32 = GEN_PARSE_SPECIAL;
 
@@ -282,6 +294,7 @@ const fn flag_entries<const N: usize>(flags: &[Flag]) -> [(&'static str, u32); N
 
 const LOAD_FLAG_ENTRIES: [(&str, u32); LOAD_FLAGS.len()] = flag_entries(LOAD_FLAGS);
 const GEN_FLAG_ENTRIES: [(&str, u32); GEN_FLAGS.len()] = flag_entries(GEN_FLAGS);
+const CHAT_FLAG_ENTRIES: [(&str, u32); CHAT_FLAGS.len()] = flag_entries(CHAT_FLAGS);
 
 /// Every named numeric constant of the ABI, by group.
 pub const CONSTANT_GROUPS: &[ConstantGroup] = &[
@@ -291,6 +304,7 @@ pub const CONSTANT_GROUPS: &[ConstantGroup] = &[
     ConstantGroup { header_prefix: "TRL_STOP_", js_object: "StopReason", entries: StopReason::TABLE },
     ConstantGroup { header_prefix: "TRL_LOAD_", js_object: "LoadFlags", entries: &LOAD_FLAG_ENTRIES },
     ConstantGroup { header_prefix: "TRL_GEN_", js_object: "GenFlags", entries: &GEN_FLAG_ENTRIES },
+    ConstantGroup { header_prefix: "TRL_CHAT_", js_object: "ChatFlags", entries: &CHAT_FLAG_ENTRIES },
 ];
 
 /// A WebAssembly value type, as the module's type section declares an export's signature.
@@ -363,6 +377,8 @@ pub const EXPORTS: &[Function] = &[
     export("reset_adapters", &[], I32),
     export("read_result", &[("kind", I32), ("dst_ptr", I32), ("dst_cap", I32), ("len_out_ptr", I32)], I32),
     export("run_eval", &[("ptr", I32), ("len", I32), ("flags", I32)], I32),
+    export("render_chat", &[("ptr", I32), ("len", I32), ("flags", I32)], I32),
+    export("score_tokens", &[("ptr", I32), ("n_tokens", I32), ("first_scored", I32), ("flags", I32)], I32),
     export("read_diagnostics", &[("dst_ptr", I32), ("dst_cap", I32)], I32),
     export("last_error", &[("dst_ptr", I32), ("dst_cap", I32), ("len_out_ptr", I32)], I32),
 ];
@@ -423,5 +439,6 @@ mod tests {
         assert_eq!(TOKENIZE_KNOWN & !GEN_KNOWN, 0);
         let gen = CONSTANT_GROUPS.iter().find(|g| g.header_prefix == "TRL_GEN_").unwrap();
         assert_eq!(gen.entries, &[("PARSE_SPECIAL", 1), ("CONTINUE", 2), ("IGNORE_EOG", 4)]);
+        assert_eq!(CHAT_KNOWN, 7);
     }
 }

@@ -14,11 +14,12 @@ use crate::format::ModelIdentity;
 use crate::model::{self, Model};
 use crate::quant::DType;
 use crate::sampler::{Sampler, SamplingParams};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::chat::{self, SMOLLM2_DEFAULT_SYSTEM};
+use crate::tokenizer::{ChatTemplate, StreamDecoder, Tokenizer};
 
 // Flags, result kinds, generation states and stop reasons are ABI facts (`crate::abi_facts`).
 pub use crate::abi_facts::{GenState, ResultKind, StopReason, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL, LOAD_KV_F16};
-use crate::abi_facts::{GEN_KNOWN, LOAD_KNOWN, TOKENIZE_KNOWN};
+use crate::abi_facts::{CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE, CHAT_KNOWN, CHAT_NO_DEFAULT_SYSTEM, GEN_KNOWN, LOAD_KNOWN, TOKENIZE_KNOWN};
 
 /// Stop strings: few and short, because every generated token is checked against all of them.
 pub const MAX_STOP_STRINGS: usize = 8;
@@ -73,10 +74,22 @@ struct Loaded {
     work_logits: Vec<f32>,
     session: Session,
     tokenized: Vec<u32>,
+    /// The last `render_chat` text (`ResultKind::ChatPrompt`).
+    chat_prompt: Vec<u8>,
+    /// The last `score_tokens` results (`ResultKind::ScoreLogprobs`, `ResultKind::ScoreArgmax`).
+    score: Scores,
     total_generated: u64,
     assembly_state_crc: u32,
     /// Applied adapters with their undo logs; `assembly_state_crc` stays the parent's (state 0).
     adapters: AdapterStack,
+}
+
+/// What `score_tokens` computed: `logprobs[j]` is ln P(token `first_scored + j`) and `argmax[j]` the
+/// most likely token after tokens `0..first_scored + j` (one more entry than `logprobs`).
+#[derive(Debug, Default, PartialEq)]
+pub struct Scores {
+    pub logprobs: Vec<f32>,
+    pub argmax: Vec<u32>,
 }
 
 /// What the host configures between generations: sampling parameters and stop strings. Taken out
@@ -197,6 +210,8 @@ impl Engine {
             work_logits,
             session: Session::idle(),
             tokenized: Vec::new(),
+            chat_prompt: Vec::new(),
+            score: Scores::default(),
             total_generated: 0,
             assembly_state_crc: crc32fast::hash(&identity.to_bytes()),
             adapters: AdapterStack::new(),
@@ -258,6 +273,74 @@ impl Engine {
         let mut out = Vec::new();
         l.tokenizer.encode(text, flags & GEN_PARSE_SPECIAL != 0, &mut out)?;
         l.tokenized = out;
+        Ok(())
+    }
+
+    /// Renders a conversation (the message list `render_chat` takes, see
+    /// [`chat::decode_messages`]) with the loaded package's chat template, for
+    /// `ResultKind::ChatPrompt`. Without `CHAT_CONTINUE` or `CHAT_NO_DEFAULT_SYSTEM`, the template's
+    /// default system prompt goes first when the first message is not a system message.
+    pub fn render_chat(&mut self, encoded: &[u8], flags: u32) -> Result<()> {
+        if flags & !CHAT_KNOWN != 0 {
+            return Err(invalid("flags", flags as u64, "only ADD_GENERATION_PROMPT (1), CONTINUE (2) and NO_DEFAULT_SYSTEM (4) are defined"));
+        }
+        let l = self.loaded_mut()?;
+        let messages = chat::decode_messages(encoded)?;
+        let template = l.tokenizer.chat_template();
+        let default_system = if flags & (CHAT_CONTINUE | CHAT_NO_DEFAULT_SYSTEM) != 0 { None } else { default_system_prompt(template) };
+        l.chat_prompt = chat::render(template, &messages, default_system, flags & (CHAT_ADD_GENERATION_PROMPT | CHAT_CONTINUE))?;
+        Ok(())
+    }
+
+    /// Scores `tokens` from an empty KV cache: for each `i` in `first_scored..n`, ln P(tokens[i] |
+    /// tokens[..i]) ([`crate::score::log_prob_and_argmax`]), and the argmax after every prefix from
+    /// `tokens[..first_scored]` to the whole sequence. Tokens before `first_scored` run as one
+    /// prefill (they are context only); the rest one at a time, since each position's logits are
+    /// needed. The conversation is forgotten, as by [`Engine::reset`], before and after: the KV cache
+    /// ends empty and the session IDLE (sampling, stop strings and `ResultKind::Logits` are kept).
+    pub fn score(&mut self, tokens: &[u32], first_scored: u32, flags: u32) -> Result<()> {
+        if flags != 0 {
+            return Err(invalid("flags", flags as u64, "no score flags are defined; must be 0"));
+        }
+        let l = self.loaded_mut()?;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(invalid("n_tokens", 0, "at least one token is needed"));
+        }
+        if n > l.model.context_len() {
+            return Err(Error::new(Status::ContextFull, "n_tokens", n as u64, "more tokens than the context holds (score longer texts in windows)"));
+        }
+        let vocab = l.model.package().hparams.vocab_size;
+        if let Some((i, &bad)) = tokens.iter().enumerate().find(|(_, &t)| t >= vocab) {
+            return Err(Error::new(Status::InvalidArgument, crate::field!("tokens[{i}]"), bad as u64, "token id must be below vocab_size"));
+        }
+        let first = first_scored as usize;
+        if first == 0 || first > n {
+            return Err(invalid("first_scored", first_scored as u64, "must be in 1..=n_tokens"));
+        }
+        let mut scores = Scores::default();
+        scores.logprobs.try_reserve_exact(n - first).map_err(|_| oom("score.logprobs", (n - first) * 4))?;
+        scores.argmax.try_reserve_exact(n - first + 1).map_err(|_| oom("score.argmax", (n - first + 1) * 4))?;
+
+        // Commit. Model::forward fails only on ids and lengths checked above.
+        l.model.reset();
+        l.context_tokens.clear();
+        l.session = Session::idle();
+        let mut run = |l: &mut Loaded| -> Result<()> {
+            l.model.forward(&tokens[..first])?;
+            for &next in &tokens[first..] {
+                let (lp, best) = crate::score::log_prob_and_argmax(l.model.logits(), next);
+                scores.logprobs.push(lp);
+                scores.argmax.push(best);
+                l.model.forward(&[next])?;
+            }
+            scores.argmax.push(crate::sampler::argmax(l.model.logits()));
+            Ok(())
+        };
+        let r = run(l);
+        l.model.reset();
+        r?;
+        l.score = scores;
         Ok(())
     }
 
@@ -498,14 +581,10 @@ impl Engine {
             ResultKind::PromptTokens => whole(&mut s.prompt_tokens.iter().map(|t| t.to_le_bytes()), s.prompt_tokens.len(), dst),
             ResultKind::Tokenized => whole(&mut l.tokenized.iter().map(|t| t.to_le_bytes()), l.tokenized.len(), dst),
             ResultKind::Logits => whole(&mut l.work_logits.iter().map(|x| x.to_le_bytes()), l.work_logits.len(), dst),
-            ResultKind::EvalSidecar => {
-                let n = self.eval_sidecar.len();
-                if dst.len() < n {
-                    return Err((Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "buffer too small; the needed length is reported"), n));
-                }
-                dst[..n].copy_from_slice(&self.eval_sidecar);
-                Ok(n)
-            }
+            ResultKind::EvalSidecar => whole_bytes(&self.eval_sidecar, dst),
+            ResultKind::ChatPrompt => whole_bytes(&l.chat_prompt, dst),
+            ResultKind::ScoreLogprobs => whole(&mut l.score.logprobs.iter().map(|x| x.to_le_bytes()), l.score.logprobs.len(), dst),
+            ResultKind::ScoreArgmax => whole(&mut l.score.argmax.iter().map(|t| t.to_le_bytes()), l.score.argmax.len(), dst),
             ResultKind::State => {
                 let words = [s.state as u32, s.stop_reason as u32, s.prompt_tokens.len() as u32, s.generated.len() as u32];
                 whole(&mut words.iter().map(|w| w.to_le_bytes()), 4, dst)
@@ -573,6 +652,26 @@ impl Engine {
             kv_dtype: m.kv_dtype() as u32,
             total_generated_tokens: l.total_generated,
         }
+    }
+}
+
+/// Copies a byte result whole, or BUFFER_TOO_SMALL with its length.
+fn whole_bytes(bytes: &[u8], dst: &mut [u8]) -> core::result::Result<usize, (Error, usize)> {
+    let n = bytes.len();
+    if dst.len() < n {
+        return Err((Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "buffer too small; the needed length is reported"), n));
+    }
+    dst[..n].copy_from_slice(bytes);
+    Ok(n)
+}
+
+/// The system prompt a template puts first when a conversation has none. ChatML packages today are
+/// SmolLM2's, whose template adds [`SMOLLM2_DEFAULT_SYSTEM`]; with package format v2 this comes
+/// from the package.
+fn default_system_prompt(template: ChatTemplate) -> Option<&'static str> {
+    match template {
+        ChatTemplate::ChatMl => Some(SMOLLM2_DEFAULT_SYSTEM),
+        ChatTemplate::None => None,
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Modules in pipeline order: [`format`] parses SLM1 packages, [`quant`] holds the tensor block
 //! layouts and matvec kernels, [`tokenizer`] turns text into ids and back, [`model`] runs the
-//! forward pass, [`sampler`] picks tokens, [`adapter`] turns the model into a descendant, [`diag`]
+//! forward pass, [`sampler`] picks tokens, [`score`] rates a text token by token, [`adapter`] turns the model into a descendant, [`diag`]
 //! reports, [`engine`] ties them into a session and `abi` (wasm only) exports it. [`abi_facts`]
 //! holds every fact of the ABI a host sees (status codes, flags, result kinds, the export list, the
 //! diagnostics layout) as tables, on every target.
@@ -23,6 +23,7 @@ pub mod quant;
 pub mod tokenizer;
 pub mod model;
 pub mod sampler;
+pub mod score;
 pub mod adapter;
 pub mod diag;
 pub mod engine;

@@ -408,8 +408,8 @@ fn sanitize_logits(logits: &mut [f32]) {
 }
 
 /// Stage 2: index of the largest logit, lowest on ties (strict `>` keeps the first); 0 when every
-/// logit is -inf or the row is empty.
-fn argmax(logits: &[f32]) -> u32 {
+/// logit is -inf or the row is empty. Public: scoring reports the same choice (`crate::score`).
+pub fn argmax(logits: &[f32]) -> u32 {
     let mut best_id = 0;
     let mut best_logit = f32::NEG_INFINITY;
     for (id, &logit) in logits.iter().enumerate() {

@@ -46,9 +46,12 @@ pub enum Op {
     LastError,
     AbiVersion,
     PutText,
+    // Appended, so the opcodes of older seeds and corpus files keep their meaning.
+    RenderChat,
+    ScoreTokens,
 }
 
-const N_OPS: u8 = Op::PutText as u8 + 1;
+const N_OPS: u8 = Op::ScoreTokens as u8 + 1;
 /// Calls per input: bounds the time of one run.
 const MAX_CALLS: usize = 48;
 /// Linear-memory cap of the instance: a huge `alloc` fails with a status instead of growing
@@ -84,6 +87,8 @@ impl Op {
             Op::LastError,
             Op::AbiVersion,
             Op::PutText,
+            Op::RenderChat,
+            Op::ScoreTokens,
         ];
         ALL[(b % N_OPS) as usize]
     }
@@ -376,7 +381,8 @@ impl Session<'_> {
                 self.call("run_eval", (ptr, len, flags))
             }
             Op::ReadResult => {
-                let kind = self.input.byte() as u32 % 8;
+                // Every kind and the first undefined one.
+                let kind = self.input.byte() as u32 % (tinyrustlm::abi_facts::ResultKind::ALL.len() as u32 + 1);
                 let dst = self.ptr();
                 let cap = self.len(dst);
                 let len_out = self.ptr();
@@ -394,6 +400,21 @@ impl Session<'_> {
                 self.call("last_error", (dst, cap, len_out))
             }
             Op::AbiVersion => self.call("abi_version", ()),
+            Op::RenderChat => {
+                let ptr = self.ptr();
+                let len = self.len(ptr);
+                let flags = self.flags();
+                self.call("render_chat", (ptr, len, flags))
+            }
+            Op::ScoreTokens => {
+                // A buffer's bytes read as u32 ids (mostly beyond a tiny vocabulary; `Fill` writes
+                // small ones), and a first_scored in and around 1..=n_tokens.
+                let ptr = self.ptr();
+                let n_tokens = self.len(ptr) / 4;
+                let first_scored = self.input.byte() as u32 % 8;
+                let flags = if self.input.byte() == 255 { self.input.u32() } else { 0 };
+                self.call("score_tokens", (ptr, n_tokens, first_scored, flags))
+            }
             Op::PutText => {
                 let b = self.input.byte();
                 let text = if b < 128 {

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod examples;
 pub mod import;
 pub mod package;
+pub mod perplexity;
 pub mod runtime;
 pub mod spec;
 pub mod synth;

@@ -47,6 +47,17 @@ enum Command {
     },
     /// Generate text from a prompt.
     Generate(GenerateArgs),
+    /// Score a text token by token and print its perplexity, exp(mean negative log-likelihood).
+    ///
+    /// The text is tokenized as the model's tokenizer does (BOS added when the model adds one,
+    /// special-token text such as <|im_end|> read as plain text); every token after the first is
+    /// scored given all tokens before it (natural log). A text longer than the context is scored in
+    /// windows of the context length starting every context/2 tokens: each window after the first
+    /// scores only the tokens the previous one did not reach, with the window's earlier tokens as
+    /// context (at least context/2 of them; no BOS mid-text). --json prints
+    /// {"tokens": [...], "argmax": [...], "nll": [...], "perplexity": x}: all tokens, BOS included;
+    /// argmax[i] = the most likely token after tokens[0..=i]; nll[i] = -ln P(tokens[i+1]).
+    Perplexity(PerplexityArgs),
     /// Measure load, prefill and decode speed (wasm, native, optionally llama.cpp) side by side.
     Bench(BenchArgs),
     /// Build, inspect and merge adapter deltas (ADP1 dense, ASP1 sparse, ALR1 low-rank).
@@ -243,6 +254,36 @@ struct GenerateArgs {
     adapter: Vec<PathBuf>,
 }
 
+#[derive(Args)]
+struct PerplexityArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// The text to score (UTF-8).
+    #[arg(long)]
+    file: PathBuf,
+    /// Print one JSON object: tokens, argmax, nll, perplexity.
+    #[arg(long)]
+    json: bool,
+    /// Context length, and so the window length (0 = the runtime's default, min(max_context, 2048)).
+    #[arg(long, default_value_t = 0)]
+    context: u32,
+}
+
+fn perplexity(wasm: &Option<PathBuf>, a: &PerplexityArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let mut rt = open_runtime(wasm, &a.model, a.context, false)?;
+    let t0 = std::time::Instant::now();
+    let p = harness::perplexity::score_text(&mut rt, &text)?;
+    if a.json {
+        println!("{}", p.to_json());
+    } else {
+        let agree = p.argmax.iter().zip(&p.tokens[1..]).filter(|(a, t)| a == t).count();
+        println!("perplexity {:.4} over {} scored tokens ({} tokens, BOS included)", p.perplexity, p.nll.len(), p.tokens.len());
+        eprintln!("[argmax = next token at {agree} of {} positions; {:.1} s]", p.nll.len(), t0.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
 /// One user turn in ChatML (SmolLM2's template), ready for the answer, rendered by the runtime's
 /// renderer; `flags` may add `CHAT_CONTINUE`.
 fn chatml_user_turn(user: &str, default_system: Option<&str>, flags: u32) -> Result<String> {
@@ -280,6 +321,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Generate(a) => generate(&cli.wasm, a),
+        Command::Perplexity(a) => perplexity(&cli.wasm, a),
         Command::Bench(a) => bench(&cli.wasm, a),
         Command::Adapter(a) => harness::adapter::cli::run(a),
         Command::Eval(a) => harness::evidence::eval(&cli.wasm, a),

@@ -353,6 +353,34 @@ impl Runtime {
         self.read_result(result_kind::EVAL_SIDECAR)
     }
 
+    /// Renders a conversation with the package's chat template (`render_chat`; flags `TRL_CHAT_*`).
+    pub fn render_chat(&mut self, messages: &[tinyrustlm::tokenizer::chat::ChatMessage<'_>], flags: u32) -> Result<String> {
+        self.render_chat_raw(&tinyrustlm::tokenizer::chat::encode_messages(messages), flags)
+    }
+
+    /// `render_chat` on an encoded message list as given (misuse tests pass malformed ones).
+    pub fn render_chat_raw(&mut self, encoded: &[u8], flags: u32) -> Result<String> {
+        let ptr = self.put(encoded)?;
+        let s = self.call_status("render_chat", (ptr, encoded.len() as u32, flags));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)?;
+        Ok(String::from_utf8(self.read_result(result_kind::CHAT_PROMPT)?).context("render_chat returned text that is not UTF-8")?)
+    }
+
+    /// Scores `tokens` (`score_tokens`): the log-probabilities of `tokens[first_scored..]` and the
+    /// argmax after each prefix from `tokens[..first_scored]` on.
+    pub fn score_tokens(&mut self, tokens: &[u32], first_scored: u32, flags: u32) -> Result<Scores> {
+        let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        let ptr = self.put(&bytes)?;
+        let s = self.call_status("score_tokens", (ptr, tokens.len() as u32, first_scored, flags));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)?;
+        let logprobs = self.read_result(result_kind::SCORE_LOGPROBS)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        Ok(Scores { logprobs, argmax: self.read_u32s(result_kind::SCORE_ARGMAX)? })
+    }
+
     /// Reads a whole result (growing the buffer when the module says it is too small).
     pub fn read_result(&mut self, kind: u32) -> Result<Vec<u8>> {
         let mut cap = 4096u32;
@@ -465,6 +493,13 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     pub text: String,
     pub state: GenerationState,
+}
+
+/// What `score_tokens` returns (see the header).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub logprobs: Vec<f32>,
+    pub argmax: Vec<u32>,
 }
 
 /// Status codes as named in the header.

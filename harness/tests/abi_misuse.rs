@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use harness::runtime::{result_kind, Runtime, Sampling, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL};
+use tinyrustlm::abi_facts::ResultKind;
 use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
@@ -75,7 +76,17 @@ fn snapshot(rt: &mut Runtime) -> Snapshot {
     let mut diagnostics = rt.read(buf, 128).unwrap();
     diagnostics[DIAG_LINEAR_MEMORY].fill(0);
     let mut results = Vec::new();
-    for kind in [result_kind::TOKENS, result_kind::PROMPT_TOKENS, result_kind::STATE, result_kind::TOKENIZED, result_kind::LOGITS] {
+    let kinds = [
+        result_kind::TOKENS,
+        result_kind::PROMPT_TOKENS,
+        result_kind::STATE,
+        result_kind::TOKENIZED,
+        result_kind::LOGITS,
+        result_kind::CHAT_PROMPT,
+        result_kind::SCORE_LOGPROBS,
+        result_kind::SCORE_ARGMAX,
+    ];
+    for kind in kinds {
         let s = call(rt, "read_result", (kind, buf, 8192u32, buf + 8192));
         let len = u32_at(&rt.read(buf + 8192, 4).unwrap(), 0);
         let bytes = if s == 0 { rt.read(buf, len as usize).unwrap() } else { Vec::new() };
@@ -263,9 +274,11 @@ fn calls_in_the_wrong_order_are_wrong_state() {
     // No model loaded.
     expect_call(&mut rt, "reset before load", "reset", (), ws);
     expect_call(&mut rt, "generate_step before load", "generate_step", 1u32, ws);
-    for kind in 0..=6u32 {
+    for kind in ResultKind::ALL.iter().map(|k| k.code()) {
         expect_call(&mut rt, &format!("read_result({kind}) before load"), "read_result", (kind, out, 4096u32, len_out), ws);
     }
+    expect_call(&mut rt, "render_chat before load", "render_chat", (input, 4u32, 0u32), ws);
+    expect_call(&mut rt, "score_tokens before load", "score_tokens", (input, 1u32, 1u32, 0u32), ws);
     expect_call(&mut rt, "tokenize before load", "tokenize", (input, 4u32, 0u32), ws);
     expect_call(&mut rt, "generate_start before load", "generate_start", (input, 4u32, 8u32, 0u32), ws);
     expect_call(&mut rt, "generate_start(CONTINUE) before load", "generate_start", (input, 4u32, 8u32, GEN_CONTINUE), ws);
@@ -346,6 +359,7 @@ fn uninterrupted_run() -> (Vec<u32>, String) {
 fn failed_calls_during_a_generation_change_nothing() {
     let mut rt = runtime();
     let model = load(&mut rt, good_package(), CONTEXT_LEN);
+    rt.score_tokens(&[256, 10, 20, 30], 2, 0).unwrap();
     rt.tokenize("tokenized before the misuse", false).unwrap();
     rt.generate_start(PROMPT, N_NEW_TOKENS, 0).unwrap();
     rt.generate_step(STEPS_BEFORE).unwrap();
@@ -361,6 +375,11 @@ fn failed_calls_during_a_generation_change_nothing() {
     let stop65 = rt.put(&[b's'; 65]).unwrap();
     let second_pkg = rt.put(good_package()).unwrap();
     let second_len = good_package().len() as u32;
+    let ids = rt.put(&[1u32, 2].map(u32::to_le_bytes).concat()).unwrap();
+    let too_many_ids = rt.put(&vec![0u8; 4 * (CONTEXT_LEN as usize + 1)]).unwrap();
+    let messages = tinyrustlm::tokenizer::chat::encode_messages(&[tinyrustlm::tokenizer::chat::ChatMessage { role: "user", content: "hi" }]);
+    let messages_len = messages.len() as u32;
+    let messages = rt.put(&messages).unwrap();
     // A released buffer whose address no later host buffer takes: allocated after all the others,
     // kept off the top of the heap by a live guard, and too small for the buffers the snapshots
     // and last_error allocate.
@@ -373,6 +392,9 @@ fn failed_calls_during_a_generation_change_nothing() {
     let mut cases: Vec<Misuse> = Vec::new();
     // Every input pointer, every way it can be wrong.
     for (how, p, l) in bad_ranges(&rt, input, IN.len() as u32, IN.len() as u32, freed, model) {
+        cases.push(misuse(format!("render_chat({how})"), oob, move |rt| call(rt, "render_chat", (p, l, 0u32))));
+        // score_tokens takes a count of u32 ids: enough of them to cover the bad range.
+        cases.push(misuse(format!("score_tokens({how})"), oob, move |rt| call(rt, "score_tokens", (p, l.div_ceil(4), 1u32, 0u32))));
         cases.push(misuse(format!("add_stop_string({how})"), oob, move |rt| call(rt, "add_stop_string", (p, l))));
         cases.push(misuse(format!("tokenize({how})"), oob, move |rt| call(rt, "tokenize", (p, l, 0u32))));
         cases.push(misuse(format!("generate_start({how})"), oob, move |rt| call(rt, "generate_start", (p, l, 8u32, 0u32))));
@@ -421,7 +443,18 @@ fn failed_calls_during_a_generation_change_nothing() {
         misuse("generate_start(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (long, 100u32, 8u32, 0u32))),
         misuse("generate(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate", (long, 100u32, 8u32, GEN_PARSE_SPECIAL))),
         misuse("generate_start(CONTINUE, prompt overflowing the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (medium, 50u32, 8u32, GEN_CONTINUE))),
-        misuse("read_result(kind 7)", ia, move |rt| call(rt, "read_result", (7u32, out, OUT_CAP, len_out))),
+        misuse("read_result(the first undefined kind)", ia, move |rt| call(rt, "read_result", (ResultKind::ALL.len() as u32, out, OUT_CAP, len_out))),
+        misuse("render_chat(flags 8, undefined)", ia, move |rt| call(rt, "render_chat", (messages, messages_len, 8u32))),
+        misuse("render_chat(list cut short)", ia, move |rt| call(rt, "render_chat", (messages, messages_len - 1, 0u32))),
+        misuse("render_chat(package with no chat template)", ia, move |rt| call(rt, "render_chat", (messages, messages_len, 1u32))),
+        misuse("score_tokens(no tokens)", ia, move |rt| call(rt, "score_tokens", (ids, 0u32, 1u32, 0u32))),
+        misuse("score_tokens(an id >= vocab_size)", ia, move |rt| call(rt, "score_tokens", (input, 1u32, 1u32, 0u32))),
+        misuse("score_tokens(first_scored 0)", ia, move |rt| call(rt, "score_tokens", (ids, 2u32, 0u32, 0u32))),
+        misuse("score_tokens(first_scored past the end)", ia, move |rt| call(rt, "score_tokens", (ids, 2u32, 3u32, 0u32))),
+        misuse("score_tokens(flags 1)", ia, move |rt| call(rt, "score_tokens", (ids, 2u32, 1u32, 1u32))),
+        misuse("score_tokens(more ids than the context)", Status::ContextFull, move |rt| call(rt, "score_tokens", (too_many_ids, CONTEXT_LEN + 1, 1u32, 0u32))),
+        misuse("score_tokens(4 * n_tokens overflows)", oob, move |rt| call(rt, "score_tokens", (ids, 0x4000_0000u32, 1u32, 0u32))),
+        misuse("read_result(SCORE_ARGMAX, cap one u32 short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::SCORE_ARGMAX, out, 11u32, len_out))),
         misuse("read_result(kind u32::MAX)", ia, move |rt| call(rt, "read_result", (u32::MAX, out, OUT_CAP, len_out))),
         misuse("read_result(TOKENS, cap one byte short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::TOKENS, out, 4 * n_generated - 1, len_out))),
         misuse("read_result(LOGITS, cap one f32 short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::LOGITS, out, 257 * 4, len_out))),
@@ -607,9 +640,10 @@ fn buffer_too_small_reports_the_needed_length_and_consumes_nothing() {
     // An unknown kind writes nothing, not even len_out.
     rt.write(out, &pattern).unwrap();
     rt.write(len_out, &[0xFF; 4]).unwrap();
-    expect_call(&mut rt, "read_result(kind 7)", "read_result", (7u32, out, 8192u32, len_out), Status::InvalidArgument);
-    assert_eq!(rt.read(len_out, 4).unwrap(), [0xFF; 4], "read_result(kind 7) wrote len_out");
-    assert_eq!(rt.read(out, 8192).unwrap(), pattern, "read_result(kind 7) wrote dst");
+    let undefined = ResultKind::ALL.len() as u32;
+    expect_call(&mut rt, "read_result(the first undefined kind)", "read_result", (undefined, out, 8192u32, len_out), Status::InvalidArgument);
+    assert_eq!(rt.read(len_out, 4).unwrap(), [0xFF; 4], "read_result({undefined}) wrote len_out");
+    assert_eq!(rt.read(out, 8192).unwrap(), pattern, "read_result({undefined}) wrote dst");
 
     // TEXT is read in pieces no smaller than one UTF-8 character; together they are the whole text.
     while rt.state().unwrap().running() {

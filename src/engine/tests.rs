@@ -456,3 +456,77 @@ fn identity_names_the_package_and_needs_a_model() {
     assert!(id.adapter_digests.is_empty());
     assert_eq!(id.assembly_state_crc, crc32fast::hash(&parsed.identity.to_bytes()));
 }
+
+// ---- Scoring and chat rendering ------------------------------------------------------------------
+
+fn read_f32s(engine: &mut Engine, kind: ResultKind) -> Vec<f32> {
+    read_words(engine, kind).into_iter().map(f32::from_bits).collect()
+}
+
+#[test]
+fn scoring_the_letter_chain_predicts_each_next_letter() {
+    let mut engine = loaded_engine();
+    let mut tokens = vec![BOS];
+    tokens.extend(tokens_of(b"abcdx"));
+    engine.score(&tokens, 1, 0).unwrap();
+    let logprobs = read_f32s(&mut engine, ResultKind::ScoreLogprobs);
+    let argmax = read_words(&mut engine, ResultKind::ScoreArgmax);
+    assert_eq!(logprobs.len(), tokens.len() - 1);
+    assert_eq!(argmax.len(), tokens.len());
+    assert_eq!(&argmax[1..5], &tokens_of(b"bcde")[..], "after each letter the next one");
+    assert_eq!((argmax[0], argmax[5]), (0, 0), "after BOS and x (no one-hot embedding) every logit ties: the lowest id");
+    assert!(logprobs.iter().all(|lp| lp.is_finite() && *lp <= 0.0));
+    // b after a, c after b, d after c: the model's favourite; x after d is not.
+    assert!(logprobs[2] > -1.0 && logprobs[3] > -1.0 && logprobs[4] < logprobs[3] - 5.0, "{logprobs:?}");
+    // Context-only tokens change nothing about the scored ones.
+    engine.score(&tokens, 3, 0).unwrap();
+    assert_eq!(read_f32s(&mut engine, ResultKind::ScoreLogprobs), &logprobs[2..]);
+    assert_eq!(read_words(&mut engine, ResultKind::ScoreArgmax), &argmax[2..]);
+    // The argmax after a prompt is the first greedy token.
+    engine.score(&tokens[..3], 3, 0).unwrap();
+    assert_eq!(read_f32s(&mut engine, ResultKind::ScoreLogprobs), Vec::<f32>::new());
+    let after_prompt = read_words(&mut engine, ResultKind::ScoreArgmax);
+    engine.generate(b"ab", 1, 0).unwrap();
+    assert_eq!(read_words(&mut engine, ResultKind::Tokens), after_prompt);
+}
+
+#[test]
+fn scoring_forgets_the_conversation_and_bad_input_changes_nothing() {
+    let mut engine = loaded_engine();
+    assert_eq!(engine.score(&[BOS], 1, 0).map(|_| ()), Ok(()));
+    engine.generate(b"ab", 3, 0).unwrap();
+    let generated = read_words(&mut engine, ResultKind::Tokens);
+    let before = engine.diagnostics(0);
+    let refusals: [(&[u32], u32, u32, Status, &str); 6] = [
+        (&[], 1, 0, Status::InvalidArgument, "n_tokens"),
+        (&[BOS, VOCAB as u32], 1, 0, Status::InvalidArgument, "tokens[1]"),
+        (&[BOS, 1], 0, 0, Status::InvalidArgument, "first_scored"),
+        (&[BOS, 1], 3, 0, Status::InvalidArgument, "first_scored"),
+        (&[BOS, 1], 1, 1, Status::InvalidArgument, "flags"),
+        (&[0; MAX_CONTEXT as usize + 1], 1, 0, Status::ContextFull, "n_tokens"),
+    ];
+    for (tokens, first, flags, status, field) in refusals {
+        let e = engine.score(tokens, first, flags).unwrap_err();
+        assert_eq!((e.status, e.field.as_str()), (status, field), "{e}");
+        assert_eq!(engine.diagnostics(0), before, "a refused score changes nothing");
+        assert_eq!(read_words(&mut engine, ResultKind::Tokens), generated);
+        assert_eq!(read_words(&mut engine, ResultKind::ScoreArgmax), [0], "the previous scores stay (after BOS every logit ties: id 0)");
+    }
+    engine.score(&[BOS, b'a' as u32], 1, 0).unwrap();
+    assert_eq!(engine.state(), (GenState::Idle, StopReason::None));
+    assert_eq!(engine.diagnostics(0).kv_len, 0, "the KV cache ends empty");
+    assert_eq!(Engine::new(|| 0.0).score(&[0], 1, 0).unwrap_err().status, Status::WrongState);
+}
+
+#[test]
+fn render_chat_needs_a_template_and_checks_its_flags() {
+    let mut engine = loaded_engine();
+    let messages = chat::encode_messages(&[chat::ChatMessage { role: "user", content: "Hi" }]);
+    let e = engine.render_chat(&messages, CHAT_ADD_GENERATION_PROMPT).unwrap_err();
+    assert_eq!((e.status, e.field.as_str()), (Status::InvalidArgument, "tokenizer.chat_template"), "this package names no template");
+    assert_eq!(engine.render_chat(&messages, 8).unwrap_err().field.as_str(), "flags");
+    assert_eq!(engine.render_chat(&messages[..3], 0).unwrap_err().field.as_str(), "messages.n_messages");
+    assert_eq!(Engine::new(|| 0.0).render_chat(&messages, 0).unwrap_err().status, Status::WrongState);
+    let mut buf = [0u8; 8];
+    assert_eq!(engine.read(ResultKind::ChatPrompt, &mut buf).map_err(|(e, _)| e), Ok(0), "nothing rendered yet");
+}

@@ -9,17 +9,20 @@ use alloc::vec::Vec;
 
 use super::ChatTemplate;
 use crate::error::{Error, Result, Status};
+use crate::field;
+use crate::reader::{Entry, Reader};
 
 /// SmolLM2's default system prompt: its template puts it first when a conversation has none.
 pub const SMOLLM2_DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
-/// End with the opening of an assistant turn, so that generation writes the answer.
-pub const CHAT_ADD_GENERATION_PROMPT: u32 = 1;
-/// The messages continue a conversation already in the KV cache whose last turn, the model's
-/// answer, ended on the template's end-of-turn token (generation stopped there, so the token is in
-/// the cache): render only what follows that token. Use with `GEN_CONTINUE`. A continued
-/// conversation already has its system prompt, so no default one may be given.
-pub const CHAT_CONTINUE: u32 = 2;
+/// The flags are ABI facts (`TRL_CHAT_*`, the `render_chat` export's). `CHAT_ADD_GENERATION_PROMPT`
+/// ends with the opening of an assistant turn, so that generation writes the answer.
+/// `CHAT_CONTINUE`: the messages continue a conversation already in the KV cache whose last turn,
+/// the model's answer, ended on the template's end-of-turn token (generation stopped there, so the
+/// token is in the cache): render only what follows that token. Use with `GEN_CONTINUE`. A
+/// continued conversation already has its system prompt, so no default one may be given.
+pub use crate::abi_facts::{CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE};
+/// What [`render`] takes; `CHAT_NO_DEFAULT_SYSTEM` is the export's way to say `default_system: None`.
 const CHAT_KNOWN: u32 = CHAT_ADD_GENERATION_PROMPT | CHAT_CONTINUE;
 
 /// One turn of a conversation. `role` is the template's word for the speaker (`system`, `user`,
@@ -89,6 +92,56 @@ pub fn render(template: ChatTemplate, messages: &[ChatMessage<'_>], default_syst
     }
 }
 
+/// Bytes of the smallest encoded message: its two length words.
+const MIN_ENCODED_MESSAGE: u64 = 8;
+
+/// Reads the message list `render_chat` takes (the header spells it out byte by byte): `u32
+/// n_messages`, then per message `u32 role_len`, the role's bytes, `u32 content_len`, the
+/// content's bytes; little-endian, no padding, nothing after the last message. Roles and contents
+/// must be UTF-8 and are borrowed, not copied.
+///
+/// Errors (all `INVALID_ARGUMENT`, the field naming the message and part, the value its offset):
+/// bytes ending inside a field, `n_messages` more than the bytes could hold, text that is not UTF-8,
+/// bytes after the last message. `OUT_OF_MEMORY` if the list of `n_messages` does not fit.
+pub fn decode_messages(bytes: &[u8]) -> Result<Vec<ChatMessage<'_>>> {
+    let mut r = Reader::new(bytes, 0, "messages", Status::InvalidArgument);
+    let n = r.u32("n_messages")?;
+    r.room_for(n as u64, MIN_ENCODED_MESSAGE, "messages.n_messages", n as u64, "more messages than the bytes hold (8 bytes at least each)")?;
+    let mut messages = Vec::new();
+    messages.try_reserve_exact(n as usize).map_err(|_| crate::error::oom("messages", n as usize * core::mem::size_of::<ChatMessage<'_>>()))?;
+    for i in 0..n as usize {
+        r.enter("messages", Entry::Index(i));
+        let role = read_text(&mut r, i, "role_len", "role")?;
+        let content = read_text(&mut r, i, "content_len", "content")?;
+        messages.push(ChatMessage { role, content });
+    }
+    if r.remaining() != 0 {
+        return Err(Error::new(Status::InvalidArgument, "messages", r.offset() as u64, "bytes after the last message (value = their offset)"));
+    }
+    Ok(messages)
+}
+
+/// One length-prefixed UTF-8 string of message `i`.
+fn read_text<'a>(r: &mut Reader<'a>, i: usize, len_leaf: &str, leaf: &str) -> Result<&'a str> {
+    let len = r.u32(len_leaf)?;
+    let at = r.offset();
+    let bytes = r.take(len as usize, leaf)?;
+    core::str::from_utf8(bytes).map_err(|_| Error::new(Status::InvalidArgument, field!("messages[{i}].{leaf}"), at as u64, "must be UTF-8 (value = its offset)"))
+}
+
+/// The encoding [`decode_messages`] reads (for tests and hosts written in Rust).
+pub fn encode_messages(messages: &[ChatMessage<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(messages.len() as u32).to_le_bytes());
+    for m in messages {
+        for part in [m.role, m.content] {
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +192,29 @@ mod tests {
         assert_eq!((e.status, e.field.as_str(), e.value), (Status::InvalidArgument, "chat.flags", 4));
         let e = render(ChatTemplate::ChatMl, &[USER], Some("S"), CHAT_CONTINUE).unwrap_err();
         assert_eq!((e.status, e.field.as_str()), (Status::InvalidArgument, "chat.default_system"));
+    }
+    #[test]
+    fn the_message_encoding_round_trips_and_rejects_malformed_bytes() {
+        let messages = [ChatMessage { role: "system", content: "S" }, ChatMessage { role: "user", content: "Grüß dich" }, ChatMessage { role: "assistant", content: "" }];
+        let bytes = encode_messages(&messages);
+        assert_eq!(&bytes[..8], &[3, 0, 0, 0, 6, 0, 0, 0]);
+        assert_eq!(decode_messages(&bytes).unwrap(), messages);
+        assert_eq!(decode_messages(&[0, 0, 0, 0]).unwrap(), Vec::<ChatMessage<'_>>::new());
+        let refused = |b: &[u8]| {
+            let e = decode_messages(b).unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument, "{e}");
+            alloc::string::String::from(e.field.as_str())
+        };
+        assert_eq!(refused(&[]), "messages.n_messages");
+        assert_eq!(refused(&bytes[..bytes.len() - 1]), "messages[2].content_len");
+        let mut one = encode_messages(&[USER]);
+        assert_eq!(refused(&one[..one.len() - 1]), "messages[0].content");
+        one.push(0);
+        assert_eq!(refused(&one), "messages");
+        let mut bad = encode_messages(&[USER]);
+        let at = bad.len() - 1;
+        bad[at] = 0xFF;
+        assert_eq!(refused(&bad), "messages[0].content");
+        assert_eq!(refused(&[0xFF, 0xFF, 0xFF, 0xFF]), "messages.n_messages", "a huge count is refused before allocating");
     }
 }

@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 
 import {
   TinyRustLM, TrlError, Status, StopReason, GenState, statusName, parseDiagnostics, formatChatML, compileModule, SMOLLM_SYSTEM,
+  encodeChatMessages, scoreWindows,
 } from "../../abi/tinyrustlm.mjs";
 import { WASM, Q8_0, trl, trlHas, syntheticModel, syntheticCases, adapterBetween, moduleHas, scratchDir, skipWithoutModel, comparable } from "./helpers.mjs";
 
@@ -240,6 +241,24 @@ describe("generation on the synthetic model", () => {
     assert.equal((await lm.complete("ok", { maxTokens: 3 })).tokens.length, 3);
   });
 
+  it("scoreTokens: argmax after a prompt is the first greedy token; bad input is refused", async () => {
+    const g = await lm.complete("abc", { maxTokens: 1 });
+    const s = lm.scoreTokens(g.prompt_tokens, { firstScored: g.prompt_tokens.length });
+    assert.equal(s.logprobs.length, 0);
+    assert.deepEqual(s.argmax, g.tokens);
+    const all = lm.scoreTokens([...g.prompt_tokens, ...g.tokens]);
+    assert.equal(all.logprobs.length, g.prompt_tokens.length);
+    assert.ok([...all.logprobs].every((x) => Number.isFinite(x) && x <= 0));
+    assert.equal(lm.diagnostics().kv_len, 0, "scoring leaves the KV cache empty");
+    await expectTrlError(() => lm.scoreTokens([]), Status.INVALID_ARGUMENT);
+    await expectTrlError(() => lm.scoreTokens([1, 258]), Status.INVALID_ARGUMENT);
+    await expectTrlError(() => lm.scoreTokens([1, 2], { firstScored: 3 }), Status.INVALID_ARGUMENT);
+    await expectTrlError(() => lm.scoreTokens(new Array(lm.diagnostics().context_len + 1).fill(1)), Status.CONTEXT_FULL);
+    assert.ok(lm.tokenize("").length < 2);
+    await expectTrlError(lm.score(""), Status.INVALID_ARGUMENT);
+    assert.throws(() => lm.scoreTokens([-1]), TypeError);
+  });
+
   it("tokenize and logits match trl", async () => {
     const expected = trl(["tokenize", "--model", model(), "--text", "Héllo <|x|>", "--json"]);
     assert.deepEqual(lm.tokenize("Héllo <|x|>"), expected.tokens);
@@ -411,6 +430,23 @@ describe("pure helpers", () => {
     assert.throws(() => formatChatML([{ role: "user" }]), TypeError);
   });
 
+  it("encodes chat messages as render_chat reads them and windows as score_tokens documents", () => {
+    assert.deepEqual([...encodeChatMessages([{ role: "user", content: "Hi" }])], [1, 0, 0, 0, 4, 0, 0, 0, 117, 115, 101, 114, 2, 0, 0, 0, 72, 105]);
+    assert.deepEqual([...encodeChatMessages([])], [0, 0, 0, 0]);
+    assert.throws(() => encodeChatMessages([{ role: "user" }]), TypeError);
+    assert.deepEqual(scoreWindows(5, 8), [{ start: 0, end: 5, firstScored: 1 }]);
+    assert.deepEqual(scoreWindows(10, 4), [
+      { start: 0, end: 4, firstScored: 1 }, { start: 2, end: 6, firstScored: 2 }, { start: 4, end: 8, firstScored: 2 }, { start: 6, end: 10, firstScored: 2 },
+    ]);
+    for (let context = 2; context < 12; context++) {
+      for (let n = 2; n < 40; n++) {
+        const scored = scoreWindows(n, context).flatMap((w) => Array.from({ length: w.end - w.start - w.firstScored }, (_, i) => w.start + w.firstScored + i));
+        assert.deepEqual(scored, Array.from({ length: n - 1 }, (_, i) => i + 1), `n ${n}, context ${context}`);
+      }
+    }
+    assert.deepEqual(scoreWindows(1, 8), []);
+  });
+
   it("statusName knows the header's names", () => {
     assert.equal(statusName(5), "CONTEXT_FULL");
     assert.equal(statusName(36), "ARTIFACT_CHECKSUM");
@@ -457,6 +493,35 @@ describe("SmolLM2-135M q8_0", { skip: skipWithoutModel }, () => {
     messages[1] = { role: "assistant", content: "Paris." };
     const third = await collect(lm.chat(messages, { maxTokens: 8 }));
     assert.deepEqual(third.prompt_tokens, lm.tokenize(formatChatML(messages)));
+  });
+
+  it("formatChat (the module's renderer) equals formatChatML on SmolLM2", () => {
+    const lists = [
+      [], [{ role: "user", content: "Hi" }], [{ role: "system", content: "S" }, { role: "user", content: "U" }, { role: "assistant", content: "A" }],
+      [{ role: "user", content: "Grüß dich 🌍 <|im_end|>" }, { role: "assistant", content: "" }],
+    ];
+    for (const m of lists) {
+      for (const options of [{}, { defaultSystem: null }, { defaultSystem: "Be brief." }, { addGenerationPrompt: false }, { defaultSystem: SMOLLM_SYSTEM, addGenerationPrompt: false }]) {
+        assert.equal(lm.formatChat(m, options), formatChatML(m, options), `${JSON.stringify(m)} ${JSON.stringify(options)}`);
+      }
+    }
+    assert.throws(() => lm.formatChat([{ role: "user" }]), TypeError);
+  });
+
+  it("score equals trl perplexity --json byte for byte, in one window and in many", async () => {
+    const file = join(scratchDir(), "score.txt");
+    writeFileSync(file, `${PROMPT} Paris. The capital of Germany is Berlin, and <|im_end|> is only text here.\n`);
+    const text = readFileSync(file, "utf8");
+    const expected = trl(["perplexity", "--model", Q8_0, "--file", file, "--json"], { json: false });
+    const got = await lm.score(text);
+    assert.equal(`${JSON.stringify(got)}\n`, expected);
+    assert.equal(got.argmax[lm.tokenize(PROMPT).length - 1], (await lm.complete(PROMPT, { maxTokens: 1 })).tokens[0], "the argmax after the prompt is the first greedy token");
+    const short = await TinyRustLM.load(WASM);
+    await short.loadModel(Q8_0, { contextLength: 8 });
+    const windowed = await short.score(text);
+    assert.equal(`${JSON.stringify(windowed)}\n`, trl(["perplexity", "--model", Q8_0, "--file", file, "--json", "--context", "8"], { json: false }));
+    assert.deepEqual(windowed.tokens, got.tokens);
+    assert.deepEqual(windowed.nll.slice(0, 7), got.nll.slice(0, 7), "the first window has the whole text's context");
   });
 });
 
