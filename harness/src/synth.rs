@@ -76,6 +76,13 @@ pub fn synthetic_model(shape: &SynthShape, seed: u64) -> ModelSpec {
         1e-5,
         shape.tied_embeddings,
     );
+    synthetic_model_for(hparams, seed)
+}
+
+/// Random weights for any hyperparameters of the llama family (qwen2's biases, an explicit
+/// `head_dim`), with the byte tokenizer: `hparams.vocab_size` must be its 258 tokens.
+pub fn synthetic_model_for(hparams: Hyperparams, seed: u64) -> ModelSpec {
+    let tokenizer = byte_tokenizer();
     let mut rng = SplitMix64(seed);
     let tensors = canonical_names(&hparams)
         .into_iter()
