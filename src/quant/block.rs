@@ -18,6 +18,15 @@ const Q4_1: &BlockLayout = &layout::Q4_1;
 const Q4_1_D: usize = Q4_1.offset_of("d");
 const Q4_1_M: usize = Q4_1.offset_of("m");
 const Q4_1_QS: usize = Q4_1.offset_of("qs");
+const Q5_0: &BlockLayout = &layout::Q5_0;
+const Q5_0_D: usize = Q5_0.offset_of("d");
+const Q5_0_QH: usize = Q5_0.offset_of("qh");
+const Q5_0_QS: usize = Q5_0.offset_of("qs");
+const Q5_1: &BlockLayout = &layout::Q5_1;
+const Q5_1_D: usize = Q5_1.offset_of("d");
+const Q5_1_M: usize = Q5_1.offset_of("m");
+const Q5_1_QH: usize = Q5_1.offset_of("qh");
+const Q5_1_QS: usize = Q5_1.offset_of("qs");
 
 /// Widens IEEE-754 binary16 bits to `f32`, exactly (every `f16` is an `f32`): subnormals become
 /// normal `f32`s, infinities stay infinite, NaNs stay NaN with the payload shifted into the top of
@@ -183,6 +192,71 @@ pub fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Stores the 5-bit quants `q[j]` (`j < 32`) of a `q5_0` / `q5_1` block: low nibbles of elements
+/// `j` and `j + 16` in `qs[j]`, bit 4 of element `j` in bit `j` of the little-endian `u32` `qh`.
+fn pack_q5(q: &[u8; 32], block: &mut [u8], qh_at: usize, qs_at: usize) {
+    let mut qh = 0u32;
+    for j in 0..16 {
+        block[qs_at + j] = (q[j] & 15) | ((q[j + 16] & 15) << 4);
+        qh |= u32::from(q[j] >> 4) << j;
+        qh |= u32::from(q[j + 16] >> 4) << (j + 16);
+    }
+    block[qh_at..qh_at + 4].copy_from_slice(&qh.to_le_bytes());
+}
+
+/// ggml `quantize_row_q5_0_ref`: as `q4_0` with 5-bit quants — `max` the element of largest
+/// magnitude (first on ties), `d = max / −16`, `id = d ≠ 0 ? 1/d : 0`,
+/// `q = min(31, trunc(x · id + 16.5))` (clamped to `0..=31` where C is undefined), packed by
+/// [`pack_q5`]; `d` stored as `f32_to_f16(d)`.
+///
+/// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 22`.
+pub fn quantize_row_q5_0(src: &[f32], dst: &mut [u8]) {
+    debug_assert!(DType::Q5_0.row_bytes(src.len()) == Some(dst.len()));
+    for (x, block) in src.chunks_exact(Q5_0.elements).zip(dst.chunks_exact_mut(Q5_0.bytes)) {
+        let mut amax = 0.0f32;
+        let mut max = 0.0f32;
+        for &v in x {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        write_f16(block, Q5_0_D, d);
+        let q: [u8; 32] = core::array::from_fn(|j| ((x[j] * id + 16.5) as i8).clamp(0, 31) as u8);
+        pack_q5(&q, block, Q5_0_QH, Q5_0_QS);
+    }
+}
+
+/// ggml `quantize_row_q5_1_ref`: as `q4_1` with 5-bit quants — `min`/`max` over the block,
+/// `d = (max − min) / 31`, `id = d ≠ 0 ? 1/d : 0`, `q = trunc((x − min) · id + 0.5)` (clamped to
+/// `0..=31` where C's `uint8_t` conversion is undefined), packed by [`pack_q5`]; `d` and `m = min`
+/// stored as `f32_to_f16`.
+///
+/// Precondition: `src.len()` a multiple of 32 and `dst.len() == src.len() / 32 · 24`.
+pub fn quantize_row_q5_1(src: &[f32], dst: &mut [u8]) {
+    debug_assert!(DType::Q5_1.row_bytes(src.len()) == Some(dst.len()));
+    for (x, block) in src.chunks_exact(Q5_1.elements).zip(dst.chunks_exact_mut(Q5_1.bytes)) {
+        let mut min = f32::MAX;
+        let mut max = -f32::MAX;
+        for &v in x {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        write_f16(block, Q5_1_D, d);
+        write_f16(block, Q5_1_M, min);
+        let q: [u8; 32] = core::array::from_fn(|j| (((x[j] - min) * id + 0.5) as i8).clamp(0, 31) as u8);
+        pack_q5(&q, block, Q5_1_QH, Q5_1_QS);
+    }
+}
+
 /// Quantizes one row of `src.len()` elements into `dst` (`dtype.row_bytes(src.len())` bytes);
 /// `f32` writes the values little-endian. Preconditions as for the per-dtype functions.
 pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
@@ -196,6 +270,17 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
         DType::Q8_0 => quantize_row_q8_0(src, dst),
         DType::Q4_0 => quantize_row_q4_0(src, dst),
         DType::Q4_1 => quantize_row_q4_1(src, dst),
+        DType::F16 => {
+            debug_assert!(dst.len() == src.len() * 2);
+            for (out, &v) in dst.chunks_exact_mut(2).zip(src) {
+                out.copy_from_slice(&f32_to_f16(v).to_le_bytes());
+            }
+        }
+        DType::Q5_0 => quantize_row_q5_0(src, dst),
+        DType::Q5_1 => quantize_row_q5_1(src, dst),
+        DType::Q4_K => super::kquant::quantize_row_q4_k(src, dst),
+        DType::Q5_K => super::kquant::quantize_row_q5_k(src, dst),
+        DType::Q6_K => super::kquant::quantize_row_q6_k(src, dst),
     }
 }
 
@@ -250,6 +335,12 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
+        DType::F16 => super::kquant::dequantize_row_f16(src, dst),
+        DType::Q5_0 => super::kquant::dequantize_row_q5_0(src, dst),
+        DType::Q5_1 => super::kquant::dequantize_row_q5_1(src, dst),
+        DType::Q4_K => super::kquant::dequantize_row_q4_k(src, dst),
+        DType::Q5_K => super::kquant::dequantize_row_q5_k(src, dst),
+        DType::Q6_K => super::kquant::dequantize_row_q6_k(src, dst),
     }
 }
 
@@ -275,7 +366,12 @@ pub fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
             let b = &block[offset..offset + 4];
             f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()
         }
-        FieldKind::I8Quants | FieldKind::U4Quants => true,
+        FieldKind::I8Quants
+        | FieldKind::U4Quants
+        | FieldKind::U4QuantsK
+        | FieldKind::HighQuantBits
+        | FieldKind::PackedScales6
+        | FieldKind::I8Scales => true,
     };
     bytes
         .chunks_exact(layout.bytes)

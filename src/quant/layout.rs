@@ -1,12 +1,14 @@
 //! Block layouts as data: for each dtype, elements per block, bytes per block and where each field
-//! sits (`abi/FORMAT.md`, "Dtypes"; ggml's `block_q8_0`, `block_q4_0`, `block_q4_1` in
-//! `ggml-common.h`). Everything that walks tensor bytes block by block — the package parser's row
+//! sits (`abi/FORMAT.md`, "Dtypes"; ggml's `block_q8_0`, `block_q4_0`, `block_q4_1`, `block_q5_0`,
+//! `block_q5_1`, `block_q4_K`, `block_q5_K`, `block_q6_K` in `ggml-common.h`, with `QK_K = 256` and
+//! `K_SCALE_SIZE = 12`). Everything that walks tensor bytes block by block — the package parser's row
 //! sizes and finiteness check, the kernels, the test data, the adapter patcher, the harness's
 //! dequantizer — reads these numbers instead of repeating them.
 //!
 //! A new dtype adds one `BlockLayout` here, one arm in [`DType::layout`](super::DType::layout) and
 //! its element formulas; block sizes other than 32 (k-quants' 256-element super-blocks) are just
-//! another `elements` value. The asserts at the bottom are checked at compile time: each layout's
+//! another `elements` value. Which bits of which field make up element `e`'s quant is stated per
+//! dtype in `quant::kquant` and FORMAT.md; the kinds below say what a field holds. The asserts at the bottom are checked at compile time: each layout's
 //! fields tile its block exactly, and [`MAX_BLOCK_BYTES`] / [`MAX_BLOCK_ELEMENTS`] bound them all.
 
 use super::DType;
@@ -23,6 +25,17 @@ pub enum FieldKind {
     /// `len` bytes of 4-bit quants: element `j < len` is the low nibble of byte `j`, element
     /// `j ≥ len` the high nibble of byte `j − len`.
     U4Quants,
+    /// The low four quant bits of a 256-element super-block (`q4_k`/`q5_k` `qs`, `q6_k` `ql`),
+    /// two elements per byte in the dtype's k-quant order.
+    U4QuantsK,
+    /// The quant bits above the low four (`qh` of `q5_0`, `q5_1`, `q5_k`: one bit per element;
+    /// of `q6_k`: two bits per element).
+    HighQuantBits,
+    /// `q4_k`/`q5_k` `scales[12]`: eight 6-bit sub-block scales and eight 6-bit minimums, packed
+    /// (ggml's `get_scale_min_k4`).
+    PackedScales6,
+    /// `q6_k` `scales[16]`: one signed 8-bit scale per 16 elements.
+    I8Scales,
 }
 
 impl FieldKind {
@@ -126,6 +139,73 @@ pub const Q4_1: BlockLayout = BlockLayout {
     fields: &[field("d", 0, 2, FieldKind::F16), field("m", 2, 2, FieldKind::F16), field("qs", 4, 16, FieldKind::U4Quants)],
 };
 
+/// `f16`: one element per "block", like `f32`.
+pub const F16: BlockLayout = BlockLayout { elements: 1, bytes: 2, fields: &[field("value", 0, 2, FieldKind::F16)] };
+
+/// `q5_0` (ggml `block_q5_0`): `f16 d`, `u8 qh[4]`, `u8 qs[16]`; element `j` is
+/// `d · (q(j) − 16)` with `q(j) = nibble(j) | (bit j of qh as a little-endian u32) << 4`.
+pub const Q5_0: BlockLayout = BlockLayout {
+    elements: 32,
+    bytes: 22,
+    fields: &[
+        field("d", 0, 2, FieldKind::F16),
+        field("qh", 2, 4, FieldKind::HighQuantBits),
+        field("qs", 6, 16, FieldKind::U4Quants),
+    ],
+};
+
+/// `q5_1` (ggml `block_q5_1`): `f16 d`, `f16 m`, `u8 qh[4]`, `u8 qs[16]`; element `j` is
+/// `d · q(j) + m`, `q(j)` as for `q5_0`.
+pub const Q5_1: BlockLayout = BlockLayout {
+    elements: 32,
+    bytes: 24,
+    fields: &[
+        field("d", 0, 2, FieldKind::F16),
+        field("m", 2, 2, FieldKind::F16),
+        field("qh", 4, 4, FieldKind::HighQuantBits),
+        field("qs", 8, 16, FieldKind::U4Quants),
+    ],
+};
+
+/// `q4_k` (ggml `block_q4_K`): `f16 d`, `f16 dmin`, `u8 scales[12]`, `u8 qs[128]`; eight
+/// sub-blocks of 32 with 6-bit scale `sc_s` and minimum `m_s`: `(d · sc_s) · q − dmin · m_s`.
+pub const Q4_K: BlockLayout = BlockLayout {
+    elements: 256,
+    bytes: 144,
+    fields: &[
+        field("d", 0, 2, FieldKind::F16),
+        field("dmin", 2, 2, FieldKind::F16),
+        field("scales", 4, 12, FieldKind::PackedScales6),
+        field("qs", 16, 128, FieldKind::U4QuantsK),
+    ],
+};
+
+/// `q5_k` (ggml `block_q5_K`): `q4_k` plus `u8 qh[32]` holding each element's fifth quant bit.
+pub const Q5_K: BlockLayout = BlockLayout {
+    elements: 256,
+    bytes: 176,
+    fields: &[
+        field("d", 0, 2, FieldKind::F16),
+        field("dmin", 2, 2, FieldKind::F16),
+        field("scales", 4, 12, FieldKind::PackedScales6),
+        field("qh", 16, 32, FieldKind::HighQuantBits),
+        field("qs", 48, 128, FieldKind::U4QuantsK),
+    ],
+};
+
+/// `q6_k` (ggml `block_q6_K`): `u8 ql[128]`, `u8 qh[64]`, `i8 scales[16]`, `f16 d` (the scale is
+/// the *last* field); element `e` is `(d · scales[e / 16]) · (q − 32)` with a 6-bit `q`.
+pub const Q6_K: BlockLayout = BlockLayout {
+    elements: 256,
+    bytes: 210,
+    fields: &[
+        field("ql", 0, 128, FieldKind::U4QuantsK),
+        field("qh", 128, 64, FieldKind::HighQuantBits),
+        field("scales", 192, 16, FieldKind::I8Scales),
+        field("d", 208, 2, FieldKind::F16),
+    ],
+};
+
 /// The most fields per block whose value must be finite ([`FieldKind::must_be_finite`]), so the
 /// finiteness check can gather them into a fixed array.
 pub const MAX_FINITE_FIELDS: usize = 4;
@@ -183,6 +263,12 @@ const _: () = assert!(check_all_layouts());
 // The bit-compatible sizes of FORMAT.md "Dtypes" (a change here changes the file format).
 const _: () = assert!(Q8_0.bytes == 2 + Q8_0.elements && Q4_0.bytes == 2 + Q4_0.elements / 2);
 const _: () = assert!(Q4_1.bytes == 2 + 2 + Q4_1.elements / 2);
+const _: () = assert!(F16.bytes == 2 && Q5_0.bytes == 2 + 4 + 16 && Q5_1.bytes == 2 + 2 + 4 + 16);
+// ggml's static_asserts: `2·sizeof(ggml_half) + K_SCALE_SIZE + QK_K/2` (+ `QK_K/8` for q5_K),
+// `3·QK_K/4 + QK_K/16 + sizeof(ggml_half)`.
+const _: () = assert!(Q4_K.bytes == 4 + 12 + 256 / 2 && Q5_K.bytes == 4 + 12 + 256 / 8 + 256 / 2);
+const _: () = assert!(Q6_K.bytes == 3 * 256 / 4 + 256 / 16 + 2);
+const _: () = assert!(MAX_BLOCK_BYTES == 210 && MAX_BLOCK_ELEMENTS == 256);
 
 #[cfg(test)]
 mod tests {
@@ -194,11 +280,43 @@ mod tests {
     fn layout_table_matches_format_md() {
         use FieldKind::*;
         type Fields = &'static [(&'static str, usize, usize, FieldKind)];
-        let expect: [(DType, usize, usize, Fields); 4] = [
+        let expect: [(DType, usize, usize, Fields); 10] = [
             (DType::F32, 1, 4, &[("value", 0, 4, F32)]),
             (DType::Q8_0, 32, 34, &[("d", 0, 2, F16), ("qs", 2, 32, I8Quants)]),
             (DType::Q4_0, 32, 18, &[("d", 0, 2, F16), ("qs", 2, 16, U4Quants)]),
             (DType::Q4_1, 32, 20, &[("d", 0, 2, F16), ("m", 2, 2, F16), ("qs", 4, 16, U4Quants)]),
+            (DType::F16, 1, 2, &[("value", 0, 2, F16)]),
+            (DType::Q5_0, 32, 22, &[("d", 0, 2, F16), ("qh", 2, 4, HighQuantBits), ("qs", 6, 16, U4Quants)]),
+            (
+                DType::Q5_1,
+                32,
+                24,
+                &[("d", 0, 2, F16), ("m", 2, 2, F16), ("qh", 4, 4, HighQuantBits), ("qs", 8, 16, U4Quants)],
+            ),
+            (
+                DType::Q4_K,
+                256,
+                144,
+                &[("d", 0, 2, F16), ("dmin", 2, 2, F16), ("scales", 4, 12, PackedScales6), ("qs", 16, 128, U4QuantsK)],
+            ),
+            (
+                DType::Q5_K,
+                256,
+                176,
+                &[
+                    ("d", 0, 2, F16),
+                    ("dmin", 2, 2, F16),
+                    ("scales", 4, 12, PackedScales6),
+                    ("qh", 16, 32, HighQuantBits),
+                    ("qs", 48, 128, U4QuantsK),
+                ],
+            ),
+            (
+                DType::Q6_K,
+                256,
+                210,
+                &[("ql", 0, 128, U4QuantsK), ("qh", 128, 64, HighQuantBits), ("scales", 192, 16, I8Scales), ("d", 208, 2, F16)],
+            ),
         ];
         for (dtype, elements, bytes, fields) in expect {
             let l = dtype.layout();
@@ -210,7 +328,7 @@ mod tests {
             // Row sizes are whole blocks.
             assert_eq!(dtype.row_bytes(3 * elements), Some(3 * bytes));
         }
-        assert_eq!((MAX_BLOCK_BYTES, MAX_BLOCK_ELEMENTS), (34, 32));
+        assert_eq!((MAX_BLOCK_BYTES, MAX_BLOCK_ELEMENTS), (210, 256));
     }
 
     #[test]
@@ -235,26 +353,6 @@ mod tests {
         assert!(block(EXACT).fields_tile_block());
     }
 
-    /// A 256-element super-block is expressible as data: this is ggml's `block_q4_K` shape
-    /// (`f16 d`, `f16 dmin`, `u8 scales[12]` of packed 6-bit scales, `u8 qs[128]`), checked by the
-    /// same rules as the shipped layouts. (Not a dtype yet: no kernel reads it.)
-    #[test]
-    fn a_super_block_layout_is_expressible() {
-        let q4_k = BlockLayout {
-            elements: 256,
-            bytes: 144,
-            fields: &[
-                BlockField { name: "d", offset: 0, len: 2, kind: FieldKind::F16 },
-                BlockField { name: "dmin", offset: 2, len: 2, kind: FieldKind::F16 },
-                BlockField { name: "scales", offset: 4, len: 12, kind: FieldKind::I8Quants },
-                BlockField { name: "qs", offset: 16, len: 128, kind: FieldKind::U4Quants },
-            ],
-        };
-        assert!(q4_k.fields_tile_block());
-        assert_eq!(q4_k.offset_of("qs"), 16);
-        assert_eq!(q4_k.elements % crate::quant::QK, 0);
-    }
-
     /// Every must-be-finite field, found from the table, is checked; no other field is.
     #[test]
     fn first_non_finite_checks_each_scale_field_of_the_table() {
@@ -272,7 +370,7 @@ mod tests {
                         FieldKind::F16 => b[at..at + 2].copy_from_slice(&f32_to_f16(bad).to_le_bytes()),
                         FieldKind::F32 => b[at..at + 4].copy_from_slice(&bad.to_le_bytes()),
                         // Quants have no non-finite values: all-ones bytes are ordinary quants.
-                        FieldKind::I8Quants | FieldKind::U4Quants => b[at..at + f.len].fill(0xff),
+                        _ => b[at..at + f.len].fill(0xff),
                     }
                     let want = if f.kind.must_be_finite() { Some(1) } else { None };
                     assert_eq!(first_non_finite(dtype, &b), want, "{} field {}", dtype.name(), f.name);

@@ -69,6 +69,7 @@ use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 mod block;
+pub mod kquant;
 pub mod layout;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -85,7 +86,7 @@ mod proptests;
 
 pub use block::{
     dequantize_row, f16_to_f32, f32_to_f16, first_non_finite, quantize_row, quantize_row_q4_0,
-    quantize_row_q4_1, quantize_row_q8_0,
+    quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q8_0,
 };
 pub use layout::{BlockField, BlockLayout, FieldKind, MAX_BLOCK_BYTES, MAX_BLOCK_ELEMENTS};
 #[cfg(feature = "kernel-selftest")]
@@ -100,28 +101,42 @@ pub const QK: usize = 32;
 const _: () = assert!(QK == 32);
 
 /// Element type of a tensor, with the stable code stored in the package (`abi/FORMAT.md`).
+///
+/// Variant names follow ggml's type names (`Q4_K` is ggml's `GGML_TYPE_Q4_K`).
 #[repr(u8)]
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     F32 = 0,
     Q8_0 = 1,
     Q4_0 = 2,
     Q4_1 = 3,
+    F16 = 4,
+    Q5_0 = 5,
+    Q5_1 = 6,
+    Q4_K = 7,
+    Q5_K = 8,
+    Q6_K = 9,
 }
 
 impl DType {
     /// All dtypes, in code order.
-    pub const ALL: [DType; 4] = [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1];
+    pub const ALL: [DType; 10] = [
+        DType::F32,
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::F16,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+    ];
 
     /// The dtype with package code `code`, or `None` for an unknown code.
     pub fn from_code(code: u8) -> Option<DType> {
-        match code {
-            0 => Some(DType::F32),
-            1 => Some(DType::Q8_0),
-            2 => Some(DType::Q4_0),
-            3 => Some(DType::Q4_1),
-            _ => None,
-        }
+        DType::ALL.get(usize::from(code)).copied()
     }
 
     /// The package code.
@@ -129,14 +144,48 @@ impl DType {
         self as u8
     }
 
-    /// Lower-case name as in ggml / GGUF: `"f32"`, `"q8_0"`, `"q4_0"`, `"q4_1"`.
+    /// Lower-case ggml / GGUF type name: `"f32"`, `"q8_0"`, `"q4_0"`, `"q4_1"`, `"f16"`, `"q5_0"`,
+    /// `"q5_1"`, `"q4_k"`, `"q5_k"`, `"q6_k"`.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::Q8_0 => "q8_0",
             DType::Q4_0 => "q4_0",
             DType::Q4_1 => "q4_1",
+            DType::F16 => "f16",
+            DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
+            DType::Q4_K => "q4_k",
+            DType::Q5_K => "q5_k",
+            DType::Q6_K => "q6_k",
         }
+    }
+
+    /// ggml's `enum ggml_type` value (the tensor type id stored in GGUF tensor infos).
+    pub const fn ggml_type(self) -> u32 {
+        match self {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::Q4_0 => 2,
+            DType::Q4_1 => 3,
+            DType::Q5_0 => 6,
+            DType::Q5_1 => 7,
+            DType::Q8_0 => 8,
+            DType::Q4_K => 12,
+            DType::Q5_K => 13,
+            DType::Q6_K => 14,
+        }
+    }
+
+    /// The dtype whose GGUF type id is `ggml_type`, or `None` for a type we do not keep in place.
+    pub fn from_ggml_type(ggml_type: u32) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.ggml_type() == ggml_type)
+    }
+
+    /// `true` when the kernels multiply this dtype's weights with the `f32` activations (`f32`,
+    /// `f16`) rather than with [`QuantizedActivations`]: callers skip quantizing for them.
+    pub const fn reads_f32_activations(self) -> bool {
+        matches!(self, DType::F32 | DType::F16)
     }
 
     /// The block layout (elements, bytes, fields) — see [`layout`].
@@ -146,10 +195,17 @@ impl DType {
             DType::Q8_0 => &layout::Q8_0,
             DType::Q4_0 => &layout::Q4_0,
             DType::Q4_1 => &layout::Q4_1,
+            DType::F16 => &layout::F16,
+            DType::Q5_0 => &layout::Q5_0,
+            DType::Q5_1 => &layout::Q5_1,
+            DType::Q4_K => &layout::Q4_K,
+            DType::Q5_K => &layout::Q5_K,
+            DType::Q6_K => &layout::Q6_K,
         }
     }
 
-    /// Elements per block: 1 for `f32`, 32 for today's quantized types.
+    /// Elements per block: 1 for `f32` and `f16`, 32 for `q8_0`, `q4_*`, `q5_*`, 256 for the
+    /// k-quants.
     pub const fn block_elems(self) -> usize {
         self.layout().elements
     }
@@ -466,9 +522,10 @@ pub(crate) fn drive_matmul<K: RowKernel>(
         "output too short"
     );
     debug_assert!(
-        match dtype {
-            DType::F32 => n_tokens.checked_mul(cols).is_some_and(|n| x.len() >= n),
-            _ => n_tokens.checked_mul(cols).is_some_and(|n| xq.len() == n),
+        if dtype.reads_f32_activations() {
+            n_tokens.checked_mul(cols).is_some_and(|n| x.len() >= n)
+        } else {
+            n_tokens.checked_mul(cols).is_some_and(|n| xq.len() == n)
         },
         "activations do not hold {n_tokens} tokens of {cols}"
     );

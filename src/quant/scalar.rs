@@ -33,6 +33,12 @@ pub fn matmul(
         DType::Q8_0 => drive_matmul::<Q8_0Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q4_0 => drive_matmul::<Q4_0Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q4_1 => drive_matmul::<Q4_1Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::F16 => drive_matmul::<super::kquant::scalar::F16Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_0 => drive_matmul::<super::kquant::scalar::Q5_0Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_1 => drive_matmul::<super::kquant::scalar::Q5_1Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q4_K => drive_matmul::<super::kquant::scalar::Q4KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_K => drive_matmul::<super::kquant::scalar::Q5KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q6_K => drive_matmul::<super::kquant::scalar::Q6KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
     }
 }
 

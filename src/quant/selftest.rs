@@ -6,11 +6,11 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::testdata::{random_activations, random_weights, Rng, F32_COLS, QUANT_COLS};
+use super::testdata::{kernel_cols, random_activations, random_weights, Rng};
 use super::{matmul, matvec, scalar, DType, QuantizedActivations, TOKEN_TILE};
 
 /// Runs the dispatched `matvec` / `matmul` (SIMD128 in a wasm `+simd128` build) against
-/// [`scalar`] over [`QUANT_COLS`] (all dtypes) and [`F32_COLS`] (`f32`) with deterministic
+/// [`scalar`] over each dtype's row lengths (`testdata::kernel_cols`) with deterministic
 /// pseudo-random data, `matmul` against per-token `matvec`, and (SIMD128) the vector `f16`
 /// widening against [`f16_to_f32`](super::f16_to_f32) for all 65536 patterns. Returns the number of output values
 /// whose bits differ (0 = pass).
@@ -22,8 +22,7 @@ pub fn kernel_selftest() -> u32 {
     }
     let mut rng = Rng::new(0x5eed_0001);
     for dtype in DType::ALL {
-        let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
-        for &cols in QUANT_COLS.iter().chain(extra) {
+        for cols in kernel_cols(dtype) {
             // 13 tokens: three groups of 4 and a remainder of 1; 37 crosses a token tile.
             for n_tokens in [1, 13, TOKEN_TILE + 5] {
                 mismatches = mismatches.saturating_add(compare(dtype, 7, cols, n_tokens, &mut rng));
@@ -47,7 +46,7 @@ fn compare(dtype: DType, rows: usize, cols: usize, n_tokens: usize, rng: &mut Rn
     let weights = random_weights(dtype, rows, cols, rng);
     let x = random_activations(n_tokens * cols, rng);
     let mut xq = QuantizedActivations::new();
-    if dtype != DType::F32 {
+    if !dtype.reads_f32_activations() {
         if xq.quantize(&x).is_err() {
             return u32::MAX; // out of memory: report "not verified" rather than trap
         }
@@ -65,7 +64,7 @@ fn compare(dtype: DType, rows: usize, cols: usize, n_tokens: usize, rng: &mut Rn
     let mut x1q = QuantizedActivations::new();
     let mut out = vec![0.0f32; rows];
     for x1 in x.chunks_exact(cols) {
-        if dtype != DType::F32 {
+        if !dtype.reads_f32_activations() {
             if x1q.quantize(x1).is_err() {
                 return u32::MAX;
             }

@@ -51,6 +51,12 @@ pub fn matmul(
         DType::Q8_0 => drive_matmul::<QKernel<Q8_0>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q4_0 => drive_matmul::<QKernel<Q4_0>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q4_1 => drive_matmul::<QKernel<Q4_1>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::F16 => drive_matmul::<super::kquant::simd128::F16Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_0 => drive_matmul::<super::kquant::simd128::Q5_0Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_1 => drive_matmul::<super::kquant::simd128::Q5_1Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q4_K => drive_matmul::<super::kquant::simd128::Q4KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q5_K => drive_matmul::<super::kquant::simd128::Q5KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
+        DType::Q6_K => drive_matmul::<super::kquant::simd128::Q6KKernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
     }
 }
 
@@ -141,7 +147,7 @@ unsafe fn dot_f32<const N: usize>(row: &[u8], n: usize, acts: [&[f32]; N]) -> [f
 }
 
 #[inline(always)]
-fn f32x4_lanes(v: v128) -> [f32; 4] {
+pub(crate) fn f32x4_lanes(v: v128) -> [f32; 4] {
     [
         f32x4_extract_lane::<0>(v),
         f32x4_extract_lane::<1>(v),
@@ -186,7 +192,7 @@ trait QFormat {
 /// rebias of the exponent; zero, subnormal, infinite and NaN lanes take the general path (the same
 /// three cases as the scalar code, chosen with selects).
 #[inline(always)]
-fn f16x4_to_f32x4(h: v128) -> v128 {
+pub(crate) fn f16x4_to_f32x4(h: v128) -> v128 {
     let exp_mant = v128_and(h, i32x4_splat(0x7fff));
     let sign = i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16);
     let shifted = i32x4_shl(exp_mant, 13);
@@ -238,7 +244,7 @@ unsafe fn scales4(p: [*const u8; 4], offset: usize) -> v128 {
 /// # Safety
 /// `qs` points to 16 readable bytes.
 #[inline(always)]
-unsafe fn load_nibbles(qs: *const u8) -> [v128; 4] {
+pub(crate) unsafe fn load_nibbles(qs: *const u8) -> [v128; 4] {
     // SAFETY: bytes 0..8 and 8..16 of `qs`; 8-byte loads accept any alignment.
     let (lo, hi) = unsafe { (u16x8_load_extend_u8x8(qs), u16x8_load_extend_u8x8(qs.add(8))) };
     let mask = u16x8_splat(0x0f);
@@ -352,7 +358,7 @@ impl<F: QFormat> RowKernel for QKernel<F> {
 /// # Safety
 /// `x` points to 32 readable `i16`s.
 #[inline(always)]
-unsafe fn block_partial_isum(w: &[v128; 4], x: *const i16) -> v128 {
+pub(crate) unsafe fn block_partial_isum(w: &[v128; 4], x: *const i16) -> v128 {
     // SAFETY: the caller guarantees 32 `i16`s (64 bytes) at `x`; any alignment is fine.
     let xv = unsafe {
         [
@@ -401,7 +407,7 @@ const CHUNK_BLOCKS: usize = 16;
 /// Interleaves two blocks' partial sums `s`, `u` into `[s0+s2, u0+u2, s1+s3, u1+u3]` (half of a
 /// 4-way transpose-and-add).
 #[inline(always)]
-fn pair_sum(s: v128, u: v128) -> v128 {
+pub(crate) fn pair_sum(s: v128, u: v128) -> v128 {
     i32x4_add(
         i32x4_shuffle::<0, 4, 1, 5>(s, u),
         i32x4_shuffle::<2, 6, 3, 7>(s, u),

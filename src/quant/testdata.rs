@@ -15,6 +15,17 @@ pub(crate) const QUANT_COLS: [usize; 6] = [32, 64, 96, 544, 576, 1536];
 /// Extra row lengths for `f32`: every `cols % 16` tail and sizes around the 16-lane step.
 pub(crate) const F32_COLS: [usize; 11] = [1, 2, 3, 15, 16, 17, 31, 33, 63, 127, 129];
 
+/// Row lengths for `dtype`'s kernel comparisons: [`QUANT_COLS`] for the 32-element formats, plus
+/// [`F32_COLS`] for the elementwise ones (`f32`, `f16`), and 1, 2, 3, 5, 7 and 9 super-blocks (every
+/// `n_blocks % 4` tail of the 32-element activation blocks' groups) for the k-quants.
+pub(crate) fn kernel_cols(dtype: DType) -> Vec<usize> {
+    match dtype.block_elems() {
+        1 => QUANT_COLS.iter().chain(&F32_COLS).copied().collect(),
+        QK => QUANT_COLS.to_vec(),
+        n => [1, 2, 3, 5, 7, 9].iter().map(|k| k * n).collect(),
+    }
+}
+
 /// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough for test data.
 pub(crate) struct Rng(u64);
 

@@ -42,6 +42,12 @@ fn dtype_codes_names_and_sizes() {
         ("q8_0", 32, 34),
         ("q4_0", 32, 18),
         ("q4_1", 32, 20),
+        ("f16", 1, 2),
+        ("q5_0", 32, 22),
+        ("q5_1", 32, 24),
+        ("q4_k", 256, 144),
+        ("q5_k", 256, 176),
+        ("q6_k", 256, 210),
     ];
     for (i, dtype) in DType::ALL.into_iter().enumerate() {
         assert_eq!(dtype.code() as usize, i);
@@ -52,7 +58,7 @@ fn dtype_codes_names_and_sizes() {
             (name, elems, bytes)
         );
     }
-    for code in 4..=255u8 {
+    for code in 10..=255u8 {
         assert_eq!(DType::from_code(code), None);
     }
 }
@@ -398,14 +404,22 @@ fn round_trip_bound(dtype: DType, block: &[u8]) -> f32 {
             let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]])).abs();
             (d * (0.5 + 15.0 * f16_rel) + m * f16_rel) * 1.0001
         }
-        DType::F32 => 0.0,
+        DType::Q5_0 => d * (1.0 + 16.0 * f16_rel) * 1.0001,
+        DType::Q5_1 => {
+            let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]])).abs();
+            (d * (0.5 + 31.0 * f16_rel) + m * f16_rel) * 1.0001
+        }
+        // Elementwise storage (checked separately) and the k-quants (`kquant::tests`).
+        DType::F32 | DType::F16 | DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!("not a 32-element block"),
     }
 }
 
 #[test]
 fn quantize_dequantize_round_trip_within_bounds() {
     let mut rng = Rng::new(7);
-    for dtype in DType::ALL {
+    // The 32-element formats and the elementwise ones; the k-quants' quantizers are checked in
+    // `kquant::tests`.
+    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1] {
         for &cols in &QUANT_COLS {
             let x: Vec<f32> = (0..cols).map(|_| rng.spread(0.05)).collect();
             let mut bytes = vec![0u8; dtype.row_bytes(cols).unwrap()];
@@ -414,6 +428,13 @@ fn quantize_dequantize_round_trip_within_bounds() {
             dequantize_row(dtype, &bytes, &mut back);
             if dtype == DType::F32 {
                 assert!(x.iter().zip(&back).all(|(a, b)| a.to_bits() == b.to_bits()));
+                continue;
+            }
+            if dtype == DType::F16 {
+                // Round to nearest f16: within half an ulp (2^-11 relative) or half the subnormal step.
+                for (a, y) in x.iter().zip(&back) {
+                    assert!((a - y).abs() <= a.abs() / 2048.0 + 2.0f32.powi(-25), "f16: {a} -> {y}");
+                }
                 continue;
             }
             for (b, (xb, yb)) in x.chunks(QK).zip(back.chunks(QK)).enumerate() {
@@ -475,7 +496,8 @@ fn dequantize_row_follows_the_block_formulas() {
 #[test]
 fn first_non_finite_finds_bad_scales_and_values() {
     let mut rng = Rng::new(9);
-    for dtype in DType::ALL {
+    // The formats decoded below; the newer dtypes have their own references in `kquant::tests`.
+    for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         let cols = 128;
         let mut bytes = random_weights(dtype, 1, cols, &mut rng);
         // Raw test rows may carry any finite scale; make sure the starting point is all finite.
@@ -629,7 +651,8 @@ fn dot_products_match_f64_reference() {
     let mut rng = Rng::new(12);
     let rows = 9;
     let mut worst = 0.0f64;
-    for dtype in DType::ALL {
+    // The formats decoded below; the newer dtypes have their own references in `kquant::tests`.
+    for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
@@ -721,7 +744,8 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
 fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
     let mut rng = Rng::new(13);
     let rows = 6;
-    for dtype in DType::ALL {
+    // The formats decoded below; the newer dtypes have their own references in `kquant::tests`.
+    for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         let extra: &[usize] = if dtype == DType::F32 { &F32_COLS } else { &[] };
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
@@ -755,7 +779,8 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
     let mut rng = Rng::new(14);
     let rows = 5;
     for dtype in DType::ALL {
-        for &cols in &[32usize, 96, 544] {
+        let block = dtype.block_elems().max(QK);
+        for cols in [block, 3 * block, 17 * block] {
             for n_tokens in [1, 2, 3, 4, 5, 8, 9, TOKEN_TILE, TOKEN_TILE + 7] {
                 let weights = random_weights(dtype, rows, cols, &mut rng);
                 let x = random_activations(n_tokens * cols, &mut rng);
@@ -796,7 +821,7 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
 fn unaligned_weight_bytes_give_the_same_result() {
     let mut rng = Rng::new(15);
     for dtype in DType::ALL {
-        let (rows, cols) = (3, 96);
+        let (rows, cols) = (3, 3 * dtype.block_elems().max(QK));
         let weights = random_weights(dtype, rows, cols, &mut rng);
         let x = random_activations(cols, &mut rng);
         let xq = xq_of(&x);
@@ -824,4 +849,17 @@ fn zero_columns_give_positive_zero() {
 #[test]
 fn kernel_selftest_passes_natively() {
     assert_eq!(kernel_selftest(), 0);
+}
+
+#[test]
+fn kernel_cols_are_whole_blocks_with_every_group_tail() {
+    for dtype in DType::ALL {
+        let cols = crate::quant::testdata::kernel_cols(dtype);
+        assert!(cols.iter().all(|&c| dtype.row_bytes(c).is_some()), "{}", dtype.name());
+        // Activation blocks per row cover every remainder of the kernels' groups of four.
+        if !dtype.reads_f32_activations() {
+            let tails: std::collections::BTreeSet<usize> = cols.iter().map(|c| (c / QK) % 4).collect();
+            assert!(tails.len() >= 2, "{}: {cols:?}", dtype.name());
+        }
+    }
 }

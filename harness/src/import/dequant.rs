@@ -1,6 +1,8 @@
 //! Scalar conversions of the tensor encodings we import: f16, bf16 and ggml's `block_q8_0`,
-//! `block_q4_0`, `block_q4_1` (ggml-common.h; the same layouts as SLM1's q8_0 / q4_0 / q4_1, see
-//! `abi/FORMAT.md`). Block sizes and field offsets come from the runtime's layout table
+//! `block_q4_0`, `block_q4_1`, `block_q5_0`, `block_q5_1`, `block_q4_K`, `block_q5_K`,
+//! `block_q6_K` (ggml-common.h; the same layouts as SLM1's dtypes of those names, see
+//! `abi/FORMAT.md`). The k-quant formulas follow the loops of ggml's `dequantize_row_q{4,5,6}_K`
+//! (64 or 128 elements per step), not the runtime's per-element formulas. Block sizes and field offsets come from the runtime's layout table
 //! (`tinyrustlm::quant::layout`); the element formulas and the f16 conversion here are written
 //! independently of the runtime's, so importing does not trust the code it feeds.
 
@@ -78,6 +80,92 @@ pub fn dequantize(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>> {
                 let qs = &block[Q4_1.offset_of("qs")..];
                 out.extend(qs.iter().map(|&q| d * f32::from(q & 15) + m));
                 out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
+            }
+        }
+        DType::F16 => out.extend(bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
+        DType::Q5_0 | DType::Q5_1 => {
+            let l = dtype.layout();
+            let has_min = dtype == DType::Q5_1;
+            for block in bytes.chunks_exact(l.bytes) {
+                let d = f16_to_f32(le_u16(block, l.offset_of("d")));
+                let m = if has_min { f16_to_f32(le_u16(block, l.offset_of("m"))) } else { 0.0 };
+                let qh_at = l.offset_of("qh");
+                let qh = u32::from_le_bytes([block[qh_at], block[qh_at + 1], block[qh_at + 2], block[qh_at + 3]]);
+                let qs = &block[l.offset_of("qs")..];
+                let mut y = [0.0f32; 32];
+                for j in 0..16 {
+                    // ggml dequantize_row_q5_*: bit j of qh tops element j, bit j + 16 element j + 16.
+                    let x0 = u32::from(qs[j] & 0x0f) | (((qh >> j) << 4) & 0x10);
+                    let x1 = u32::from(qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
+                    if has_min {
+                        y[j] = x0 as f32 * d + m;
+                        y[j + 16] = x1 as f32 * d + m;
+                    } else {
+                        y[j] = (x0 as i32 - 16) as f32 * d;
+                        y[j + 16] = (x1 as i32 - 16) as f32 * d;
+                    }
+                }
+                out.extend_from_slice(&y);
+            }
+        }
+        DType::Q4_K | DType::Q5_K => {
+            let l = dtype.layout();
+            let five = dtype == DType::Q5_K;
+            for block in bytes.chunks_exact(l.bytes) {
+                let d = f16_to_f32(le_u16(block, l.offset_of("d")));
+                let dmin = f16_to_f32(le_u16(block, l.offset_of("dmin")));
+                let sc = &block[l.offset_of("scales")..l.offset_of("scales") + 12];
+                let qs = &block[l.offset_of("qs")..];
+                let qh: &[u8] = if five { &block[l.offset_of("qh")..l.offset_of("qh") + 32] } else { &[] };
+                // ggml get_scale_min_k4.
+                let scale_min = |j: usize| -> (u8, u8) {
+                    if j < 4 {
+                        (sc[j] & 63, sc[j + 4] & 63)
+                    } else {
+                        ((sc[j + 4] & 0xf) | ((sc[j - 4] >> 6) << 4), (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4))
+                    }
+                };
+                // 64 elements per step: low nibbles with sub-block 2i, high with 2i + 1.
+                for i in 0..4 {
+                    let q = &qs[32 * i..32 * i + 32];
+                    for (half, shift) in [(0usize, 0u8), (1, 4)] {
+                        let (s, m) = scale_min(2 * i + half);
+                        let (d1, m1) = (d * f32::from(s), dmin * f32::from(m));
+                        for (lane, &byte) in q.iter().enumerate() {
+                            let mut v = (byte >> shift) & 0xf;
+                            if five && qh[lane] & (1 << (2 * i + half)) != 0 {
+                                v += 16;
+                            }
+                            out.push(d1 * f32::from(v) - m1);
+                        }
+                    }
+                }
+            }
+        }
+        DType::Q6_K => {
+            let l = dtype.layout();
+            for block in bytes.chunks_exact(l.bytes) {
+                let d = f16_to_f32(le_u16(block, l.offset_of("d")));
+                let (ql_at, qh_at, sc_at) = (l.offset_of("ql"), l.offset_of("qh"), l.offset_of("scales"));
+                let mut y = [0.0f32; 256];
+                // ggml dequantize_row_q6_K: 128 elements per step, four quarters of 32.
+                for n in 0..2 {
+                    let ql = &block[ql_at + 64 * n..];
+                    let qh = &block[qh_at + 32 * n..];
+                    let sc = |k: usize| f32::from(block[sc_at + 8 * n + k] as i8);
+                    for lane in 0..32 {
+                        let is = lane / 16;
+                        let q1 = i32::from((ql[lane] & 0xf) | ((qh[lane] & 3) << 4)) - 32;
+                        let q2 = i32::from((ql[lane + 32] & 0xf) | (((qh[lane] >> 2) & 3) << 4)) - 32;
+                        let q3 = i32::from((ql[lane] >> 4) | (((qh[lane] >> 4) & 3) << 4)) - 32;
+                        let q4 = i32::from((ql[lane + 32] >> 4) | (((qh[lane] >> 6) & 3) << 4)) - 32;
+                        y[128 * n + lane] = d * sc(is) * q1 as f32;
+                        y[128 * n + lane + 32] = d * sc(is + 2) * q2 as f32;
+                        y[128 * n + lane + 64] = d * sc(is + 4) * q3 as f32;
+                        y[128 * n + lane + 96] = d * sc(is + 6) * q4 as f32;
+                    }
+                }
+                out.extend_from_slice(&y);
             }
         }
     }
@@ -215,9 +303,36 @@ mod tests {
         assert_eq!(v[17], 0.5 * 14.0 + 1.0);
     }
 
+    /// The runtime's test vectors from the `gguf` package's numpy dequantizer
+    /// (`harness/scripts/gen_kquant_vectors.py`): this decoder, written separately, must give the
+    /// same bits (record format in that script).
+    #[test]
+    fn new_dtypes_match_gguf_numpy_vectors() {
+        let v: &[u8] = include_bytes!("../../../src/quant/kquant/testdata/dequant_vectors.bin");
+        let u32_at = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+        assert_eq!(&v[..8], b"TRLQVEC1");
+        let mut at = 12;
+        let mut checked = std::collections::BTreeSet::new();
+        for _ in 0..u32_at(8) {
+            let (ty, n_blocks) = (u32_at(at), u32_at(at + 8) as usize);
+            at += 12;
+            let dtype = DType::from_ggml_type(ty).unwrap();
+            let l = dtype.layout();
+            let blocks = &v[at..at + n_blocks * l.bytes];
+            at += blocks.len();
+            let n = n_blocks * l.elements;
+            let want: Vec<u32> = (0..n).map(|i| u32_at(at + 4 * i)).collect();
+            at += 4 * n;
+            let got: Vec<u32> = dequantize(dtype, blocks).unwrap().iter().map(|x| x.to_bits()).collect();
+            assert_eq!(got, want, "{}", dtype.name());
+            checked.insert(dtype.name());
+        }
+        assert_eq!(checked.len(), 6, "{checked:?}");
+    }
+
     #[test]
     fn partial_blocks_are_errors() {
-        for dtype in [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+        for dtype in DType::ALL.into_iter().filter(|d| d.block_bytes() > 1 && !35usize.is_multiple_of(d.block_bytes())) {
             let err = dequantize(dtype, &[0u8; 35]).unwrap_err().to_string();
             assert!(err.contains("not a multiple"), "{dtype:?}: {err}");
         }
