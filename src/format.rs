@@ -415,7 +415,7 @@ fn check_hparams(h: &RawHeader) -> Result<(Hyperparams, DType)> {
         p.norm = NormKind::from_code(b.norm_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.norm_kind", b.norm_kind as u64, "must be 0 (RMSNorm)"))?;
     }
     let quant = u8::try_from(h.quant_mode).ok().and_then(DType::from_code);
-    let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code: 0 f32, 1 q8_0, 2 q4_0, 3 q4_1"))?;
+    let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
     if h.n_tensors > MAX_TENSORS {
         return Err(bad(Status::LimitExceeded, "header.n_tensors", h.n_tensors as u64, "must be at most 4096"));
     }
@@ -453,7 +453,7 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
         let name = owned;
         let named = |field: &str| field!("tensor[{}].{}", name, field);
         let code = r.u8("dtype")?;
-        let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1"))?;
+        let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
         let rank = r.u8("rank")?;
         if rank != 1 && rank != 2 {
             return Err(bad(Status::BadTensorShape, named("rank"), rank as u64, "must be 1 or 2"));

@@ -18,7 +18,7 @@ use crate::buffer::AlignedBytes;
 use crate::error::{Error, Result, Status};
 use crate::field;
 use crate::format::{Hyperparams, Package, TensorEntry};
-use crate::quant::{self, DType, QuantizedActivations};
+use crate::quant::{self, QuantizedActivations};
 
 pub mod arch;
 
@@ -451,10 +451,10 @@ impl Model {
     }
 }
 
-/// Whether any matrix needs quantized inputs (the integer kernels); an all-f32 package reads the
-/// f32 activations directly.
+/// Whether any matrix needs quantized inputs (the integer kernels); a package of f32 / f16
+/// matrices only reads the f32 activations directly.
 fn needs_quantized_inputs(package: &Package) -> bool {
-    package.tensors.iter().any(|t| t.rank == 2 && t.dtype != DType::F32)
+    package.tensors.iter().any(|t| t.rank == 2 && !t.dtype.reads_f32_activations())
 }
 
 /// `rows[t] += bias` for each row `t` (f32 addition, one rounding), `bias` f32 bytes.
