@@ -14,8 +14,8 @@ use crate::format::ModelIdentity;
 use crate::model::{self, Model};
 use crate::quant::DType;
 use crate::sampler::{Sampler, SamplingParams};
-use crate::tokenizer::chat::{self, SMOLLM2_DEFAULT_SYSTEM};
-use crate::tokenizer::{ChatTemplate, StreamDecoder, Tokenizer};
+use crate::tokenizer::chat;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 // Flags, result kinds, generation states and stop reasons are ABI facts (`crate::abi_facts`).
 pub use crate::abi_facts::{GenState, ResultKind, StopReason, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL, LOAD_KV_F16};
@@ -287,7 +287,7 @@ impl Engine {
         let l = self.loaded_mut()?;
         let messages = chat::decode_messages(encoded)?;
         let template = l.tokenizer.chat_template();
-        let default_system = if flags & (CHAT_CONTINUE | CHAT_NO_DEFAULT_SYSTEM) != 0 { None } else { default_system_prompt(template) };
+        let default_system = if flags & (CHAT_CONTINUE | CHAT_NO_DEFAULT_SYSTEM) != 0 { None } else { template.default_system() };
         l.chat_prompt = chat::render(template, &messages, default_system, flags & (CHAT_ADD_GENERATION_PROMPT | CHAT_CONTINUE))?;
         Ok(())
     }
@@ -663,16 +663,6 @@ fn whole_bytes(bytes: &[u8], dst: &mut [u8]) -> core::result::Result<usize, (Err
     }
     dst[..n].copy_from_slice(bytes);
     Ok(n)
-}
-
-/// The system prompt a template puts first when a conversation has none. ChatML packages today are
-/// SmolLM2's, whose template adds [`SMOLLM2_DEFAULT_SYSTEM`]; with package format v2 this comes
-/// from the package.
-fn default_system_prompt(template: ChatTemplate) -> Option<&'static str> {
-    match template {
-        ChatTemplate::ChatMl => Some(SMOLLM2_DEFAULT_SYSTEM),
-        ChatTemplate::None => None,
-    }
 }
 
 fn finish(l: &mut Loaded, reason: StopReason) {

@@ -10,13 +10,23 @@ use core::ops::Range;
 
 use crate::error::{oom, Error, Field, Result, Status};
 use crate::field;
-use crate::model::arch::{Arch, TensorSlot, TensorsByRole};
+use crate::model::arch::{Arch, NormKind, RopeKind, TensorSlot, TensorsByRole};
 use crate::quant::DType;
 use crate::reader::{Entry, Reader};
 
 pub const MAGIC: [u8; 4] = *b"SLM1";
+/// SLM1 v1: llama, every matrix in `quant_mode`.
 pub const FORMAT_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 128;
+/// SLM1 v2: an architecture block after the v1 header fields (bytes 128..160) and tensors as
+/// shipped (`abi/FORMAT.md`, "Header v2").
+pub const FORMAT_VERSION_2: u32 = 2;
+pub const HEADER_LEN_V2: usize = 160;
+/// v2 `arch_flags` bit 0: `blk.{i}.attn_q/k/v.bias` are present.
+pub const ARCH_FLAG_QKV_BIAS: u32 = 1;
+/// Cap on v2 `head_dim`: above any family's (gemma3: 256); with `n_heads · head_dim ≤ MAX_DIM` it
+/// bounds the attention scratch.
+pub const MAX_HEAD_DIM: u32 = 1024;
 /// Tensor data alignment: enough for any SIMD128 load and a cache line half.
 pub const TENSOR_ALIGN: usize = 32;
 pub const FLAG_TIED_EMBEDDINGS: u32 = 1;
@@ -99,7 +109,9 @@ pub struct Package {
     pub quant: DType,
     pub identity: ModelIdentity,
     pub tensors: Vec<TensorEntry>,
-    /// The architecture; SLM1 v1 packages are all llama.
+    /// `format_version`: 1 or 2.
+    pub format_version: u32,
+    /// The architecture (also `hparams.arch`); SLM1 v1 packages are all llama.
     pub arch: Arch,
     /// Directory index of each model-level tensor by role (`None`: not in this package, e.g.
     /// `output.weight` when the embeddings are tied).
@@ -119,8 +131,22 @@ fn bad(status: Status, field: impl Into<Field>, value: u64, rule: &'static str) 
     Error::new(status, field, value, rule)
 }
 
+/// The v2 architecture block (header bytes 128..160), as read.
+struct RawArchBlock {
+    arch: u32,
+    head_dim: u32,
+    rope_kind: u32,
+    norm_kind: u32,
+    arch_flags: u32,
+    reserved: [u32; 3],
+}
+
 /// The raw header fields, before any cross-checks.
 struct RawHeader {
+    version: u32,
+    header_len: usize,
+    /// `None` in a v1 header.
+    v2: Option<RawArchBlock>,
     flags: u32,
     hparams: Hyperparams,
     quant_mode: u32,
@@ -151,41 +177,72 @@ fn read_header(bytes: &[u8]) -> Result<RawHeader> {
         return Err(bad(Status::BadMagic, "header.magic", u32_at(magic, 0) as u64, "must be \"SLM1\""));
     }
     let version = r.u32("format_version")?;
-    if version != FORMAT_VERSION {
-        return Err(bad(Status::UnsupportedVersion, "header.format_version", version as u64, "must be 1"));
-    }
+    let want_len = match version {
+        FORMAT_VERSION => HEADER_LEN,
+        FORMAT_VERSION_2 => HEADER_LEN_V2,
+        _ => return Err(bad(Status::UnsupportedVersion, "header.format_version", version as u64, "must be 1 or 2")),
+    };
     let header_len = r.u32("header_len")?;
-    if header_len as usize != HEADER_LEN {
-        return Err(bad(Status::BadHeaderLength, "header.header_len", header_len as u64, "must be 128"));
+    if header_len as usize != want_len {
+        let rule = if version == FORMAT_VERSION { "must be 128 (format_version 1)" } else { "must be 160 (format_version 2)" };
+        return Err(bad(Status::BadHeaderLength, "header.header_len", header_len as u64, rule));
+    }
+    if bytes.len() < want_len {
+        return Err(bad(Status::Truncated, "header", bytes.len() as u64, "a v2 package is at least 160 bytes"));
     }
     let flags = r.u32("flags")?;
-    let hparams = Hyperparams {
-        vocab_size: r.u32("vocab_size")?,
-        dim: r.u32("dim")?,
-        n_layers: r.u32("n_layers")?,
-        n_heads: r.u32("n_heads")?,
-        n_kv_heads: r.u32("n_kv_heads")?,
-        ffn_dim: r.u32("ffn_dim")?,
-        max_context: r.u32("max_context")?,
-        rope_theta: r.f32("rope_theta")?,
-        norm_eps: r.f32("norm_eps")?,
-        tied_embeddings: flags & FLAG_TIED_EMBEDDINGS != 0,
+    let hparams = Hyperparams::llama_v1(
+        r.u32("vocab_size")?,
+        r.u32("dim")?,
+        r.u32("n_layers")?,
+        r.u32("n_heads")?,
+        r.u32("n_kv_heads")?,
+        r.u32("ffn_dim")?,
+        r.u32("max_context")?,
+        r.f32("rope_theta")?,
+        r.f32("norm_eps")?,
+        flags & FLAG_TIED_EMBEDDINGS != 0,
+    );
+    let quant_mode = r.u32("quant_mode")?;
+    let n_params = r.u64("n_params")?;
+    let n_tensors = r.u32("n_tensors")?;
+    let tokenizer_crc = r.u32("tokenizer_crc")?;
+    let tensor_layout_crc = r.u32("tensor_layout_crc")?;
+    let reserved = r.u32("reserved")?;
+    let (dir_offset, dir_len) = (r.u64("dir_offset")?, r.u64("dir_len")?);
+    let (tokenizer_offset, tokenizer_len) = (r.u64("tokenizer_offset")?, r.u64("tokenizer_len")?);
+    let (data_offset, data_len) = (r.u64("data_offset")?, r.u64("data_len")?);
+    let v2 = if version == FORMAT_VERSION_2 {
+        let mut r = Reader::new(&bytes[HEADER_LEN..HEADER_LEN_V2], HEADER_LEN, "header", Status::Truncated);
+        Some(RawArchBlock {
+            arch: r.u32("arch")?,
+            head_dim: r.u32("head_dim")?,
+            rope_kind: r.u32("rope_kind")?,
+            norm_kind: r.u32("norm_kind")?,
+            arch_flags: r.u32("arch_flags")?,
+            reserved: [r.u32("reserved_v2")?, r.u32("reserved_v2")?, r.u32("reserved_v2")?],
+        })
+    } else {
+        None
     };
     Ok(RawHeader {
+        version,
+        header_len: want_len,
+        v2,
         flags,
         hparams,
-        quant_mode: r.u32("quant_mode")?,
-        n_params: r.u64("n_params")?,
-        n_tensors: r.u32("n_tensors")?,
-        tokenizer_crc: r.u32("tokenizer_crc")?,
-        tensor_layout_crc: r.u32("tensor_layout_crc")?,
-        reserved: r.u32("reserved")?,
-        dir_offset: r.u64("dir_offset")?,
-        dir_len: r.u64("dir_len")?,
-        tokenizer_offset: r.u64("tokenizer_offset")?,
-        tokenizer_len: r.u64("tokenizer_len")?,
-        data_offset: r.u64("data_offset")?,
-        data_len: r.u64("data_len")?,
+        quant_mode,
+        n_params,
+        n_tensors,
+        tokenizer_crc,
+        tensor_layout_crc,
+        reserved,
+        dir_offset,
+        dir_len,
+        tokenizer_offset,
+        tokenizer_len,
+        data_offset,
+        data_len,
     })
 }
 
@@ -202,8 +259,8 @@ struct Sections {
 
 fn check_sections(h: &RawHeader, file_len: usize) -> Result<Sections> {
     let file_len = file_len as u64;
-    if h.dir_offset != HEADER_LEN as u64 {
-        return Err(bad(Status::BadSectionBounds, "header.dir_offset", h.dir_offset, "must equal header_len (128)"));
+    if h.dir_offset != h.header_len as u64 {
+        return Err(bad(Status::BadSectionBounds, "header.dir_offset", h.dir_offset, "must equal header_len (128 in v1, 160 in v2)"));
     }
     let dir_end = h.dir_offset.checked_add(h.dir_len);
     if dir_end.is_none_or(|end| end > file_len) {
@@ -283,14 +340,38 @@ fn check_checksums(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<u32> {
     Ok(stored)
 }
 
-fn check_hparams(h: &RawHeader) -> Result<DType> {
+/// The v2 architecture block's own rules (FORMAT.md "Header v2"), in field order except
+/// `head_dim`, `rope_kind` and `norm_kind`, which [`check_hparams`] checks among the hyperparameters.
+fn check_arch_block(b: &RawArchBlock) -> Result<Arch> {
+    let arch = Arch::from_code(b.arch).ok_or_else(|| bad(Status::BadHyperparameter, "header.arch", b.arch as u64, "must be 0 llama or 1 qwen2"))?;
+    if b.arch_flags & !ARCH_FLAG_QKV_BIAS != 0 {
+        return Err(bad(Status::BadFlags, "header.arch_flags", b.arch_flags as u64, "only bit 0 (ATTN_QKV_BIAS) may be set"));
+    }
+    if b.arch_flags & ARCH_FLAG_QKV_BIAS != 0 && !arch.has_qkv_bias_rows() {
+        return Err(bad(Status::BadFlags, "header.arch_flags", b.arch_flags as u64, "ATTN_QKV_BIAS needs an architecture with Q/K/V biases (qwen2)"));
+    }
+    if let Some(&v) = b.reserved.iter().find(|&&v| v != 0) {
+        return Err(bad(Status::BadFlags, "header.reserved_v2", v as u64, "bytes 148..160 must be 0"));
+    }
+    Ok(arch)
+}
+
+/// Checks the header values and returns the hyperparameters (v2: with the architecture block
+/// applied) and the quant mode.
+fn check_hparams(h: &RawHeader) -> Result<(Hyperparams, DType)> {
     if h.flags & !KNOWN_FLAGS != 0 {
         return Err(bad(Status::BadFlags, "header.flags", h.flags as u64, "only bit 0 (TIED_EMBEDDINGS) may be set"));
     }
     if h.reserved != 0 {
         return Err(bad(Status::BadFlags, "header.reserved", h.reserved as u64, "must be 0"));
     }
-    let p = &h.hparams;
+    let mut p = h.hparams;
+    if let Some(b) = &h.v2 {
+        p.arch = check_arch_block(b)?;
+        p.head_dim = b.head_dim;
+        p.qkv_bias = b.arch_flags & ARCH_FLAG_QKV_BIAS != 0;
+    }
+    let p = &mut p;
     let range = |field: &'static str, value: u32, max: u32, rule: &'static str| {
         if value == 0 || value > max {
             Err(bad(Status::BadHyperparameter, field, value as u64, rule))
@@ -305,11 +386,20 @@ fn check_hparams(h: &RawHeader) -> Result<DType> {
     range("header.n_kv_heads", p.n_kv_heads, p.n_heads, "must be in 1..=n_heads")?;
     range("header.ffn_dim", p.ffn_dim, MAX_FFN_DIM, "must be in 1..=65536")?;
     range("header.max_context", p.max_context, MAX_CONTEXT, "must be in 1..=32768")?;
-    if p.dim % p.n_heads != 0 {
-        return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "must divide dim"));
-    }
-    if (p.dim / p.n_heads) % 2 != 0 {
-        return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "head_dim = dim / n_heads must be even (RoPE rotates pairs)"));
+    if h.v2.is_none() {
+        if p.dim % p.n_heads != 0 {
+            return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "must divide dim"));
+        }
+        if (p.dim / p.n_heads) % 2 != 0 {
+            return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "head_dim = dim / n_heads must be even (RoPE rotates pairs)"));
+        }
+    } else {
+        if p.head_dim < 2 || p.head_dim > MAX_HEAD_DIM || p.head_dim % 2 != 0 {
+            return Err(bad(Status::BadHyperparameter, "header.head_dim", p.head_dim as u64, "must be even and in 2..=1024 (RoPE rotates pairs)"));
+        }
+        if p.q_dim() > MAX_DIM as usize {
+            return Err(bad(Status::BadHyperparameter, "header.head_dim", p.head_dim as u64, "n_heads · head_dim must be at most 16384"));
+        }
     }
     if p.n_heads % p.n_kv_heads != 0 {
         return Err(bad(Status::BadHyperparameter, "header.n_kv_heads", p.n_kv_heads as u64, "must divide n_heads"));
@@ -320,12 +410,29 @@ fn check_hparams(h: &RawHeader) -> Result<DType> {
     if !(p.norm_eps.is_finite() && p.norm_eps > 0.0) {
         return Err(bad(Status::BadHyperparameter, "header.norm_eps", p.norm_eps.to_bits() as u64, "must be finite and > 0 (value shown as f32 bits)"));
     }
+    if let Some(b) = &h.v2 {
+        p.rope = RopeKind::from_code(b.rope_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.rope_kind", b.rope_kind as u64, "must be 0 interleaved or 1 neox"))?;
+        p.norm = NormKind::from_code(b.norm_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.norm_kind", b.norm_kind as u64, "must be 0 (RMSNorm)"))?;
+    }
     let quant = u8::try_from(h.quant_mode).ok().and_then(DType::from_code);
-    let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code: 0 f32, 1 q8_0, 2 q4_0, 3 q4_1"))?;
+    let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
     if h.n_tensors > MAX_TENSORS {
         return Err(bad(Status::LimitExceeded, "header.n_tensors", h.n_tensors as u64, "must be at most 4096"));
     }
-    Ok(quant)
+    Ok((*p, quant))
+}
+
+/// A v2 package's `quant_mode`: the dtype holding the most elements of rank-2 tensors, the lowest
+/// code on a tie (`f32` when there are no matrices).
+pub fn dominant_dtype(tensors: &[TensorEntry]) -> DType {
+    let mut best = (DType::F32, 0u64);
+    for d in DType::ALL {
+        let n: u64 = tensors.iter().filter(|e| e.rank == 2 && e.dtype == d).map(TensorEntry::n_elements).sum();
+        if n > best.1 {
+            best = (d, n);
+        }
+    }
+    best.0
 }
 
 fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<TensorEntry>> {
@@ -346,7 +453,7 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
         let name = owned;
         let named = |field: &str| field!("tensor[{}].{}", name, field);
         let code = r.u8("dtype")?;
-        let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1"))?;
+        let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
         let rank = r.u8("rank")?;
         if rank != 1 && rank != 2 {
             return Err(bad(Status::BadTensorShape, named("rank"), rank as u64, "must be 1 or 2"));
@@ -407,7 +514,7 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
 
 /// Finds the tensor of `slot`, checks its shape and dtype against the architecture table, and
 /// returns its directory index.
-fn require(entries: &[TensorEntry], found: &mut [bool], slot: &TensorSlot, h: &Hyperparams, quant: DType) -> Result<usize> {
+fn require(entries: &[TensorEntry], found: &mut [bool], slot: &TensorSlot, h: &Hyperparams, quant: DType, as_shipped: bool) -> Result<usize> {
     let i = entries
         .iter()
         .position(|e| slot.is_named(&e.name))
@@ -426,8 +533,12 @@ fn require(entries: &[TensorEntry], found: &mut [bool], slot: &TensorSlot, h: &H
             _ => bad(Status::BadTensorShape, field, dims[0] as u64, RULE),
         });
     }
-    // `Storage` holds the rule: norms f32, matrices quant_mode, embeddings also q8_0 in 4-bit packages.
-    if !slot.desc.storage.allows(quant, e.dtype) {
+    // `Storage` holds the rule: v1 norms f32, matrices quant_mode, embeddings also q8_0 in 4-bit
+    // packages; v2 norms and biases f32, matrices any dtype.
+    if as_shipped && !slot.desc.storage.allows_as_shipped(e.dtype) {
+        return Err(bad(Status::BadQuantMode, field!("tensor[{}].dtype", slot), e.dtype.code() as u64, "norms and biases must be f32"));
+    }
+    if !as_shipped && !slot.desc.storage.allows(quant, e.dtype) {
         return Err(bad(
             Status::BadQuantMode,
             field!("tensor[{}].dtype", slot),
@@ -444,12 +555,12 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     let h = read_header(bytes)?;
     let sections = check_sections(&h, bytes.len())?;
     let artifact_crc = check_checksums(bytes, &h, &sections)?;
-    let quant = check_hparams(&h)?;
+    let (p, quant) = check_hparams(&h)?;
     let tensors = read_directory(bytes, &h, &sections)?;
 
     // The architecture's tensor table (model/arch.rs) says which tensors, shapes and dtypes.
-    let p = h.hparams;
-    let arch = Arch::Llama;
+    let arch = p.arch;
+    let as_shipped = h.version == FORMAT_VERSION_2;
     let mut found = Vec::new();
     found.try_reserve_exact(tensors.len()).map_err(|_| oom("directory", tensors.len()))?;
     found.resize(tensors.len(), false);
@@ -458,7 +569,7 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", (p.n_layers as usize).saturating_mul(core::mem::size_of::<TensorsByRole>())))?;
     layers.resize(p.n_layers as usize, TensorsByRole::default());
     for slot in arch.tensors(&p) {
-        let i = require(&tensors, &mut found, &slot, &p, quant)?;
+        let i = require(&tensors, &mut found, &slot, &p, quant, as_shipped)?;
         match slot.layer {
             None => model_tensors.set(slot.desc.role, i),
             Some(l) => layers[l as usize].set(slot.desc.role, i),
@@ -471,6 +582,14 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     let n_params: u64 = tensors.iter().map(TensorEntry::n_elements).sum();
     if n_params != h.n_params {
         return Err(bad(Status::BadParameterCount, "header.n_params", h.n_params, "must equal the sum of all tensors' element counts"));
+    }
+    if as_shipped && dominant_dtype(&tensors) != quant {
+        return Err(bad(
+            Status::BadQuantMode,
+            "header.quant_mode",
+            h.quant_mode as u64,
+            "v2: must be the dtype holding the most matrix elements (lowest code on a tie)",
+        ));
     }
     for e in &tensors {
         if let Some(at) = crate::quant::first_non_finite(e.dtype, &bytes[e.range.clone()]) {
@@ -489,6 +608,7 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
             n_tensors: h.n_tensors,
         },
         tensors,
+        format_version: h.version,
         arch,
         model_tensors,
         layers,

@@ -20,8 +20,9 @@ Supported `tokenizer.ggml.model` values:
 
 Defaults from metadata: bos/eos/unk ids, ADD_BOS (`tokenizer.ggml.add_bos_token`), ADD_SPACE_PREFIX
 (`tokenizer.ggml.add_space_prefix`, SentencePiece only), pre-tokenizer (`tokenizer.ggml.pre`:
-smollm → smollm, else gpt2 for gpt2 models, none for llama), chat template (chatml if the template
-mentions `<|im_start|>`), end-of-generation ids (eos plus the ids of `<|endoftext|>`, `<|im_end|>`,
+smollm → smollm, qwen2 → qwen2, llama-bpe → llama3, else gpt2 for gpt2 models, none for llama), chat
+template (chatml_qwen2 if the template mentions `<|im_start|>` and Qwen's default system prompt,
+chatml if only `<|im_start|>`), end-of-generation ids (eos plus the ids of `<|endoftext|>`, `<|im_end|>`,
 `<|eot_id|>`, `<end_of_turn>`, `<|end|>` when present). Flags override them.
 """
 import argparse
@@ -32,8 +33,10 @@ import zlib
 from gguf import GGUFReader
 
 KIND = {"byte": 0, "bpe_byte_level": 1, "bpe_sentencepiece": 2}
-PRE = {"none": 0, "gpt2": 1, "smollm": 2}
-CHAT = {"none": 0, "chatml": 1}
+PRE = {"none": 0, "gpt2": 1, "smollm": 2, "qwen2": 3, "llama3": 4}
+CHAT = {"none": 0, "chatml": 1, "chatml_qwen2": 2}
+QWEN2_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+GGUF_PRE = {"smollm": "smollm", "qwen2": "qwen2", "llama-bpe": "llama3"}
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 NONE_ID = 0xFFFFFFFF
 EOG_TEXTS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
@@ -115,7 +118,7 @@ def section_from_gguf(path, eog_ids=None, pre_tokenizer=None, chat_template=None
             a, b = m.split(" ", 1)
             merges.append((ids[a], ids[b], ids[a + b], rank))
         add_space_prefix = False
-        default_pre = "smollm" if get("tokenizer.ggml.pre") == "smollm" else "gpt2"
+        default_pre = GGUF_PRE.get(get("tokenizer.ggml.pre"), "gpt2")
     elif model == "llama":
         kind = "bpe_sentencepiece"
         for text, ty, score in zip(texts, types, scores):
@@ -138,8 +141,14 @@ def section_from_gguf(path, eog_ids=None, pre_tokenizer=None, chat_template=None
     return write_section(
         kind, tokens, merges, bos_id, eos_id, unk_id,
         pre_tokenizer or default_pre,
-        chat_template or ("chatml" if "<|im_start|>" in template else "none"),
+        chat_template or default_chat_template(template),
         bool(get("tokenizer.ggml.add_bos_token", model == "llama")), add_space_prefix, eog_ids)
+
+
+def default_chat_template(template):
+    if "<|im_start|>" not in template:
+        return "none"
+    return "chatml_qwen2" if QWEN2_DEFAULT_SYSTEM in template else "chatml"
 
 
 def sentencepiece_merges(tokens):

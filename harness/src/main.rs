@@ -10,7 +10,7 @@ use harness::runtime::{ModuleFile, Runtime, Sampling, GEN_CONTINUE, GEN_PARSE_SP
 use harness::{import, package, synth};
 use serde_json::json;
 use tinyrustlm::quant::DType;
-use tinyrustlm::tokenizer::chat::{self, ChatMessage, CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE, SMOLLM2_DEFAULT_SYSTEM};
+use tinyrustlm::tokenizer::chat::{self, ChatMessage, CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE};
 use tinyrustlm::tokenizer::ChatTemplate;
 
 #[derive(Parser)]
@@ -154,7 +154,7 @@ impl From<Quant> for DType {
 
 #[derive(Args)]
 struct PackArgs {
-    /// GGUF input (llama architecture).
+    /// GGUF input (llama or qwen2 architecture); tensors keep their shipped dtypes unless --quant.
     #[arg(long, conflicts_with_all = ["llama2c", "synthetic"])]
     gguf: Option<PathBuf>,
     /// llama2.c checkpoint (`.bin`, legacy v0 header); needs --tokenizer.
@@ -178,9 +178,10 @@ struct PackArgs {
     kv_heads: u32,
     #[arg(long, default_value_t = 96)]
     ffn: u32,
-    /// Storage of the matrices (norms stay f32).
-    #[arg(long, value_enum, default_value = "q8_0")]
-    quant: Quant,
+    /// Convert every matrix to this storage (norms stay f32). Default: a GGUF's tensors as shipped
+    /// (SLM1 v2 when they mix dtypes), q8_0 for --llama2c and --synthetic.
+    #[arg(long, value_enum)]
+    quant: Option<Quant>,
     #[arg(short, long)]
     out: PathBuf,
 }
@@ -284,12 +285,26 @@ fn perplexity(wasm: &Option<PathBuf>, a: &PerplexityArgs) -> Result<()> {
     Ok(())
 }
 
-/// One user turn in ChatML (SmolLM2's template), ready for the answer, rendered by the runtime's
-/// renderer; `flags` may add `CHAT_CONTINUE`.
-fn chatml_user_turn(user: &str, default_system: Option<&str>, flags: u32) -> Result<String> {
+/// One user turn in the loaded package's chat template, ready for the answer, rendered by the
+/// runtime's renderer; `flags` may add `CHAT_CONTINUE`.
+fn chat_user_turn(template: ChatTemplate, user: &str, default_system: Option<&str>, flags: u32) -> Result<String> {
     let turn = [ChatMessage { role: "user", content: user }];
-    let bytes = chat::render(ChatTemplate::ChatMl, &turn, default_system, flags | CHAT_ADD_GENERATION_PROMPT).map_err(|e| anyhow!("{e}"))?;
+    let bytes = chat::render(template, &turn, default_system, flags | CHAT_ADD_GENERATION_PROMPT).map_err(|e| anyhow!("{e}"))?;
     Ok(String::from_utf8(bytes)?)
+}
+
+/// The loaded package's chat template (diagnostics `chat_template`) and the system prompt a new
+/// conversation starts with: `system` when given, else the template's family default.
+fn package_chat(rt: &mut Runtime, system: &Option<String>) -> Result<(ChatTemplate, String)> {
+    let code = rt.diagnostics()?.chat_template;
+    let template = match code {
+        0 => ChatTemplate::None,
+        1 => ChatTemplate::ChatMl,
+        2 => ChatTemplate::ChatMlQwen2,
+        other => bail!("the package's chat_template is {other}, which this trl does not know"),
+    };
+    let default = template.default_system().ok_or_else(|| anyhow!("this model's package names no chat template; drop --chat"))?;
+    Ok((template, system.clone().unwrap_or_else(|| default.to_string())))
 }
 
 fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
@@ -347,19 +362,30 @@ fn pack(a: &PackArgs) -> Result<()> {
     } else {
         bail!("give one of --gguf, --llama2c or --synthetic");
     };
-    let quant: DType = a.quant.into();
-    progress.set_prefix(format!("packing {}", quant.name()));
+    // A GGUF keeps its shipped dtypes unless --quant asks for one; the other sources hold f32
+    // values, which default to q8_0 as before.
+    let quant: Option<DType> = match a.quant {
+        Some(q) => Some(q.into()),
+        None if a.gguf.is_some() => None,
+        None => Some(DType::Q8_0),
+    };
+    progress.set_prefix(format!("packing {}", quant.map_or("as shipped", DType::name)));
     progress.set_length(package::canonical_names(&spec.hparams).len() as u64);
-    let raw = package::build(&spec, quant, |name| {
+    let on_tensor = |name: &str| {
         progress.set_message(name.to_string());
         progress.inc(1);
-    })?;
+    };
+    let raw = match quant {
+        Some(q) => package::build(&spec, q, on_tensor)?,
+        None => package::build_as_shipped(&spec, on_tensor)?,
+    };
     progress.finish_and_clear();
     let (bytes, _) = raw.to_bytes();
     let tmp = a.out.with_extension("slm.partial");
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &a.out)?;
-    eprintln!("wrote {} ({} bytes, {} params, {})", a.out.display(), bytes.len(), raw.n_params, quant.name());
+    let mode = DType::ALL.into_iter().find(|d| d.code() as u32 == raw.quant_mode).map_or("?", DType::name);
+    eprintln!("wrote {} ({} bytes, {} params, SLM1 v{}, quant_mode {mode})", a.out.display(), bytes.len(), raw.n_params, raw.format_version);
     Ok(())
 }
 
@@ -377,8 +403,8 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
     let v = json!({
         "file": path.display().to_string(),
         "bytes": bytes.len(),
-        "format_version": 1,
-        "hparams": { "vocab_size": h.vocab_size, "dim": h.dim, "n_layers": h.n_layers, "n_heads": h.n_heads, "n_kv_heads": h.n_kv_heads,
+        "format_version": pkg.format_version,
+        "hparams": { "arch": h.arch.name(), "rope": format!("{:?}", h.rope), "qkv_bias": h.qkv_bias, "vocab_size": h.vocab_size, "dim": h.dim, "n_layers": h.n_layers, "n_heads": h.n_heads, "n_kv_heads": h.n_kv_heads,
                      "head_dim": h.head_dim(), "ffn_dim": h.ffn_dim, "max_context": h.max_context, "rope_theta": h.rope_theta, "norm_eps": h.norm_eps,
                      "tied_embeddings": h.tied_embeddings },
         "quant_mode": pkg.quant.name(),
@@ -392,11 +418,20 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("{}  ({} bytes, SLM1 v1, {} storage)", path.display(), bytes.len(), pkg.quant.name());
+    let mut by_dtype: Vec<(&str, usize)> = Vec::new();
+    for t in &pkg.tensors {
+        match by_dtype.iter_mut().find(|(n, _)| *n == t.dtype.name()) {
+            Some((_, c)) => *c += 1,
+            None => by_dtype.push((t.dtype.name(), 1)),
+        }
+    }
+    let mix: Vec<String> = by_dtype.iter().map(|(n, c)| format!("{c} {n}")).collect();
+    println!("{}  ({} bytes, SLM1 v{}, {} storage; tensors: {})", path.display(), bytes.len(), pkg.format_version, pkg.quant.name(), mix.join(", "));
     println!(
-        "  llama: vocab {} · dim {} · layers {} · heads {}/{} (head_dim {}) · ffn {} · context {} · rope θ {} · eps {} · {}",
-        h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.head_dim(), h.ffn_dim, h.max_context, h.rope_theta, h.norm_eps,
-        if h.tied_embeddings { "tied embeddings" } else { "separate LM head" }
+        "  {}: vocab {} · dim {} · layers {} · heads {}/{} (head_dim {}) · ffn {} · context {} · rope {:?} θ {} · eps {} · {}{}",
+        h.arch.name(), h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.head_dim(), h.ffn_dim, h.max_context, h.rope, h.rope_theta, h.norm_eps,
+        if h.tied_embeddings { "tied embeddings" } else { "separate LM head" },
+        if h.qkv_bias { " · Q/K/V biases" } else { "" }
     );
     println!(
         "  identity: params {} · tensor layout crc {:08x} · tokenizer crc {:08x} · flags {} · tensors {}",
@@ -425,7 +460,12 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
     for s in &a.stop {
         rt.add_stop_string(s)?;
     }
-    let prompt = if a.chat { chatml_user_turn(&a.prompt, Some(a.system.as_deref().unwrap_or(SMOLLM2_DEFAULT_SYSTEM)), 0)? } else { a.prompt.clone() };
+    let prompt = if a.chat {
+        let (template, system) = package_chat(&mut rt, &a.system)?;
+        chat_user_turn(template, &a.prompt, Some(&system), 0)?
+    } else {
+        a.prompt.clone()
+    };
     let flags = if a.no_special { 0 } else { GEN_PARSE_SPECIAL };
     let out = std::io::stdout();
     let generation = if a.json {
@@ -458,7 +498,7 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
 fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &Option<String>, max_tokens: u32, context: u32) -> Result<()> {
     let mut rt = open_runtime(wasm, model, context, false)?;
     rt.set_sampling(&sampling.to_sampling())?;
-    let system = system.as_deref().unwrap_or(SMOLLM2_DEFAULT_SYSTEM);
+    let (template, system) = package_chat(&mut rt, system)?;
     eprintln!("chat with {} — empty line or Ctrl-D to quit, /reset to start over", model.display());
     let stdin = std::io::stdin();
     let mut first = true;
@@ -477,9 +517,9 @@ fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &
         // Later turns continue the conversation: the previous answer's <|im_end|> is already in the
         // context, so only what follows it is added.
         let (prompt, flags) = if first {
-            (chatml_user_turn(user, Some(system), 0)?, GEN_PARSE_SPECIAL)
+            (chat_user_turn(template, user, Some(&system), 0)?, GEN_PARSE_SPECIAL)
         } else {
-            (chatml_user_turn(user, None, CHAT_CONTINUE)?, GEN_PARSE_SPECIAL | GEN_CONTINUE)
+            (chat_user_turn(template, user, None, CHAT_CONTINUE)?, GEN_PARSE_SPECIAL | GEN_CONTINUE)
         };
         let out = std::io::stdout();
         let result = rt.generate_streaming(&prompt, max_tokens, flags, |chunk| {

@@ -1,25 +1,32 @@
-//! SLM1 writer: [`ModelSpec`] → package bytes, exactly as `abi/FORMAT.md` lays them out.
+//! SLM1 writer: [`ModelSpec`] → package bytes, exactly as `abi/FORMAT.md` lays them out. A llama
+//! model whose tensors fit v1's storage rule is written as v1 (byte for byte what it always was);
+//! anything else (qwen2, an explicit head_dim, tensors kept in their shipped mixed dtypes) as v2.
 //!
 //! Also the place that knows the canonical tensor names and order, and the low-level
 //! [`RawPackage`] form that conformance tests edit to build deliberately broken packages.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use tinyrustlm::model::arch::{Arch, TensorSlot};
+use tinyrustlm::model::arch::{NormKind, TensorSlot};
 use tinyrustlm::quant::{self, DType};
 
 use crate::spec::{Hyperparams, ModelSpec, TensorData, TensorSpec, TokenizerSpec};
 
 pub const HEADER_LEN: usize = 128;
+pub const HEADER_LEN_V2: usize = 160;
+/// v2 `arch_flags` bit 0.
+pub const ARCH_FLAG_QKV_BIAS: u32 = 1;
 pub const TENSOR_ALIGN: usize = 32;
 pub const FLAG_TIED_EMBEDDINGS: u32 = 1;
 pub const NONE_ID: u32 = u32::MAX;
 
-/// The architecture every SLM1 v1 package has.
-const ARCH: Arch = Arch::Llama;
-
 /// The runtime's view of the hyperparameters, which the architecture table reads.
 pub fn runtime_hparams(h: &Hyperparams) -> tinyrustlm::format::Hyperparams {
     tinyrustlm::format::Hyperparams {
+        arch: h.arch,
+        head_dim: h.head_dim,
+        rope: h.rope,
+        norm: NormKind::Rms,
+        qkv_bias: h.qkv_bias,
         vocab_size: h.vocab_size,
         dim: h.dim,
         n_layers: h.n_layers,
@@ -36,13 +43,13 @@ pub fn runtime_hparams(h: &Hyperparams) -> tinyrustlm::format::Hyperparams {
 /// Tensor names in the order the writer emits them (and the parser's required set): the
 /// architecture table's canonical order (`tinyrustlm::model::arch`).
 pub fn canonical_names(h: &Hyperparams) -> Vec<String> {
-    ARCH.tensors(&runtime_hparams(h)).map(|slot| slot.to_string()).collect()
+    h.arch.tensors(&runtime_hparams(h)).map(|slot| slot.to_string()).collect()
 }
 
 /// Expected `[rows, row_len]` (or `[len]`) of a tensor of the architecture, by name (any layer
 /// index; `output.weight` also when the embeddings are tied).
 pub fn expected_dims(h: &Hyperparams, name: &str) -> Option<Vec<u32>> {
-    let slot = ARCH.slot_named(name)?;
+    let slot = h.arch.slot_named(name)?;
     Some(slot_dims(h, &slot))
 }
 
@@ -75,6 +82,9 @@ pub struct RawPackage {
     pub n_params: u64,
     pub tensors: Vec<RawTensor>,
     pub tokenizer: Vec<u8>,
+    /// The v2 header bytes 128..160 (arch, head_dim, rope_kind, norm_kind, arch_flags, 3 ×
+    /// reserved), written after the v1 fields when present; `None` writes a 128-byte header.
+    pub arch_block: Option<[u32; 8]>,
 }
 
 /// Byte positions of the pieces of a serialised package (for tests that poke at them).
@@ -118,7 +128,7 @@ impl RawPackage {
     /// Serialises with consistent offsets and checksums.
     pub fn to_bytes(&self) -> (Vec<u8>, Layout) {
         let (dir, entry_starts, offsets) = self.directory_bytes();
-        let dir_offset = HEADER_LEN;
+        let dir_offset = if self.arch_block.is_some() { HEADER_LEN_V2 } else { HEADER_LEN };
         let tok_offset = dir_offset + dir.len();
         let data_offset = align_up(tok_offset + self.tokenizer.len(), TENSOR_ALIGN);
         let data_len = match self.tensors.last() {
@@ -145,6 +155,10 @@ impl RawPackage {
             out.extend_from_slice(&(v as u64).to_le_bytes());
         }
         debug_assert_eq!(out.len(), HEADER_LEN);
+        for v in self.arch_block.iter().flatten() {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        debug_assert_eq!(out.len(), dir_offset);
         out.extend_from_slice(&dir);
         out.extend_from_slice(&self.tokenizer);
         out.resize(data_offset, 0);
@@ -261,34 +275,75 @@ pub fn encode_tensor(t: &TensorSpec, dtype: DType) -> Result<Vec<u8>> {
 
 /// Builds the raw package for `spec` stored in `quant` (norms stay f32). `on_tensor` is called after
 /// each tensor (progress bars).
-pub fn build(spec: &ModelSpec, quant: DType, mut on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
+pub fn build(spec: &ModelSpec, quant: DType, on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
+    build_with(spec, Some(quant), on_tensor)
+}
+
+/// Builds the raw package for `spec` with every tensor kept in the dtype it has (encoded data as
+/// encoded, f32 values as f32). This is v1 when the model is a v1 llama and the dtypes fit v1's
+/// storage rule with the dominant matrix dtype as `quant_mode`, else v2.
+pub fn build_as_shipped(spec: &ModelSpec, on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
+    build_with(spec, None, on_tensor)
+}
+
+/// The dtype a tensor has as the importer holds it.
+fn shipped_dtype(t: &TensorSpec) -> DType {
+    match &t.data {
+        TensorData::Encoded { dtype, .. } => *dtype,
+        TensorData::F32(_) => DType::F32,
+    }
+}
+
+fn build_with(spec: &ModelSpec, quant: Option<DType>, mut on_tensor: impl FnMut(&str)) -> Result<RawPackage> {
     let h = &spec.hparams;
     ensure!(spec.tokenizer.tokens.len() == h.vocab_size as usize, "tokenizer has {} tokens, vocab_size is {}", spec.tokenizer.tokens.len(), h.vocab_size);
-    let slots: Vec<TensorSlot> = ARCH.tensors(&runtime_hparams(h)).collect();
+    let slots: Vec<TensorSlot> = h.arch.tensors(&runtime_hparams(h)).collect();
+    let names = canonical_names(h);
+    let find = |name: &String| spec.tensors.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("model has no tensor {name}"));
+    // As shipped: each tensor's own dtype (norms and biases f32); the header's quant_mode is then
+    // the dominant matrix dtype, and v1 is kept when v1's storage rule allows the result.
+    let mut dtypes = Vec::with_capacity(slots.len());
+    for (slot, name) in slots.iter().zip(&names) {
+        let t = find(name)?;
+        dtypes.push(match quant {
+            Some(q) => slot.desc.storage.writer_dtype(q),
+            None if slot.desc.dims.len() == 1 => DType::F32,
+            None => shipped_dtype(t),
+        });
+    }
+    let quant = match quant {
+        Some(q) => q,
+        None => dominant(slots.iter().zip(&dtypes).map(|(s, &d)| (s.desc.dims.len() == 2, s.dims(&runtime_hparams(h)).0, d))),
+    };
+    let v1_storage = slots.iter().zip(&dtypes).all(|(s, &d)| s.desc.storage.allows(quant, d));
+    let v2 = h.needs_v2() || !v1_storage;
     let names = canonical_names(h);
     let mut tensors = Vec::with_capacity(names.len());
     let mut n_params = 0u64;
-    for (slot, name) in slots.iter().zip(&names) {
-        let t = spec.tensors.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("model has no tensor {name}"))?;
+    for ((slot, name), &dtype) in slots.iter().zip(&names).zip(&dtypes) {
+        let t = find(name)?;
         let want = slot_dims(h, slot);
         if t.dims != want {
             bail!("tensor {name}: dims {:?}, the hyperparameters need {:?}", t.dims, want);
         }
-        // Norms f32, matrices `quant`, 4-bit packages' embedding and LM head q8_0 (the table's
-        // storage rule, which the parser checks).
-        let dtype = slot.desc.storage.writer_dtype(quant);
+        // Converting: norms f32, matrices `quant`, 4-bit packages' embedding and LM head q8_0 (the
+        // table's storage rule, which the parser checks). As shipped: the tensor's own dtype.
         let data = encode_tensor(t, dtype).with_context(|| format!("encoding tensor {name}"))?;
         n_params += t.dims.iter().map(|&d| d as u64).product::<u64>();
         tensors.push(RawTensor { name: name.as_bytes().to_vec(), dtype: dtype.code(), dims: t.dims.clone(), data });
         on_tensor(name);
     }
     if let Some(extra) = spec.tensors.iter().find(|t| !names.contains(&t.name)) {
-        bail!("tensor {} is not part of the {} architecture this runtime runs", extra.name, ARCH.name());
+        bail!("tensor {} is not part of the {} architecture this runtime runs", extra.name, h.arch.name());
     }
+    let arch_block = v2.then(|| {
+        let flags = if h.qkv_bias { ARCH_FLAG_QKV_BIAS } else { 0 };
+        [h.arch.code(), h.head_dim, h.rope as u32, NormKind::Rms as u32, flags, 0, 0, 0]
+    });
     Ok(RawPackage {
         magic: *b"SLM1",
-        format_version: 1,
-        header_len: HEADER_LEN as u32,
+        format_version: if v2 { 2 } else { 1 },
+        header_len: if v2 { HEADER_LEN_V2 } else { HEADER_LEN } as u32,
         flags: if h.tied_embeddings { FLAG_TIED_EMBEDDINGS } else { 0 },
         hparams: [h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context],
         rope_theta: h.rope_theta,
@@ -297,7 +352,21 @@ pub fn build(spec: &ModelSpec, quant: DType, mut on_tensor: impl FnMut(&str)) ->
         n_params,
         tensors,
         tokenizer: tokenizer_bytes(&spec.tokenizer)?,
+        arch_block,
     })
+}
+
+/// The v2 `quant_mode` rule (`tinyrustlm::format::dominant_dtype`): the dtype holding the most
+/// matrix elements, the lowest code on a tie. Items: (is a matrix, dims, dtype).
+fn dominant(tensors: impl Iterator<Item = (bool, [usize; 2], DType)> + Clone) -> DType {
+    let mut best = (DType::F32, 0u64);
+    for d in DType::ALL {
+        let n: u64 = tensors.clone().filter(|&(m, _, t)| m && t == d).map(|(_, dims, _)| dims[0] as u64 * dims[1] as u64).sum();
+        if n > best.1 {
+            best = (d, n);
+        }
+    }
+    best.0
 }
 
 pub fn write(spec: &ModelSpec, quant: DType) -> Result<Vec<u8>> {

@@ -4,11 +4,13 @@
 //! turns it into SLM1 bytes (see `abi/FORMAT.md`). Keeping this neutral type between them means
 //! every importer gets the same validation and quantization for free.
 
+use tinyrustlm::model::arch::{Arch, RopeKind};
 use tinyrustlm::quant::DType;
 
 /// Architecture hyperparameters (the SLM1 header fields of the same names).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hyperparams {
+    pub arch: Arch,
     pub vocab_size: u32,
     pub dim: u32,
     pub n_layers: u32,
@@ -19,11 +21,42 @@ pub struct Hyperparams {
     pub rope_theta: f32,
     pub norm_eps: f32,
     pub tied_embeddings: bool,
+    /// Width of one attention head (v1 packages: `dim / n_heads`).
+    pub head_dim: u32,
+    pub rope: RopeKind,
+    /// Q/K/V projection biases (qwen2).
+    pub qkv_bias: bool,
 }
 
 impl Hyperparams {
+    /// A llama model in SLM1 v1's terms: `head_dim = dim / n_heads`, interleaved RoPE, no biases.
+    #[allow(clippy::too_many_arguments)]
+    pub fn llama(vocab_size: u32, dim: u32, n_layers: u32, n_heads: u32, n_kv_heads: u32, ffn_dim: u32, max_context: u32, rope_theta: f32, norm_eps: f32, tied_embeddings: bool) -> Hyperparams {
+        Hyperparams {
+            arch: Arch::Llama,
+            vocab_size,
+            dim,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            ffn_dim,
+            max_context,
+            rope_theta,
+            norm_eps,
+            tied_embeddings,
+            head_dim: dim.checked_div(n_heads).unwrap_or(0),
+            rope: RopeKind::Interleaved,
+            qkv_bias: false,
+        }
+    }
+
     pub fn head_dim(&self) -> u32 {
-        self.dim / self.n_heads
+        self.head_dim
+    }
+
+    /// Whether only SLM1 v2 can say what these are (an architecture block other than v1's).
+    pub fn needs_v2(&self) -> bool {
+        self.arch != Arch::Llama || self.rope != RopeKind::Interleaved || self.qkv_bias || Some(self.head_dim) != self.dim.checked_div(self.n_heads)
     }
 }
 
@@ -41,13 +74,20 @@ pub enum PreTokenizer {
     None = 0,
     Gpt2 = 1,
     Smollm = 2,
+    /// Qwen2's regex (`tokenizer.ggml.pre = qwen2`).
+    Qwen2 = 3,
+    /// Llama 3's regex (`tokenizer.ggml.pre = llama-bpe`).
+    Llama3 = 4,
 }
 
 /// Chat template kinds (SLM1 tokenizer section `chat_template`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChatTemplate {
     None = 0,
+    /// ChatML with SmolLM2's default system prompt.
     ChatMl = 1,
+    /// ChatML with Qwen2.5's default system prompt.
+    ChatMlQwen2 = 2,
 }
 
 /// GGUF token types, kept with their GGUF values.

@@ -64,18 +64,25 @@ pub fn byte_tokenizer() -> TokenizerSpec {
 /// logits are neither flat nor saturated.
 pub fn synthetic_model(shape: &SynthShape, seed: u64) -> ModelSpec {
     let tokenizer = byte_tokenizer();
-    let hparams = Hyperparams {
-        vocab_size: tokenizer.tokens.len() as u32,
-        dim: shape.dim,
-        n_layers: shape.n_layers,
-        n_heads: shape.n_heads,
-        n_kv_heads: shape.n_kv_heads,
-        ffn_dim: shape.ffn_dim,
-        max_context: shape.max_context,
-        rope_theta: 10000.0,
-        norm_eps: 1e-5,
-        tied_embeddings: shape.tied_embeddings,
-    };
+    let hparams = Hyperparams::llama(
+        tokenizer.tokens.len() as u32,
+        shape.dim,
+        shape.n_layers,
+        shape.n_heads,
+        shape.n_kv_heads,
+        shape.ffn_dim,
+        shape.max_context,
+        10000.0,
+        1e-5,
+        shape.tied_embeddings,
+    );
+    synthetic_model_for(hparams, seed)
+}
+
+/// Random weights for any hyperparameters of the llama family (qwen2's biases, an explicit
+/// `head_dim`), with the byte tokenizer: `hparams.vocab_size` must be its 258 tokens.
+pub fn synthetic_model_for(hparams: Hyperparams, seed: u64) -> ModelSpec {
+    let tokenizer = byte_tokenizer();
     let mut rng = SplitMix64(seed);
     let tensors = canonical_names(&hparams)
         .into_iter()

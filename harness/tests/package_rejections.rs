@@ -295,7 +295,9 @@ fn header_fields_out_of_range_are_rejected() {
     let cases: Vec<Case<ByteEdit>> = vec![
         Case { name: "magic SLM2", edit: |b, _| b[MAGIC + 3] = b'2', want: Status::BadMagic, field: "header.magic" },
         Case { name: "magic slm1", edit: |b, _| b[MAGIC..MAGIC + 4].copy_from_slice(b"slm1"), want: Status::BadMagic, field: "header.magic" },
-        Case { name: "format_version 2", edit: |b, _| put_u32(b, FORMAT_VERSION, 2), want: Status::UnsupportedVersion, field: "header.format_version" },
+        Case { name: "format_version 3", edit: |b, _| put_u32(b, FORMAT_VERSION, 3), want: Status::UnsupportedVersion, field: "header.format_version" },
+        // A v1 file relabelled v2: its 128-byte header is the wrong length for v2.
+        Case { name: "format_version 2 on a v1 header", edit: |b, _| put_u32(b, FORMAT_VERSION, 2), want: Status::BadHeaderLength, field: "header.header_len" },
         Case { name: "format_version 0", edit: |b, _| put_u32(b, FORMAT_VERSION, 0), want: Status::UnsupportedVersion, field: "header.format_version" },
         Case { name: "header_len 127", edit: |b, _| put_u32(b, HEADER_LEN, 127), want: Status::BadHeaderLength, field: "header.header_len" },
         Case { name: "header_len 129", edit: |b, _| put_u32(b, HEADER_LEN, 129), want: Status::BadHeaderLength, field: "header.header_len" },
@@ -1110,7 +1112,7 @@ fn tokenizer_header_and_token_table_rules() {
             field: "tokenizer.n_tokens",
         },
         Case { name: "pre_tokenizer 5", edit: TokEdit::Bytes(|t| put_u32(t, tok::PRE_TOKENIZER, 5)), want: BadTokenizerKind, field: "tokenizer.pre_tokenizer" },
-        Case { name: "chat_template 2", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 2)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
+        Case { name: "chat_template 3", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 3)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
         Case {
             name: "tok_flags bit 2",
             edit: TokEdit::Bytes(|t| { let v = u32_at(t, tok::TOK_FLAGS) | 4; put_u32(t, tok::TOK_FLAGS, v) }),
@@ -1275,4 +1277,169 @@ fn every_base_package_loads_and_generates() {
     let bytes = package_with_tokenizer_bytes(&spec, package::tokenizer_bytes(&bpe_tokenizer()).unwrap());
     try_load(&mut rt, &bytes, 0).unwrap_or_else(|e| panic!("BPE base rejected: {}", e.message));
     assert_eq!(rt.tokenize("abc", false).unwrap(), vec![258], "BPE base: \"abc\" should merge to one token");
+}
+
+// ---- Format v2: the architecture block and tensors as shipped ---------------------------------
+
+/// Byte offsets of the v2 architecture block (FORMAT.md, "Header": bytes 128..160).
+mod hdr2 {
+    pub const ARCH: usize = 128;
+    pub const HEAD_DIM: usize = 132;
+    pub const ROPE_KIND: usize = 136;
+    pub const NORM_KIND: usize = 140;
+    pub const ARCH_FLAGS: usize = 144;
+    pub const RESERVED_V2: usize = 148;
+}
+
+/// A valid v2 base: qwen2 with Q/K/V biases, NEOX RoPE, `head_dim` 32 (so `n_heads · head_dim`
+/// = 128 is not `dim` = 64), and matrices in mixed dtypes as shipped (attn_q q4_0, ffn_down f32,
+/// the rest q8_0).
+fn qwen2_raw(tied: bool) -> RawPackage {
+    use tinyrustlm::model::arch::{Arch, RopeKind};
+    let llama = model_spec(tied).hparams;
+    let hparams = harness::spec::Hyperparams { arch: Arch::Qwen2, head_dim: 32, rope: RopeKind::Neox, qkv_bias: true, rope_theta: 1e6, ..llama };
+    let mut spec = harness::synth::synthetic_model_for(hparams, 7);
+    for t in spec.tensors.iter_mut().filter(|t| t.dims.len() == 2) {
+        let dtype = if t.name.ends_with("attn_q.weight") {
+            DType::Q4_0
+        } else if t.name.ends_with("ffn_down.weight") {
+            DType::F32
+        } else {
+            DType::Q8_0
+        };
+        t.data = TensorData::Encoded { dtype, bytes: package::encode_tensor(t, dtype).unwrap() };
+    }
+    package::build_as_shipped(&spec, |_| {}).unwrap()
+}
+
+fn run_v2_cases(cases: &[Case<RawEdit>]) {
+    let mut rt = runtime();
+    let mut failures = Vec::new();
+    for tied in [true, false] {
+        let good = qwen2_raw(tied);
+        for c in cases {
+            let mut raw = good.clone();
+            (c.edit)(&mut raw);
+            let (bytes, _) = raw.to_bytes();
+            if let Err(e) = check_rejection(try_load(&mut rt, &bytes, 0), c.want, c.field) {
+                failures.push(format!("[qwen2 {}] {}: {e}", if tied { "tied" } else { "untied" }, c.name));
+            }
+        }
+        assert_usable(&mut rt, "the v2 cases");
+    }
+    assert_no_failures("v2 packages", &failures);
+}
+
+fn arch_block(raw: &mut RawPackage) -> &mut [u32; 8] {
+    raw.arch_block.as_mut().expect("a v2 base")
+}
+
+#[test]
+fn v2_bases_load_and_generate_with_their_architecture() {
+    let mut rt = runtime();
+    for tied in [true, false] {
+        let raw = qwen2_raw(tied);
+        assert_eq!((raw.format_version, raw.header_len), (2, 160));
+        let (bytes, _) = raw.to_bytes();
+        try_load(&mut rt, &bytes, 0).unwrap_or_else(|e| panic!("v2 base rejected: {}", e.message));
+        // quant_mode is the dominant dtype: q8_0 holds the most matrix elements here.
+        assert_eq!(diagnostics(&mut rt).quant_mode, DType::Q8_0.code() as u32);
+        let g = rt.generate_all(PROMPT, 4, 0).unwrap();
+        assert_eq!(g.tokens.len(), 4, "{:?}", g.state);
+        rt.unload_model().unwrap();
+    }
+}
+
+#[test]
+fn v2_header_rules() {
+    let cases: Vec<Case<RawEdit>> = vec![
+        Case { name: "format_version 3", edit: |r| r.format_version = 3, want: Status::UnsupportedVersion, field: "header.format_version" },
+        Case { name: "v2 with header_len 128", edit: |r| r.header_len = 128, want: Status::BadHeaderLength, field: "header.header_len" },
+        Case { name: "arch 2 (reserved for gemma3)", edit: |r| arch_block(r)[0] = 2, want: Status::BadHyperparameter, field: "header.arch" },
+        Case { name: "arch llama with ATTN_QKV_BIAS", edit: |r| arch_block(r)[0] = 0, want: Status::BadFlags, field: "header.arch_flags" },
+        Case { name: "arch_flags bit 1", edit: |r| arch_block(r)[4] |= 2, want: Status::BadFlags, field: "header.arch_flags" },
+        Case { name: "reserved_v2[0]", edit: |r| arch_block(r)[5] = 1, want: Status::BadFlags, field: "header.reserved_v2" },
+        Case { name: "reserved_v2[2]", edit: |r| arch_block(r)[7] = 1, want: Status::BadFlags, field: "header.reserved_v2" },
+        Case { name: "head_dim 0", edit: |r| arch_block(r)[1] = 0, want: Status::BadHyperparameter, field: "header.head_dim" },
+        Case { name: "head_dim odd", edit: |r| arch_block(r)[1] = 31, want: Status::BadHyperparameter, field: "header.head_dim" },
+        Case { name: "head_dim 1026", edit: |r| arch_block(r)[1] = 1026, want: Status::BadHyperparameter, field: "header.head_dim" },
+        Case {
+            name: "n_heads · head_dim above 16384",
+            edit: |r| {
+                r.hparams[3] = 64; // n_heads = dim
+                arch_block(r)[1] = 512;
+            },
+            want: Status::BadHyperparameter,
+            field: "header.head_dim",
+        },
+        Case { name: "rope_kind 2", edit: |r| arch_block(r)[2] = 2, want: Status::BadHyperparameter, field: "header.rope_kind" },
+        Case { name: "norm_kind 1", edit: |r| arch_block(r)[3] = 1, want: Status::BadHyperparameter, field: "header.norm_kind" },
+        Case { name: "quant_mode not the dominant dtype", edit: |r| r.quant_mode = DType::Q4_0.code() as u32, want: Status::BadQuantMode, field: "header.quant_mode" },
+        Case { name: "quant_mode unknown", edit: |r| r.quant_mode = 200, want: Status::BadQuantMode, field: "header.quant_mode" },
+        // head_dim is part of the shapes: a different one leaves every Q/K/V tensor the wrong size.
+        Case { name: "head_dim 16 against head_dim-32 tensors", edit: |r| arch_block(r)[1] = 16, want: Status::BadTensorShape, field: "tensor[blk.0.attn_q.weight].dims" },
+    ];
+    run_v2_cases(&cases);
+}
+
+#[test]
+fn v2_short_header_and_v1_with_v2_length_are_rejected() {
+    let mut rt = runtime();
+    let (good, _) = qwen2_raw(true).to_bytes();
+    // 150 bytes: a whole v1 header, not a whole v2 one.
+    let e = try_load(&mut rt, &good[..150], 0).unwrap_err();
+    assert_eq!((e.status, e.message.contains("header")), (Status::Truncated.code(), true), "{}", e.message);
+    // A v1 package cannot claim the v2 length.
+    let mut v1 = raw_package(DType::Q8_0, true);
+    v1.header_len = 160;
+    check_rejection(try_load(&mut rt, &v1.to_bytes().0, 0), Status::BadHeaderLength, "header.header_len").unwrap();
+    // Nor can a v2 one keep v1's directory offset.
+    let mut bytes = good.clone();
+    put_u64(&mut bytes, hdr::DIR_OFFSET, 128);
+    reseal(&mut bytes);
+    check_rejection(try_load(&mut rt, &bytes, 0), Status::BadSectionBounds, "header.dir_offset").unwrap();
+    assert_usable(&mut rt, "the v2 framing cases");
+    // The writer puts the block where FORMAT.md says.
+    let at = |o| u32_at(&good, o);
+    assert_eq!((at(hdr::FORMAT_VERSION), at(hdr::HEADER_LEN), u64_at(&good, hdr::DIR_OFFSET)), (2, 160, 160));
+    assert_eq!((at(hdr2::ARCH), at(hdr2::HEAD_DIM), at(hdr2::ROPE_KIND), at(hdr2::NORM_KIND), at(hdr2::ARCH_FLAGS)), (1, 32, 1, 0, 1));
+    assert_eq!([at(hdr2::RESERVED_V2), at(hdr2::RESERVED_V2 + 4), at(hdr2::RESERVED_V2 + 8)], [0; 3]);
+}
+
+#[test]
+fn v2_tensor_rules() {
+    let cases: Vec<Case<RawEdit>> = vec![
+        Case { name: "norm stored q8_0", edit: |r| reencode(tensor(r, "blk.1.ffn_norm.weight"), DType::Q8_0), want: Status::BadQuantMode, field: "tensor[blk.1.ffn_norm.weight].dtype" },
+        Case { name: "bias stored q8_0", edit: |r| reencode(tensor(r, "blk.0.attn_k.bias"), DType::Q8_0), want: Status::BadQuantMode, field: "tensor[blk.0.attn_k.bias].dtype" },
+        Case { name: "bias missing", edit: |r| remove_tensor(r, "blk.1.attn_v.bias"), want: Status::MissingTensor, field: "tensor[blk.1.attn_v.bias]" },
+        Case {
+            name: "bias of the wrong length",
+            edit: |r| {
+                remove_tensor(r, "blk.0.attn_q.bias");
+                push_tensor(r, f32_vector("blk.0.attn_q.bias", 64));
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_q.bias].dims",
+        },
+        Case { name: "biases with ATTN_QKV_BIAS clear", edit: |r| arch_block(r)[4] = 0, want: Status::UnknownTensor, field: "tensor[blk.0.attn_q.bias]" },
+        Case {
+            name: "a matrix converted to another dtype is still accepted, but then quant_mode is stale",
+            edit: |r| {
+                for t in r.tensors.iter_mut().filter(|t| t.dims.len() == 2 && t.dtype == DType::Q8_0.code()) {
+                    reencode(t, DType::Q4_1);
+                }
+            },
+            want: Status::BadQuantMode,
+            field: "header.quant_mode",
+        },
+    ];
+    run_v2_cases(&cases);
+    // Any dtype per matrix: the same edit with quant_mode updated loads.
+    let mut rt = runtime();
+    let mut raw = qwen2_raw(false);
+    for t in raw.tensors.iter_mut().filter(|t| t.dims.len() == 2 && t.dtype == DType::Q8_0.code()) {
+        reencode(t, DType::Q4_1);
+    }
+    raw.quant_mode = DType::Q4_1.code() as u32;
+    try_load(&mut rt, &raw.to_bytes().0, 0).unwrap_or_else(|e| panic!("re-encoded v2 package rejected: {}", e.message));
 }

@@ -16,9 +16,12 @@ use core::fmt;
 
 use crate::quant::DType;
 
-/// Architecture hyperparameters (the SLM1 header fields of the same names).
+/// Architecture hyperparameters (the SLM1 header fields of the same names). SLM1 v1 headers have
+/// no architecture fields: a v1 package is [`Hyperparams::llama_v1`]'s llama with
+/// `head_dim = dim / n_heads`, interleaved RoPE, RMSNorm and no biases.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hyperparams {
+    pub arch: Arch,
     pub vocab_size: u32,
     pub dim: u32,
     pub n_layers: u32,
@@ -29,12 +32,52 @@ pub struct Hyperparams {
     pub rope_theta: f32,
     pub norm_eps: f32,
     pub tied_embeddings: bool,
+    /// Width of one attention head (SLM1 v2 `head_dim`; v1: `dim / n_heads`).
+    pub head_dim: u32,
+    pub rope: RopeKind,
+    pub norm: NormKind,
+    /// `blk.{i}.attn_q/k/v.bias` are present and added after the projections (v2 `ATTN_QKV_BIAS`).
+    pub qkv_bias: bool,
 }
 
 impl Hyperparams {
-    /// Width of one attention head. SLM1 v1 has no `head_dim` field: it is `dim / n_heads`.
+    /// A v1 package's hyperparameters: llama with `head_dim = dim / n_heads` (0 when `n_heads` is
+    /// 0; the parser rejects that before using it), interleaved RoPE, RMSNorm, no biases.
+    #[allow(clippy::too_many_arguments)]
+    pub fn llama_v1(
+        vocab_size: u32,
+        dim: u32,
+        n_layers: u32,
+        n_heads: u32,
+        n_kv_heads: u32,
+        ffn_dim: u32,
+        max_context: u32,
+        rope_theta: f32,
+        norm_eps: f32,
+        tied_embeddings: bool,
+    ) -> Hyperparams {
+        Hyperparams {
+            arch: Arch::Llama,
+            vocab_size,
+            dim,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            ffn_dim,
+            max_context,
+            rope_theta,
+            norm_eps,
+            tied_embeddings,
+            head_dim: dim.checked_div(n_heads).unwrap_or(0),
+            rope: RopeKind::Interleaved,
+            norm: NormKind::Rms,
+            qkv_bias: false,
+        }
+    }
+
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
-        (self.dim / self.n_heads) as usize
+        self.head_dim as usize
     }
     /// Width of the Q projection: `n_heads · head_dim` (equal to `dim` in SLM1 v1).
     pub fn q_dim(&self) -> usize {
@@ -46,26 +89,64 @@ impl Hyperparams {
     }
 }
 
-/// The model families this runtime runs. SLM1 v1 has no architecture field: every v1 package is
-/// [`Arch::Llama`].
+/// The model families this runtime runs, with their SLM1 v2 `arch` codes. SLM1 v1 has no
+/// architecture field: every v1 package is [`Arch::Llama`]. Codes 2 (gemma3) and 3 (qwen3) are
+/// reserved for the next families and refused until they exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum Arch {
-    Llama,
+    Llama = 0,
+    /// Llama plus biases on the Q, K and V projections, NEOX RoPE (llama.cpp `LLM_ARCH_QWEN2`).
+    Qwen2 = 1,
 }
 
 impl Arch {
+    /// Every architecture, in code order.
+    pub const ALL: [Arch; 2] = [Arch::Llama, Arch::Qwen2];
+
+    /// The architecture with SLM1 v2 code `code`.
+    pub fn from_code(code: u32) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.code() == code)
+    }
+
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
     /// Lower-case name as in GGUF's `general.architecture`.
     pub const fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
         }
     }
 
-    /// The architecture's tensor table.
+    /// The architecture with GGUF `general.architecture` name `name`.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The tensor table.
     pub const fn table(self) -> &'static ArchTable {
         match self {
             Arch::Llama => &LLAMA,
+            Arch::Qwen2 => &QWEN2,
         }
+    }
+
+    /// The RoPE pairing the family's GGUF tensors are laid out for (llama.cpp
+    /// `llama_model_rope_type`: `LLM_ARCH_LLAMA` → `LLAMA_ROPE_TYPE_NORM`, `LLM_ARCH_QWEN2` →
+    /// `LLAMA_ROPE_TYPE_NEOX`).
+    pub const fn gguf_rope(self) -> RopeKind {
+        match self {
+            Arch::Llama => RopeKind::Interleaved,
+            Arch::Qwen2 => RopeKind::Neox,
+        }
+    }
+
+    /// Whether the tensor table has the optional Q/K/V bias rows ([`Presence::QkvBias`]).
+    pub fn has_qkv_bias_rows(self) -> bool {
+        self.table().per_layer.iter().any(|d| d.presence == Presence::QkvBias)
     }
 
     /// Every tensor a package of this architecture with hyperparameters `h` holds, in the canonical
@@ -104,6 +185,39 @@ fn canonical_index(s: &str) -> Option<u32> {
     s.bytes().try_fold(0u32, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add((b - b'0') as u32) } else { None })
 }
 
+/// Which elements RoPE rotates together (SLM1 v2 `rope_kind`). Both rotate pair `j` of a head by
+/// the angle `pos · rope_theta^(−2j/head_dim)`, `j < head_dim / 2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RopeKind {
+    /// Elements `2j` and `2j+1` (llama.cpp `LLAMA_ROPE_TYPE_NORM`, llama2.c).
+    Interleaved = 0,
+    /// Elements `j` and `j + head_dim/2`, "rotate half" (llama.cpp `LLAMA_ROPE_TYPE_NEOX`, Hugging
+    /// Face `rotate_half`).
+    Neox = 1,
+}
+
+impl RopeKind {
+    pub fn from_code(code: u32) -> Option<RopeKind> {
+        [RopeKind::Interleaved, RopeKind::Neox].into_iter().find(|k| *k as u32 == code)
+    }
+}
+
+/// The normalisation before attention, before the FFN and at the end (SLM1 v2 `norm_kind`). Only
+/// RMSNorm exists today; the field leaves room for gemma3's `(1 + w)` form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum NormKind {
+    /// `x / sqrt(mean(x²) + eps) · w`.
+    Rms = 0,
+}
+
+impl NormKind {
+    pub fn from_code(code: u32) -> Option<NormKind> {
+        (code == NormKind::Rms as u32).then_some(NormKind::Rms)
+    }
+}
+
 /// One architecture's tensors, in canonical order within each group.
 #[derive(Debug)]
 pub struct ArchTable {
@@ -131,11 +245,14 @@ pub enum Role {
     FfnGate,
     FfnUp,
     FfnDown,
+    AttnQBias,
+    AttnKBias,
+    AttnVBias,
 }
 
 impl Role {
     /// Number of roles (the size of a role-indexed table).
-    pub const COUNT: usize = Role::FfnDown as usize + 1;
+    pub const COUNT: usize = Role::AttnVBias as usize + 1;
 }
 
 /// A tensor dimension as a function of the hyperparameters.
@@ -188,6 +305,15 @@ impl Storage {
         }
     }
 
+    /// SLM1 v2's rule: a tensor is stored as shipped, so a matrix may have any dtype; norms and
+    /// biases stay f32.
+    pub fn allows_as_shipped(self, actual: DType) -> bool {
+        match self {
+            Storage::F32 => actual == DType::F32,
+            Storage::Quant | Storage::Embedding => true,
+        }
+    }
+
     /// The dtype the package writer stores the tensor in for a package of `quant`.
     pub fn writer_dtype(self, quant: DType) -> DType {
         match self {
@@ -209,6 +335,8 @@ pub enum Presence {
     Always,
     /// Only when the embeddings are not tied (`TIED_EMBEDDINGS` clear): the separate LM head.
     Untied,
+    /// Only with attention biases (v2 `ATTN_QKV_BIAS`).
+    QkvBias,
 }
 
 impl Presence {
@@ -216,6 +344,7 @@ impl Presence {
         match self {
             Presence::Always => true,
             Presence::Untied => !h.tied_embeddings,
+            Presence::QkvBias => h.qkv_bias,
         }
     }
 }
@@ -256,6 +385,31 @@ pub const LLAMA: ArchTable = ArchTable {
         t(Role::OutputNorm, "output_norm.weight", &[Embd], Storage::F32),
         TensorDesc { presence: Presence::Untied, ..t(Role::Output, "output.weight", &[Vocab, Embd], Storage::Embedding) },
     ],
+};
+
+const fn bias(role: Role, name: &'static str, dims: &'static [Dim]) -> TensorDesc {
+    TensorDesc { role, name, dims, storage: Storage::F32, presence: Presence::QkvBias }
+}
+
+/// Qwen2 (llama.cpp `LLM_ARCH_QWEN2`, Hugging Face `Qwen2ForCausalLM`): llama's tensors plus f32
+/// biases on the Q, K and V projections, each right after its weight.
+pub const QWEN2: ArchTable = ArchTable {
+    before_layers: LLAMA.before_layers,
+    per_layer: &[
+        t(Role::AttnNorm, "attn_norm.weight", &[Embd], Storage::F32),
+        t(Role::AttnQ, "attn_q.weight", &[QDim, Embd], Storage::Quant),
+        bias(Role::AttnQBias, "attn_q.bias", &[QDim]),
+        t(Role::AttnK, "attn_k.weight", &[KvDim, Embd], Storage::Quant),
+        bias(Role::AttnKBias, "attn_k.bias", &[KvDim]),
+        t(Role::AttnV, "attn_v.weight", &[KvDim, Embd], Storage::Quant),
+        bias(Role::AttnVBias, "attn_v.bias", &[KvDim]),
+        t(Role::AttnOutput, "attn_output.weight", &[Embd, QDim], Storage::Quant),
+        t(Role::FfnNorm, "ffn_norm.weight", &[Embd], Storage::F32),
+        t(Role::FfnGate, "ffn_gate.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnUp, "ffn_up.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnDown, "ffn_down.weight", &[Embd, Ffn], Storage::Quant),
+    ],
+    after_layers: LLAMA.after_layers,
 };
 
 /// One tensor of a particular package: a table row, and its layer for per-layer rows.
@@ -323,18 +477,36 @@ mod tests {
     use super::*;
 
     fn hparams(tied: bool) -> Hyperparams {
-        Hyperparams {
-            vocab_size: 300,
-            dim: 64,
-            n_layers: 2,
-            n_heads: 4,
-            n_kv_heads: 2,
-            ffn_dim: 96,
-            max_context: 128,
-            rope_theta: 10000.0,
-            norm_eps: 1e-5,
-            tied_embeddings: tied,
+        Hyperparams::llama_v1(300, 64, 2, 4, 2, 96, 128, 10000.0, 1e-5, tied)
+    }
+
+    #[test]
+    fn qwen2_is_llama_with_qkv_biases_after_their_weights() {
+        let h = Hyperparams { arch: Arch::Qwen2, head_dim: 32, qkv_bias: true, rope: RopeKind::Neox, ..hparams(false) };
+        let names: Vec<_> = Arch::Qwen2.tensors(&h).map(|s| s.to_string()).collect();
+        assert_eq!(names.len(), 1 + 2 * 12 + 2);
+        assert_eq!(&names[1..8], ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_q.bias", "blk.0.attn_k.weight", "blk.0.attn_k.bias", "blk.0.attn_v.weight", "blk.0.attn_v.bias"]);
+        let dims = |name: &str| {
+            let s = Arch::Qwen2.slot_named(name).unwrap();
+            let (d, rank) = s.dims(&h);
+            (d[..rank].to_vec(), s.desc.storage)
+        };
+        // head_dim 32 × 4 heads: the Q projection is wider than dim (64).
+        assert_eq!(dims("blk.1.attn_q.bias"), (std::vec![128], Storage::F32));
+        assert_eq!(dims("blk.1.attn_k.bias"), (std::vec![64], Storage::F32));
+        assert_eq!(dims("blk.0.attn_q.weight").0, [128, 64]);
+        assert_eq!(dims("blk.0.attn_output.weight").0, [64, 128]);
+        // Without the bias flag the table is llama's.
+        let plain = Hyperparams { qkv_bias: false, ..h };
+        let llama: Vec<_> = Arch::Llama.tensors(&plain).map(|s| s.to_string()).collect();
+        assert_eq!(Arch::Qwen2.tensors(&plain).map(|s| s.to_string()).collect::<Vec<_>>(), llama);
+        assert!(Arch::Qwen2.has_qkv_bias_rows() && !Arch::Llama.has_qkv_bias_rows());
+        for a in Arch::ALL {
+            assert_eq!(Arch::from_code(a.code()), Some(a));
+            assert_eq!(Arch::from_name(a.name()), Some(a));
         }
+        assert_eq!(Arch::from_code(2), None);
+        assert_eq!((Arch::Llama.gguf_rope(), Arch::Qwen2.gguf_rope()), (RopeKind::Interleaved, RopeKind::Neox));
     }
 
     #[test]
@@ -411,14 +583,19 @@ mod tests {
         assert_eq!(Storage::Embedding.writer_dtype(Q4_1), Q8_0);
         assert_eq!(Storage::Embedding.writer_dtype(F32), F32);
         assert_eq!(Storage::F32.writer_dtype(Q8_0), F32);
+        // v2: as shipped, except norms and biases.
+        assert!(Storage::Quant.allows_as_shipped(Q4_1) && Storage::Embedding.allows_as_shipped(F32));
+        assert!(!Storage::F32.allows_as_shipped(Q8_0));
     }
 
     #[test]
     fn every_role_fits_the_role_table() {
-        let t = Arch::Llama.table();
-        for d in t.before_layers.iter().chain(t.per_layer).chain(t.after_layers) {
-            assert!((d.role as usize) < Role::COUNT);
-            assert!(matches!(d.dims.len(), 1 | 2));
+        for a in Arch::ALL {
+            let t = a.table();
+            for d in t.before_layers.iter().chain(t.per_layer).chain(t.after_layers) {
+                assert!((d.role as usize) < Role::COUNT);
+                assert!(matches!(d.dims.len(), 1 | 2));
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Llama-architecture forward pass over a validated SLM1 package, weights borrowed in place. The
-//! architecture's tensors (names, shapes, storage) are data in [`arch`]; this file is their math.
+//! Forward pass of the llama family (llama, qwen2) over a validated SLM1 package, weights borrowed
+//! in place. The architectures' tensors (names, shapes, storage) are data in [`arch`]; this file is
+//! their math.
 //!
-//! Pipeline per block (llama2.c `run.c` order): RMSNorm → Q/K/V projections → RoPE on adjacent
-//! pairs → grouped-query attention over the KV cache → output projection + residual → RMSNorm →
-//! SwiGLU FFN + residual. Then the final norm and the LM head (tied to the embeddings or not).
+//! Pipeline per block (llama2.c `run.c` order): RMSNorm → Q/K/V projections (+ biases, qwen2) →
+//! RoPE (adjacent pairs, or NEOX halves) → grouped-query attention over the KV cache → output
+//! projection + residual → RMSNorm → SwiGLU FFN + residual. Then the final norm and the LM head
+//! (tied to the embeddings or not). Every matmul runs in its own tensor's dtype.
 //!
 //! Tokens are processed in batches: a prompt of n tokens runs as ⌈n / MAX_BATCH⌉ passes in which
 //! every weight matrix is read once per pass (`quant::matmul`), which is what makes prefill faster
@@ -16,11 +18,11 @@ use crate::buffer::AlignedBytes;
 use crate::error::{Error, Result, Status};
 use crate::field;
 use crate::format::{Hyperparams, Package, TensorEntry};
-use crate::quant::{self, DType, QuantizedActivations};
+use crate::quant::{self, QuantizedActivations};
 
 pub mod arch;
 
-use arch::Role;
+use arch::{RopeKind, Role};
 
 /// Tokens per prefill pass. Bigger batches amortise weight reads further but grow scratch
 /// linearly (SmolLM2: ≈ 30 KB per batch row).
@@ -120,9 +122,9 @@ struct KvCache {
 /// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
 struct Scratch {
     x: Vec<f32>,       // [B, dim] residual stream
-    xb: Vec<f32>,      // [B, dim] normed input / attention output
+    xb: Vec<f32>,      // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
     xb2: Vec<f32>,     // [B, dim] projection output
-    q: Vec<f32>,       // [B, dim]
+    q: Vec<f32>,       // [B, q_dim]
     k: Vec<f32>,       // [B, kv_dim]
     v: Vec<f32>,       // [B, kv_dim]
     hb: Vec<f32>,      // [B, ffn_dim] gate
@@ -146,6 +148,8 @@ struct LayerWeights {
     ffn_gate: usize,
     ffn_up: usize,
     ffn_down: usize,
+    /// qwen2's Q/K/V biases, all three or none.
+    qkv_bias: Option<[usize; 3]>,
 }
 
 /// Directory indices of every weight the forward pass reads, resolved once from the package's
@@ -181,6 +185,11 @@ impl Weights {
                     ffn_gate: r(Role::FfnGate)?,
                     ffn_up: r(Role::FfnUp)?,
                     ffn_down: r(Role::FfnDown)?,
+                    qkv_bias: match (r(Role::AttnQBias), r(Role::AttnKBias), r(Role::AttnVBias)) {
+                        (Some(q), Some(k), Some(v)) => Some([q, k, v]),
+                        (None, None, None) => None,
+                        _ => return None,
+                    },
                 })
             })();
             layers.push(layer.ok_or_else(|| missing_role(Some(l)))?);
@@ -206,6 +215,8 @@ pub struct Model {
     kv: KvCache,
     scratch: Scratch,
     scratch_bytes: usize,
+    /// Whether matmul inputs are quantized for the integer kernels: unless every matrix is f32.
+    quantize_inputs: bool,
 }
 
 fn try_vec(len: usize) -> core::result::Result<Vec<f32>, TryReserveError> {
@@ -226,7 +237,10 @@ impl Model {
     pub fn new(bytes: AlignedBytes, package: Package, context_len: u32, kv_dtype: KvDtype) -> core::result::Result<Model, (Error, AlignedBytes)> {
         let state = Weights::resolve(&package).and_then(|w| Ok((w, Self::alloc_state(&package, context_len, kv_dtype)?)));
         match state {
-            Ok((weights, (context_len, kv, scratch, scratch_bytes))) => Ok(Model { bytes, package, weights, context_len, kv, scratch, scratch_bytes }),
+            Ok((weights, (context_len, kv, scratch, scratch_bytes))) => {
+                let quantize_inputs = needs_quantized_inputs(&package);
+                Ok(Model { bytes, package, weights, context_len, kv, scratch, scratch_bytes, quantize_inputs })
+            }
             Err(e) => Err((e, bytes)),
         }
     }
@@ -237,7 +251,7 @@ impl Model {
             return Err(Error::new(Status::InvalidArgument, "context_len", context_len as u64, "must not exceed the package's max_context"));
         }
         let context_len = if context_len == 0 { p.max_context.min(DEFAULT_CONTEXT) } else { context_len } as usize;
-        let (dim, kv_dim, ffn, vocab) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
+        let (dim, q_dim, kv_dim, ffn, vocab) = (p.dim as usize, p.q_dim(), p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
         let kv_len = (p.n_layers as usize).checked_mul(context_len).and_then(|n| n.checked_mul(kv_dim));
         let kv_len = kv_len.ok_or_else(|| oom("kv_cache", usize::MAX))?;
         let elem = if kv_dtype == KvDtype::F16 { 2 } else { 4 };
@@ -249,10 +263,10 @@ impl Model {
         };
         let b = MAX_BATCH;
         let alloc = |len: usize| try_vec(len).map_err(|_| oom("scratch", len * 4));
-        let widest = dim.max(ffn);
+        let widest = dim.max(ffn).max(q_dim);
         // Sized now, for the widest matmul input of a full batch, so quantizing in `forward` never
         // allocates and the scratch figure is final.
-        let xq = if package.quant == DType::F32 {
+        let xq = if !needs_quantized_inputs(package) {
             QuantizedActivations::new()
         } else {
             QuantizedActivations::try_with_capacity(b * widest).map_err(|_| oom("scratch.xq", b * widest * 5 / 2))?
@@ -260,9 +274,9 @@ impl Model {
         let quant_bytes = xq.capacity_bytes();
         let scratch = Scratch {
             x: alloc(b * dim)?,
-            xb: alloc(b * dim)?,
+            xb: alloc(b * dim.max(q_dim))?,
             xb2: alloc(b * dim)?,
-            q: alloc(b * dim)?,
+            q: alloc(b * q_dim)?,
             k: alloc(b * kv_dim)?,
             v: alloc(b * kv_dim)?,
             hb: alloc(b * ffn)?,
@@ -353,8 +367,9 @@ impl Model {
     fn forward_batch(&mut self, tokens: &[u32], want_logits: bool) -> Result<()> {
         let p = self.package.hparams;
         let n = tokens.len();
-        let (dim, kv_dim, ffn) = (p.dim as usize, p.kv_dim(), p.ffn_dim as usize);
+        let (dim, q_dim, kv_dim, ffn) = (p.dim as usize, p.q_dim(), p.kv_dim(), p.ffn_dim as usize);
         let head_dim = p.head_dim();
+        let quant = self.quantize_inputs;
         let bytes = self.bytes.as_slice();
         let pkg = &self.package;
         let w = &self.weights;
@@ -373,16 +388,21 @@ impl Model {
             let t = |i: usize| &pkg.tensors[i];
             // Attention.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.attn_norm)), dim, p.norm_eps);
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim])?;
+            quantize_rows(quant, &mut s.xq, &s.xb[..n * dim])?;
             matmul(bytes, t(layer.attn_q), &s.xb, &s.xq, n, &mut s.q);
             matmul(bytes, t(layer.attn_k), &s.xb, &s.xq, n, &mut s.k);
             matmul(bytes, t(layer.attn_v), &s.xb, &s.xq, n, &mut s.v);
+            if let Some([bq, bk, bv]) = layer.qkv_bias {
+                add_bias_rows(&mut s.q[..n * q_dim], weight_f32(bytes, t(bq)));
+                add_bias_rows(&mut s.k[..n * kv_dim], weight_f32(bytes, t(bk)));
+                add_bias_rows(&mut s.v[..n * kv_dim], weight_f32(bytes, t(bv)));
+            }
             let layer_base = l * self.context_len * kv_dim;
             for i in 0..n {
                 let pos = pos0 + i;
                 let rope = &s.rope[i * head_dim..(i + 1) * head_dim];
-                apply_rope(&mut s.q[i * dim..(i + 1) * dim], rope);
-                apply_rope(&mut s.k[i * kv_dim..(i + 1) * kv_dim], rope);
+                apply_rope(p.rope, &mut s.q[i * q_dim..(i + 1) * q_dim], rope);
+                apply_rope(p.rope, &mut s.k[i * kv_dim..(i + 1) * kv_dim], rope);
                 let at = layer_base + pos * kv_dim;
                 self.kv.keys.write(at, &s.k[i * kv_dim..(i + 1) * kv_dim]);
                 self.kv.values.write(at, &s.v[i * kv_dim..(i + 1) * kv_dim]);
@@ -390,16 +410,16 @@ impl Model {
             let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, base: layer_base };
             for i in 0..n {
                 attention(
-                    &s.q[i * dim..(i + 1) * dim],
+                    &s.q[i * q_dim..(i + 1) * q_dim],
                     &cache,
                     pos0 + i + 1,
                     &p,
                     &mut s.att,
                     &mut s.kv_row,
-                    &mut s.xb[i * dim..(i + 1) * dim],
+                    &mut s.xb[i * q_dim..(i + 1) * q_dim],
                 );
             }
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim])?;
+            quantize_rows(quant, &mut s.xq, &s.xb[..n * q_dim])?;
             matmul(bytes, t(layer.attn_output), &s.xb, &s.xq, n, &mut s.xb2);
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
@@ -407,13 +427,13 @@ impl Model {
 
             // SwiGLU feed-forward.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.ffn_norm)), dim, p.norm_eps);
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..n * dim])?;
+            quantize_rows(quant, &mut s.xq, &s.xb[..n * dim])?;
             matmul(bytes, t(layer.ffn_gate), &s.xb, &s.xq, n, &mut s.hb);
             matmul(bytes, t(layer.ffn_up), &s.xb, &s.xq, n, &mut s.hb2);
             for (g, u) in s.hb[..n * ffn].iter_mut().zip(&s.hb2[..n * ffn]) {
                 *g = silu(*g) * *u;
             }
-            quantize_rows(pkg.quant, &mut s.xq, &s.hb[..n * ffn])?;
+            quantize_rows(quant, &mut s.xq, &s.hb[..n * ffn])?;
             matmul(bytes, t(layer.ffn_down), &s.hb, &s.xq, n, &mut s.xb2);
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
@@ -424,14 +444,30 @@ impl Model {
         if want_logits {
             let last = &s.x[(n - 1) * dim..n * dim];
             rmsnorm_rows(&mut s.xb[..dim], last, weight_f32(bytes, &pkg.tensors[w.output_norm]), dim, p.norm_eps);
-            quantize_rows(pkg.quant, &mut s.xq, &s.xb[..dim])?;
+            quantize_rows(quant, &mut s.xq, &s.xb[..dim])?;
             matmul(bytes, &pkg.tensors[w.lm_head], &s.xb, &s.xq, 1, &mut s.logits);
         }
         Ok(())
     }
 }
 
-/// A norm weight as f32 values. The parser guarantees f32 dtype and finiteness.
+/// Whether any matrix needs quantized inputs (the integer kernels); a package of f32 / f16
+/// matrices only reads the f32 activations directly.
+fn needs_quantized_inputs(package: &Package) -> bool {
+    package.tensors.iter().any(|t| t.rank == 2 && !t.dtype.reads_f32_activations())
+}
+
+/// `rows[t] += bias` for each row `t` (f32 addition, one rounding), `bias` f32 bytes.
+fn add_bias_rows(rows: &mut [f32], bias: &[u8]) {
+    let width = bias.len() / 4;
+    for row in rows.chunks_exact_mut(width) {
+        for (x, b) in row.iter_mut().zip(bias.chunks_exact(4)) {
+            *x += f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+}
+
+/// A norm or bias weight as f32 values. The parser guarantees f32 dtype and finiteness.
 fn weight_f32<'a>(bytes: &'a [u8], t: &TensorEntry) -> &'a [u8] {
     &bytes[t.range.clone()]
 }
@@ -456,8 +492,8 @@ fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[u8], dim: usize, eps: f32)
 
 /// Quantizes a batch of activation rows for the integer kernels (rows are whole q8 blocks because
 /// quantized row lengths are multiples of 32). f32 weights read `x` directly.
-fn quantize_rows(dtype: DType, xq: &mut QuantizedActivations, x: &[f32]) -> Result<()> {
-    if dtype != DType::F32 {
+fn quantize_rows(quantize: bool, xq: &mut QuantizedActivations, x: &[f32]) -> Result<()> {
+    if quantize {
         xq.quantize(x).map_err(|_| oom("scratch.xq", x.len() * 5 / 2))?;
     }
     Ok(())
@@ -479,14 +515,22 @@ fn rope_table(table: &mut [f32], pos: usize, head_dim: usize, rope_theta: f32) {
     }
 }
 
-/// Rotates adjacent pairs `(v[2j], v[2j+1])` of every head in `v` (GGUF / llama2.c order).
-fn apply_rope(v: &mut [f32], table: &[f32]) {
+/// Rotates pair `j` of every head in `v` by the angle in `table[2j..2j+2]` (cos, sin): the pair is
+/// `(v[2j], v[2j+1])` for [`RopeKind::Interleaved`] (GGUF llama / llama2.c order) and
+/// `(v[j], v[j + head_dim/2])` for [`RopeKind::Neox`] (llama.cpp `rope_neox`). Either way
+/// `x0' = x0·cos − x1·sin`, `x1' = x0·sin + x1·cos`.
+fn apply_rope(kind: RopeKind, v: &mut [f32], table: &[f32]) {
     let head_dim = table.len();
+    let half = head_dim / 2;
     for head in v.chunks_exact_mut(head_dim) {
-        for (pair, cs) in head.chunks_exact_mut(2).zip(table.chunks_exact(2)) {
-            let (x0, x1) = (pair[0], pair[1]);
-            pair[0] = x0 * cs[0] - x1 * cs[1];
-            pair[1] = x0 * cs[1] + x1 * cs[0];
+        for (j, cs) in table.chunks_exact(2).enumerate() {
+            let (a, b) = match kind {
+                RopeKind::Interleaved => (2 * j, 2 * j + 1),
+                RopeKind::Neox => (j, j + half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * cs[0] - x1 * cs[1];
+            head[b] = x0 * cs[1] + x1 * cs[0];
         }
     }
 }
@@ -587,10 +631,34 @@ mod tests {
         assert_eq!(table, [1.0, 0.0, 1.0, 0.0]);
         rope_table(&mut table, 1, 4, 10000.0);
         let mut v = [1.0f32, 0.0, 1.0, 0.0];
-        apply_rope(&mut v, &table);
+        apply_rope(RopeKind::Interleaved, &mut v, &table);
         assert!((v[0] - libm::cosf(1.0)).abs() < 1e-6 && (v[1] - libm::sinf(1.0)).abs() < 1e-6);
         // Second pair: θ = 10000^(-2/4) = 0.01.
         assert!((v[3] - libm::sinf(0.01)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn neox_rope_rotates_the_two_halves_of_a_head() {
+        let mut table = [0.0f32; 4];
+        rope_table(&mut table, 1, 4, 10000.0);
+        // Two heads of 4: pairs (0, 2) and (1, 3) in each.
+        let mut v = [1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0];
+        apply_rope(RopeKind::Neox, &mut v, &table);
+        let (c0, s0, c1, s1) = (table[0], table[1], table[2], table[3]);
+        assert_eq!(v[..4], [c0, c1, s0, s1]);
+        assert_eq!(v[4..], [0.0 * c0 - 2.0 * s0, 0.0, 0.0 * s0 + 2.0 * c0, 0.0]);
+        // Interleaved on the same input pairs (0, 1) and (2, 3) instead.
+        let mut w = [1.0f32, 1.0, 0.0, 0.0];
+        apply_rope(RopeKind::Interleaved, &mut w, &table);
+        assert_eq!(w, [c0 - s0, s0 + c0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn biases_are_added_to_every_row() {
+        let bias: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|b| b.to_le_bytes()).collect();
+        let mut rows = [1.0f32, 2.0, 3.0, 4.0];
+        add_bias_rows(&mut rows, &bias);
+        assert_eq!(rows, [1.5, 1.0, 3.5, 3.0]);
     }
 
     #[test]

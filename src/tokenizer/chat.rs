@@ -14,6 +14,9 @@ use crate::reader::{Entry, Reader};
 
 /// SmolLM2's default system prompt: its template puts it first when a conversation has none.
 pub const SMOLLM2_DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+/// Qwen2.5's default system prompt (its GGUF `tokenizer.chat_template`, the branch without a
+/// system message); the package says which family's applies ([`ChatTemplate::default_system`]).
+pub const QWEN2_DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 /// The flags are ABI facts (`TRL_CHAT_*`, the `render_chat` export's). `CHAT_ADD_GENERATION_PROMPT`
 /// ends with the opening of an assistant turn, so that generation writes the answer.
@@ -58,7 +61,9 @@ pub fn render(template: ChatTemplate, messages: &[ChatMessage<'_>], default_syst
     }
     match template {
         ChatTemplate::None => Err(Error::new(Status::InvalidArgument, "tokenizer.chat_template", ChatTemplate::None as u64, "the package names no chat template")),
-        ChatTemplate::ChatMl => {
+        // Both families write the same ChatML; they differ only in the default system prompt, which
+        // the caller passes (`ChatTemplate::default_system`).
+        ChatTemplate::ChatMl | ChatTemplate::ChatMlQwen2 => {
             let system = match messages.first() {
                 Some(m) if m.role == "system" => None,
                 _ if continuing => None,
@@ -182,6 +187,19 @@ mod tests {
         let continued = chatml(&[next], None, CHAT_ADD_GENERATION_PROMPT | CHAT_CONTINUE);
         assert_eq!(continued, "\n<|im_start|>user\nAnd you?<|im_end|>\n<|im_start|>assistant\n");
         assert_eq!(alloc::format!("{in_cache}{continued}"), whole);
+    }
+
+    #[test]
+    fn qwen2_packages_get_qwens_default_system_prompt() {
+        // Qwen2.5-Coder-Instruct's template with one user message and add_generation_prompt.
+        let system = ChatTemplate::ChatMlQwen2.default_system();
+        let text = render(ChatTemplate::ChatMlQwen2, &[USER], system, CHAT_ADD_GENERATION_PROMPT).unwrap();
+        assert_eq!(
+            alloc::string::String::from_utf8(text).unwrap(),
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(ChatTemplate::ChatMl.default_system(), Some(SMOLLM2_DEFAULT_SYSTEM));
+        assert_eq!(ChatTemplate::None.default_system(), None);
     }
 
     #[test]

@@ -67,7 +67,22 @@ pub enum PreTokenizer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChatTemplate {
     None = 0,
+    /// ChatML; a conversation without a system message gets SmolLM2's default one.
     ChatMl = 1,
+    /// ChatML; a conversation without a system message gets Qwen2.5's default one.
+    ChatMlQwen2 = 2,
+}
+
+impl ChatTemplate {
+    /// The system prompt the family's template puts first when a conversation has none
+    /// ([`chat::render`]'s `default_system`); `None` for no template.
+    pub fn default_system(self) -> Option<&'static str> {
+        match self {
+            ChatTemplate::None => None,
+            ChatTemplate::ChatMl => Some(chat::SMOLLM2_DEFAULT_SYSTEM),
+            ChatTemplate::ChatMlQwen2 => Some(chat::QWEN2_DEFAULT_SYSTEM),
+        }
+    }
 }
 
 /// Token types, with GGUF's values.

@@ -173,7 +173,8 @@ fn read_header(r: &mut Reader<'_>, vocab_size: u32) -> Result<Header> {
     let chat_template = match r.u32("chat_template")? {
         0 => ChatTemplate::None,
         1 => ChatTemplate::ChatMl,
-        v => return Err(err(Status::BadTokenizerKind, "tokenizer.chat_template", v as u64, "must be 0 (none) or 1 (chatml)")),
+        2 => ChatTemplate::ChatMlQwen2,
+        v => return Err(err(Status::BadTokenizerKind, "tokenizer.chat_template", v as u64, "must be 0 (none), 1 (chatml) or 2 (chatml_qwen2)")),
     };
     let tok_flags = r.u32("tok_flags")?;
     if tok_flags & !(FLAG_ADD_BOS | FLAG_ADD_SPACE_PREFIX) != 0 {

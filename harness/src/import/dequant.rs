@@ -174,12 +174,9 @@ pub fn dequantize(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>> {
 
 /// The SLM1 dtype a ggml block type is kept as bit for bit, if any.
 pub fn encoded_dtype(ty: GgmlType) -> Option<DType> {
-    match ty {
-        GgmlType::Q8_0 => Some(DType::Q8_0),
-        GgmlType::Q4_0 => Some(DType::Q4_0),
-        GgmlType::Q4_1 => Some(DType::Q4_1),
-        _ => None,
-    }
+    // f32 data stays values (its finiteness is checked per element); every other SLM1 dtype is
+    // ggml's block format of the same name, kept as shipped.
+    DType::from_ggml_type(ty.code()).filter(|&d| d != DType::F32)
 }
 
 /// Index of the first block whose scale (or minimum) is not finite (FORMAT.md: scales are finite);
@@ -213,7 +210,7 @@ pub fn dequantize_ggml(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>> {
 
 pub fn unsupported_type(ty: GgmlType) -> String {
     format!(
-        "type {} (ggml type {}) cannot be imported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1",
+        "type {} (ggml type {}) cannot be imported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
         ty.name(),
         ty.code()
     )

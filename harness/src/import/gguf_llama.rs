@@ -1,9 +1,11 @@
-//! GGUF files of the `llama` architecture → [`ModelSpec`].
+//! GGUF files of the llama family (`llama`, `qwen2`) → [`ModelSpec`].
 //!
 //! Keys and tensor names follow llama.cpp's conventions (gguf.md "LLaMA", llama.cpp
-//! `llama-vocab.cpp`). GGUF llama Q/K rows are already in the adjacent-pair RoPE order SLM1 uses, so
-//! they are kept as they are. Q8_0/Q4_0/Q4_1 matrices are passed on encoded, bit for bit; norms and
-//! f32/f16/bf16 matrices as f32.
+//! `llama-vocab.cpp`); the hyperparameter keys are prefixed by the architecture name
+//! (`llama.block_count`, `qwen2.block_count`). GGUF Q/K rows are already in the order the family's
+//! RoPE expects (llama: adjacent pairs; qwen2: NEOX halves, llama.cpp `llama_model_rope_type`), so
+//! they are kept as they are. Matrices in a dtype SLM1 has are passed on encoded, bit for bit; norms,
+//! biases and bf16 matrices as f32.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -11,7 +13,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use super::dequant::{check_finite, dequantize_ggml, encoded_dtype, first_nonfinite_scale, unsupported_type};
-use super::gguf::{GgmlType, Gguf, TensorInfo};
+use super::gguf::{Gguf, TensorInfo};
+use tinyrustlm::model::arch::Arch;
 use super::spm::sentencepiece_merges;
 use super::{canonical_tensors, tensor_progress};
 use crate::spec::{
@@ -64,21 +67,27 @@ pub fn import_gguf(path: impl AsRef<Path>, progress: bool) -> Result<ModelSpec> 
     import_gguf_bytes(&bytes, progress).with_context(|| format!("cannot import GGUF {}", path.display()))
 }
 
-/// Imports a GGUF `llama` model: hyperparameters, tokenizer and tensors in canonical order.
+/// Qwen2.5's chat template puts this system prompt first when a conversation has none; a
+/// template that contains it is [`ChatTemplate::ChatMlQwen2`].
+pub const QWEN2_DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
+/// Imports a GGUF model of the llama family: hyperparameters, tokenizer and tensors in canonical
+/// order. Every metadata key and every tensor's type is checked before any tensor data is read.
 pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
     let file = Gguf::parse(bytes)?;
-    let arch = file.get_str("general.architecture")?.ok_or_else(|| missing("general.architecture"))?;
-    ensure!(arch == "llama", "general.architecture is '{arch}': only 'llama' is supported");
+    let arch_name = file.get_str("general.architecture")?.ok_or_else(|| missing("general.architecture"))?;
+    let arch = Arch::from_name(arch_name)
+        .ok_or_else(|| anyhow!("general.architecture is '{arch_name}': only 'llama' and 'qwen2' are supported"))?;
 
     let tokenizer = read_tokenizer(&file)?;
     let tied_embeddings = file.tensor("output.weight").is_none();
-    let hparams = read_hparams(&file, tokenizer.tokens.len() as u32, tied_embeddings)?;
+    let hparams = read_hparams(&file, arch, tokenizer.tokens.len() as u32, tied_embeddings)?;
 
     // Bound the layer count by the tensors present before building the list of expected names
     // (missing ones are then reported by name).
     ensure!(
         hparams.n_layers as usize <= file.tensors.len(),
-        "llama.block_count is {} but the file has only {} tensors",
+        "{arch_name}.block_count is {} but the file has only {} tensors",
         hparams.n_layers,
         file.tensors.len()
     );
@@ -87,8 +96,8 @@ pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
     let expected: HashSet<&str> = slots.iter().map(|s| s.name.as_str()).collect();
     if let Some(extra) = file.tensors.iter().find(|t| !expected.contains(t.name.as_str())) {
         bail!(
-            "tensor '{}' ({}, ne {:?}) is not part of the llama architecture we run (rope_freqs, biases and \
-             expert tensors are not supported)",
+            "tensor '{}' ({}, ne {:?}) is not part of the {arch_name} architecture we run (rope_freqs and \
+             expert tensors are not supported, nor biases outside qwen2's Q/K/V)",
             extra.name,
             extra.ggml_type.name(),
             extra.ne
@@ -99,10 +108,7 @@ pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
     for slot in &slots {
         let info = *by_name.get(slot.name.as_str()).ok_or_else(|| anyhow!("tensor '{}' is missing", slot.name))?;
         check_shape(info, &slot.dims)?;
-        if !matches!(
-            info.ggml_type,
-            GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1
-        ) {
+        if encoded_dtype(info.ggml_type).is_none() && !can_widen(info.ggml_type) {
             bail!("tensor '{}': {}", info.name, unsupported_type(info.ggml_type));
         }
         planned.push((slot, info));
@@ -129,70 +135,108 @@ fn required_u32(f: &Gguf, key: &str) -> Result<u32> {
     f.get_u32(key)?.ok_or_else(|| missing(key))
 }
 
-fn read_hparams(f: &Gguf, vocab_size: u32, tied_embeddings: bool) -> Result<Hyperparams> {
-    let dim = required_u32(f, "llama.embedding_length")?;
-    let n_layers = required_u32(f, "llama.block_count")?;
-    let n_heads = required_u32(f, "llama.attention.head_count")?;
-    let n_kv_heads = f.get_u32("llama.attention.head_count_kv")?.unwrap_or(n_heads);
-    let ffn_dim = required_u32(f, "llama.feed_forward_length")?;
-    // Longer-context models still import: the package records the runtime's cap.
-    let max_context = required_u32(f, "llama.context_length")?.min(tinyrustlm::format::MAX_CONTEXT);
-    let rope_theta = f.get_f32("llama.rope.freq_base")?.unwrap_or(DEFAULT_ROPE_THETA);
-    let norm_eps = f
-        .get_f32("llama.attention.layer_norm_rms_epsilon")?
-        .ok_or_else(|| missing("llama.attention.layer_norm_rms_epsilon"))?;
+/// Types kept as f32 values because SLM1 has no such dtype (bf16; norms of any float type).
+fn can_widen(t: super::gguf::GgmlType) -> bool {
+    use super::gguf::GgmlType;
+    matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16)
+}
 
-    ensure!(
-        n_heads >= 1 && dim % n_heads == 0,
-        "llama.attention.head_count is {n_heads}, must be >= 1 and divide llama.embedding_length {dim}"
-    );
+fn read_hparams(f: &Gguf, arch: Arch, vocab_size: u32, tied_embeddings: bool) -> Result<Hyperparams> {
+    let a = arch.name();
+    let key = |k: &str| format!("{a}.{k}");
+    let dim = required_u32(f, &key("embedding_length"))?;
+    let n_layers = required_u32(f, &key("block_count"))?;
+    let n_heads = required_u32(f, &key("attention.head_count"))?;
+    let n_kv_heads = f.get_u32(&key("attention.head_count_kv"))?.unwrap_or(n_heads);
+    let ffn_dim = required_u32(f, &key("feed_forward_length"))?;
+    // Longer-context models still import: the package records the runtime's cap.
+    let max_context = required_u32(f, &key("context_length"))?.min(tinyrustlm::format::MAX_CONTEXT);
+    let rope_theta = f.get_f32(&key("rope.freq_base"))?.unwrap_or(DEFAULT_ROPE_THETA);
+    let eps_key = key("attention.layer_norm_rms_epsilon");
+    let norm_eps = f.get_f32(&eps_key)?.ok_or_else(|| missing(&eps_key))?;
+
+    ensure!(n_heads >= 1, "{a}.attention.head_count is {n_heads}, must be >= 1");
     ensure!(
         n_kv_heads >= 1 && n_heads % n_kv_heads == 0,
-        "llama.attention.head_count_kv is {n_kv_heads}, must be >= 1 and divide llama.attention.head_count {n_heads}"
+        "{a}.attention.head_count_kv is {n_kv_heads}, must be >= 1 and divide {a}.attention.head_count {n_heads}"
     );
-    let head_dim = dim / n_heads;
-    for key in ["llama.rope.dimension_count", "llama.attention.key_length", "llama.attention.value_length"] {
-        if let Some(v) = f.get_u32(key)? {
+    // llama.cpp: head size `key_length`, default embedding_length / head_count.
+    let head_dim = match f.get_u32(&key("attention.key_length"))? {
+        Some(k) => k,
+        None => {
+            ensure!(dim % n_heads == 0, "{a}.attention.head_count is {n_heads}, must divide {a}.embedding_length {dim} (no {a}.attention.key_length)");
+            dim / n_heads
+        }
+    };
+    for k in ["rope.dimension_count", "attention.value_length"] {
+        if let Some(v) = f.get_u32(&key(k))? {
             ensure!(
                 v == head_dim,
-                "{key} is {v} but head_dim (embedding_length / head_count) is {head_dim}: \
-                 partial RoPE and separate head sizes are not supported"
+                "{a}.{k} is {v} but head_dim is {head_dim}: partial RoPE and separate key/value head sizes are not supported"
             );
         }
     }
-    check_rope_scaling(f)?;
-    if let Some(n) = f.get_u32("llama.expert_count")? {
-        ensure!(n == 0, "llama.expert_count is {n}: mixture-of-experts models are not supported");
+    ensure!(
+        (2..=tinyrustlm::format::MAX_HEAD_DIM).contains(&head_dim) && head_dim % 2 == 0,
+        "head_dim is {head_dim}, must be even and in 2..={} (RoPE rotates pairs)",
+        tinyrustlm::format::MAX_HEAD_DIM
+    );
+    check_rope_scaling(f, a)?;
+    if let Some(n) = f.get_u32(&key("expert_count"))? {
+        ensure!(n == 0, "{a}.expert_count is {n}: mixture-of-experts models are not supported");
     }
-    if let Some(n) = f.get_u32("llama.vocab_size")? {
-        ensure!(n == vocab_size, "llama.vocab_size is {n} but {KEY_TOKENS} has {vocab_size} tokens");
+    if let Some(n) = f.get_u32(&key("vocab_size"))? {
+        ensure!(n == vocab_size, "{a}.vocab_size is {n} but {KEY_TOKENS} has {vocab_size} tokens");
     }
     // The runtime's caps (abi/FORMAT.md, "Resource caps"), checked here so the importer never writes a
     // package the runtime refuses (the gguf fuzz target found a context length past the cap).
     use tinyrustlm::format::{MAX_DIM, MAX_FFN_DIM, MAX_LAYERS, MAX_VOCAB};
-    for (key, value, max) in [
-        (KEY_TOKENS, vocab_size, MAX_VOCAB),
-        ("llama.embedding_length", dim, MAX_DIM),
-        ("llama.block_count", n_layers, MAX_LAYERS),
-        ("llama.feed_forward_length", ffn_dim, MAX_FFN_DIM),
-        ("llama.context_length", max_context, u32::MAX),
+    for (k, value, max) in [
+        (KEY_TOKENS.to_string(), vocab_size, MAX_VOCAB),
+        (key("embedding_length"), dim, MAX_DIM),
+        (key("block_count"), n_layers, MAX_LAYERS),
+        (key("feed_forward_length"), ffn_dim, MAX_FFN_DIM),
+        (key("context_length"), max_context, u32::MAX),
+        (key("attention.head_count"), n_heads, dim),
     ] {
-        ensure!((1..=max).contains(&value), "{key} is {value}, must be in 1..={max} (the runtime's cap)");
+        ensure!((1..=max).contains(&value), "{k} is {value}, must be in 1..={max} (the runtime's cap)");
     }
-    ensure!(head_dim % 2 == 0, "head_dim (embedding_length / head_count) is {head_dim}, must be even (RoPE rotates pairs)");
-    Ok(Hyperparams { vocab_size, dim, n_layers, n_heads, n_kv_heads, ffn_dim, max_context, rope_theta, norm_eps, tied_embeddings })
+    ensure!(
+        n_heads as u64 * head_dim as u64 <= MAX_DIM as u64,
+        "{a}.attention.head_count {n_heads} × head_dim {head_dim} is above the runtime's cap {MAX_DIM}"
+    );
+    // qwen2's GGUFs carry Q/K/V biases; all three are then required (reported by name if missing).
+    let qkv_bias = arch.has_qkv_bias_rows() && f.tensor("blk.0.attn_q.bias").is_some();
+    Ok(Hyperparams {
+        arch,
+        vocab_size,
+        dim,
+        n_layers,
+        n_heads,
+        n_kv_heads,
+        ffn_dim,
+        max_context,
+        rope_theta,
+        norm_eps,
+        tied_embeddings,
+        head_dim,
+        rope: arch.gguf_rope(),
+        qkv_bias,
+    })
 }
 
 /// We rotate with plain RoPE: no scaling, or linear scaling by 1 (a factor of 0 means "unset" to
 /// llama.cpp).
-fn check_rope_scaling(f: &Gguf) -> Result<()> {
-    let kind = f.get_str("llama.rope.scaling.type")?;
+fn check_rope_scaling(f: &Gguf, a: &str) -> Result<()> {
+    let type_key = format!("{a}.rope.scaling.type");
+    let kind = f.get_str(&type_key)?;
     match kind {
         None | Some("none") | Some("linear") => {}
-        Some(other) => bail!("llama.rope.scaling.type is '{other}': only 'none', or 'linear' with factor 1, is supported"),
+        Some(other) => bail!("{type_key} is '{other}': only 'none', or 'linear' with factor 1, is supported"),
     }
     if kind != Some("none") {
-        for key in ["llama.rope.scaling.factor", "llama.rope.scale_linear"] {
+        for key in [format!("{a}.rope.scaling.factor"), format!("{a}.rope.scale_linear")] {
+            let key = key.as_str();
             if let Some(x) = f.get_f32(key)? {
                 ensure!(x == 0.0 || x == 1.0, "{key} is {x}: RoPE scaling is not supported (factor must be 1)");
             }
@@ -290,6 +334,7 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     let space_prefix_key = f.get_bool("tokenizer.ggml.add_space_prefix")?;
     let add_space_prefix = sentencepiece && space_prefix_key.unwrap_or(true);
     let chat_template = match f.get_str("tokenizer.chat_template")? {
+        Some(t) if t.contains("<|im_start|>") && t.contains(QWEN2_DEFAULT_SYSTEM) => ChatTemplate::ChatMlQwen2,
         Some(t) if t.contains("<|im_start|>") => ChatTemplate::ChatMl,
         _ => ChatTemplate::None,
     };
@@ -297,8 +342,10 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     let pre_tokenizer = match (kind, pre) {
         (TokenizerKind::BpeByteLevel, None | Some("gpt2") | Some("default")) => PreTokenizer::Gpt2,
         (TokenizerKind::BpeByteLevel, Some("smollm")) => PreTokenizer::Smollm,
+        (TokenizerKind::BpeByteLevel, Some("qwen2")) => PreTokenizer::Qwen2,
+        (TokenizerKind::BpeByteLevel, Some("llama-bpe")) => PreTokenizer::Llama3,
         (TokenizerKind::BpeByteLevel, Some(other)) => {
-            bail!("tokenizer.ggml.pre is '{other}': only 'gpt2', 'default' and 'smollm' are supported")
+            bail!("tokenizer.ggml.pre is '{other}': only 'gpt2', 'default', 'smollm', 'qwen2' and 'llama-bpe' are supported")
         }
         _ => PreTokenizer::None,
     };

@@ -162,18 +162,7 @@ pub fn import_llama2c_bytes(model: &[u8], tokenizer: &[u8], progress: bool) -> R
     );
 
     let tokenizer = read_tokenizer(tokenizer, h.vocab_size)?;
-    let hparams = Hyperparams {
-        vocab_size: h.vocab_size,
-        dim: h.dim,
-        n_layers: h.n_layers,
-        n_heads: h.n_heads,
-        n_kv_heads: h.n_kv_heads,
-        ffn_dim: h.hidden_dim,
-        max_context: h.seq_len,
-        rope_theta: ROPE_THETA,
-        norm_eps: NORM_EPS,
-        tied_embeddings: h.shared_classifier,
-    };
+    let hparams = Hyperparams::llama(h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.hidden_dim, h.seq_len, ROPE_THETA, NORM_EPS, h.shared_classifier);
 
     // Weight groups in file order; the size check above guarantees every slice is in range.
     let (dim, hidden, kv_dim, vocab) = (h.dim as usize, h.hidden_dim as usize, h.kv_dim() as usize, h.vocab_size as usize);
@@ -221,6 +210,8 @@ pub fn import_llama2c_bytes(model: &[u8], tokenizer: &[u8], progress: bool) -> R
             Role::FfnDown => per_layer(w2),
             Role::OutputNorm => Some(rms_final),
             Role::Output => wcls,
+            // llama2.c is llama: no biases (the llama table has no such rows).
+            Role::AttnQBias | Role::AttnKBias | Role::AttnVBias => None,
         };
         let name = slot.to_string();
         let bytes = bytes.ok_or_else(|| anyhow!("llama2.c checkpoints have no tensor {name}"))?;

@@ -202,7 +202,7 @@ pub const GGML_F16: u32 = 1;
 pub const GGML_Q4_0: u32 = 2;
 pub const GGML_Q4_1: u32 = 3;
 pub const GGML_Q8_0: u32 = 8;
-pub const GGML_Q5_0: u32 = 6;
+pub const GGML_Q8_1: u32 = 9;
 pub const GGML_BF16: u32 = 30;
 
 /// The GPT-2 vocabulary of [`tiny_llama`]: specials like SmolLM2's, then byte-level pieces
@@ -280,6 +280,26 @@ pub fn quant_data(ggml_type: u32, n_elements: usize, seed: u8) -> Vec<u8> {
 /// A one-layer llama with a GPT-2 tokenizer and a mix of tensor types:
 /// token_embd Q8_0, attn_q F32, attn_k F16, attn_v BF16, attn_output Q4_0, ffn_gate Q4_1,
 /// ffn_up Q8_0, ffn_down F32, norms F32; tied embeddings unless `untied`.
+/// [`tiny_llama`] as a qwen2 GGUF: `qwen2.*` keys, Q/K/V biases, rope θ 1e6, the `qwen2`
+/// pre-tokenizer and a template with Qwen's default system prompt.
+pub fn tiny_qwen2() -> GgufBuilder {
+    let mut b = tiny_llama(false);
+    for (k, _) in b.kv.iter_mut() {
+        if let Some(rest) = k.strip_prefix("llama.") {
+            *k = format!("qwen2.{rest}");
+        }
+    }
+    let template = "{%- if messages[0]['role'] == 'system' %}{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{%- endif %}";
+    let b = b
+        .set("general.architecture", s("qwen2"))
+        .set("qwen2.rope.freq_base", V::F32(1e6))
+        .set("tokenizer.ggml.pre", s("qwen2"))
+        .set("tokenizer.chat_template", s(template));
+    b.tensor("blk.0.attn_q.bias", &[DIM], GGML_F32, f32_bytes(&values(DIM as usize, 13)))
+        .tensor("blk.0.attn_k.bias", &[KV_DIM], GGML_F32, f32_bytes(&values(KV_DIM as usize, 14)))
+        .tensor("blk.0.attn_v.bias", &[KV_DIM], GGML_F32, f32_bytes(&values(KV_DIM as usize, 15)))
+}
+
 pub fn tiny_llama(untied: bool) -> GgufBuilder {
     let vocab = GPT2_TOKENS.len() as u64;
     let mut types = vec![token_type::NORMAL as i32; GPT2_TOKENS.len()];

@@ -6,6 +6,7 @@ use super::gguf::{Gguf, Value, MAX_ARRAY_LEN, MAX_KV, MAX_STRING_LEN, MAX_TENSOR
 use super::test_gguf::*;
 use super::{canonical_tensors, import_gguf_bytes, import_llama2c_bytes};
 use crate::spec::{token_type, ChatTemplate, PreTokenizer, TensorData, TokenizerKind};
+use tinyrustlm::model::arch::{Arch, RopeKind};
 use tinyrustlm::quant::DType;
 
 /// The full error chain, as `{:#}` prints it.
@@ -377,15 +378,93 @@ fn non_llama_architecture() {
 
 #[test]
 fn unsupported_tensor_type_names_the_tensor() {
-    // Q5_0 (ggml type 6): 32-element blocks of 22 bytes, valid in the container, not importable.
+    // Q8_1 (ggml type 9): 32-element blocks of 36 bytes, valid in the container, no SLM1 dtype.
     for name in ["token_embd.weight", "blk.0.ffn_up.weight", "output_norm.weight"] {
         let mut b = tiny_llama(false);
         let t = b.tensor_mut(name);
         let n_blocks = t.ne.iter().product::<u64>() as usize / 32;
-        t.ggml_type = GGML_Q5_0;
-        t.data = vec![0; n_blocks * 22];
-        assert_has(&import_err(&b), &[&format!("tensor '{name}'"), "Q5_0", "ggml type 6", "cannot be imported"]);
+        t.ggml_type = GGML_Q8_1;
+        t.data = vec![0; n_blocks * 36];
+        assert_has(&import_err(&b), &[&format!("tensor '{name}'"), "Q8_1", "ggml type 9", "cannot be imported"]);
     }
+}
+
+#[test]
+fn refusals_come_before_any_tensor_is_read() {
+    // An earlier tensor's data is broken (a NaN scale, found only by reading it): the refusal of
+    // the architecture, or of a later tensor's type, still names the key or type, not the NaN.
+    let broken = |b: GgufBuilder| {
+        let mut b = b;
+        b.tensor_mut("token_embd.weight").data[0..2].copy_from_slice(&0x7e00u16.to_le_bytes());
+        b
+    };
+    let b = broken(tiny_llama(false)).set("general.architecture", s("gemma3"));
+    assert_has(&import_err(&b), &["general.architecture is 'gemma3'", "only 'llama' and 'qwen2'"]);
+    let mut b = broken(tiny_llama(false));
+    let t = b.tensor_mut("blk.0.ffn_down.weight");
+    let n_blocks = t.ne.iter().product::<u64>() as usize / 32;
+    t.ggml_type = GGML_Q8_1;
+    t.data = vec![0; n_blocks * 36];
+    let msg = import_err(&b);
+    assert_has(&msg, &["tensor 'blk.0.ffn_down.weight'", "Q8_1", "cannot be imported"]);
+    assert!(!msg.contains("token_embd"), "{msg}");
+    // And with the type fixed, the NaN is what is reported.
+    assert_has(&import_err(&broken(tiny_llama(false))), &["token_embd.weight", "non-finite scale"]);
+}
+
+#[test]
+fn qwen2_imports_with_biases_neox_rope_and_its_chat_template() {
+    let spec = import_gguf_bytes(&tiny_qwen2().build(), false).unwrap();
+    let h = &spec.hparams;
+    assert_eq!((h.arch, h.rope, h.qkv_bias, h.head_dim, h.rope_theta), (Arch::Qwen2, RopeKind::Neox, true, 16, 1e6));
+    assert_eq!((spec.tokenizer.pre_tokenizer, spec.tokenizer.chat_template), (PreTokenizer::Qwen2, ChatTemplate::ChatMlQwen2));
+    let names: Vec<&str> = spec.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(&names[1..5], ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_q.bias", "blk.0.attn_k.weight"]);
+    assert!(matches!(&spec.tensors[3].data, TensorData::F32(v) if v.len() == DIM as usize));
+
+    // As shipped it is a v2 package the runtime accepts, with the shipped dtypes kept.
+    let raw = crate::package::build_as_shipped(&spec, |_| {}).unwrap();
+    assert_eq!((raw.format_version, raw.header_len), (2, 160));
+    let (bytes, _) = raw.to_bytes();
+    let pkg = tinyrustlm::format::parse(&bytes).unwrap();
+    assert_eq!((pkg.format_version, pkg.arch, pkg.hparams.rope, pkg.hparams.qkv_bias), (2, Arch::Qwen2, RopeKind::Neox, true));
+    let dtype = |n: &str| pkg.tensors.iter().find(|t| t.name == n).unwrap().dtype;
+    assert_eq!((dtype("token_embd.weight"), dtype("blk.0.attn_output.weight"), dtype("blk.0.ffn_gate.weight")), (DType::Q8_0, DType::Q4_0, DType::Q4_1));
+    assert_eq!(dtype("blk.0.attn_v.bias"), DType::F32);
+    // --quant converts everything, and is still v2 (qwen2 needs the architecture block).
+    let converted = crate::package::write(&spec, DType::Q8_0).unwrap();
+    let pkg = tinyrustlm::format::parse(&converted).unwrap();
+    assert!(pkg.tensors.iter().all(|t| t.dtype == if t.rank == 1 { DType::F32 } else { DType::Q8_0 }));
+    assert_eq!((pkg.format_version, pkg.quant), (2, DType::Q8_0));
+
+    // A missing bias is reported by name; qwen2 keys are read with their own prefix.
+    let mut b = tiny_qwen2();
+    b.tensors.retain(|t| t.name != "blk.0.attn_k.bias");
+    assert_has(&import_err(&b), &["tensor 'blk.0.attn_k.bias' is missing"]);
+    let b = tiny_qwen2().remove("qwen2.block_count");
+    assert_has(&import_err(&b), &["'qwen2.block_count' is missing"]);
+}
+
+#[test]
+fn a_llama_gguf_as_shipped_in_one_v1_mode_is_still_v1() {
+    // Every matrix q8_0 and norms f32: v1's rule holds with quant_mode q8_0, so the package is the
+    // same bytes `--quant q8_0` writes.
+    let mut b = tiny_llama(true);
+    for t in b.tensors.iter_mut().filter(|t| t.ne.len() == 2) {
+        let n = t.ne.iter().product::<u64>() as usize;
+        t.ggml_type = GGML_Q8_0;
+        t.data = quant_data(GGML_Q8_0, n, 3);
+    }
+    let spec = import_gguf_bytes(&b.build(), false).unwrap();
+    let shipped = crate::package::build_as_shipped(&spec, |_| {}).unwrap();
+    assert_eq!((shipped.format_version, shipped.quant_mode), (1, DType::Q8_0.code() as u32));
+    assert_eq!(shipped.to_bytes().0, crate::package::write(&spec, DType::Q8_0).unwrap());
+    // A mix no v1 quant_mode allows is v2, quant_mode the dominant dtype.
+    let spec = import_gguf_bytes(&tiny_llama(false).build(), false).unwrap();
+    let mixed = crate::package::build_as_shipped(&spec, |_| {}).unwrap();
+    assert_eq!(mixed.format_version, 2);
+    let pkg = tinyrustlm::format::parse(&mixed.to_bytes().0).unwrap();
+    assert_eq!((pkg.arch, pkg.hparams.rope, pkg.quant), (Arch::Llama, RopeKind::Interleaved, tinyrustlm::format::dominant_dtype(&pkg.tensors)));
 }
 
 #[test]
@@ -438,7 +517,9 @@ fn nonfinite_weights_are_rejected() {
 fn unsupported_hyperparameters() {
     let cases: Vec<(GgufBuilder, &[&str])> = vec![
         (tiny_llama(false).set("llama.rope.dimension_count", V::U32(8)), &["llama.rope.dimension_count is 8", "head_dim", "16"]),
-        (tiny_llama(false).kv("llama.attention.key_length", V::U32(32)), &["llama.attention.key_length is 32"]),
+        // An explicit head size (v2) must still be the RoPE and value head size.
+        (tiny_llama(false).kv("llama.attention.key_length", V::U32(32)), &["llama.rope.dimension_count is 16", "head_dim is 32"]),
+        (tiny_llama(false).kv("llama.attention.value_length", V::U32(8)), &["llama.attention.value_length is 8", "head_dim is 16"]),
         (tiny_llama(false).kv("llama.rope.scaling.type", s("yarn")), &["llama.rope.scaling.type is 'yarn'"]),
         (
             tiny_llama(false).kv("llama.rope.scaling.type", s("linear")).kv("llama.rope.scaling.factor", V::F32(2.0)),
@@ -468,7 +549,7 @@ fn tokenizer_metadata_errors() {
     let n = GPT2_TOKENS.len();
     let cases: Vec<(GgufBuilder, &[&str])> = vec![
         (tiny_llama(false).set("tokenizer.ggml.model", s("bert")), &["tokenizer.ggml.model is 'bert'"]),
-        (tiny_llama(false).set("tokenizer.ggml.pre", s("qwen2")), &["tokenizer.ggml.pre is 'qwen2'"]),
+        (tiny_llama(false).set("tokenizer.ggml.pre", s("falcon")), &["tokenizer.ggml.pre is 'falcon'"]),
         (tiny_llama(false).set("tokenizer.ggml.tokens", V::Arr(T_I32, vec![V::I32(1)])), &["'tokenizer.ggml.tokens'", "array of i32", "array of string"]),
         (tiny_llama(false).set("tokenizer.ggml.scores", V::Arr(T_F32, vec![V::F32(0.0); 3])), &["tokenizer.ggml.scores has 3 entries", "has 16"]),
         (tiny_llama(false).set("tokenizer.ggml.scores", V::Arr(T_STR, vec![s("x"); n])), &["'tokenizer.ggml.scores'", "array of f32"]),
