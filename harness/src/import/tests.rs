@@ -1,7 +1,7 @@
 //! Importer tests: every way a GGUF or llama2.c input can be rejected, and acceptance on small
 //! files written here (and the stories260K checkpoint shipped under `tests/data/llama2c/`).
 
-use super::dequant::{dequantize, f16_to_f32};
+use super::dequant::dequantize;
 use super::gguf::{Gguf, Value, MAX_ARRAY_LEN, MAX_KV, MAX_STRING_LEN, MAX_TENSORS};
 use super::test_gguf::*;
 use super::{canonical_tensors, import_gguf_bytes, import_llama2c_bytes};
@@ -298,11 +298,11 @@ fn tiny_llama_imports() {
     );
     assert_eq!(get("blk.0.attn_output.weight"), &TensorData::Encoded { dtype: DType::Q4_0, bytes: quant_data(GGML_Q4_0, d * d, 6) });
     assert_eq!(get("blk.0.ffn_gate.weight"), &TensorData::Encoded { dtype: DType::Q4_1, bytes: quant_data(GGML_Q4_1, d * 64, 8) });
-    // Float matrices and norms become f32.
+    // f16 is an SLM1 dtype too: kept as shipped.
+    assert_eq!(get("blk.0.attn_k.weight"), &TensorData::Encoded { dtype: DType::F16, bytes: f16_data(&values(d * 16, 4)) });
+    // f32 matrices and norms stay f32; bf16 (no SLM1 dtype) becomes f32.
     assert_eq!(get("blk.0.attn_q.weight"), &TensorData::F32(values(d * d, 3)));
     assert_eq!(get("blk.0.attn_norm.weight"), &TensorData::F32(values(d, 2)));
-    let k: Vec<f32> = f16_data(&values(d * 16, 4)).chunks(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect();
-    assert_eq!(get("blk.0.attn_k.weight"), &TensorData::F32(k));
     match get("blk.0.attn_v.weight") {
         TensorData::F32(v) => {
             for (got, want) in v.iter().zip(values(d * 16, 5)) {
