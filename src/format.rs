@@ -268,12 +268,7 @@ fn check_sections(h: &RawHeader, file_len: usize) -> Result<Sections> {
     }
     let dir_end = dir_end.unwrap_or_default();
     if h.tokenizer_offset != dir_end {
-        return Err(bad(
-            Status::BadSectionBounds,
-            "header.tokenizer_offset",
-            h.tokenizer_offset,
-            "must equal dir_offset + dir_len (sections are contiguous)",
-        ));
+        return Err(bad(Status::BadSectionBounds, "header.tokenizer_offset", h.tokenizer_offset, "must equal dir_offset + dir_len (sections are contiguous)"));
     }
     let tok_end = h.tokenizer_offset.checked_add(h.tokenizer_len);
     if tok_end.is_none_or(|end| end > file_len) {
@@ -281,12 +276,7 @@ fn check_sections(h: &RawHeader, file_len: usize) -> Result<Sections> {
     }
     let tok_end = tok_end.unwrap_or_default();
     if align_up(tok_end, TENSOR_ALIGN as u64) != Some(h.data_offset) {
-        return Err(bad(
-            Status::BadSectionBounds,
-            "header.data_offset",
-            h.data_offset,
-            "must equal align_up(tokenizer_offset + tokenizer_len, 32)",
-        ));
+        return Err(bad(Status::BadSectionBounds, "header.data_offset", h.data_offset, "must equal align_up(tokenizer_offset + tokenizer_len, 32)"));
     }
     let data_end = h.data_offset.checked_add(h.data_len);
     let expected_len = data_end.and_then(|end| end.checked_add(TRAILER_LEN as u64));
@@ -296,21 +286,12 @@ fn check_sections(h: &RawHeader, file_len: usize) -> Result<Sections> {
             return Err(bad(Status::Truncated, "header.data_len", h.data_len, "tensor data and trailer must fit in the file"));
         }
         _ => {
-            return Err(bad(
-                Status::BadSectionBounds,
-                "header.data_len",
-                h.data_len,
-                "file must end right after the tensor data and the 4-byte artifact CRC",
-            ));
+            return Err(bad(Status::BadSectionBounds, "header.data_len", h.data_len, "file must end right after the tensor data and the 4-byte artifact CRC"));
         }
     }
     // All values are now ≤ file_len, which is a usize.
     let (dir_offset, tok_offset, data_offset) = (h.dir_offset as usize, h.tokenizer_offset as usize, h.data_offset as usize);
-    Ok(Sections {
-        dir: dir_offset..dir_end as usize,
-        tokenizer: tok_offset..tok_end as usize,
-        data: data_offset..data_offset + h.data_len as usize,
-    })
+    Ok(Sections { dir: dir_offset..dir_end as usize, tokenizer: tok_offset..tok_end as usize, data: data_offset..data_offset + h.data_len as usize })
 }
 
 fn check_checksums(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<u32> {
@@ -322,12 +303,7 @@ fn check_checksums(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<u32> {
     }
     let layout = crc32fast::hash(&bytes[s.dir.clone()]);
     if layout != h.tensor_layout_crc {
-        return Err(bad(
-            Status::TensorLayoutChecksum,
-            "header.tensor_layout_crc",
-            h.tensor_layout_crc as u64,
-            "must equal the CRC32 of the tensor directory",
-        ));
+        return Err(bad(Status::TensorLayoutChecksum, "header.tensor_layout_crc", h.tensor_layout_crc as u64, "must equal the CRC32 of the tensor directory"));
     }
     let tok = crc32fast::hash(&bytes[s.tokenizer.clone()]);
     if tok != h.tokenizer_crc {
@@ -387,21 +363,21 @@ fn check_hparams(h: &RawHeader) -> Result<(Hyperparams, DType)> {
     range("header.ffn_dim", p.ffn_dim, MAX_FFN_DIM, "must be in 1..=65536")?;
     range("header.max_context", p.max_context, MAX_CONTEXT, "must be in 1..=32768")?;
     if h.v2.is_none() {
-        if p.dim % p.n_heads != 0 {
+        if !p.dim.is_multiple_of(p.n_heads) {
             return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "must divide dim"));
         }
-        if (p.dim / p.n_heads) % 2 != 0 {
+        if !(p.dim / p.n_heads).is_multiple_of(2) {
             return Err(bad(Status::BadHyperparameter, "header.n_heads", p.n_heads as u64, "head_dim = dim / n_heads must be even (RoPE rotates pairs)"));
         }
     } else {
-        if p.head_dim < 2 || p.head_dim > MAX_HEAD_DIM || p.head_dim % 2 != 0 {
+        if p.head_dim < 2 || p.head_dim > MAX_HEAD_DIM || !p.head_dim.is_multiple_of(2) {
             return Err(bad(Status::BadHyperparameter, "header.head_dim", p.head_dim as u64, "must be even and in 2..=1024 (RoPE rotates pairs)"));
         }
         if p.q_dim() > MAX_DIM as usize {
             return Err(bad(Status::BadHyperparameter, "header.head_dim", p.head_dim as u64, "n_heads · head_dim must be at most 16384"));
         }
     }
-    if p.n_heads % p.n_kv_heads != 0 {
+    if !p.n_heads.is_multiple_of(p.n_kv_heads) {
         return Err(bad(Status::BadHyperparameter, "header.n_kv_heads", p.n_kv_heads as u64, "must divide n_heads"));
     }
     if !(p.rope_theta.is_finite() && p.rope_theta > 0.0) {
@@ -411,8 +387,10 @@ fn check_hparams(h: &RawHeader) -> Result<(Hyperparams, DType)> {
         return Err(bad(Status::BadHyperparameter, "header.norm_eps", p.norm_eps.to_bits() as u64, "must be finite and > 0 (value shown as f32 bits)"));
     }
     if let Some(b) = &h.v2 {
-        p.rope = RopeKind::from_code(b.rope_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.rope_kind", b.rope_kind as u64, "must be 0 interleaved or 1 neox"))?;
-        p.norm = NormKind::from_code(b.norm_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.norm_kind", b.norm_kind as u64, "must be 0 (RMSNorm)"))?;
+        p.rope = RopeKind::from_code(b.rope_kind)
+            .ok_or_else(|| bad(Status::BadHyperparameter, "header.rope_kind", b.rope_kind as u64, "must be 0 interleaved or 1 neox"))?;
+        p.norm =
+            NormKind::from_code(b.norm_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.norm_kind", b.norm_kind as u64, "must be 0 (RMSNorm)"))?;
     }
     let quant = u8::try_from(h.quant_mode).ok().and_then(DType::from_code);
     let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
@@ -453,15 +431,16 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
         let name = owned;
         let named = |field: &str| field!("tensor[{}].{}", name, field);
         let code = r.u8("dtype")?;
-        let dtype = DType::from_code(code).ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
+        let dtype = DType::from_code(code)
+            .ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
         let rank = r.u8("rank")?;
         if rank != 1 && rank != 2 {
             return Err(bad(Status::BadTensorShape, named("rank"), rank as u64, "must be 1 or 2"));
         }
         let mut dims = [1u32; 2];
-        for d in 0..rank as usize {
-            dims[d] = r.u32("dims")?;
-            if dims[d] == 0 {
+        for dim in dims.iter_mut().take(rank as usize) {
+            *dim = r.u32("dims")?;
+            if *dim == 0 {
                 return Err(bad(Status::BadTensorShape, named("dims"), 0, "every dim must be at least 1"));
             }
         }
@@ -479,9 +458,9 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
                 "must start at the previous tensor's end rounded up to 32 (no gap, no overlap)",
             ));
         }
-        let row_bytes = dtype
-            .row_bytes(row_len)
-            .ok_or_else(|| bad(Status::BadTensorShape, named("dims"), row_len as u64, "row length must be a multiple of the dtype's block size (32 for quantized)"))?;
+        let row_bytes = dtype.row_bytes(row_len).ok_or_else(|| {
+            bad(Status::BadTensorShape, named("dims"), row_len as u64, "row length must be a multiple of the dtype's block size (32 for quantized)")
+        })?;
         let expected_len = (row_bytes as u64).checked_mul(rows as u64);
         if expected_len != Some(byte_len) {
             return Err(bad(Status::BadTensorShape, named("byte_len"), byte_len, "must equal rows × row bytes of the dtype"));
@@ -576,7 +555,12 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
         }
     }
     if let Some(i) = found.iter().position(|&f| !f) {
-        return Err(bad(Status::UnknownTensor, field!("tensor[{}]", tensors[i].name), i as u64, "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)"));
+        return Err(bad(
+            Status::UnknownTensor,
+            field!("tensor[{}]", tensors[i].name),
+            i as u64,
+            "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)",
+        ));
     }
 
     let n_params: u64 = tensors.iter().map(TensorEntry::n_elements).sum();
@@ -593,20 +577,19 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     }
     for e in &tensors {
         if let Some(at) = crate::quant::first_non_finite(e.dtype, &bytes[e.range.clone()]) {
-            return Err(bad(Status::BadTensorData, field!("tensor[{}]", e.name), at as u64, "scales and f32 values must be finite (value = block/element index)"));
+            return Err(bad(
+                Status::BadTensorData,
+                field!("tensor[{}]", e.name),
+                at as u64,
+                "scales and f32 values must be finite (value = block/element index)",
+            ));
         }
     }
 
     Ok(Package {
         hparams: p,
         quant,
-        identity: ModelIdentity {
-            n_params,
-            tensor_layout_crc: h.tensor_layout_crc,
-            tokenizer_crc: h.tokenizer_crc,
-            flags: h.flags,
-            n_tensors: h.n_tensors,
-        },
+        identity: ModelIdentity { n_params, tensor_layout_crc: h.tensor_layout_crc, tokenizer_crc: h.tokenizer_crc, flags: h.flags, n_tensors: h.n_tensors },
         tensors,
         format_version: h.version,
         arch,

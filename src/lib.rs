@@ -11,25 +11,29 @@
 // Errors are returned by value and hold their field name inline (see `error::Error`): building one
 // must not allocate, so the large-Err lint is answered by design, not by boxing.
 #![allow(clippy::result_large_err)]
+// `unsafe` lives only at the ABI edge (`abi`) and in the SIMD kernels (`quant::simd128`,
+// `quant::kquant::simd128`); each of those modules opts in, and every block has a `// SAFETY:` line.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 pub mod abi_facts;
-pub mod buffer;
-pub mod error;
-mod reader;
-pub mod format;
-pub mod quant;
-pub mod tokenizer;
-pub mod model;
-pub mod sampler;
-pub mod score;
 pub mod adapter;
+pub mod buffer;
 pub mod diag;
 pub mod engine;
+pub mod error;
 pub mod eval;
+pub mod format;
+pub mod model;
+pub mod quant;
+mod reader;
+pub mod sampler;
+pub mod score;
+pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod abi;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]

@@ -77,15 +77,7 @@ impl Default for SamplingParams {
     /// Greedy decoding with every filter off; a 64-token penalty window ready for when the penalty
     /// is switched on.
     fn default() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            repetition_window: 64,
-            seed: 0,
-        }
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, repetition_window: 64, seed: 0 }
     }
 }
 
@@ -100,15 +92,8 @@ impl SamplingParams {
     /// (`sampling.temperature`, ...). `top_k`, `repetition_window` and `seed` accept every value.
     pub fn validate(&self) -> Result<()> {
         // Written as `!(in range)` so that NaN, which fails every comparison, is rejected too.
-        if !(self.temperature.is_finite()
-            && self.temperature >= 0.0
-            && self.temperature <= MAX_TEMPERATURE)
-        {
-            return Err(invalid_float(
-                "sampling.temperature",
-                self.temperature,
-                "must be finite and in 0..=100 (0 = greedy)",
-            ));
+        if !(self.temperature.is_finite() && self.temperature >= 0.0 && self.temperature <= MAX_TEMPERATURE) {
+            return Err(invalid_float("sampling.temperature", self.temperature, "must be finite and in 0..=100 (0 = greedy)"));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(invalid_float("sampling.top_p", self.top_p, "must be in (0, 1] (1 = off)"));
@@ -117,11 +102,7 @@ impl SamplingParams {
             return Err(invalid_float("sampling.min_p", self.min_p, "must be in [0, 1) (0 = off)"));
         }
         if !(self.repetition_penalty >= 1.0 && self.repetition_penalty <= MAX_REPETITION_PENALTY) {
-            return Err(invalid_float(
-                "sampling.repetition_penalty",
-                self.repetition_penalty,
-                "must be in 1..=10 (1 = off)",
-            ));
+            return Err(invalid_float("sampling.repetition_penalty", self.repetition_penalty, "must be in 1..=10 (1 = off)"));
         }
         Ok(())
     }
@@ -242,13 +223,7 @@ impl Sampler {
     pub fn new(params: SamplingParams, vocab_size: usize) -> Self {
         // Token ids are u32; a larger vocabulary cannot be addressed anyway.
         let n_vocab = vocab_size.min(u32::MAX as usize);
-        Sampler {
-            params,
-            rng: Rng::new(params.seed),
-            n_vocab,
-            candidates: Vec::with_capacity(n_vocab),
-            penalized: vec![false; n_vocab],
-        }
+        Sampler { params, rng: Rng::new(params.seed), n_vocab, candidates: Vec::with_capacity(n_vocab), penalized: vec![false; n_vocab] }
     }
 
     /// [`Sampler::new`] for a host that may run out of memory: the vocabulary-sized scratch is
@@ -349,8 +324,7 @@ impl Sampler {
         let min_p = self.params.min_p;
         if min_p != 0.0 {
             let threshold = min_p * candidates[0].value;
-            n_kept =
-                candidates[..n_kept].iter().take_while(|c| c.value >= threshold).count().max(1);
+            n_kept = candidates[..n_kept].iter().take_while(|c| c.value >= threshold).count().max(1);
         }
         n_kept = candidates[..n_kept].iter().take_while(|c| c.value > 0.0).count().max(1);
         let kept = &candidates[..n_kept];
@@ -434,22 +408,7 @@ mod tests {
 
     #[test]
     fn stable_order_key_matches_comparator() {
-        let values = [
-            -f32::MAX,
-            -1e30,
-            -2.0,
-            -1.0,
-            -f32::MIN_POSITIVE,
-            -1e-45,
-            0.0,
-            1e-45,
-            f32::MIN_POSITIVE,
-            0.5,
-            1.0,
-            1.0 + f32::EPSILON,
-            3e38,
-            f32::MAX,
-        ];
+        let values = [-f32::MAX, -1e30, -2.0, -1.0, -f32::MIN_POSITIVE, -1e-45, 0.0, 1e-45, f32::MIN_POSITIVE, 0.5, 1.0, 1.0 + f32::EPSILON, 3e38, f32::MAX];
         let mut candidates = Vec::new();
         for (i, &value) in values.iter().enumerate() {
             // Two ids per value, the higher id first, so ties must be broken by the key.
@@ -486,10 +445,7 @@ mod tests {
         assert_eq!(params.validate(), Ok(()));
         assert_eq!(params.temperature, 0.0);
         assert_eq!((params.top_k, params.top_p, params.min_p), (0, 1.0, 0.0));
-        assert_eq!(
-            (params.repetition_penalty, params.repetition_window, params.seed),
-            (1.0, 64, 0)
-        );
+        assert_eq!((params.repetition_penalty, params.repetition_window, params.seed), (1.0, 64, 0));
     }
 
     #[test]
@@ -511,9 +467,7 @@ mod tests {
     #[test]
     fn validate_rejects_bad_temperature() {
         let d = SamplingParams::default();
-        for temperature in
-            [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1.0, -f32::MIN_POSITIVE, 100.01]
-        {
+        for temperature in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1.0, -f32::MIN_POSITIVE, 100.01] {
             assert_rejected(SamplingParams { temperature, ..d }, "sampling.temperature");
         }
         let err = SamplingParams { temperature: -1.0, ..d }.validate().unwrap_err();
@@ -540,10 +494,7 @@ mod tests {
     fn validate_rejects_bad_repetition_penalty() {
         let d = SamplingParams::default();
         for repetition_penalty in [0.0, 0.999, -1.0, 10.01, f32::NAN, f32::INFINITY] {
-            assert_rejected(
-                SamplingParams { repetition_penalty, ..d },
-                "sampling.repetition_penalty",
-            );
+            assert_rejected(SamplingParams { repetition_penalty, ..d }, "sampling.repetition_penalty");
         }
     }
 
@@ -563,16 +514,7 @@ mod tests {
             0xB821_5485_5A65_DDB2,
             0xD99A_2743_EBE6_0087,
         ];
-        const GOLDEN_F32: [f32; 8] = [
-            0.083_862_96,
-            0.378_980_22,
-            0.680_043_4,
-            0.924_692_9,
-            0.991_803_9,
-            0.769_739_45,
-            0.719_258_55,
-            0.850_008_4,
-        ];
+        const GOLDEN_F32: [f32; 8] = [0.083_862_96, 0.378_980_22, 0.680_043_4, 0.924_692_9, 0.991_803_9, 0.769_739_45, 0.719_258_55, 0.850_008_4];
         let mut rng = Rng::new(42);
         let got: Vec<u64> = (0..8).map(|_| rng.next_u64()).collect();
         assert_eq!(got, GOLDEN_U64);
@@ -648,11 +590,7 @@ mod tests {
         let mut sampler = Sampler::new(SamplingParams::default(), 3);
         assert_eq!(sampler.sample(&mut [], &[]), 0);
         assert_eq!(sampler.sample(&mut [1.0, 2.0], &[]), 1, "short row");
-        assert_eq!(
-            sampler.sample(&mut [1.0, 2.0, 0.0, 9.0], &[]),
-            1,
-            "ids past vocab_size ignored"
-        );
+        assert_eq!(sampler.sample(&mut [1.0, 2.0, 0.0, 9.0], &[]), 1, "ids past vocab_size ignored");
         let mut sampler = Sampler::new(sampling(1.0), 3);
         assert_eq!(sampler.sample(&mut [], &[]), 0);
         assert!(sampler.sample(&mut [1.0, 2.0, 0.0, 99.0], &[]) < 3);
@@ -674,13 +612,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence_different_seed_different() {
-        let params = SamplingParams {
-            temperature: 1.0,
-            top_k: 40,
-            top_p: 0.95,
-            seed: 5,
-            ..Default::default()
-        };
+        let params = SamplingParams { temperature: 1.0, top_k: 40, top_p: 0.95, seed: 5, ..Default::default() };
         let a = draw_sequence(params, 64);
         assert_eq!(a, draw_sequence(params, 64));
         assert_ne!(a, draw_sequence(SamplingParams { seed: 6, ..params }, 64));
@@ -688,8 +620,7 @@ mod tests {
 
     #[test]
     fn reseed_restarts_the_stream() {
-        let mut sampler =
-            Sampler::new(SamplingParams { temperature: 1.0, seed: 3, ..Default::default() }, 50);
+        let mut sampler = Sampler::new(SamplingParams { temperature: 1.0, seed: 3, ..Default::default() }, 50);
         let mut logit_rng = Rng::new(1);
         let logits = random_logits(&mut logit_rng, 50, 2.0);
         let first: Vec<u32> = (0..20).map(|_| sampler.sample(&mut logits.clone(), &[])).collect();
@@ -702,16 +633,10 @@ mod tests {
     fn top_k_1_equals_greedy() {
         let mut logit_rng = Rng::new(77);
         let mut greedy = Sampler::new(SamplingParams::default(), 500);
-        let mut top1 = Sampler::new(
-            SamplingParams { temperature: 1.5, top_k: 1, seed: 1, ..Default::default() },
-            500,
-        );
+        let mut top1 = Sampler::new(SamplingParams { temperature: 1.5, top_k: 1, seed: 1, ..Default::default() }, 500);
         for _ in 0..200 {
             let logits = random_logits(&mut logit_rng, 500, 3.0);
-            assert_eq!(
-                top1.sample(&mut logits.clone(), &[]),
-                greedy.sample(&mut logits.clone(), &[])
-            );
+            assert_eq!(top1.sample(&mut logits.clone(), &[]), greedy.sample(&mut logits.clone(), &[]));
         }
     }
 
@@ -730,15 +655,11 @@ mod tests {
     fn tiny_top_p_equals_greedy() {
         let mut logit_rng = Rng::new(78);
         let mut greedy = Sampler::new(SamplingParams::default(), 500);
-        let params =
-            SamplingParams { temperature: 1.0, top_p: 1e-6, seed: 2, ..Default::default() };
+        let params = SamplingParams { temperature: 1.0, top_p: 1e-6, seed: 2, ..Default::default() };
         let mut nucleus = Sampler::new(params, 500);
         for _ in 0..200 {
             let logits = random_logits(&mut logit_rng, 500, 3.0);
-            assert_eq!(
-                nucleus.sample(&mut logits.clone(), &[]),
-                greedy.sample(&mut logits.clone(), &[])
-            );
+            assert_eq!(nucleus.sample(&mut logits.clone(), &[]), greedy.sample(&mut logits.clone(), &[]));
         }
     }
 
@@ -784,8 +705,7 @@ mod tests {
 
     #[test]
     fn repetition_penalty_once_per_distinct_token_and_only_in_window() {
-        let params =
-            SamplingParams { repetition_penalty: 2.0, repetition_window: 3, ..Default::default() };
+        let params = SamplingParams { repetition_penalty: 2.0, repetition_window: 3, ..Default::default() };
         let mut sampler = Sampler::new(params, 4);
         let mut logits = [4.0, -4.0, 4.0, 4.0];
         // Window = last 3 = [1, 1, 0]; token 2 is older than the window; 99 is outside the vocab.
@@ -818,8 +738,7 @@ mod tests {
         }
         // Reference softmax in f64, independent of the f32 pipeline.
         let max = logits.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l)));
-        let weights: Vec<f64> =
-            logits.iter().map(|&l| ((f64::from(l) - max) / f64::from(temperature)).exp()).collect();
+        let weights: Vec<f64> = logits.iter().map(|&l| ((f64::from(l) - max) / f64::from(temperature)).exp()).collect();
         let sum: f64 = weights.iter().sum();
         counts
             .iter()
@@ -843,12 +762,8 @@ mod tests {
     /// Plain twin of stages 3-7: a full sort instead of partial selection. Pins the top-k fast
     /// path to the same ids, bit for bit, over random rows with many ties.
     fn reference_sample(logits: &[f32], params: &SamplingParams, u: f32) -> u32 {
-        let mut all: Vec<Candidate> = logits
-            .iter()
-            .enumerate()
-            .filter(|(_, &l)| l > f32::NEG_INFINITY)
-            .map(|(id, &value)| Candidate { id: id as u32, value })
-            .collect();
+        let mut all: Vec<Candidate> =
+            logits.iter().enumerate().filter(|(_, &l)| l > f32::NEG_INFINITY).map(|(id, &value)| Candidate { id: id as u32, value }).collect();
         if all.is_empty() {
             return 0;
         }
@@ -912,18 +827,13 @@ mod tests {
             let mut sampler = Sampler::new(params, n_vocab);
             let u = Rng::new(params.seed).next_f32();
             let expected = reference_sample(&logits, &params, u);
-            assert_eq!(
-                sampler.sample(&mut logits.clone(), &[]),
-                expected,
-                "case {case}: {params:?}"
-            );
+            assert_eq!(sampler.sample(&mut logits.clone(), &[]), expected, "case {case}: {params:?}");
         }
     }
 
     #[test]
     fn all_masked_logits_sample_to_zero_and_still_draw() {
-        let mut sampler =
-            Sampler::new(SamplingParams { temperature: 1.0, seed: 4, ..Default::default() }, 3);
+        let mut sampler = Sampler::new(SamplingParams { temperature: 1.0, seed: 4, ..Default::default() }, 3);
         assert_eq!(sampler.sample(&mut [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY], &[]), 0);
         let mut expected = Rng::new(4);
         expected.next_u64();
@@ -932,8 +842,7 @@ mod tests {
 
     #[test]
     fn no_panics_for_any_valid_params() {
-        const SPECIAL: [f32; 6] =
-            [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 0.0];
+        const SPECIAL: [f32; 6] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 0.0];
         let mut case_rng = Rng::new(99);
         let mut pick = |n: u64| case_rng.next_u64() % n;
         for case in 0..2000 {

@@ -123,18 +123,32 @@ pub fn fixtures() -> &'static Fixtures {
             out
         };
         let spec = |kind, scale, targets| AdapterSpec { kind, parent, scale, targets };
-        let adapters = vec![
+        let adapters = [
             spec(Kind::Dense, 1.0, vec![TargetSpec { name: "blk.0.attn_q.weight".into(), rows: d, cols: d, delta: Delta::DenseF32(ramp(d * d, 0.01)) }]),
             spec(Kind::Dense, 0.5, vec![TargetSpec { name: "blk.0.attn_k.weight".into(), rows: kv, cols: d, delta: Delta::DenseQ8_0(q8_rows(kv, d)) }]),
             spec(
                 Kind::Sparse,
                 1.0,
                 vec![
-                    TargetSpec { name: "token_embd.weight".into(), rows: 258, cols: d, delta: Delta::Sparse(vec![(0, 0.5), (97 * d, -0.25), (258 * d - 1, 1.0)]) },
+                    TargetSpec {
+                        name: "token_embd.weight".into(),
+                        rows: 258,
+                        cols: d,
+                        delta: Delta::Sparse(vec![(0, 0.5), (97 * d, -0.25), (258 * d - 1, 1.0)]),
+                    },
                     TargetSpec { name: "output_norm.weight".into(), rows: 1, cols: d, delta: Delta::Sparse(vec![(3, 0.125)]) },
                 ],
             ),
-            spec(Kind::LowRank, 0.25, vec![TargetSpec { name: "blk.0.ffn_down.weight".into(), rows: d, cols: ffn, delta: Delta::LowRank { rank: 2, a: ramp(2 * ffn, 0.1), b: ramp(d * 2, 0.1) } }]),
+            spec(
+                Kind::LowRank,
+                0.25,
+                vec![TargetSpec {
+                    name: "blk.0.ffn_down.weight".into(),
+                    rows: d,
+                    cols: ffn,
+                    delta: Delta::LowRank { rank: 2, a: ramp(2 * ffn, 0.1), b: ramp(d * 2, 0.1) },
+                }],
+            ),
         ]
         .iter()
         .map(AdapterSpec::to_bytes)
@@ -198,7 +212,7 @@ impl Session<'_> {
         let k = self.input.byte() as usize;
         let pick = |live: &Vec<(u32, u32)>| live.len().checked_sub(1 + k % live.len().max(1)).map(|i| live[i]);
         match mode % 8 {
-            0 | 1 | 2 => pick(&self.live).map_or(0, |(p, _)| p),
+            0..=2 => pick(&self.live).map_or(0, |(p, _)| p),
             3 => pick(&self.live).map_or(0, |(p, len)| p + (self.input.byte() as u32 % len.max(1))),
             4 => pick(&self.live).map_or(0, |(p, len)| p + len),
             5 => self.freed,
@@ -211,7 +225,7 @@ impl Session<'_> {
     fn len(&mut self, ptr: u32) -> u32 {
         let fit = self.live.iter().find(|(p, len)| ptr >= *p && ptr <= p + len).map_or(0, |(p, len)| p + len - ptr);
         match self.input.byte() % 8 {
-            0 | 1 | 2 => fit,
+            0..=2 => fit,
             3 => fit.wrapping_add(1),
             4 => self.input.byte() as u32,
             5 => self.input.u32(),

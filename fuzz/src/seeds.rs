@@ -44,7 +44,7 @@ fn with_tokenizer(mut spec: ModelSpec, tokenizer: TokenizerSpec) -> ModelSpec {
 
 fn slm1() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for quant in DType::ALL {
+    for quant in DType::V1_STORAGE {
         for tied in [true, false] {
             let spec = synthetic_model(&tiny_shape(tied), MODEL_SEED);
             let name = format!("seed-{}-{}.slm", quant.name(), if tied { "tied" } else { "untied" });
@@ -65,7 +65,7 @@ fn adapters(kind: Kind) -> Vec<(String, Vec<u8>)> {
     let shape = tiny_shape(true);
     let (d, kv, ffn, vocab) = (shape.dim, shape.dim / shape.n_heads * shape.n_kv_heads, shape.ffn_dim, 258u32);
     let mut out = Vec::new();
-    for (pkg, quant) in parent_packages().iter().zip(DType::ALL) {
+    for (pkg, quant) in parent_packages().iter().zip(DType::V1_STORAGE) {
         let parent = tinyrustlm::format::parse(pkg).unwrap().identity;
         let targets = match kind {
             Kind::Dense => {
@@ -80,11 +80,21 @@ fn adapters(kind: Kind) -> Vec<(String, Vec<u8>)> {
                 ]
             }
             Kind::Sparse => vec![
-                TargetSpec { name: "token_embd.weight".into(), rows: vocab, cols: d, delta: Delta::Sparse(vec![(1, 0.5), (33 * d + 2, -0.25), (vocab * d - 1, 1.0)]) },
+                TargetSpec {
+                    name: "token_embd.weight".into(),
+                    rows: vocab,
+                    cols: d,
+                    delta: Delta::Sparse(vec![(1, 0.5), (33 * d + 2, -0.25), (vocab * d - 1, 1.0)]),
+                },
                 TargetSpec { name: "blk.0.ffn_up.weight".into(), rows: ffn, cols: d, delta: Delta::Sparse(vec![(0, 0.125), (40, 2.0), (41, -2.0)]) },
             ],
             Kind::LowRank => vec![
-                TargetSpec { name: "blk.0.attn_output.weight".into(), rows: d, cols: d, delta: Delta::LowRank { rank: 2, a: ramp(2 * d, 0.1), b: ramp(d * 2, 0.1) } },
+                TargetSpec {
+                    name: "blk.0.attn_output.weight".into(),
+                    rows: d,
+                    cols: d,
+                    delta: Delta::LowRank { rank: 2, a: ramp(2 * d, 0.1), b: ramp(d * 2, 0.1) },
+                },
                 TargetSpec { name: "blk.0.ffn_gate.weight".into(), rows: ffn, cols: d, delta: Delta::LowRank { rank: 1, a: ramp(d, 0.2), b: ramp(ffn, 0.2) } },
             ],
         };
@@ -245,11 +255,21 @@ fn tiny_gguf(sentencepiece: bool, untied: bool) -> Vec<u8> {
         let mut t: Vec<String> = ["<unk>", "<s>", "</s>"].map(String::from).to_vec();
         t.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
         t.extend(["\u{2581}", "a", "b", "\u{2581}a", "ab", "\u{2581}ab", "é"].map(String::from));
-        let types = (0..t.len()).map(|i| match i { 0 => 2, 1 | 2 => 3, 3..=258 => 6, _ => 1 }).collect();
+        let types = (0..t.len())
+            .map(|i| match i {
+                0 => 2,
+                1 | 2 => 3,
+                3..=258 => 6,
+                _ => 1,
+            })
+            .collect();
         let scores = (0..t.len()).map(|i| -(i as f32)).collect();
         (t, types, scores, vec![], "llama")
     } else {
-        let t: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a", "b", "\u{120}", "\u{10a}", "ab", "\u{120}a", "\u{120}ab", "é", "Ã", "©", "Ã©"].map(String::from).to_vec();
+        let t: Vec<String> =
+            ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a", "b", "\u{120}", "\u{10a}", "ab", "\u{120}a", "\u{120}ab", "é", "Ã", "©", "Ã©"]
+                .map(String::from)
+                .to_vec();
         let types = (0..t.len()).map(|i| if i < 3 { 3 } else { 1 }).collect();
         (t, types, vec![], ["a b", "\u{120} a", "\u{120}a b", "Ã ©"].map(String::from).to_vec(), "gpt2")
     };
@@ -311,20 +331,72 @@ fn gguf() -> Vec<(String, Vec<u8>)> {
 
 fn abi_sequence() -> Vec<(String, Vec<u8>)> {
     let mut generate = ProgramWriter::default();
-    generate.put_package().load_newest().set_sampling().put_text(0).tokenize_newest(1).generate_newest(8, 0).alloc(64).alloc(4).read_result(0).read_result(1).read_result(3).alloc(200).read_diagnostics_newest();
+    generate
+        .put_package()
+        .load_newest()
+        .set_sampling()
+        .put_text(0)
+        .tokenize_newest(1)
+        .generate_newest(8, 0)
+        .alloc(64)
+        .alloc(4)
+        .read_result(0)
+        .read_result(1)
+        .read_result(3)
+        .alloc(200)
+        .read_diagnostics_newest();
 
     let mut stream = ProgramWriter::default();
-    stream.put_package().load_newest().put_text(1).stop_string_newest().put_text(0).generate_start_newest(10, 1).step(2).alloc(3).alloc(4).read_result(0).step(3).read_result(0).read_result(2).put_text(3).generate_start_newest(4, 2).step(1).raw(Op::Reset).step(1).last_error();
+    stream
+        .put_package()
+        .load_newest()
+        .put_text(1)
+        .stop_string_newest()
+        .put_text(0)
+        .generate_start_newest(10, 1)
+        .step(2)
+        .alloc(3)
+        .alloc(4)
+        .read_result(0)
+        .step(3)
+        .read_result(0)
+        .read_result(2)
+        .put_text(3)
+        .generate_start_newest(4, 2)
+        .step(1)
+        .raw(Op::Reset)
+        .step(1)
+        .last_error();
 
     let mut adapters = ProgramWriter::default();
     adapters.put_package().load_newest();
     for i in 0..4 {
         adapters.put_adapter(i).validate_newest().apply_newest();
     }
-    adapters.put_text(0).generate_newest(3, 0).remove_last_adapter().remove_last_adapter().reset_adapters().remove_last_adapter().alloc(128).read_diagnostics_newest();
+    adapters
+        .put_text(0)
+        .generate_newest(3, 0)
+        .remove_last_adapter()
+        .remove_last_adapter()
+        .reset_adapters()
+        .remove_last_adapter()
+        .alloc(128)
+        .read_diagnostics_newest();
 
     let mut eval = ProgramWriter::default();
-    eval.put_package().load_newest().put_eval().run_eval_newest().alloc(255).alloc(4).read_result(6).raw(Op::UnloadModel).put_eval().run_eval_newest().alloc(40).alloc(4).last_error();
+    eval.put_package()
+        .load_newest()
+        .put_eval()
+        .run_eval_newest()
+        .alloc(255)
+        .alloc(4)
+        .read_result(6)
+        .raw(Op::UnloadModel)
+        .put_eval()
+        .run_eval_newest()
+        .alloc(40)
+        .alloc(4)
+        .last_error();
 
     let mut misuse = ProgramWriter::default();
     misuse.put_text(0).generate_newest(4, 0).alloc(10).load_newest().put_package().load_newest().put_package().load_newest().raw(Op::Dealloc).0.extend([0, 0]);

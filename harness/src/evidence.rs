@@ -217,8 +217,19 @@ pub fn created_utc(flag: Option<&str>) -> Result<String> {
     if let Some(s) = flag {
         let b = s.as_bytes();
         let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        let shaped = b.len() == 20 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10) && b[10] == b'T'
-            && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19) && b[19] == b'Z';
+        let shaped = b.len() == 20
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+            && b[19] == b'Z';
         if !shaped {
             bail!("--created {s:?}: expected UTC as YYYY-MM-DDTHH:MM:SSZ");
         }
@@ -439,7 +450,13 @@ pub fn read_lineage(dir: &Path) -> Result<BTreeMap<String, Node>> {
             if k + 1 == chain.len() {
                 node.has_packet = true;
                 for e in v["evals"].as_array().into_iter().flatten() {
-                    node.verdicts.push(format!("{} {}/{}{}", e["suite"].as_str().unwrap_or(""), e["passed"], e["n_cases"], if e["boundary_met"] == true { " ✓" } else { " ✗" }));
+                    node.verdicts.push(format!(
+                        "{} {}/{}{}",
+                        e["suite"].as_str().unwrap_or(""),
+                        e["passed"],
+                        e["n_cases"],
+                        if e["boundary_met"] == true { " ✓" } else { " ✗" }
+                    ));
                 }
             }
         }
@@ -466,8 +483,22 @@ pub fn render(nodes: &BTreeMap<String, Node>, format: LineageFormat) -> String {
     let mut out = String::new();
     match format {
         LineageFormat::Text => {
-            fn walk(out: &mut String, id: &str, nodes: &BTreeMap<String, Node>, children: &BTreeMap<&str, BTreeSet<&str>>, prefix: &str, last: bool, root: bool) {
-                let (branch, next) = if root { ("", String::new()) } else if last { ("└── ", format!("{prefix}    ")) } else { ("├── ", format!("{prefix}│   ")) };
+            fn walk(
+                out: &mut String,
+                id: &str,
+                nodes: &BTreeMap<String, Node>,
+                children: &BTreeMap<&str, BTreeSet<&str>>,
+                prefix: &str,
+                last: bool,
+                root: bool,
+            ) {
+                let (branch, next) = if root {
+                    ("", String::new())
+                } else if last {
+                    ("└── ", format!("{prefix}    "))
+                } else {
+                    ("├── ", format!("{prefix}│   "))
+                };
                 out.push_str(&format!("{prefix}{branch}{}\n", label(id, &nodes[id])));
                 let kids: Vec<&str> = children.get(id).map(|k| k.iter().copied().collect()).unwrap_or_default();
                 for (i, k) in kids.iter().enumerate() {
@@ -537,7 +568,13 @@ fn svg(nodes: &BTreeMap<String, Node>, children: &BTreeMap<&str, BTreeSet<&str>>
             None => n.parent.clone(),
             Some(a) => format!("+ {a}"),
         };
-        let second = if !n.has_packet { "(no packet)".to_string() } else if n.verdicts.is_empty() { "no evals".to_string() } else { n.verdicts.join(" · ") };
+        let second = if !n.has_packet {
+            "(no packet)".to_string()
+        } else if n.verdicts.is_empty() {
+            "no evals".to_string()
+        } else {
+            n.verdicts.join(" · ")
+        };
         (format!("{id}  {what}"), second)
     };
     let mut width = 0usize;
@@ -554,10 +591,21 @@ fn svg(nodes: &BTreeMap<String, Node>, children: &BTreeMap<&str, BTreeSet<&str>>
         at.insert(id, (x, y));
         if let Some(a) = &n.ancestor {
             if let Some(&(ax, ay)) = at.get(a.as_str()) {
-                edges.push_str(&format!("  <path d=\"M{} {} V{} H{x}\" fill=\"none\" stroke=\"#555\" marker-end=\"url(#arrow)\"/>\n", ax + 14, ay + BOX_H, y + BOX_H / 2));
+                edges.push_str(&format!(
+                    "  <path d=\"M{} {} V{} H{x}\" fill=\"none\" stroke=\"#555\" marker-end=\"url(#arrow)\"/>\n",
+                    ax + 14,
+                    ay + BOX_H,
+                    y + BOX_H / 2
+                ));
             }
         }
-        let fill = if !n.has_packet { "#f4f4f4" } else if n.verdicts.iter().all(|v| v.ends_with('✓')) { "#e8f5e9" } else { "#fff3e0" };
+        let fill = if !n.has_packet {
+            "#f4f4f4"
+        } else if n.verdicts.iter().all(|v| v.ends_with('✓')) {
+            "#e8f5e9"
+        } else {
+            "#fff3e0"
+        };
         boxes.push_str(&format!(
             "  <g><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{BOX_H}\" rx=\"4\" fill=\"{fill}\" stroke=\"#333\"/>\n    <text x=\"{}\" y=\"{}\">{}</text>\n    <text x=\"{}\" y=\"{}\" fill=\"#444\">{}</text></g>\n",
             x + 10, y + 16, xml_escape(&first), x + 10, y + 32, xml_escape(&second)

@@ -86,7 +86,12 @@ fn json_str(s: &str) -> String {
 fn skills_suite() -> String {
     let mut s = format!("{{\"suite\":\"synthetic-skills\",\"version\":\"1\",\"min_pass_rate\":{SKILLS_MIN_PASS_RATE}}}\n");
     for l in &LESSONS {
-        s.push_str(&format!("{{\"id\":\"{}\",\"prompt\":{},\"expected\":{},\"match\":\"exact\",\"max_tokens\":8}}\n", l.name, json_str(l.prompt), json_str(l.answer)));
+        s.push_str(&format!(
+            "{{\"id\":\"{}\",\"prompt\":{},\"expected\":{},\"match\":\"exact\",\"max_tokens\":8}}\n",
+            l.name,
+            json_str(l.prompt),
+            json_str(l.answer)
+        ));
     }
     s
 }
@@ -94,7 +99,11 @@ fn skills_suite() -> String {
 fn regression_suite(recorded: &[String]) -> String {
     let mut s = String::from("{\"suite\":\"synthetic-regression\",\"version\":\"1\",\"min_pass_rate\":1}\n");
     for ((id, prompt), answer) in RECORDED_PROMPTS.iter().zip(recorded) {
-        s.push_str(&format!("{{\"id\":\"{id}\",\"prompt\":{},\"expected\":{},\"match\":\"exact\",\"max_tokens\":{RECORDED_TOKENS}}}\n", json_str(prompt), json_str(answer)));
+        s.push_str(&format!(
+            "{{\"id\":\"{id}\",\"prompt\":{},\"expected\":{},\"match\":\"exact\",\"max_tokens\":{RECORDED_TOKENS}}}\n",
+            json_str(prompt),
+            json_str(answer)
+        ));
     }
     s
 }
@@ -256,11 +265,7 @@ fn solve_edits(states: &[State], own: &[Vec<(usize, u32)>], dim: usize, margin: 
         }
         let tokens: Vec<u32> = lifts.keys().copied().collect();
         let ys = cholesky_solve(&g, m, &lifts.values().cloned().collect::<Vec<_>>())?;
-        let rows = tokens
-            .into_iter()
-            .zip(ys)
-            .map(|(t, y)| (t, (0..dim).map(|d| (0..m).map(|s| y[s] * states[s].x[d]).sum()).collect()))
-            .collect();
+        let rows = tokens.into_iter().zip(ys).map(|(t, y)| (t, (0..dim).map(|d| (0..m).map(|s| y[s] * states[s].x[d]).sum()).collect())).collect();
         out.push(rows);
     }
     Ok(out)
@@ -280,7 +285,9 @@ pub fn adapter_spec(kind: Kind, head: &str, rows: &BTreeMap<u32, Vec<f64>>, pare
             }
             Delta::LowRank { rank: rank as u32, a, b }
         }
-        Kind::Sparse => Delta::Sparse(rows.iter().flat_map(|(t, row)| row.iter().enumerate().map(move |(j, &v)| (t * dim + j as u32, v as f32))).filter(|&(_, v)| v != 0.0).collect()),
+        Kind::Sparse => Delta::Sparse(
+            rows.iter().flat_map(|(t, row)| row.iter().enumerate().map(move |(j, &v)| (t * dim + j as u32, v as f32))).filter(|&(_, v)| v != 0.0).collect(),
+        ),
         Kind::Dense => {
             let mut all = vec![0f32; vocab as usize * d];
             for (t, row) in rows {
@@ -308,7 +315,12 @@ fn pretty(v: &Value) -> Vec<u8> {
 
 fn case_verdicts(sidecar: &[u8]) -> Result<Vec<(String, bool, String)>> {
     let v: Value = serde_json::from_slice(sidecar)?;
-    Ok(v["cases"].as_array().into_iter().flatten().map(|c| (c["id"].as_str().unwrap_or("").to_string(), c["passed"] == true, c["produced"].as_str().unwrap_or("").to_string())).collect())
+    Ok(v["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (c["id"].as_str().unwrap_or("").to_string(), c["passed"] == true, c["produced"].as_str().unwrap_or("").to_string()))
+        .collect())
 }
 
 /// Writes the whole example folder into `dir` (created if missing; files it owns are replaced).
@@ -392,7 +404,11 @@ pub fn generate(module: &ModuleFile, dir: &Path) -> Result<()> {
             for (id, passed, produced) in &verdicts {
                 let want = if *suite == "skills" { taught(lessons).contains(&id.as_str()) } else { true };
                 if *passed != want {
-                    bail!("assembly {name}: {suite} case {id} {} (produced {produced:?}); the example is built so that it {}", if *passed { "passed" } else { "failed" }, if want { "passes" } else { "fails" });
+                    bail!(
+                        "assembly {name}: {suite} case {id} {} (produced {produced:?}); the example is built so that it {}",
+                        if *passed { "passed" } else { "failed" },
+                        if want { "passes" } else { "fails" }
+                    );
                 }
             }
             let rel = format!("sidecars/{name}.{suite}.json");
@@ -424,7 +440,10 @@ pub fn generate(module: &ModuleFile, dir: &Path) -> Result<()> {
     write(dir, "README.md", readme(&table, &recorded, &adapter_bytes, n_states, &lineage_text, &mermaid).as_bytes())
 }
 
-fn readme(table: &[(&str, &[usize], Value, Vec<Vec<(String, bool, String)>>)], recorded: &[String], adapters: &[Vec<u8>], n_states: usize, lineage_text: &str, mermaid: &str) -> String {
+/// One row of the table `readme` prints (the fields as `write_examples` builds them).
+type SuiteRow<'a> = (&'a str, &'a [usize], Value, Vec<Vec<(String, bool, String)>>);
+
+fn readme(table: &[SuiteRow], recorded: &[String], adapters: &[Vec<u8>], n_states: usize, lineage_text: &str, mermaid: &str) -> String {
     let mut s = String::new();
     s.push_str("# The evidence loop, end to end, without downloading anything\n\n");
     s.push_str("Everything in this folder is written by `trl examples examples` (`make examples`) from a seed, and\n");
@@ -435,7 +454,16 @@ fn readme(table: &[(&str, &[usize], Value, Vec<Vec<(String, bool, String)>>)], r
     s.push_str(&format!("| `parent.slm` | the parent: a synthetic llama (dim 64, 2 layers, 4/2 heads, ffn 96, separate LM head), random weights from seed {PARENT_SEED}, byte tokenizer, f32 storage |\n"));
     for (l, b) in LESSONS.iter().zip(adapters) {
         let magic = String::from_utf8_lossy(&l.kind.magic()).into_owned();
-        s.push_str(&format!("| `{}` + `{}` | {magic} ({}), {} bytes, digest {:08x}: teaches `{}` → `{}` |\n", l.file, manifest_path(l.file), l.kind.name(), b.len(), adapter::digest(b), l.prompt, l.answer));
+        s.push_str(&format!(
+            "| `{}` + `{}` | {magic} ({}), {} bytes, digest {:08x}: teaches `{}` → `{}` |\n",
+            l.file,
+            manifest_path(l.file),
+            l.kind.name(),
+            b.len(),
+            adapter::digest(b),
+            l.prompt,
+            l.answer
+        ));
     }
     s.push_str(&format!("| `evals/skills.jsonl` | the three taught answers; boundary: pass rate ≥ {SKILLS_MIN_PASS_RATE} |\n"));
     s.push_str("| `evals/regression.jsonl` | the parent's own greedy answers (8 tokens) to three other prompts, recorded; boundary: all pass |\n");
@@ -466,7 +494,15 @@ fn readme(table: &[(&str, &[usize], Value, Vec<Vec<(String, bool, String)>>)], r
         let evals = packet["evals"].as_array().unwrap();
         let verdict = |e: &Value| format!("{}/{} {}", e["passed"], e["n_cases"], if e["boundary_met"] == true { "✓" } else { "✗" });
         let cell = |id: &str| skills.iter().find(|c| c.0 == id).map_or("?".to_string(), |c| format!("{} `{}`", mark(c.1), c.2.escape_debug()));
-        s.push_str(&format!("| {name} | `{}` | {} | {} | {} | {} | {} |\n", packet["id"].as_str().unwrap(), cell("pong"), cell("sum"), cell("greet"), verdict(&evals[0]), verdict(&evals[1])));
+        s.push_str(&format!(
+            "| {name} | `{}` | {} | {} | {} | {} | {} |\n",
+            packet["id"].as_str().unwrap(),
+            cell("pong"),
+            cell("sum"),
+            cell("greet"),
+            verdict(&evals[0]),
+            verdict(&evals[1])
+        ));
     }
     s.push_str("\nThe parent's recorded answers (regression suite), which every descendant still gives:\n\n");
     for ((id, prompt), answer) in RECORDED_PROMPTS.iter().zip(recorded) {
@@ -577,8 +613,17 @@ fn read_cases(path: &Path) -> Result<Vec<CaseLine>> {
         .map(|l| {
             let c: Value = serde_json::from_str(l).with_context(|| format!("{}: {l}", path.display()))?;
             let raw = c["prompt"].as_str().unwrap_or("");
-            let prompt = if c["chat"] == true { String::from_utf8(tinyrustlm::eval::chat_case_prompt(&system, raw).map_err(|e| anyhow!("{e}"))?)? } else { raw.to_string() };
-            Ok(CaseLine { id: c["id"].as_str().unwrap_or("").into(), prompt, expected: c["expected"].as_str().unwrap_or("").into(), max_tokens: c["max_tokens"].as_u64().unwrap_or(1) as u32 })
+            let prompt = if c["chat"] == true {
+                String::from_utf8(tinyrustlm::eval::chat_case_prompt(&system, raw).map_err(|e| anyhow!("{e}"))?)?
+            } else {
+                raw.to_string()
+            };
+            Ok(CaseLine {
+                id: c["id"].as_str().unwrap_or("").into(),
+                prompt,
+                expected: c["expected"].as_str().unwrap_or("").into(),
+                max_tokens: c["max_tokens"].as_u64().unwrap_or(1) as u32,
+            })
         })
         .collect()
 }
@@ -625,8 +670,12 @@ pub fn teach(wasm: &Option<PathBuf>, a: &TeachArgs) -> Result<()> {
     let norm: f64 = edits.rows[0].values().flatten().map(|v| v * v).sum::<f64>().sqrt();
     eprintln!(
         "wrote {} ({} bytes, {}, digest {:08x}): {} row(s) of {head} edited, ‖Δ‖ = {norm:.4}, states fit to {:.1e}",
-        a.out.display(), bytes.len(), String::from_utf8_lossy(&spec.kind.magic()), adapter::digest(&bytes), edits.rows[0].len(), edits.fit_error
+        a.out.display(),
+        bytes.len(),
+        String::from_utf8_lossy(&spec.kind.magic()),
+        adapter::digest(&bytes),
+        edits.rows[0].len(),
+        edits.fit_error
     );
     Ok(())
 }
-

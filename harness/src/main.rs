@@ -357,7 +357,15 @@ fn pack(a: &PackArgs) -> Result<()> {
     } else if let Some(bin) = &a.llama2c {
         import::import_llama2c(bin, a.tokenizer.as_ref().unwrap(), true)?
     } else if a.synthetic {
-        let shape = synth::SynthShape { dim: a.dim, n_layers: a.layers, n_heads: a.heads, n_kv_heads: a.kv_heads, ffn_dim: a.ffn, max_context: 256, tied_embeddings: true };
+        let shape = synth::SynthShape {
+            dim: a.dim,
+            n_layers: a.layers,
+            n_heads: a.heads,
+            n_kv_heads: a.kv_heads,
+            ffn_dim: a.ffn,
+            max_context: 256,
+            tied_embeddings: true,
+        };
         synth::synthetic_model(&shape, a.seed)
     } else {
         bail!("give one of --gguf, --llama2c or --synthetic");
@@ -392,7 +400,8 @@ fn pack(a: &PackArgs) -> Result<()> {
 fn inspect(path: &Path, as_json: bool) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let pkg = tinyrustlm::format::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?;
-    let tok = tinyrustlm::tokenizer::Tokenizer::parse(&bytes[pkg.tokenizer_range.clone()], pkg.hparams.vocab_size).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?;
+    let tok = tinyrustlm::tokenizer::Tokenizer::parse(&bytes[pkg.tokenizer_range.clone()], pkg.hparams.vocab_size)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?;
     let h = pkg.hparams;
     let id = pkg.identity;
     let tensors: Vec<_> = pkg
@@ -429,7 +438,18 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
     println!("{}  ({} bytes, SLM1 v{}, {} storage; tensors: {})", path.display(), bytes.len(), pkg.format_version, pkg.quant.name(), mix.join(", "));
     println!(
         "  {}: vocab {} · dim {} · layers {} · heads {}/{} (head_dim {}) · ffn {} · context {} · rope {:?} θ {} · eps {} · {}{}",
-        h.arch.name(), h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.head_dim(), h.ffn_dim, h.max_context, h.rope, h.rope_theta, h.norm_eps,
+        h.arch.name(),
+        h.vocab_size,
+        h.dim,
+        h.n_layers,
+        h.n_heads,
+        h.n_kv_heads,
+        h.head_dim(),
+        h.ffn_dim,
+        h.max_context,
+        h.rope,
+        h.rope_theta,
+        h.norm_eps,
         if h.tied_embeddings { "tied embeddings" } else { "separate LM head" },
         if h.qkv_bias { " · Q/K/V biases" } else { "" }
     );
@@ -454,7 +474,13 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
         let t0 = std::time::Instant::now();
         rt.apply_adapter(&bytes).with_context(|| format!("applying {}", path.display()))?;
         let d = rt.diagnostics()?;
-        eprintln!("[applied {} in {:.1} ms: {} adapter(s), assembly state {:08x}]", path.display(), t0.elapsed().as_secs_f64() * 1e3, d.adapters_applied, d.assembly_state_crc);
+        eprintln!(
+            "[applied {} in {:.1} ms: {} adapter(s), assembly state {:08x}]",
+            path.display(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            d.adapters_applied,
+            d.assembly_state_crc
+        );
     }
     rt.set_sampling(&a.sampling.to_sampling())?;
     for s in &a.stop {
@@ -565,7 +591,13 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
     let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
     let module = ModuleFile::load(&wasm_path)?;
     let relaxed = a.wasm_relaxed.as_deref().map(ModuleFile::load).transpose()?;
-    let cfg = BenchConfig { runs: a.runs, prompt_tokens: a.prompt_tokens, decode_tokens: a.decode_tokens, context: 512, load_flags: if a.kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 } };
+    let cfg = BenchConfig {
+        runs: a.runs,
+        prompt_tokens: a.prompt_tokens,
+        decode_tokens: a.decode_tokens,
+        context: 512,
+        load_flags: if a.kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 },
+    };
     let gguf = a.models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let mut results = Vec::new();
     for q in &a.quant {

@@ -365,7 +365,7 @@ impl Runtime {
         self.free(ptr)?;
         let s = s?;
         self.check(s)?;
-        Ok(String::from_utf8(self.read_result(result_kind::CHAT_PROMPT)?).context("render_chat returned text that is not UTF-8")?)
+        String::from_utf8(self.read_result(result_kind::CHAT_PROMPT)?).context("render_chat returned text that is not UTF-8")
     }
 
     /// Scores `tokens` (`score_tokens`): the log-probabilities of `tokens[first_scored..]` and the
@@ -413,7 +413,7 @@ impl Runtime {
             }
             out.extend_from_slice(&chunk);
         }
-        Ok(String::from_utf8(out).context("module returned text that is not UTF-8")?)
+        String::from_utf8(out).context("module returned text that is not UTF-8")
     }
 
     pub fn logits(&mut self) -> Result<Vec<f32>> {
@@ -453,12 +453,7 @@ impl Runtime {
 
     /// Reads the outcome of a finished generation.
     pub fn finish(&mut self, text: String) -> Result<Generation> {
-        Ok(Generation {
-            prompt_tokens: self.read_u32s(result_kind::PROMPT_TOKENS)?,
-            tokens: self.read_u32s(result_kind::TOKENS)?,
-            text,
-            state: self.state()?,
-        })
+        Ok(Generation { prompt_tokens: self.read_u32s(result_kind::PROMPT_TOKENS)?, tokens: self.read_u32s(result_kind::TOKENS)?, text, state: self.state()? })
     }
 
     /// One-call generation.

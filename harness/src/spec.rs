@@ -31,7 +31,18 @@ pub struct Hyperparams {
 impl Hyperparams {
     /// A llama model in SLM1 v1's terms: `head_dim = dim / n_heads`, interleaved RoPE, no biases.
     #[allow(clippy::too_many_arguments)]
-    pub fn llama(vocab_size: u32, dim: u32, n_layers: u32, n_heads: u32, n_kv_heads: u32, ffn_dim: u32, max_context: u32, rope_theta: f32, norm_eps: f32, tied_embeddings: bool) -> Hyperparams {
+    pub fn llama(
+        vocab_size: u32,
+        dim: u32,
+        n_layers: u32,
+        n_heads: u32,
+        n_kv_heads: u32,
+        ffn_dim: u32,
+        max_context: u32,
+        rope_theta: f32,
+        norm_eps: f32,
+        tied_embeddings: bool,
+    ) -> Hyperparams {
         Hyperparams {
             arch: Arch::Llama,
             vocab_size,

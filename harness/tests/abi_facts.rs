@@ -52,7 +52,12 @@ impl Diff {
     }
 
     fn assert_none(self, file: &str) {
-        assert!(self.0.is_empty(), "{file} differs from the ABI tables (src/abi_facts.rs, src/diag.rs) in {} place(s):\n  {}", self.0.len(), self.0.join("\n  "));
+        assert!(
+            self.0.is_empty(),
+            "{file} differs from the ABI tables (src/abi_facts.rs, src/diag.rs) in {} place(s):\n  {}",
+            self.0.len(),
+            self.0.join("\n  ")
+        );
     }
 }
 
@@ -87,7 +92,9 @@ fn table_js_groups() -> BTreeMap<String, BTreeMap<String, u32>> {
 fn js_groups(diff: &mut Diff, file: &BTreeMap<String, BTreeMap<String, u32>>) {
     let tables = table_js_groups();
     diff.sets("constant object", &tables.keys().cloned().collect(), &file.keys().cloned().collect());
-    let flat = |m: &BTreeMap<String, BTreeMap<String, u32>>| -> BTreeMap<String, u32> { m.iter().flat_map(|(g, e)| e.iter().map(move |(n, v)| (format!("{g}.{n}"), *v))).collect() };
+    let flat = |m: &BTreeMap<String, BTreeMap<String, u32>>| -> BTreeMap<String, u32> {
+        m.iter().flat_map(|(g, e)| e.iter().map(move |(n, v)| (format!("{g}.{n}"), *v))).collect()
+    };
     diff.maps("constant", &flat(&tables), &flat(file));
 }
 
@@ -201,7 +208,8 @@ fn header_constants(code: &str) -> BTreeMap<String, u32> {
 
 /// Every function prototype: name -> (params, result); `Err` for a type the header should not use.
 fn header_prototypes(code: &str) -> Result<BTreeMap<String, Signature>, String> {
-    let decls: String = code.lines().filter(|l| !l.trim_start().starts_with('#') && !l.contains("extern \"C\"") && l.trim() != "}").collect::<Vec<_>>().join(" ");
+    let decls: String =
+        code.lines().filter(|l| !l.trim_start().starts_with('#') && !l.contains("extern \"C\"") && l.trim() != "}").collect::<Vec<_>>().join(" ");
     let mut out = BTreeMap::new();
     for stmt in decls.split(';').map(str::trim).filter(|s| s.contains('(')) {
         let (head, params) = stmt.split_once('(').unwrap();
@@ -262,7 +270,8 @@ fn header_matches_the_tables() {
     }
     // tokenize takes the TRL_GEN_* bits of TOKENIZE_KNOWN, named in its comment.
     let tokenize_doc = between(&header, "/* Tokenizes text", "trl_status tokenize").expect("the tokenize comment");
-    let named: BTreeSet<String> = tokenize_doc.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter_map(|w| w.strip_prefix("TRL_GEN_")).map(String::from).collect();
+    let named: BTreeSet<String> =
+        tokenize_doc.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter_map(|w| w.strip_prefix("TRL_GEN_")).map(String::from).collect();
     let gen = CONSTANT_GROUPS.iter().find(|g| g.header_prefix == "TRL_GEN_").unwrap();
     let allowed: BTreeSet<String> = gen.entries.iter().filter(|e| e.1 & TOKENIZE_KNOWN != 0).map(|e| e.0.to_string()).collect();
     diff.sets("tokenize flags", &allowed, &named);
@@ -460,5 +469,8 @@ fn parsers_find_what_they_are_given() {
     assert!(header_prototypes("trl_status h(int x);").is_err(), "an unknown C type is reported");
     let js = "export const A = Object.freeze({\n  X_Y: 1, // one\n  Z: 16,\n});\n";
     assert_eq!(js_frozen_objects(&strip_line_comments(js))["A"], BTreeMap::from([("X_Y".to_string(), 1), ("Z".to_string(), 16)]));
-    assert_eq!(calls("this._x.f(a, g(b, c)); this._x.h();", "this._x."), BTreeMap::from([("f".to_string(), BTreeSet::from([2])), ("h".to_string(), BTreeSet::from([0]))]));
+    assert_eq!(
+        calls("this._x.f(a, g(b, c)); this._x.h();", "this._x."),
+        BTreeMap::from([("f".to_string(), BTreeSet::from([2])), ("h".to_string(), BTreeSet::from([0]))])
+    );
 }

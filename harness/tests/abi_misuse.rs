@@ -3,6 +3,9 @@
 //! the header promises, a failed call changes nothing: no engine state (checked through the
 //! diagnostics record and every non-consuming result), no host buffer, no unread text.
 
+// Case tables are tuples of (name, call, expectation) closures; spelled out where they are read.
+#![allow(clippy::type_complexity)]
+
 mod common;
 
 use common::*;
@@ -442,7 +445,9 @@ fn failed_calls_during_a_generation_change_nothing() {
         misuse("generate(flags 0x80000000)", ia, move |rt| call(rt, "generate", (input, 4u32, 8u32, 0x8000_0000u32))),
         misuse("generate_start(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (long, 100u32, 8u32, 0u32))),
         misuse("generate(prompt longer than the context)", Status::ContextFull, move |rt| call(rt, "generate", (long, 100u32, 8u32, GEN_PARSE_SPECIAL))),
-        misuse("generate_start(CONTINUE, prompt overflowing the context)", Status::ContextFull, move |rt| call(rt, "generate_start", (medium, 50u32, 8u32, GEN_CONTINUE))),
+        misuse("generate_start(CONTINUE, prompt overflowing the context)", Status::ContextFull, move |rt| {
+            call(rt, "generate_start", (medium, 50u32, 8u32, GEN_CONTINUE))
+        }),
         misuse("read_result(the first undefined kind)", ia, move |rt| call(rt, "read_result", (ResultKind::ALL.len() as u32, out, OUT_CAP, len_out))),
         misuse("render_chat(flags 8, undefined)", ia, move |rt| call(rt, "render_chat", (messages, messages_len, 8u32))),
         misuse("render_chat(list cut short)", ia, move |rt| call(rt, "render_chat", (messages, messages_len - 1, 0u32))),
@@ -454,15 +459,25 @@ fn failed_calls_during_a_generation_change_nothing() {
         misuse("score_tokens(flags 1)", ia, move |rt| call(rt, "score_tokens", (ids, 2u32, 1u32, 1u32))),
         misuse("score_tokens(more ids than the context)", Status::ContextFull, move |rt| call(rt, "score_tokens", (too_many_ids, CONTEXT_LEN + 1, 1u32, 0u32))),
         misuse("score_tokens(4 * n_tokens overflows)", oob, move |rt| call(rt, "score_tokens", (ids, 0x4000_0000u32, 1u32, 0u32))),
-        misuse("read_result(SCORE_ARGMAX, cap one u32 short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::SCORE_ARGMAX, out, 11u32, len_out))),
+        misuse("read_result(SCORE_ARGMAX, cap one u32 short)", Status::BufferTooSmall, move |rt| {
+            call(rt, "read_result", (result_kind::SCORE_ARGMAX, out, 11u32, len_out))
+        }),
         misuse("read_result(kind u32::MAX)", ia, move |rt| call(rt, "read_result", (u32::MAX, out, OUT_CAP, len_out))),
-        misuse("read_result(TOKENS, cap one byte short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::TOKENS, out, 4 * n_generated - 1, len_out))),
-        misuse("read_result(LOGITS, cap one f32 short)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::LOGITS, out, 257 * 4, len_out))),
+        misuse("read_result(TOKENS, cap one byte short)", Status::BufferTooSmall, move |rt| {
+            call(rt, "read_result", (result_kind::TOKENS, out, 4 * n_generated - 1, len_out))
+        }),
+        misuse("read_result(LOGITS, cap one f32 short)", Status::BufferTooSmall, move |rt| {
+            call(rt, "read_result", (result_kind::LOGITS, out, 257 * 4, len_out))
+        }),
         misuse("read_result(STATE, cap 15)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::STATE, out, 15u32, len_out))),
-        misuse("read_result(PROMPT_TOKENS, cap 0)", Status::BufferTooSmall, move |rt| call(rt, "read_result", (result_kind::PROMPT_TOKENS, 0u32, 0u32, len_out))),
+        misuse("read_result(PROMPT_TOKENS, cap 0)", Status::BufferTooSmall, move |rt| {
+            call(rt, "read_result", (result_kind::PROMPT_TOKENS, 0u32, 0u32, len_out))
+        }),
         misuse("read_diagnostics(cap 127)", Status::BufferTooSmall, move |rt| call(rt, "read_diagnostics", (out, 127u32))),
         misuse("read_diagnostics(NULL, 0)", Status::BufferTooSmall, move |rt| call(rt, "read_diagnostics", (0u32, 0u32))),
-        misuse("set_sampling(temperature NaN)", Status::InvalidSampling, move |rt| call(rt, "set_sampling", (f32::NAN, 0u32, 1.0f32, 0.0f32, 1.0f32, 64u32, 0u64))),
+        misuse("set_sampling(temperature NaN)", Status::InvalidSampling, move |rt| {
+            call(rt, "set_sampling", (f32::NAN, 0u32, 1.0f32, 0.0f32, 1.0f32, 64u32, 0u64))
+        }),
         misuse("load_model(a second valid package)", Status::WrongState, move |rt| call(rt, "load_model", (second_pkg, second_len, 0u32, 0u32))),
         misuse("load_model(the model's own buffer, whole)", ia, move |rt| call(rt, "load_model", (model.0, model.1, 0u32, 0u32))),
         misuse("dealloc(the model's buffer)", ia, move |rt| call(rt, "dealloc", model.0)),

@@ -122,7 +122,8 @@ fn adapters_for(id: ModelIdentity, seed: u64) -> Vec<(&'static str, AdapterSpec)
         let idx = sparse_indices(&mut rng, rows * cols, (n / 20).max(3));
         sparse.push(target(name, Delta::Sparse(idx.iter().map(|&i| (i, 0.3 * rng.next_signed())).collect())));
         let rank = 3.min(rows);
-        low_rank.push(target(name, Delta::LowRank { rank, a: randoms(&mut rng, (rank * cols) as usize, 0.3), b: randoms(&mut rng, (rows * rank) as usize, 0.3) }));
+        low_rank
+            .push(target(name, Delta::LowRank { rank, a: randoms(&mut rng, (rank * cols) as usize, 0.3), b: randoms(&mut rng, (rows * rank) as usize, 0.3) }));
     }
     let spec = |kind, targets| AdapterSpec { kind, parent: id, scale: 0.75, targets };
     vec![
@@ -135,7 +136,7 @@ fn adapters_for(id: ModelIdentity, seed: u64) -> Vec<(&'static str, AdapterSpec)
 
 #[test]
 fn each_kind_gives_exactly_the_host_computed_child() {
-    for quant in DType::ALL {
+    for quant in DType::V1_STORAGE {
         let parent = parent(quant);
         let id = identity(&parent);
         let (parent_tokens, parent_logits) = greedy(&mut loaded(&parent));
@@ -301,7 +302,16 @@ fn every_rejection_has_its_status_and_leaves_the_model_untouched() {
         ("header_len 60", edited(&good, |b| put_u32_at(b, hdr::HEADER_LEN, 60)), Status::AdapterBadHeader, "header.header_len"),
         ("truncated download", good[..good.len() - 100].to_vec(), Status::AdapterTruncated, "header.total_len"),
         ("bytes after the trailer", [&good[..], &[0u8; 3]].concat(), Status::AdapterBadHeader, "header.total_len"),
-        ("a payload bit flipped", { let mut b = good.clone(); b[hdr::LEN + 40] ^= 4; b }, Status::AdapterChecksum, "trailer.artifact_crc"),
+        (
+            "a payload bit flipped",
+            {
+                let mut b = good.clone();
+                b[hdr::LEN + 40] ^= 4;
+                b
+            },
+            Status::AdapterChecksum,
+            "trailer.artifact_crc",
+        ),
         ("reserved set", edited(&good, |b| put_u32_at(b, hdr::RESERVED, 1)), Status::AdapterBadHeader, "header.reserved"),
         ("scale NaN", edited(&good, |b| put_u32_at(b, hdr::SCALE, f32::NAN.to_bits())), Status::AdapterNonFinite, "header.scale"),
         ("no targets", dense(vec![]), Status::AdapterBadHeader, "header.n_targets"),
@@ -330,7 +340,12 @@ fn every_rejection_has_its_status_and_leaves_the_model_untouched() {
         ("rows 0", edited(&good, |b| put_u32_at(b, rows_at, 0)), Status::AdapterShapeMismatch, "target[blk.0.attn_q.weight].rows"),
         (
             "shape of attn_k",
-            dense(vec![TargetSpec { name: q.into(), rows: dims("blk.0.attn_k.weight").0, cols, delta: Delta::DenseF32(vec![0.0; (dims("blk.0.attn_k.weight").0 * cols) as usize]) }]),
+            dense(vec![TargetSpec {
+                name: q.into(),
+                rows: dims("blk.0.attn_k.weight").0,
+                cols,
+                delta: Delta::DenseF32(vec![0.0; (dims("blk.0.attn_k.weight").0 * cols) as usize]),
+            }]),
             Status::AdapterShapeMismatch,
             "target[blk.0.attn_q.weight].shape",
         ),
@@ -341,17 +356,62 @@ fn every_rejection_has_its_status_and_leaves_the_model_untouched() {
             Status::AdapterTruncated,
             "target[blk.0.attn_q.weight].payload",
         ),
-        ("payload one float short", edited(&good[..good.len() - 8], |b| b.extend_from_slice(&[0; 4])), Status::AdapterTruncated, "target[blk.0.attn_q.weight].payload"),
+        (
+            "payload one float short",
+            edited(&good[..good.len() - 8], |b| b.extend_from_slice(&[0; 4])),
+            Status::AdapterTruncated,
+            "target[blk.0.attn_q.weight].payload",
+        ),
         ("payload one float long", edited(&good, |b| b.splice(b.len() - 4..b.len() - 4, [0u8; 4]).for_each(drop)), Status::AdapterBadHeader, "payload"),
-        ("NaN delta", dense(vec![target(q, Delta::DenseF32({ let mut v = vec![0.0; n]; v[77] = f32::NAN; v }))]), Status::AdapterNonFinite, "target[blk.0.attn_q.weight].delta"),
-        ("index out of range", with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(1, 0.5), (rows * cols, 0.5)]))]), Status::AdapterBadIndex, "target[blk.0.attn_q.weight].index"),
-        ("indices unsorted", with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(9, 0.5), (4, 0.5)]))]), Status::AdapterBadIndex, "target[blk.0.attn_q.weight].index"),
-        ("index repeated", with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(4, 0.5), (4, 0.5)]))]), Status::AdapterBadIndex, "target[blk.0.attn_q.weight].index"),
-        ("sparse inf", with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(4, f32::INFINITY)]))]), Status::AdapterNonFinite, "target[blk.0.attn_q.weight].value"),
-        ("rank 0", with(Kind::LowRank, vec![target(q, Delta::LowRank { rank: 0, a: vec![], b: vec![] })]), Status::AdapterBadRank, "target[blk.0.attn_q.weight].rank"),
+        (
+            "NaN delta",
+            dense(vec![target(
+                q,
+                Delta::DenseF32({
+                    let mut v = vec![0.0; n];
+                    v[77] = f32::NAN;
+                    v
+                }),
+            )]),
+            Status::AdapterNonFinite,
+            "target[blk.0.attn_q.weight].delta",
+        ),
+        (
+            "index out of range",
+            with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(1, 0.5), (rows * cols, 0.5)]))]),
+            Status::AdapterBadIndex,
+            "target[blk.0.attn_q.weight].index",
+        ),
+        (
+            "indices unsorted",
+            with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(9, 0.5), (4, 0.5)]))]),
+            Status::AdapterBadIndex,
+            "target[blk.0.attn_q.weight].index",
+        ),
+        (
+            "index repeated",
+            with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(4, 0.5), (4, 0.5)]))]),
+            Status::AdapterBadIndex,
+            "target[blk.0.attn_q.weight].index",
+        ),
+        (
+            "sparse inf",
+            with(Kind::Sparse, vec![target(q, Delta::Sparse(vec![(4, f32::INFINITY)]))]),
+            Status::AdapterNonFinite,
+            "target[blk.0.attn_q.weight].value",
+        ),
+        (
+            "rank 0",
+            with(Kind::LowRank, vec![target(q, Delta::LowRank { rank: 0, a: vec![], b: vec![] })]),
+            Status::AdapterBadRank,
+            "target[blk.0.attn_q.weight].rank",
+        ),
         (
             "rank above min(rows, cols)",
-            with(Kind::LowRank, vec![target(q, Delta::LowRank { rank: rows + 1, a: vec![0.0; ((rows + 1) * cols) as usize], b: vec![0.0; (rows * (rows + 1)) as usize] })]),
+            with(
+                Kind::LowRank,
+                vec![target(q, Delta::LowRank { rank: rows + 1, a: vec![0.0; ((rows + 1) * cols) as usize], b: vec![0.0; (rows * (rows + 1)) as usize] })],
+            ),
             Status::AdapterBadRank,
             "target[blk.0.attn_q.weight].rank",
         ),
@@ -361,11 +421,36 @@ fn every_rejection_has_its_status_and_leaves_the_model_untouched() {
             Status::AdapterBadRank,
             "target[output_norm.weight].rank",
         ),
-        ("NaN in B", with(Kind::LowRank, vec![target(q, Delta::LowRank { rank: 1, a: vec![0.0; cols as usize], b: { let mut v = vec![0.0; rows as usize]; v[3] = f32::NAN; v } })]), Status::AdapterNonFinite, "target[blk.0.attn_q.weight].b"),
+        (
+            "NaN in B",
+            with(
+                Kind::LowRank,
+                vec![target(
+                    q,
+                    Delta::LowRank {
+                        rank: 1,
+                        a: vec![0.0; cols as usize],
+                        b: {
+                            let mut v = vec![0.0; rows as usize];
+                            v[3] = f32::NAN;
+                            v
+                        },
+                    },
+                )],
+            ),
+            Status::AdapterNonFinite,
+            "target[blk.0.attn_q.weight].b",
+        ),
         (
             "weights overflow in the second target",
             // Scale 2: 2 · 3e38 is past f32::MAX (a single f32 delta with scale 1 cannot overflow).
-            AdapterSpec { kind: Kind::Dense, parent: id, scale: 2.0, targets: vec![target("output_norm.weight", Delta::DenseF32(vec![0.5; 64])), target(q, Delta::DenseF32(overflow.clone()))] }.to_bytes(),
+            AdapterSpec {
+                kind: Kind::Dense,
+                parent: id,
+                scale: 2.0,
+                targets: vec![target("output_norm.weight", Delta::DenseF32(vec![0.5; 64])), target(q, Delta::DenseF32(overflow.clone()))],
+            }
+            .to_bytes(),
             Status::AdapterNonFinite,
             "target[blk.0.attn_q.weight].result",
         ),
@@ -395,7 +480,10 @@ fn every_rejection_has_its_status_and_leaves_the_model_untouched() {
         targets: vec![target("blk.1.ffn_up.weight", Delta::Sparse(vec![(3, 0.5)])), target(q, Delta::Sparse(vec![(100, 0.5), (200, 1e7)]))],
     }
     .to_bytes();
-    assert_no_failures("requantization overflow", &check_rejected(&mut rt, "requantized scale overflows f16", &bytes, Status::AdapterNonFinite, "target[blk.0.attn_q.weight].result"));
+    assert_no_failures(
+        "requantization overflow",
+        &check_rejected(&mut rt, "requantized scale overflows f16", &bytes, Status::AdapterNonFinite, "target[blk.0.attn_q.weight].result"),
+    );
     assert_eq!(assembly(&mut rt), state);
     assert_eq!(bits(&greedy(&mut rt).1), bits(&logits));
 }
@@ -407,12 +495,14 @@ fn at_most_64_adapters_at_once() {
     let id = identity(&parent);
     let mut digests = vec![];
     for k in 0..64 {
-        let bytes = AdapterSpec { kind: Kind::Sparse, parent: id, scale: 1.0, targets: vec![target("output_norm.weight", Delta::Sparse(vec![(k, 0.01)]))] }.to_bytes();
+        let bytes =
+            AdapterSpec { kind: Kind::Sparse, parent: id, scale: 1.0, targets: vec![target("output_norm.weight", Delta::Sparse(vec![(k, 0.01)]))] }.to_bytes();
         rt.apply_adapter(&bytes).unwrap();
         digests.push(digest(&bytes));
     }
     assert_eq!(assembly(&mut rt), (64, assembly_state(&id, &digests)));
-    let one_more = AdapterSpec { kind: Kind::Sparse, parent: id, scale: 1.0, targets: vec![target("output_norm.weight", Delta::Sparse(vec![(0, 0.01)]))] }.to_bytes();
+    let one_more =
+        AdapterSpec { kind: Kind::Sparse, parent: id, scale: 1.0, targets: vec![target("output_norm.weight", Delta::Sparse(vec![(0, 0.01)]))] }.to_bytes();
     assert_no_failures("65th adapter", &check_rejected(&mut rt, "65th adapter", &one_more, Status::LimitExceeded, "adapters_applied"));
     rt.reset_adapters().unwrap();
     assert_eq!(assembly(&mut rt), (0, assembly_state(&id, &[])));
@@ -593,7 +683,14 @@ fn sparse_diff_keeps_the_largest_changes() {
     let (top, report) = adapter::diff(&p, &c, &DiffOptions { kind: Kind::Sparse, top_k: Some(10), ..Default::default() }).unwrap();
     assert!(!report.packages_identical && report.relative_error > 0.0);
     // The 10 kept are the 10 largest |δ|: k = 30..40.
-    let mut kept: Vec<(String, u32)> = top.targets.iter().flat_map(|t| match &t.delta { Delta::Sparse(p) => p.iter().map(|&(i, _)| (t.name.clone(), i)).collect(), _ => vec![] }).collect();
+    let mut kept: Vec<(String, u32)> = top
+        .targets
+        .iter()
+        .flat_map(|t| match &t.delta {
+            Delta::Sparse(p) => p.iter().map(|&(i, _)| (t.name.clone(), i)).collect(),
+            _ => vec![],
+        })
+        .collect();
     let mut want: Vec<(String, u32)> = spots[30..].iter().map(|&(n, i, _)| (n.to_string(), i as u32)).collect();
     kept.sort();
     want.sort();
@@ -626,9 +723,12 @@ fn trl_adapter_diff_inspect_and_generate_with_adapters() {
     });
     std::fs::write(path("p.slm"), parent(DType::F32)).unwrap();
     std::fs::write(path("c.slm"), package::write(&child, DType::F32).unwrap()).unwrap();
-    let forward: serde_json::Value = serde_json::from_str(&trl(&["adapter", "diff", &path("p.slm"), &path("c.slm"), "--kind", "dense", "-o", &path("forward.adp"), "--json"])).unwrap();
+    let forward: serde_json::Value =
+        serde_json::from_str(&trl(&["adapter", "diff", &path("p.slm"), &path("c.slm"), "--kind", "dense", "-o", &path("forward.adp"), "--json"])).unwrap();
     trl(&["adapter", "diff", &path("c.slm"), &path("p.slm"), "--kind", "dense", "-o", &path("back.adp")]);
-    let report: serde_json::Value = serde_json::from_str(&trl(&["adapter", "diff", &path("p.slm"), &path("c.slm"), "--kind", "lowrank", "--rank", "4", "-o", &path("lr.adp"), "--json"])).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&trl(&["adapter", "diff", &path("p.slm"), &path("c.slm"), "--kind", "lowrank", "--rank", "4", "-o", &path("lr.adp"), "--json"]))
+            .unwrap();
     assert_eq!(report["kind"], "lowrank");
     let info: serde_json::Value = serde_json::from_str(&trl(&["adapter", "inspect", &path("forward.adp"), "--parent", &path("p.slm"), "--json"])).unwrap();
     assert_eq!(info["kind"], "dense");
@@ -661,7 +761,12 @@ fn trl_adapter_diff_inspect_and_generate_with_adapters() {
 #[test]
 fn header_documents_the_adapter_exports_and_statuses() {
     let header = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../abi/tinyrustlm.h")).unwrap();
-    for proto in ["trl_status validate_adapter_delta(trl_ptr ptr, uint32_t len);", "trl_status apply_adapter_delta(trl_ptr ptr, uint32_t len);", "trl_status remove_last_adapter(void);", "trl_status reset_adapters(void);"] {
+    for proto in [
+        "trl_status validate_adapter_delta(trl_ptr ptr, uint32_t len);",
+        "trl_status apply_adapter_delta(trl_ptr ptr, uint32_t len);",
+        "trl_status remove_last_adapter(void);",
+        "trl_status reset_adapters(void);",
+    ] {
         assert!(header.contains(proto), "header lacks {proto}");
     }
     let exports = module().exports();
@@ -669,9 +774,20 @@ fn header_documents_the_adapter_exports_and_statuses() {
         assert!(exports.iter().any(|e| e == name), "module does not export {name}");
     }
     let statuses = [
-        Status::AdapterBadMagic, Status::AdapterUnsupportedVersion, Status::AdapterBadHeader, Status::AdapterTruncated, Status::AdapterChecksum,
-        Status::AdapterParentMismatch, Status::AdapterUnknownTarget, Status::AdapterDuplicateTarget, Status::AdapterShapeMismatch, Status::AdapterBadRank,
-        Status::AdapterBadIndex, Status::AdapterNonFinite, Status::AdapterBadEncoding, Status::AdapterLimitExceeded,
+        Status::AdapterBadMagic,
+        Status::AdapterUnsupportedVersion,
+        Status::AdapterBadHeader,
+        Status::AdapterTruncated,
+        Status::AdapterChecksum,
+        Status::AdapterParentMismatch,
+        Status::AdapterUnknownTarget,
+        Status::AdapterDuplicateTarget,
+        Status::AdapterShapeMismatch,
+        Status::AdapterBadRank,
+        Status::AdapterBadIndex,
+        Status::AdapterNonFinite,
+        Status::AdapterBadEncoding,
+        Status::AdapterLimitExceeded,
     ];
     for s in statuses {
         let define = format!("#define TRL_STATUS_{}", s.name());
@@ -701,13 +817,24 @@ fn smollm2_q8_0_adapter_on_one_tensor_costs() {
     let e = pkg.tensors.iter().find(|t| t.name == name).unwrap();
     let (rows, cols) = (e.rows as u32, e.row_len as u32);
     let mut rng = SplitMix64(31);
-    let dense = AdapterSpec { kind: Kind::Dense, parent: pkg.identity, scale: 1.0, targets: vec![TargetSpec { name: name.into(), rows, cols, delta: Delta::DenseF32(randoms(&mut rng, (rows * cols) as usize, 0.01)) }] }.to_bytes();
+    let dense = AdapterSpec {
+        kind: Kind::Dense,
+        parent: pkg.identity,
+        scale: 1.0,
+        targets: vec![TargetSpec { name: name.into(), rows, cols, delta: Delta::DenseF32(randoms(&mut rng, (rows * cols) as usize, 0.01)) }],
+    }
+    .to_bytes();
     let r = 16;
     let low_rank = AdapterSpec {
         kind: Kind::LowRank,
         parent: pkg.identity,
         scale: 1.0,
-        targets: vec![TargetSpec { name: name.into(), rows, cols, delta: Delta::LowRank { rank: r, a: randoms(&mut rng, (r * cols) as usize, 0.05), b: randoms(&mut rng, (rows * r) as usize, 0.05) } }],
+        targets: vec![TargetSpec {
+            name: name.into(),
+            rows,
+            cols,
+            delta: Delta::LowRank { rank: r, a: randoms(&mut rng, (r * cols) as usize, 0.05), b: randoms(&mut rng, (rows * r) as usize, 0.05) },
+        }],
     }
     .to_bytes();
     let mut rt = Runtime::new(module()).unwrap();

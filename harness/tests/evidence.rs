@@ -52,7 +52,20 @@ fn synthetic_sidecar_is_deterministic_schema_ordered_and_judges_cases() {
     assert_eq!(rt.run_eval(&cases).unwrap(), a);
 
     let text = String::from_utf8(a.clone()).unwrap();
-    let keys = ["\"schema\"", "\"evaluator\"", "\"runtime_build\"", "\"source\"", "\"model\"", "\"adapters\"", "\"assembly_state_crc\"", "\"suite\"", "\"decoding\"", "\"cases\"", "\"totals\"", "\"quality_boundary\""];
+    let keys = [
+        "\"schema\"",
+        "\"evaluator\"",
+        "\"runtime_build\"",
+        "\"source\"",
+        "\"model\"",
+        "\"adapters\"",
+        "\"assembly_state_crc\"",
+        "\"suite\"",
+        "\"decoding\"",
+        "\"cases\"",
+        "\"totals\"",
+        "\"quality_boundary\"",
+    ];
     let at: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap_or_else(|| panic!("sidecar lacks {k}"))).collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "top-level keys out of canonical order: {at:?}");
     let v = json(&a);
@@ -105,15 +118,42 @@ fn malformed_case_files_are_rejected_with_specific_statuses_and_change_nothing()
         ("no cases", h.into(), Status::EvalNoCases, "cases"),
         ("truncated JSON", format!("{h}{{\"id\":\"a\",\n"), Status::EvalBadJson, "line 2"),
         ("not an object", format!("{h}[1,2]\n"), Status::EvalBadJson, "line 2"),
-        ("unknown key", format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"temperature\":1}}\n"), Status::EvalUnknownField, "temperature"),
+        (
+            "unknown key",
+            format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"temperature\":1}}\n"),
+            Status::EvalUnknownField,
+            "temperature",
+        ),
         ("duplicate key", format!("{h}{{\"id\":\"a\",\"id\":\"b\"}}\n"), Status::EvalDuplicateField, "id"),
         ("duplicate id", format!("{h}{case}\n{case}\n"), Status::EvalDuplicateId, "line 3"),
-        ("bad match rule", format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"match\":\"regex\"}}\n"), Status::EvalBadMatchRule, "regex"),
+        (
+            "bad match rule",
+            format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"match\":\"regex\"}}\n"),
+            Status::EvalBadMatchRule,
+            "regex",
+        ),
         ("max_tokens missing", format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\"}}\n"), Status::EvalBadCase, "max_tokens"),
         ("max_tokens zero", format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":0}}\n"), Status::EvalBadCase, "max_tokens"),
-        ("chat not a bool", format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"chat\":\"yes\"}}\n"), Status::EvalBadCase, "chat"),
-        ("nine stop strings", format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"stop\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}}\n"), Status::EvalLimitExceeded, "stop"),
-        ("id too long", format!("{h}{{\"id\":\"{}\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4}}\n", "i".repeat(65)), Status::EvalLimitExceeded, "id"),
+        (
+            "chat not a bool",
+            format!("{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"chat\":\"yes\"}}\n"),
+            Status::EvalBadCase,
+            "chat",
+        ),
+        (
+            "nine stop strings",
+            format!(
+                "{h}{{\"id\":\"a\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4,\"stop\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}}\n"
+            ),
+            Status::EvalLimitExceeded,
+            "stop",
+        ),
+        (
+            "id too long",
+            format!("{h}{{\"id\":\"{}\",\"prompt\":\"p\",\"expected\":\"e\",\"max_tokens\":4}}\n", "i".repeat(65)),
+            Status::EvalLimitExceeded,
+            "id",
+        ),
         ("bad escape", format!("{h}{{\"id\":\"a\\q\"}}\n"), Status::EvalBadJson, "line 2"),
         ("raw control character", format!("{h}{{\"id\":\"\u{1}\"}}\n"), Status::EvalBadJson, "line 2"),
     ];
@@ -134,7 +174,11 @@ fn malformed_case_files_are_rejected_with_specific_statuses_and_change_nothing()
     }
     assert_no_failures("malformed case files", &failures);
     let d1 = diagnostics(&mut rt);
-    assert_eq!((d0.kv_len, d0.generated_tokens, d0.assembly_state_crc), (d1.kv_len, d1.generated_tokens, d1.assembly_state_crc), "a rejected case file changed the engine");
+    assert_eq!(
+        (d0.kv_len, d0.generated_tokens, d0.assembly_state_crc),
+        (d1.kv_len, d1.generated_tokens, d1.assembly_state_crc),
+        "a rejected case file changed the engine"
+    );
     assert_eq!(rt.read_result(harness::runtime::result_kind::EVAL_SIDECAR).unwrap(), first_sidecar, "a rejected run replaced the last sidecar");
     // Without a model: WRONG_STATE. With flags: INVALID_ARGUMENT.
     let mut empty = runtime();
@@ -193,7 +237,13 @@ impl Fixture {
         };
         // build_packet reads files relative to the current directory, which tests must not change
         // (they run in parallel): build from absolute paths and store them relative afterwards.
-        let abs = BuildArgs { parent: self.dir.join(&args.parent), adapter: args.adapter.iter().map(|a| self.dir.join(a)).collect(), eval: vec![self.dir.join(sidecar)], cases: vec![self.dir.join("cases.jsonl")], ..args };
+        let abs = BuildArgs {
+            parent: self.dir.join(&args.parent),
+            adapter: args.adapter.iter().map(|a| self.dir.join(a)).collect(),
+            eval: vec![self.dir.join(sidecar)],
+            cases: vec![self.dir.join("cases.jsonl")],
+            ..args
+        };
         let mut v = evidence::build_packet(module(), &abs, "2026-01-01T00:00:00Z")?;
         let strip = |v: &mut Value| {
             if let Some(s) = v.as_str() {
@@ -350,8 +400,15 @@ fn header_defines_the_eval_statuses_and_result_kind() {
         line[define.len()..].split_whitespace().next().unwrap().trim_end_matches('u').parse().unwrap()
     };
     for s in [
-        Status::EvalBadJson, Status::EvalBadHeader, Status::EvalBadCase, Status::EvalUnknownField, Status::EvalDuplicateField,
-        Status::EvalDuplicateId, Status::EvalBadMatchRule, Status::EvalLimitExceeded, Status::EvalNoCases,
+        Status::EvalBadJson,
+        Status::EvalBadHeader,
+        Status::EvalBadCase,
+        Status::EvalUnknownField,
+        Status::EvalDuplicateField,
+        Status::EvalDuplicateId,
+        Status::EvalBadMatchRule,
+        Status::EvalLimitExceeded,
+        Status::EvalNoCases,
     ] {
         assert_eq!(value(&format!("#define TRL_STATUS_{}", s.name())), s.code(), "{}", s.name());
     }

@@ -55,7 +55,11 @@ fn checked_in_corpus_replays_without_a_crash() {
             match catch_unwind(AssertUnwindSafe(|| run(target, &data))) {
                 Ok(outcome) => {
                     let c = counts.entry(target).or_default();
-                    if outcome == Outcome::Accepted { c.0 += 1 } else { c.1 += 1 }
+                    if outcome == Outcome::Accepted {
+                        c.0 += 1
+                    } else {
+                        c.1 += 1
+                    }
                     if name.starts_with("seed-") && outcome != Outcome::Accepted {
                         failures.push(format!("{target}/{name}: a seed must be accepted, got {outcome:?}"));
                     }

@@ -43,7 +43,10 @@ fn header_compiles_as_c_and_cpp() {
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("use_header.c");
     std::fs::write(&src, c_use_of_the_header()).unwrap();
-    for (compiler, args) in [("cc", vec!["-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"]), ("c++", vec!["-x", "c++", "-std=c++17", "-Wall", "-Werror", "-fsyntax-only"])] {
+    for (compiler, args) in [
+        ("cc", vec!["-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"]),
+        ("c++", vec!["-x", "c++", "-std=c++17", "-Wall", "-Werror", "-fsyntax-only"]),
+    ] {
         let mut cmd = Command::new(compiler);
         cmd.args(&args).arg(if compiler == "cc" { src.clone() } else { header_path() });
         let out = cmd.output().unwrap_or_else(|e| panic!("running {compiler}: {e}"));
@@ -251,7 +254,8 @@ fn logits_before_any_generation_are_zeros() {
 fn eval_sidecar_before_any_eval_is_empty() {
     let mut rt = loaded();
     assert_eq!(rt.read_result(result_kind::EVAL_SIDECAR).unwrap(), Vec::<u8>::new());
-    let cases = b"{\"suite\":\"s\",\"version\":\"1\",\"min_pass_rate\":0}\n{\"id\":\"a\",\"prompt\":\"ab\",\"expected\":\"\",\"match\":\"prefix\",\"max_tokens\":2}\n";
+    let cases =
+        b"{\"suite\":\"s\",\"version\":\"1\",\"min_pass_rate\":0}\n{\"id\":\"a\",\"prompt\":\"ab\",\"expected\":\"\",\"match\":\"prefix\",\"max_tokens\":2}\n";
     let sidecar = rt.run_eval(cases).unwrap();
     assert!(!sidecar.is_empty());
     rt.unload_model().unwrap();

@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use harness::runtime::{Runtime, GEN_PARSE_SPECIAL};
 use harness::package::expected_dims;
+use harness::runtime::{Runtime, GEN_PARSE_SPECIAL};
 use harness::spec::{token_type, MergeSpec, TensorData, TokenSpec, TokenizerKind};
 use harness::synth::{synthetic_model, SynthShape};
 use tinyrustlm::error::Status;
@@ -206,7 +206,11 @@ fn a_prompt_whose_tokens_do_not_fit_is_out_of_memory() {
         };
         expect_oom(&mut rt, &what, s, "token");
         let after = diagnostics(&mut rt);
-        assert_eq!((after.kv_len, after.prompt_tokens, after.generated_tokens), (before.kv_len, before.prompt_tokens, before.generated_tokens), "{what} changed the session");
+        assert_eq!(
+            (after.kv_len, after.prompt_tokens, after.generated_tokens),
+            (before.kv_len, before.prompt_tokens, before.generated_tokens),
+            "{what} changed the session"
+        );
     }
     rt.free(p).unwrap();
     let g = rt.generate_all(PROMPT, N_NEW_TOKENS, 0).expect("generating after the OOMs");
@@ -220,7 +224,10 @@ fn a_prompt_whose_tokens_do_not_fit_is_out_of_memory() {
 #[test]
 fn smollm2_under_a_memory_cap() {
     const CAP: usize = 320 * MIB;
-    let path = std::env::var("TRL_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")).join("smollm2-135m-q8_0.slm");
+    let path = std::env::var("TRL_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
+        .join("smollm2-135m-q8_0.slm");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} — run `make model`", path.display()));
     let mut rt = capped(CAP);
     let rejected = try_load(&mut rt, &bytes, 8192).expect_err("an 8192-position SmolLM2 context fitted in 320 MiB");
@@ -332,7 +339,8 @@ fn release_all(rt: &mut Runtime, fillers: Vec<u32>, probe: Probe) {
 #[test]
 fn generation_steps_out_of_memory_change_nothing_and_resume_exactly() {
     let sampling = harness::runtime::Sampling { temperature: 0.9, top_p: 0.95, seed: 7, ..Default::default() };
-    let n_new = 40;
+    // Long enough that the session's buffers outgrow any free chunk the fillers leave behind.
+    let n_new = 100;
     let mut uncapped = runtime();
     uncapped.load_model(good_package(), 0).unwrap();
     uncapped.set_sampling(&sampling).unwrap();

@@ -177,7 +177,7 @@ fn push_tensor(raw: &mut RawPackage, t: RawTensor) {
 }
 
 fn f32_vector(name: &str, len: u32) -> RawTensor {
-    RawTensor { name: name.as_bytes().to_vec(), dtype: DType::F32.code(), dims: vec![len], data: vec![0x3F, 0x80, 0, 0].repeat(len as usize) }
+    RawTensor { name: name.as_bytes().to_vec(), dtype: DType::F32.code(), dims: vec![len], data: [0x3F, 0x80, 0, 0].repeat(len as usize) }
 }
 
 /// Re-encodes a tensor in another dtype (dequantize, then quantize).
@@ -199,7 +199,11 @@ fn reencode(t: &mut RawTensor, to: DType) {
 
 /// The dtype a base package's matrices are NOT stored in.
 fn other_matrix_dtype(raw: &RawPackage) -> DType {
-    if raw.quant_mode == DType::F32.code() as u32 { DType::Q8_0 } else { DType::F32 }
+    if raw.quant_mode == DType::F32.code() as u32 {
+        DType::Q8_0
+    } else {
+        DType::F32
+    }
 }
 
 // ---- Files too short to be a package ---------------------------------------------------------
@@ -302,8 +306,24 @@ fn header_fields_out_of_range_are_rejected() {
         Case { name: "header_len 127", edit: |b, _| put_u32(b, HEADER_LEN, 127), want: Status::BadHeaderLength, field: "header.header_len" },
         Case { name: "header_len 129", edit: |b, _| put_u32(b, HEADER_LEN, 129), want: Status::BadHeaderLength, field: "header.header_len" },
         Case { name: "header_len 0", edit: |b, _| put_u32(b, HEADER_LEN, 0), want: Status::BadHeaderLength, field: "header.header_len" },
-        Case { name: "flags bit 1", edit: |b, _| { let v = u32_at(b, FLAGS) | 2; put_u32(b, FLAGS, v) }, want: Status::BadFlags, field: "header.flags" },
-        Case { name: "flags bit 31", edit: |b, _| { let v = u32_at(b, FLAGS) | 1 << 31; put_u32(b, FLAGS, v) }, want: Status::BadFlags, field: "header.flags" },
+        Case {
+            name: "flags bit 1",
+            edit: |b, _| {
+                let v = u32_at(b, FLAGS) | 2;
+                put_u32(b, FLAGS, v)
+            },
+            want: Status::BadFlags,
+            field: "header.flags",
+        },
+        Case {
+            name: "flags bit 31",
+            edit: |b, _| {
+                let v = u32_at(b, FLAGS) | 1 << 31;
+                put_u32(b, FLAGS, v)
+            },
+            want: Status::BadFlags,
+            field: "header.flags",
+        },
         Case { name: "reserved 1", edit: |b, _| put_u32(b, RESERVED, 1), want: Status::BadFlags, field: "header.reserved" },
         Case { name: "reserved 0x80000000", edit: |b, _| put_u32(b, RESERVED, 1 << 31), want: Status::BadFlags, field: "header.reserved" },
         Case { name: "vocab_size 0", edit: |b, _| put_u32(b, VOCAB_SIZE, 0), want: bh, field: "header.vocab_size" },
@@ -372,7 +392,10 @@ fn header_inconsistent_with_the_tensors_is_rejected() {
         // f32 → q4_0, anything else → f32: either way token_embd.weight's dtype is not allowed.
         Case {
             name: "quant_mode another valid dtype",
-            edit: |b, _| { let v = if u32_at(b, QUANT_MODE) == 0 { 2 } else { 0 }; put_u32(b, QUANT_MODE, v) },
+            edit: |b, _| {
+                let v = if u32_at(b, QUANT_MODE) == 0 { 2 } else { 0 };
+                put_u32(b, QUANT_MODE, v)
+            },
             want: Status::BadQuantMode,
             field: "tensor[token_embd.weight].dtype",
         },
@@ -380,7 +403,12 @@ fn header_inconsistent_with_the_tensors_is_rejected() {
         Case { name: "n_params - 1", edit: |b, _| bump_u64(b, N_PARAMS, -1), want: Status::BadParameterCount, field: "header.n_params" },
         Case { name: "n_params 0", edit: |b, _| put_u64(b, N_PARAMS, 0), want: Status::BadParameterCount, field: "header.n_params" },
         Case { name: "n_tensors + 1", edit: |b, _| bump_u32(b, N_TENSORS, 1), want: Status::Truncated, field: "name_len" },
-        Case { name: "n_tensors - 1 (directory bytes left over)", edit: |b, _| bump_u32(b, N_TENSORS, -1), want: Status::BadSectionBounds, field: "header.dir_len" },
+        Case {
+            name: "n_tensors - 1 (directory bytes left over)",
+            edit: |b, _| bump_u32(b, N_TENSORS, -1),
+            want: Status::BadSectionBounds,
+            field: "header.dir_len",
+        },
     ];
     run_byte_cases(&cases, &BASES);
 }
@@ -395,7 +423,15 @@ fn section_bounds_are_exact() {
         Case { name: "dir_offset 2^64-1", edit: |b, _| put_u64(b, DIR_OFFSET, u64::MAX), want: sb, field: "header.dir_offset" },
         Case { name: "dir_len + 1", edit: |b, _| bump_u64(b, DIR_LEN, 1), want: sb, field: "header.tokenizer_offset" },
         Case { name: "dir_len 2^64-1 (offset + len overflows)", edit: |b, _| put_u64(b, DIR_LEN, u64::MAX), want: sb, field: "header.dir_len" },
-        Case { name: "dir_len past the file end", edit: |b, _| { let v = b.len() as u64; put_u64(b, DIR_LEN, v) }, want: sb, field: "header.dir_len" },
+        Case {
+            name: "dir_len past the file end",
+            edit: |b, _| {
+                let v = b.len() as u64;
+                put_u64(b, DIR_LEN, v)
+            },
+            want: sb,
+            field: "header.dir_len",
+        },
         Case { name: "tokenizer_offset + 1 (gap)", edit: |b, _| bump_u64(b, TOKENIZER_OFFSET, 1), want: sb, field: "header.tokenizer_offset" },
         Case { name: "tokenizer_offset - 1 (overlap)", edit: |b, _| bump_u64(b, TOKENIZER_OFFSET, -1), want: sb, field: "header.tokenizer_offset" },
         Case { name: "tokenizer_len 2^64-1", edit: |b, _| put_u64(b, TOKENIZER_LEN, u64::MAX), want: sb, field: "header.tokenizer_len" },
@@ -439,58 +475,77 @@ fn directory_entries_are_checked() {
     let cases: Vec<Case<ByteEdit>> = vec![
         Case {
             name: "offset far out of range",
-            edit: |b, l| { let at = entry(b, l, "output_norm.weight").offset; put_u64(b, at, u64::MAX - 31) },
+            edit: |b, l| {
+                let at = entry(b, l, "output_norm.weight").offset;
+                put_u64(b, at, u64::MAX - 31)
+            },
             want: Status::BadSectionBounds,
             field: "tensor[output_norm.weight].offset",
         },
         Case {
             name: "second tensor overlaps the first (offset 0)",
-            edit: |b, l| { let at = entry(b, l, "blk.0.attn_norm.weight").offset; put_u64(b, at, 0) },
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_norm.weight").offset;
+                put_u64(b, at, 0)
+            },
             want: Status::BadSectionBounds,
             field: "tensor[blk.0.attn_norm.weight].offset",
         },
         Case {
             name: "tensor overlaps its predecessor by 32 bytes",
-            edit: |b, l| { let at = entry(b, l, "blk.0.attn_q.weight").offset; bump_u64(b, at, -32) },
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_q.weight").offset;
+                bump_u64(b, at, -32)
+            },
             want: Status::BadSectionBounds,
             field: "tensor[blk.0.attn_q.weight].offset",
         },
         Case {
             name: "32-byte gap before a tensor",
-            edit: |b, l| { let at = entry(b, l, "blk.0.attn_q.weight").offset; bump_u64(b, at, 32) },
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_q.weight").offset;
+                bump_u64(b, at, 32)
+            },
             want: Status::BadSectionBounds,
             field: "tensor[blk.0.attn_q.weight].offset",
         },
         Case {
             name: "unaligned offset (+4)",
-            edit: |b, l| { let at = entry(b, l, "blk.0.attn_q.weight").offset; bump_u64(b, at, 4) },
+            edit: |b, l| {
+                let at = entry(b, l, "blk.0.attn_q.weight").offset;
+                bump_u64(b, at, 4)
+            },
             want: Status::BadAlignment,
             field: "tensor[blk.0.attn_q.weight].offset",
         },
         Case {
             name: "unaligned first offset (1)",
-            edit: |b, l| { let at = entry(b, l, "token_embd.weight").offset; put_u64(b, at, 1) },
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").offset;
+                put_u64(b, at, 1)
+            },
             want: Status::BadAlignment,
             field: "tensor[token_embd.weight].offset",
         },
         Case {
             name: "byte_len + 1",
-            edit: |b, l| { let at = entry(b, l, "token_embd.weight").byte_len; bump_u64(b, at, 1) },
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").byte_len;
+                bump_u64(b, at, 1)
+            },
             want: Status::BadTensorShape,
             field: "tensor[token_embd.weight].byte_len",
         },
         Case {
             name: "byte_len 2^64-1",
-            edit: |b, l| { let at = entry(b, l, "blk.1.ffn_up.weight").byte_len; put_u64(b, at, u64::MAX) },
+            edit: |b, l| {
+                let at = entry(b, l, "blk.1.ffn_up.weight").byte_len;
+                put_u64(b, at, u64::MAX)
+            },
             want: Status::BadTensorShape,
             field: "tensor[blk.1.ffn_up.weight].byte_len",
         },
-        Case {
-            name: "name_len 0xFFFF",
-            edit: |b, l| put_u16(b, l.entries[0], u16::MAX),
-            want: Status::BadTensorName,
-            field: "tensor[0].name_len",
-        },
+        Case { name: "name_len 0xFFFF", edit: |b, l| put_u16(b, l.entries[0], u16::MAX), want: Status::BadTensorName, field: "tensor[0].name_len" },
         Case {
             name: "dtype 9",
             edit: |b, l| {
@@ -625,7 +680,12 @@ fn tensor_names_sets_and_shapes_are_checked() {
             field: "tensor[aaaaaaaa",
         },
         Case { name: "rank 0", edit: |r| tensor(r, "token_embd.weight").dims = vec![], want: Status::BadTensorShape, field: "tensor[token_embd.weight].rank" },
-        Case { name: "rank 3", edit: |r| tensor(r, "token_embd.weight").dims.insert(0, 1), want: Status::BadTensorShape, field: "tensor[token_embd.weight].rank" },
+        Case {
+            name: "rank 3",
+            edit: |r| tensor(r, "token_embd.weight").dims.insert(0, 1),
+            want: Status::BadTensorShape,
+            field: "tensor[token_embd.weight].rank",
+        },
         Case {
             name: "dim 0 with no data",
             edit: |r| {
@@ -667,7 +727,12 @@ fn tensor_names_sets_and_shapes_are_checked() {
             want: Status::MissingTensor,
             field: "tensor[blk.1.ffn_down.weight]",
         },
-        Case { name: "missing token_embd.weight", edit: |r| remove_tensor(r, "token_embd.weight"), want: Status::MissingTensor, field: "tensor[token_embd.weight]" },
+        Case {
+            name: "missing token_embd.weight",
+            edit: |r| remove_tensor(r, "token_embd.weight"),
+            want: Status::MissingTensor,
+            field: "tensor[token_embd.weight]",
+        },
         Case {
             name: "missing output_norm.weight",
             edit: |r| remove_tensor(r, "output_norm.weight"),
@@ -682,13 +747,19 @@ fn tensor_names_sets_and_shapes_are_checked() {
         },
         Case {
             name: "duplicate output_norm.weight",
-            edit: |r| { let t = tensor(r, "output_norm.weight").clone(); push_tensor(r, t) },
+            edit: |r| {
+                let t = tensor(r, "output_norm.weight").clone();
+                push_tensor(r, t)
+            },
             want: Status::DuplicateTensor,
             field: "tensor[output_norm.weight]",
         },
         Case {
             name: "duplicate blk.0.attn_q.weight",
-            edit: |r| { let t = tensor(r, "blk.0.attn_q.weight").clone(); push_tensor(r, t) },
+            edit: |r| {
+                let t = tensor(r, "blk.0.attn_q.weight").clone();
+                push_tensor(r, t)
+            },
             want: Status::DuplicateTensor,
             field: "tensor[blk.0.attn_q.weight]",
         },
@@ -747,7 +818,10 @@ fn tensor_names_sets_and_shapes_are_checked() {
         },
         Case {
             name: "one matrix in a dtype other than quant_mode",
-            edit: |r| { let to = other_matrix_dtype(r); reencode(tensor(r, "blk.1.ffn_gate.weight"), to) },
+            edit: |r| {
+                let to = other_matrix_dtype(r);
+                reencode(tensor(r, "blk.1.ffn_gate.weight"), to)
+            },
             want: Status::BadQuantMode,
             field: "tensor[blk.1.ffn_gate.weight].dtype",
         },
@@ -759,7 +833,11 @@ fn tensor_names_sets_and_shapes_are_checked() {
         },
         Case {
             name: "-inf in the last element of an f32 norm",
-            edit: |r| { let d = &mut tensor(r, "output_norm.weight").data; let at = d.len() - 4; put_f32(d, at, f32::NEG_INFINITY) },
+            edit: |r| {
+                let d = &mut tensor(r, "output_norm.weight").data;
+                let at = d.len() - 4;
+                put_f32(d, at, f32::NEG_INFINITY)
+            },
             want: Status::BadTensorData,
             field: "tensor[output_norm.weight]",
         },
@@ -826,7 +904,11 @@ fn quantized_tensor_rules() {
         },
         Case {
             name: "q8_0 scale NaN (f16 0x7E00) in the last block",
-            edit: |r| { let d = &mut tensor(r, "blk.1.ffn_down.weight").data; let at = d.len() - 34; put_u16(d, at, 0x7E00) },
+            edit: |r| {
+                let d = &mut tensor(r, "blk.1.ffn_down.weight").data;
+                let at = d.len() - 34;
+                put_u16(d, at, 0x7E00)
+            },
             want: Status::BadTensorData,
             field: "tensor[blk.1.ffn_down.weight]",
         },
@@ -934,7 +1016,15 @@ fn fix_artifact_crc(b: &mut [u8]) {
 #[test]
 fn each_checksum_is_checked_first() {
     let cases: Vec<Case<ByteEdit>> = vec![
-        Case { name: "trailer CRC flipped", edit: |b, _| { let n = b.len(); b[n - 1] ^= 0x01 }, want: Status::ArtifactChecksum, field: "trailer.artifact_crc" },
+        Case {
+            name: "trailer CRC flipped",
+            edit: |b, _| {
+                let n = b.len();
+                b[n - 1] ^= 0x01
+            },
+            want: Status::ArtifactChecksum,
+            field: "trailer.artifact_crc",
+        },
         Case {
             name: "a tensor data byte flipped",
             edit: |b, l| b[l.tensor_data[3].start + 5] ^= 0x10,
@@ -965,25 +1055,38 @@ fn each_checksum_is_checked_first() {
         },
         Case {
             name: "directory byte changed, artifact CRC fixed",
-            edit: |b, l| { let at = entry(b, l, "token_embd.weight").dtype; b[at] = 9; fix_artifact_crc(b) },
+            edit: |b, l| {
+                let at = entry(b, l, "token_embd.weight").dtype;
+                b[at] = 9;
+                fix_artifact_crc(b)
+            },
             want: Status::TensorLayoutChecksum,
             field: "header.tensor_layout_crc",
         },
         Case {
             name: "tensor_layout_crc changed, artifact CRC fixed",
-            edit: |b, _| { b[hdr::TENSOR_LAYOUT_CRC] ^= 0x80; fix_artifact_crc(b) },
+            edit: |b, _| {
+                b[hdr::TENSOR_LAYOUT_CRC] ^= 0x80;
+                fix_artifact_crc(b)
+            },
             want: Status::TensorLayoutChecksum,
             field: "header.tensor_layout_crc",
         },
         Case {
             name: "tokenizer byte changed, artifact CRC fixed",
-            edit: |b, l| { b[l.tokenizer.start + tok::EOG_IDS] ^= 0x01; fix_artifact_crc(b) },
+            edit: |b, l| {
+                b[l.tokenizer.start + tok::EOG_IDS] ^= 0x01;
+                fix_artifact_crc(b)
+            },
             want: Status::TokenizerChecksum,
             field: "header.tokenizer_crc",
         },
         Case {
             name: "tokenizer_crc changed, artifact CRC fixed",
-            edit: |b, _| { b[hdr::TOKENIZER_CRC + 2] ^= 0x04; fix_artifact_crc(b) },
+            edit: |b, _| {
+                b[hdr::TOKENIZER_CRC + 2] ^= 0x04;
+                fix_artifact_crc(b)
+            },
             want: Status::TokenizerChecksum,
             field: "header.tokenizer_crc",
         },
@@ -1104,7 +1207,12 @@ fn tokenizer_header_and_token_table_rules() {
     let cases: Vec<TokCase> = vec![
         Case { name: "kind 3", edit: TokEdit::Bytes(|t| put_u32(t, tok::KIND, 3)), want: BadTokenizerKind, field: "tokenizer.kind" },
         Case { name: "kind 0xFFFFFFFF", edit: TokEdit::Bytes(|t| put_u32(t, tok::KIND, u32::MAX)), want: BadTokenizerKind, field: "tokenizer.kind" },
-        Case { name: "n_tokens 257 (vocab 258)", edit: TokEdit::Bytes(|t| put_u32(t, tok::N_TOKENS, 257)), want: BadTokenizerKind, field: "tokenizer.n_tokens" },
+        Case {
+            name: "n_tokens 257 (vocab 258)",
+            edit: TokEdit::Bytes(|t| put_u32(t, tok::N_TOKENS, 257)),
+            want: BadTokenizerKind,
+            field: "tokenizer.n_tokens",
+        },
         Case {
             name: "259 tokens (vocab 258)",
             edit: TokEdit::Spec(|t| t.tokens.push(TokenSpec { bytes: b"<x>".to_vec(), score: 0.0, token_type: token_type::CONTROL })),
@@ -1115,7 +1223,10 @@ fn tokenizer_header_and_token_table_rules() {
         Case { name: "chat_template 3", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 3)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
         Case {
             name: "tok_flags bit 2",
-            edit: TokEdit::Bytes(|t| { let v = u32_at(t, tok::TOK_FLAGS) | 4; put_u32(t, tok::TOK_FLAGS, v) }),
+            edit: TokEdit::Bytes(|t| {
+                let v = u32_at(t, tok::TOK_FLAGS) | 4;
+                put_u32(t, tok::TOK_FLAGS, v)
+            }),
             want: BadTokenizerKind,
             field: "tokenizer.tok_flags",
         },
@@ -1137,7 +1248,12 @@ fn tokenizer_header_and_token_table_rules() {
         Case { name: "token type 0", edit: TokEdit::Spec(|t| t.tokens[10].token_type = 0), want: BadToken, field: "tokenizer.tokens[10].token_type" },
         Case { name: "token type 7", edit: TokEdit::Spec(|t| t.tokens[256].token_type = 7), want: BadToken, field: "tokenizer.tokens[256].token_type" },
         Case { name: "token score NaN", edit: TokEdit::Spec(|t| t.tokens[70].score = f32::NAN), want: BadToken, field: "tokenizer.tokens[70].score" },
-        Case { name: "token score -inf", edit: TokEdit::Spec(|t| t.tokens[257].score = f32::NEG_INFINITY), want: BadToken, field: "tokenizer.tokens[257].score" },
+        Case {
+            name: "token score -inf",
+            edit: TokEdit::Spec(|t| t.tokens[257].score = f32::NEG_INFINITY),
+            want: BadToken,
+            field: "tokenizer.tokens[257].score",
+        },
         // "</s>" (id 257) is the longest token, 4 bytes; the writer stores max_token_len = 4.
         Case {
             name: "token longer than max_token_len",
@@ -1170,9 +1286,19 @@ fn tokenizer_header_and_token_table_rules() {
             want: Truncated,
             field: "tokenizer.tokens[257].bytes",
         },
-        Case { name: "token table cut at token 100", edit: TokEdit::Bytes(|t| t.truncate(byte_token_record(100) + 3)), want: Truncated, field: "tokenizer.tokens" },
+        Case {
+            name: "token table cut at token 100",
+            edit: TokEdit::Bytes(|t| t.truncate(byte_token_record(100) + 3)),
+            want: Truncated,
+            field: "tokenizer.tokens",
+        },
         // byte kind: token b (b < 256) is exactly the one byte b, normal or byte type; the rest control.
-        Case { name: "byte kind: token 65 is \"B\"", edit: TokEdit::Spec(|t| t.tokens[65].bytes = b"B".to_vec()), want: BadToken, field: "tokenizer.tokens[65]" },
+        Case {
+            name: "byte kind: token 65 is \"B\"",
+            edit: TokEdit::Spec(|t| t.tokens[65].bytes = b"B".to_vec()),
+            want: BadToken,
+            field: "tokenizer.tokens[65]",
+        },
         Case { name: "byte kind: token 0 is two bytes", edit: TokEdit::Spec(|t| t.tokens[0].bytes = vec![0, 0]), want: BadToken, field: "tokenizer.tokens[0]" },
         Case { name: "byte kind: token 200 is empty", edit: TokEdit::Spec(|t| t.tokens[200].bytes.clear()), want: BadToken, field: "tokenizer.tokens[200]" },
         Case {
@@ -1205,7 +1331,12 @@ fn tokenizer_header_and_token_table_rules() {
 fn tokenizer_merge_rules() {
     use Status::{BadMerge, BadToken, LimitExceeded, Truncated};
     let cases: Vec<TokCase> = vec![
-        Case { name: "merge result is not left ++ right", edit: TokEdit::Spec(|t| t.merges[1].result = 257), want: BadMerge, field: "tokenizer.merges[1].result" },
+        Case {
+            name: "merge result is not left ++ right",
+            edit: TokEdit::Spec(|t| t.merges[1].result = 257),
+            want: BadMerge,
+            field: "tokenizer.merges[1].result",
+        },
         Case { name: "merge result is a byte token", edit: TokEdit::Spec(|t| t.merges[0].result = 97), want: BadMerge, field: "tokenizer.merges[0].result" },
         Case { name: "ranks decrease", edit: TokEdit::Spec(|t| t.merges[0].rank = 2), want: BadMerge, field: "tokenizer.merges[1].rank" },
         Case { name: "left id = vocab", edit: TokEdit::Spec(|t| t.merges[0].left = 259), want: BadMerge, field: "tokenizer.merges[0].left" },
@@ -1213,7 +1344,15 @@ fn tokenizer_merge_rules() {
         Case { name: "result id 0xFFFFFFFF", edit: TokEdit::Spec(|t| t.merges[1].result = u32::MAX), want: BadMerge, field: "tokenizer.merges[1].result" },
         Case { name: "n_merges 1048577", edit: TokEdit::Bytes(|t| put_u32(t, tok::N_MERGES, 1_048_577)), want: LimitExceeded, field: "tokenizer.n_merges" },
         Case { name: "n_merges one more than present", edit: TokEdit::Bytes(|t| put_u32(t, tok::N_MERGES, 3)), want: Truncated, field: "tokenizer.merges" },
-        Case { name: "merge table cut mid-entry", edit: TokEdit::Bytes(|t| { let n = t.len(); t.truncate(n - 4) }), want: Truncated, field: "tokenizer.merges" },
+        Case {
+            name: "merge table cut mid-entry",
+            edit: TokEdit::Bytes(|t| {
+                let n = t.len();
+                t.truncate(n - 4)
+            }),
+            want: Truncated,
+            field: "tokenizer.merges",
+        },
         Case { name: "normal token of length 0", edit: TokEdit::Spec(|t| t.tokens[200].bytes.clear()), want: BadToken, field: "tokenizer.tokens[200].len" },
         Case { name: "bpe token type 0", edit: TokEdit::Spec(|t| t.tokens[258].token_type = 0), want: BadToken, field: "tokenizer.tokens[258].token_type" },
     ];
@@ -1374,10 +1513,20 @@ fn v2_header_rules() {
         },
         Case { name: "rope_kind 2", edit: |r| arch_block(r)[2] = 2, want: Status::BadHyperparameter, field: "header.rope_kind" },
         Case { name: "norm_kind 1", edit: |r| arch_block(r)[3] = 1, want: Status::BadHyperparameter, field: "header.norm_kind" },
-        Case { name: "quant_mode not the dominant dtype", edit: |r| r.quant_mode = DType::Q4_0.code() as u32, want: Status::BadQuantMode, field: "header.quant_mode" },
+        Case {
+            name: "quant_mode not the dominant dtype",
+            edit: |r| r.quant_mode = DType::Q4_0.code() as u32,
+            want: Status::BadQuantMode,
+            field: "header.quant_mode",
+        },
         Case { name: "quant_mode unknown", edit: |r| r.quant_mode = 200, want: Status::BadQuantMode, field: "header.quant_mode" },
         // head_dim is part of the shapes: a different one leaves every Q/K/V tensor the wrong size.
-        Case { name: "head_dim 16 against head_dim-32 tensors", edit: |r| arch_block(r)[1] = 16, want: Status::BadTensorShape, field: "tensor[blk.0.attn_q.weight].dims" },
+        Case {
+            name: "head_dim 16 against head_dim-32 tensors",
+            edit: |r| arch_block(r)[1] = 16,
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_q.weight].dims",
+        },
     ];
     run_v2_cases(&cases);
 }
@@ -1409,8 +1558,18 @@ fn v2_short_header_and_v1_with_v2_length_are_rejected() {
 #[test]
 fn v2_tensor_rules() {
     let cases: Vec<Case<RawEdit>> = vec![
-        Case { name: "norm stored q8_0", edit: |r| reencode(tensor(r, "blk.1.ffn_norm.weight"), DType::Q8_0), want: Status::BadQuantMode, field: "tensor[blk.1.ffn_norm.weight].dtype" },
-        Case { name: "bias stored q8_0", edit: |r| reencode(tensor(r, "blk.0.attn_k.bias"), DType::Q8_0), want: Status::BadQuantMode, field: "tensor[blk.0.attn_k.bias].dtype" },
+        Case {
+            name: "norm stored q8_0",
+            edit: |r| reencode(tensor(r, "blk.1.ffn_norm.weight"), DType::Q8_0),
+            want: Status::BadQuantMode,
+            field: "tensor[blk.1.ffn_norm.weight].dtype",
+        },
+        Case {
+            name: "bias stored q8_0",
+            edit: |r| reencode(tensor(r, "blk.0.attn_k.bias"), DType::Q8_0),
+            want: Status::BadQuantMode,
+            field: "tensor[blk.0.attn_k.bias].dtype",
+        },
         Case { name: "bias missing", edit: |r| remove_tensor(r, "blk.1.attn_v.bias"), want: Status::MissingTensor, field: "tensor[blk.1.attn_v.bias]" },
         Case {
             name: "bias of the wrong length",

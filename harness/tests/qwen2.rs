@@ -21,9 +21,8 @@ use tinyrustlm::tokenizer::ChatTemplate;
 const PACKAGE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.slm";
 
 /// `<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\n`
-const CHAT_PREFIX: [u32; 24] = [
-    151644, 8948, 198, 2610, 525, 1207, 16948, 11, 3465, 553, 54364, 14817, 13, 1446, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198,
-];
+const CHAT_PREFIX: [u32; 24] =
+    [151644, 8948, 198, 2610, 525, 1207, 16948, 11, 3465, 553, 54364, 14817, 13, 1446, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198];
 /// `<|im_end|>\n<|im_start|>assistant\n`
 const CHAT_SUFFIX: [u32; 5] = [151645, 198, 151644, 77091, 198];
 
@@ -66,9 +65,8 @@ fn models_dir() -> PathBuf {
 
 fn runtime() -> Runtime {
     let path = models_dir().join(PACKAGE);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} — pack it with `trl pack --gguf qwen2.5-coder-0.5b-instruct-q4_k_m.gguf -o {}`", path.display(), path.display())
-    });
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} — pack it with `trl pack --gguf qwen2.5-coder-0.5b-instruct-q4_k_m.gguf -o {}`", path.display(), path.display()));
     let mut rt = Runtime::new(module()).unwrap();
     rt.load_model_with_flags(&bytes, 512, 0).unwrap();
     rt

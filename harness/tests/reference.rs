@@ -111,7 +111,8 @@ impl Reference {
             for head in 0..h.n_heads as usize {
                 let kvh = head / group;
                 let qh = &q[head * hd..(head + 1) * hd];
-                let scores: Vec<f64> = self.keys[l].iter().map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
+                let scores: Vec<f64> =
+                    self.keys[l].iter().map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let z: f64 = e.iter().sum();

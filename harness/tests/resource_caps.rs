@@ -145,7 +145,9 @@ fn token_length_cap() {
 fn tensor_name_length_cap() {
     // Names are checked for length and alphabet before they are matched against the architecture:
     // a 64-byte name passes those checks (and then is not a llama tensor), 65 bytes does not.
-    for (len, want, field) in [(MAX_TENSOR_NAME_LEN, Status::MissingTensor, "tensor[output_norm.weight]"), (MAX_TENSOR_NAME_LEN + 1, Status::BadTensorName, "name_len")] {
+    for (len, want, field) in
+        [(MAX_TENSOR_NAME_LEN, Status::MissingTensor, "tensor[output_norm.weight]"), (MAX_TENSOR_NAME_LEN + 1, Status::BadTensorName, "name_len")]
+    {
         let mut p = raw_package(DType::F32, true);
         let t = p.tensors.iter_mut().find(|t| t.name == b"output_norm.weight").unwrap();
         t.name = vec![b'n'; len];

@@ -30,7 +30,11 @@ fn errors(v: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 }
 
 fn files(sub: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(repo().join("examples").join(sub)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo().join("examples").join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     out.sort();
     assert!(!out.is_empty(), "no examples/{sub}/*.json");
     out
@@ -105,8 +109,10 @@ fn malformed_sidecars_and_packets_are_rejected_where_they_break() {
     let sidecar: Value = serde_json::from_slice(&std::fs::read(repo().join("examples/sidecars/pong+sum.skills.json")).unwrap()).unwrap();
     let packet: Value = load("examples/packets/pong+sum.json");
     assert!(errors(&sidecar_schema, &sidecar).is_empty() && errors(&packet_schema, &packet).is_empty());
-    let remove = |key: &'static str| move |v: &mut Value| {
-        v.as_object_mut().unwrap().remove(key);
+    let remove = |key: &'static str| {
+        move |v: &mut Value| {
+            v.as_object_mut().unwrap().remove(key);
+        }
     };
     let mut failures = Vec::new();
     let s = &sidecar_schema;
@@ -120,7 +126,9 @@ fn malformed_sidecars_and_packets_are_rejected_where_they_break() {
     failures.extend(expect_rejected(s, &sidecar, "CRC as a number", "/adapters/0", |v| v["adapters"][0] = json!(12345)));
     failures.extend(expect_rejected(s, &sidecar, "unknown match rule", "/cases/0/match", |v| v["cases"][0]["match"] = json!("regex")));
     failures.extend(expect_rejected(s, &sidecar, "stop reason NONE", "/cases/0/stop_reason", |v| v["cases"][0]["stop_reason"] = json!(0)));
-    failures.extend(expect_rejected(s, &sidecar, "min_pass_rate above 1", "/quality_boundary/min_pass_rate", |v| v["quality_boundary"]["min_pass_rate"] = json!(1.5)));
+    failures.extend(expect_rejected(s, &sidecar, "min_pass_rate above 1", "/quality_boundary/min_pass_rate", |v| {
+        v["quality_boundary"]["min_pass_rate"] = json!(1.5)
+    }));
     failures.extend(expect_rejected(s, &sidecar, "a timestamp added", "", |v| v["created"] = json!("2026-01-01")));
     failures.extend(expect_rejected(s, &sidecar, "another schema", "/schema", |v| v["schema"] = json!("tinyrustlm-eval-sidecar/2")));
     let p = &packet_schema;

@@ -185,7 +185,9 @@ fn render_chat_is_the_runtime_renderer_with_the_packages_template() {
     let mut rt = smollm2();
     let user = ChatMessage { role: "user", content: "What is the capital of France?" };
     let convo = [ChatMessage { role: "system", content: "Be brief." }, user, ChatMessage { role: "assistant", content: "Paris." }, user];
-    let expect = |messages: &[ChatMessage<'_>], system: Option<&str>, flags: u32| String::from_utf8(chat::render(ChatTemplate::ChatMl, messages, system, flags).unwrap()).unwrap();
+    let expect = |messages: &[ChatMessage<'_>], system: Option<&str>, flags: u32| {
+        String::from_utf8(chat::render(ChatTemplate::ChatMl, messages, system, flags).unwrap()).unwrap()
+    };
     assert_eq!(rt.render_chat(&[user], CHAT_ADD_GENERATION_PROMPT).unwrap(), expect(&[user], Some(SMOLLM2_DEFAULT_SYSTEM), CHAT_ADD_GENERATION_PROMPT));
     assert_eq!(rt.render_chat(&[user], CHAT_ADD_GENERATION_PROMPT | CHAT_NO_DEFAULT_SYSTEM).unwrap(), expect(&[user], None, CHAT_ADD_GENERATION_PROMPT));
     assert_eq!(rt.render_chat(&convo, 0).unwrap(), expect(&convo, None, 0));
@@ -202,7 +204,9 @@ fn render_chat_is_the_runtime_renderer_with_the_packages_template() {
     trailing.push(0);
     let mut not_utf8 = good.clone();
     *not_utf8.last_mut().unwrap() = 0xFF;
-    for (bytes, flags) in [(&good[..good.len() - 1], 0), (&trailing[..], 0), (&not_utf8[..], 0), (&[0xFF, 0xFF, 0xFF, 0x7F][..], 0), (&[][..], 0), (&good[..], 8)] {
+    for (bytes, flags) in
+        [(&good[..good.len() - 1], 0), (&trailing[..], 0), (&not_utf8[..], 0), (&[0xFF, 0xFF, 0xFF, 0x7F][..], 0), (&[][..], 0), (&good[..], 8)]
+    {
         assert_eq!(status(rt.render_chat_raw(bytes, flags)), Status::InvalidArgument.code(), "{bytes:?} flags {flags}");
         assert_eq!(String::from_utf8(rt.read_result(harness::runtime::result_kind::CHAT_PROMPT).unwrap()).unwrap(), rendered);
         assert_eq!(rt.diagnostics().unwrap(), before);

@@ -107,7 +107,10 @@ fn f32_package_reproduces_reference_greedy_tokens() {
 #[test]
 fn f16_kv_cache_follows_the_reference_in_half_the_memory() {
     for (prompt, agree, total, margin) in greedy_agreement_with("f32", LOAD_KV_F16) {
-        assert!(agree >= Q8_0_MIN_AGREEING.min(total) || margin < SMALL_MARGIN, "f32 weights, f16 KV: {prompt:?} agrees on {agree} of {total} tokens (gap {margin})");
+        assert!(
+            agree >= Q8_0_MIN_AGREEING.min(total) || margin < SMALL_MARGIN,
+            "f32 weights, f16 KV: {prompt:?} agrees on {agree} of {total} tokens (gap {margin})"
+        );
     }
     let f32_kv = runtime("q8_0").diagnostics().unwrap();
     let f16_kv = runtime_with_flags("q8_0", LOAD_KV_F16).diagnostics().unwrap();

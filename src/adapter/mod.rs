@@ -101,11 +101,20 @@ pub enum DenseEncoding {
 /// A target's delta, borrowed from the adapter bytes. Lengths are checked by [`parse`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Payload<'a> {
-    Dense { encoding: DenseEncoding, bytes: &'a [u8] },
+    Dense {
+        encoding: DenseEncoding,
+        bytes: &'a [u8],
+    },
     /// `n_entries × (u32 index, f32 value)`, indices strictly increasing, `< rows · cols`.
-    Sparse { pairs: &'a [u8] },
+    Sparse {
+        pairs: &'a [u8],
+    },
     /// `a`: `rank × cols` f32 (row-major), then `b`: `rows × rank` f32.
-    LowRank { rank: usize, a: &'a [u8], b: &'a [u8] },
+    LowRank {
+        rank: usize,
+        a: &'a [u8],
+        b: &'a [u8],
+    },
 }
 
 impl Payload<'_> {

@@ -159,12 +159,9 @@ fn read_table<'a>(bytes: &'a [u8], body_end: usize, n: usize, kind: Kind, parent
             return Err(bad(Status::AdapterDuplicateTarget, r.field("name"), i as u64, "each tensor may be targeted once (value = entry index)"));
         }
         let tensor = match parent {
-            Some(p) => Some(
-                p.tensors
-                    .iter()
-                    .position(|t| t.name == name)
-                    .ok_or_else(|| bad(Status::AdapterUnknownTarget, r.field(""), i as u64, "no tensor of the loaded model has this name (value = entry index)"))?,
-            ),
+            Some(p) => Some(p.tensors.iter().position(|t| t.name == name).ok_or_else(|| {
+                bad(Status::AdapterUnknownTarget, r.field(""), i as u64, "no tensor of the loaded model has this name (value = entry index)")
+            })?),
             None => None,
         };
         let rows = r.u32("rows")?;

@@ -151,7 +151,16 @@ fn dense_or_low_rank(t: &Target<'_>, e: &TensorEntry, package: &[u8], scale: f64
 /// `old` the row's bytes at package offset `offset`, `first` the flat index of its first element,
 /// `add` one addend per element, `vals` scratch of at least `add.len()` values.
 #[allow(clippy::too_many_arguments)]
-fn update_row(dtype: DType, old: &[u8], offset: usize, first: usize, add: &[f64], vals: &mut [f32], name: &str, sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+fn update_row(
+    dtype: DType,
+    old: &[u8],
+    offset: usize,
+    first: usize,
+    add: &[f64],
+    vals: &mut [f32],
+    name: &str,
+    sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<()> {
     if dtype == DType::F32 {
         for (j, (&a, w)) in add.iter().zip(old.chunks_exact(4)).enumerate() {
             if a == 0.0 {
@@ -175,7 +184,12 @@ fn update_row(dtype: DType, old: &[u8], offset: usize, first: usize, add: &[f64]
         // Callers pass at least one block of scratch (a whole row, or a MAX_BLOCK_ELEMENTS array);
         // anything shorter means the target's shape is not the tensor's.
         let Some(v) = vals.get_mut(..block_elems) else {
-            return Err(Error::new(Status::AdapterShapeMismatch, field!("target[{}]", name), vals.len() as u64, "a target row must hold whole blocks of the tensor's dtype"));
+            return Err(Error::new(
+                Status::AdapterShapeMismatch,
+                field!("target[{}]", name),
+                vals.len() as u64,
+                "a target row must hold whole blocks of the tensor's dtype",
+            ));
         };
         quant::dequantize_row(dtype, old, v);
         for (j, (x, &a)) in v.iter_mut().zip(add).enumerate() {

@@ -144,13 +144,49 @@ fn every_rejection_has_its_status_and_field() {
     let cases: Vec<(&str, Vec<u8>, Status, &str)> = vec![
         ("3 bytes", b"ADP".to_vec(), Status::AdapterTruncated, "header"),
         ("wrong magic", resealed(&|b| b[0] = b'X'), Status::AdapterBadMagic, "header.magic"),
-        ("a model package", { let mut b = good(); b[0..4].copy_from_slice(b"SLM1"); b }, Status::AdapterBadMagic, "header.magic"),
+        (
+            "a model package",
+            {
+                let mut b = good();
+                b[0..4].copy_from_slice(b"SLM1");
+                b
+            },
+            Status::AdapterBadMagic,
+            "header.magic",
+        ),
         ("header only", good()[..40].to_vec(), Status::AdapterTruncated, "header"),
         ("version 2", resealed(&|b| put32(b, 4, 2)), Status::AdapterUnsupportedVersion, "header.format_version"),
         ("header_len 64", resealed(&|b| put32(b, 8, 64)), Status::AdapterBadHeader, "header.header_len"),
-        ("cut short", { let b = good(); b[..b.len() - 9].to_vec() }, Status::AdapterTruncated, "header.total_len"),
-        ("bytes after the trailer", { let mut b = good(); b.push(0); b }, Status::AdapterBadHeader, "header.total_len"),
-        ("flipped payload bit", { let mut b = good(); let n = b.len(); b[n - 6] ^= 1; b }, Status::AdapterChecksum, "trailer.artifact_crc"),
+        (
+            "cut short",
+            {
+                let b = good();
+                b[..b.len() - 9].to_vec()
+            },
+            Status::AdapterTruncated,
+            "header.total_len",
+        ),
+        (
+            "bytes after the trailer",
+            {
+                let mut b = good();
+                b.push(0);
+                b
+            },
+            Status::AdapterBadHeader,
+            "header.total_len",
+        ),
+        (
+            "flipped payload bit",
+            {
+                let mut b = good();
+                let n = b.len();
+                b[n - 6] ^= 1;
+                b
+            },
+            Status::AdapterChecksum,
+            "trailer.artifact_crc",
+        ),
         ("reserved 1", resealed(&|b| put32(b, 12, 1)), Status::AdapterBadHeader, "header.reserved"),
         ("scale NaN", resealed(&|b| put32(b, 48, f32::NAN.to_bits())), Status::AdapterNonFinite, "header.scale"),
         ("scale inf", resealed(&|b| put32(b, 48, f32::INFINITY.to_bits())), Status::AdapterNonFinite, "header.scale"),
@@ -174,29 +210,113 @@ fn every_rejection_has_its_status_and_field() {
         ),
         ("rows 0", resealed(&|b| put32(b, rows_at, 0)), Status::AdapterShapeMismatch, "target[a.weight].rows"),
         ("cols 0", resealed(&|b| put32(b, rows_at + 4, 0)), Status::AdapterShapeMismatch, "target[a.weight].cols"),
-        ("transposed", build(MAGIC_DENSE, 1.0, &[T { name: "a.weight", rows: 4, cols: 2, param: 0, payload: f32s(&[0.0; 8]) }]), Status::AdapterShapeMismatch, "target[a.weight].shape"),
-        ("vector as [4, 1]", build(MAGIC_DENSE, 1.0, &[T { name: "n.weight", rows: 4, cols: 1, param: 0, payload: f32s(&[0.0; 4]) }]), Status::AdapterShapeMismatch, "target[n.weight].shape"),
+        (
+            "transposed",
+            build(MAGIC_DENSE, 1.0, &[T { name: "a.weight", rows: 4, cols: 2, param: 0, payload: f32s(&[0.0; 8]) }]),
+            Status::AdapterShapeMismatch,
+            "target[a.weight].shape",
+        ),
+        (
+            "vector as [4, 1]",
+            build(MAGIC_DENSE, 1.0, &[T { name: "n.weight", rows: 4, cols: 1, param: 0, payload: f32s(&[0.0; 4]) }]),
+            Status::AdapterShapeMismatch,
+            "target[n.weight].shape",
+        ),
         ("encoding 2", resealed(&|b| put32(b, rows_at + 8, 2)), Status::AdapterBadEncoding, "target[a.weight].encoding"),
         ("q8_0 of 4 columns", resealed(&|b| put32(b, rows_at + 8, DENSE_Q8_0)), Status::AdapterBadEncoding, "target[a.weight].encoding"),
-        ("payload short", { let mut b = good(); b.remove(b.len() - 5); reseal(&mut b); b }, Status::AdapterTruncated, "target[a.weight].payload"),
-        ("payload long", { let mut b = good(); b.insert(b.len() - 4, 0); reseal(&mut b); b }, Status::AdapterBadHeader, "payload"),
+        (
+            "payload short",
+            {
+                let mut b = good();
+                b.remove(b.len() - 5);
+                reseal(&mut b);
+                b
+            },
+            Status::AdapterTruncated,
+            "target[a.weight].payload",
+        ),
+        (
+            "payload long",
+            {
+                let mut b = good();
+                b.insert(b.len() - 4, 0);
+                reseal(&mut b);
+                b
+            },
+            Status::AdapterBadHeader,
+            "payload",
+        ),
         ("NaN delta", build(MAGIC_DENSE, 1.0, &[dense_a(&[0.0, 0.0, f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0])]), Status::AdapterNonFinite, "target[a.weight].delta"),
         (
             "q8_0 delta with an infinite scale",
-            { let mut p = vec![0u8; 2 * 2 * 34]; p[34..36].copy_from_slice(&0x7c00u16.to_le_bytes()); build(MAGIC_DENSE, 1.0, &[T { name: "q.weight", rows: 2, cols: 64, param: DENSE_Q8_0, payload: p }]) },
+            {
+                let mut p = vec![0u8; 2 * 2 * 34];
+                p[34..36].copy_from_slice(&0x7c00u16.to_le_bytes());
+                build(MAGIC_DENSE, 1.0, &[T { name: "q.weight", rows: 2, cols: 64, param: DENSE_Q8_0, payload: p }])
+            },
             Status::AdapterNonFinite,
             "target[q.weight].delta",
         ),
-        ("sparse: more entries than elements", build(MAGIC_SPARSE, 1.0, &[T { name: "n.weight", rows: 1, cols: 4, param: 5, payload: pairs(&[(0, 1.0); 5]) }]), Status::AdapterBadIndex, "target[n.weight].n_entries"),
-        ("sparse: index = n_elements", build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 2, payload: pairs(&[(1, 1.0), (8, 1.0)]) }]), Status::AdapterBadIndex, "target[a.weight].index"),
-        ("sparse: unsorted", build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 2, payload: pairs(&[(5, 1.0), (2, 1.0)]) }]), Status::AdapterBadIndex, "target[a.weight].index"),
-        ("sparse: repeated", build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 2, payload: pairs(&[(2, 1.0), (2, 1.0)]) }]), Status::AdapterBadIndex, "target[a.weight].index"),
-        ("sparse: inf value", build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 1, payload: pairs(&[(2, f32::INFINITY)]) }]), Status::AdapterNonFinite, "target[a.weight].value"),
-        ("rank 0", build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 0, payload: vec![] }]), Status::AdapterBadRank, "target[a.weight].rank"),
-        ("rank 3 > min(2, 4)", build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 3, payload: f32s(&[0.0; 18]) }]), Status::AdapterBadRank, "target[a.weight].rank"),
-        ("rank 2 on a vector", build(MAGIC_LOW_RANK, 1.0, &[T { name: "n.weight", rows: 1, cols: 4, param: 2, payload: f32s(&[0.0; 10]) }]), Status::AdapterBadRank, "target[n.weight].rank"),
-        ("NaN in A", build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 1, payload: f32s(&[0.0, f32::NAN, 0.0, 0.0, 1.0, 1.0]) }]), Status::AdapterNonFinite, "target[a.weight].a"),
-        ("inf in B", build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 1, payload: f32s(&[0.0, 0.0, 0.0, 0.0, 1.0, f32::NEG_INFINITY]) }]), Status::AdapterNonFinite, "target[a.weight].b"),
+        (
+            "sparse: more entries than elements",
+            build(MAGIC_SPARSE, 1.0, &[T { name: "n.weight", rows: 1, cols: 4, param: 5, payload: pairs(&[(0, 1.0); 5]) }]),
+            Status::AdapterBadIndex,
+            "target[n.weight].n_entries",
+        ),
+        (
+            "sparse: index = n_elements",
+            build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 2, payload: pairs(&[(1, 1.0), (8, 1.0)]) }]),
+            Status::AdapterBadIndex,
+            "target[a.weight].index",
+        ),
+        (
+            "sparse: unsorted",
+            build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 2, payload: pairs(&[(5, 1.0), (2, 1.0)]) }]),
+            Status::AdapterBadIndex,
+            "target[a.weight].index",
+        ),
+        (
+            "sparse: repeated",
+            build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 2, payload: pairs(&[(2, 1.0), (2, 1.0)]) }]),
+            Status::AdapterBadIndex,
+            "target[a.weight].index",
+        ),
+        (
+            "sparse: inf value",
+            build(MAGIC_SPARSE, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 1, payload: pairs(&[(2, f32::INFINITY)]) }]),
+            Status::AdapterNonFinite,
+            "target[a.weight].value",
+        ),
+        (
+            "rank 0",
+            build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 0, payload: vec![] }]),
+            Status::AdapterBadRank,
+            "target[a.weight].rank",
+        ),
+        (
+            "rank 3 > min(2, 4)",
+            build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 3, payload: f32s(&[0.0; 18]) }]),
+            Status::AdapterBadRank,
+            "target[a.weight].rank",
+        ),
+        (
+            "rank 2 on a vector",
+            build(MAGIC_LOW_RANK, 1.0, &[T { name: "n.weight", rows: 1, cols: 4, param: 2, payload: f32s(&[0.0; 10]) }]),
+            Status::AdapterBadRank,
+            "target[n.weight].rank",
+        ),
+        (
+            "NaN in A",
+            build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 1, payload: f32s(&[0.0, f32::NAN, 0.0, 0.0, 1.0, 1.0]) }]),
+            Status::AdapterNonFinite,
+            "target[a.weight].a",
+        ),
+        (
+            "inf in B",
+            build(MAGIC_LOW_RANK, 1.0, &[T { name: "a.weight", rows: 2, cols: 4, param: 1, payload: f32s(&[0.0, 0.0, 0.0, 0.0, 1.0, f32::NEG_INFINITY]) }]),
+            Status::AdapterNonFinite,
+            "target[a.weight].b",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, bytes, want, field) in &cases {

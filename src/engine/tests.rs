@@ -133,7 +133,18 @@ fn package() -> Vec<u8> {
 
     let mut out = Vec::new();
     out.extend_from_slice(&crate::format::MAGIC);
-    for v in [crate::format::FORMAT_VERSION, dir_offset as u32, /* flags */ 0, VOCAB as u32, DIM as u32, /* n_layers */ 1, N_HEADS, N_KV_HEADS, FFN_DIM as u32, MAX_CONTEXT] {
+    for v in [
+        crate::format::FORMAT_VERSION,
+        dir_offset as u32,
+        /* flags */ 0,
+        VOCAB as u32,
+        DIM as u32,
+        /* n_layers */ 1,
+        N_HEADS,
+        N_KV_HEADS,
+        FFN_DIM as u32,
+        MAX_CONTEXT,
+    ] {
         put_u32(&mut out, v);
     }
     out.extend_from_slice(&10000f32.to_le_bytes()); // rope_theta

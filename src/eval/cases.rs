@@ -40,7 +40,12 @@ impl Fields {
 
     fn done(self) -> Result<()> {
         match self.fields.first() {
-            Some((k, _)) => Err(Error::new(Status::EvalUnknownField, field!("line {} {}", self.line, k), self.line as u64, "not a field of this line (see FORMAT.md \"Eval cases\")")),
+            Some((k, _)) => Err(Error::new(
+                Status::EvalUnknownField,
+                field!("line {} {}", self.line, k),
+                self.line as u64,
+                "not a field of this line (see FORMAT.md \"Eval cases\")",
+            )),
             None => Ok(()),
         }
     }
@@ -101,7 +106,14 @@ pub fn parse_suite(bytes: &[u8]) -> Result<Suite> {
                 "exact" => MatchRule::Exact,
                 "trim" => MatchRule::Trim,
                 "prefix" => MatchRule::Prefix,
-                _ => return Err(Error::new(Status::EvalBadMatchRule, field!("line {} match {}", line_no, s), line_no as u64, "must be \"exact\", \"trim\" or \"prefix\"")),
+                _ => {
+                    return Err(Error::new(
+                        Status::EvalBadMatchRule,
+                        field!("line {} match {}", line_no, s),
+                        line_no as u64,
+                        "must be \"exact\", \"trim\" or \"prefix\"",
+                    ))
+                }
             },
             Some(_) => return Err(f.bad("match", "must be a string")),
         };

@@ -52,7 +52,12 @@ impl<'a> Json<'a> {
         self.ws();
         let Some(&c) = self.b.get(self.at) else { return Err(self.err("unexpected end of line")) };
         match c {
-            b'{' | b'[' if depth >= MAX_DEPTH => Err(Error::new(Status::EvalLimitExceeded, field!("line {} nesting", self.line), depth as u64 + 1, "at most 2 levels (an object holding the stop array)")),
+            b'{' | b'[' if depth >= MAX_DEPTH => Err(Error::new(
+                Status::EvalLimitExceeded,
+                field!("line {} nesting", self.line),
+                depth as u64 + 1,
+                "at most 2 levels (an object holding the stop array)",
+            )),
             b'{' => {
                 self.at += 1;
                 let mut fields: Vec<(String, Value)> = Vec::new();
@@ -67,7 +72,12 @@ impl<'a> Json<'a> {
                     }
                     let key = self.string()?;
                     if fields.iter().any(|(k, _)| *k == key) {
-                        return Err(Error::new(Status::EvalDuplicateField, field!("line {} key {}", self.line, key), self.line as u64, "each key at most once"));
+                        return Err(Error::new(
+                            Status::EvalDuplicateField,
+                            field!("line {} key {}", self.line, key),
+                            self.line as u64,
+                            "each key at most once",
+                        ));
                     }
                     self.ws();
                     if !self.eat(b":") {
@@ -154,7 +164,7 @@ impl<'a> Json<'a> {
 
     fn string(&mut self) -> Result<String> {
         self.at += 1; // opening quote
-        // Escapes only shrink text, so the raw length up to the closing quote bounds the result.
+                      // Escapes only shrink text, so the raw length up to the closing quote bounds the result.
         let mut raw_len = 0;
         while let Some(&c) = self.b.get(self.at + raw_len) {
             match c {

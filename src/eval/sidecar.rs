@@ -90,10 +90,17 @@ fn sidecar_json<W: fmt::Write>(o: &mut W, id: &Identity, suite: &Suite, results:
         o.write_str(if i + 1 < results.len() { ",\n" } else { "\n" })?;
     }
     let n_passed = results.iter().filter(|r| r.passed).count();
-    writeln!(o, "],\"totals\":{{\"cases\":{},\"passed\":{},\"failed\":{}}},\"quality_boundary\":{{\"min_pass_rate\":{},\"met\":{}}}}}", results.len(), n_passed, results.len() - n_passed, suite.min_pass_rate_text, boundary_met(suite, n_passed))?;
+    writeln!(
+        o,
+        "],\"totals\":{{\"cases\":{},\"passed\":{},\"failed\":{}}},\"quality_boundary\":{{\"min_pass_rate\":{},\"met\":{}}}}}",
+        results.len(),
+        n_passed,
+        results.len() - n_passed,
+        suite.min_pass_rate_text,
+        boundary_met(suite, n_passed)
+    )?;
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

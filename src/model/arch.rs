@@ -485,7 +485,18 @@ mod tests {
         let h = Hyperparams { arch: Arch::Qwen2, head_dim: 32, qkv_bias: true, rope: RopeKind::Neox, ..hparams(false) };
         let names: Vec<_> = Arch::Qwen2.tensors(&h).map(|s| s.to_string()).collect();
         assert_eq!(names.len(), 1 + 2 * 12 + 2);
-        assert_eq!(&names[1..8], ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_q.bias", "blk.0.attn_k.weight", "blk.0.attn_k.bias", "blk.0.attn_v.weight", "blk.0.attn_v.bias"]);
+        assert_eq!(
+            &names[1..8],
+            [
+                "blk.0.attn_norm.weight",
+                "blk.0.attn_q.weight",
+                "blk.0.attn_q.bias",
+                "blk.0.attn_k.weight",
+                "blk.0.attn_k.bias",
+                "blk.0.attn_v.weight",
+                "blk.0.attn_v.bias"
+            ]
+        );
         let dims = |name: &str| {
             let s = Arch::Qwen2.slot_named(name).unwrap();
             let (d, rank) = s.dims(&h);
@@ -551,7 +562,15 @@ mod tests {
         let h = hparams(true);
         let q1 = Arch::Llama.tensors(&h).find(|s| s.layer == Some(1) && s.desc.role == Role::AttnQ).unwrap();
         assert!(q1.is_named("blk.1.attn_q.weight"));
-        for other in ["blk.01.attn_q.weight", "blk.0.attn_q.weight", "blk.1.attn_q.bias", "blk.1attn_q.weight", "attn_q.weight", "blk..attn_q.weight", "blk.+1.attn_q.weight"] {
+        for other in [
+            "blk.01.attn_q.weight",
+            "blk.0.attn_q.weight",
+            "blk.1.attn_q.bias",
+            "blk.1attn_q.weight",
+            "attn_q.weight",
+            "blk..attn_q.weight",
+            "blk.+1.attn_q.weight",
+        ] {
             assert!(!q1.is_named(other), "{other}");
         }
     }

@@ -22,7 +22,7 @@ use crate::quant::{self, QuantizedActivations};
 
 pub mod arch;
 
-use arch::{RopeKind, Role};
+use arch::{Role, RopeKind};
 
 /// Tokens per prefill pass. Bigger batches amortise weight reads further but grow scratch
 /// linearly (SmolLM2: ≈ 30 KB per batch row).
@@ -121,18 +121,18 @@ struct KvCache {
 
 /// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
 struct Scratch {
-    x: Vec<f32>,       // [B, dim] residual stream
-    xb: Vec<f32>,      // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
-    xb2: Vec<f32>,     // [B, dim] projection output
-    q: Vec<f32>,       // [B, q_dim]
-    k: Vec<f32>,       // [B, kv_dim]
-    v: Vec<f32>,       // [B, kv_dim]
-    hb: Vec<f32>,      // [B, ffn_dim] gate
-    hb2: Vec<f32>,     // [B, ffn_dim] up
-    att: Vec<f32>,     // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
-    kv_row: Vec<f32>,  // [head_dim] one key or value widened from an f16 cache
-    rope: Vec<f32>,    // [B, head_dim] cos, sin interleaved per batch position
-    logits: Vec<f32>,  // [vocab_size]
+    x: Vec<f32>,              // [B, dim] residual stream
+    xb: Vec<f32>,             // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
+    xb2: Vec<f32>,            // [B, dim] projection output
+    q: Vec<f32>,              // [B, q_dim]
+    k: Vec<f32>,              // [B, kv_dim]
+    v: Vec<f32>,              // [B, kv_dim]
+    hb: Vec<f32>,             // [B, ffn_dim] gate
+    hb2: Vec<f32>,            // [B, ffn_dim] up
+    att: Vec<f32>,            // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
+    kv_row: Vec<f32>,         // [head_dim] one key or value widened from an f16 cache
+    rope: Vec<f32>,           // [B, head_dim] cos, sin interleaved per batch position
+    logits: Vec<f32>,         // [vocab_size]
     xq: QuantizedActivations, // [B, width] the current matmul input, quantized to q8 blocks
 }
 
@@ -409,15 +409,7 @@ impl Model {
             }
             let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, base: layer_base };
             for i in 0..n {
-                attention(
-                    &s.q[i * q_dim..(i + 1) * q_dim],
-                    &cache,
-                    pos0 + i + 1,
-                    &p,
-                    &mut s.att,
-                    &mut s.kv_row,
-                    &mut s.xb[i * q_dim..(i + 1) * q_dim],
-                );
+                attention(&s.q[i * q_dim..(i + 1) * q_dim], &cache, pos0 + i + 1, &p, &mut s.att, &mut s.kv_row, &mut s.xb[i * q_dim..(i + 1) * q_dim]);
             }
             quantize_rows(quant, &mut s.xq, &s.xb[..n * q_dim])?;
             matmul(bytes, t(layer.attn_output), &s.xb, &s.xq, n, &mut s.xb2);

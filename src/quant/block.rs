@@ -108,10 +108,7 @@ fn write_f16(bytes: &mut [u8], offset: usize, x: f32) {
 /// blocks present in both are written.
 pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
     debug_assert!(DType::Q8_0.row_bytes(src.len()) == Some(dst.len()));
-    for (x, block) in src
-        .chunks_exact(Q8_0.elements)
-        .zip(dst.chunks_exact_mut(Q8_0.bytes))
-    {
+    for (x, block) in src.chunks_exact(Q8_0.elements).zip(dst.chunks_exact_mut(Q8_0.bytes)) {
         let mut amax = 0.0f32;
         for &v in x {
             let a = v.abs();
@@ -136,10 +133,7 @@ pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) {
 pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
     debug_assert!(DType::Q4_0.row_bytes(src.len()) == Some(dst.len()));
     let half = Q4_0.elements / 2;
-    for (x, block) in src
-        .chunks_exact(Q4_0.elements)
-        .zip(dst.chunks_exact_mut(Q4_0.bytes))
-    {
+    for (x, block) in src.chunks_exact(Q4_0.elements).zip(dst.chunks_exact_mut(Q4_0.bytes)) {
         let mut amax = 0.0f32;
         let mut max = 0.0f32;
         for &v in x {
@@ -167,10 +161,7 @@ pub fn quantize_row_q4_0(src: &[f32], dst: &mut [u8]) {
 pub fn quantize_row_q4_1(src: &[f32], dst: &mut [u8]) {
     debug_assert!(DType::Q4_1.row_bytes(src.len()) == Some(dst.len()));
     let half = Q4_1.elements / 2;
-    for (x, block) in src
-        .chunks_exact(Q4_1.elements)
-        .zip(dst.chunks_exact_mut(Q4_1.bytes))
-    {
+    for (x, block) in src.chunks_exact(Q4_1.elements).zip(dst.chunks_exact_mut(Q4_1.bytes)) {
         let mut min = f32::MAX;
         let mut max = -f32::MAX;
         for &v in x {
@@ -298,10 +289,7 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
             }
         }
         DType::Q8_0 => {
-            for (y, block) in dst
-                .chunks_exact_mut(Q8_0.elements)
-                .zip(src.chunks_exact(Q8_0.bytes))
-            {
+            for (y, block) in dst.chunks_exact_mut(Q8_0.elements).zip(src.chunks_exact(Q8_0.bytes)) {
                 let d = f16_to_f32(read_f16(block, Q8_0_D));
                 for (v, &q) in y.iter_mut().zip(&block[Q8_0_QS..]) {
                     *v = (q as i8) as f32 * d;
@@ -309,10 +297,7 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
             }
         }
         DType::Q4_0 => {
-            for (y, block) in dst
-                .chunks_exact_mut(Q4_0.elements)
-                .zip(src.chunks_exact(Q4_0.bytes))
-            {
+            for (y, block) in dst.chunks_exact_mut(Q4_0.elements).zip(src.chunks_exact(Q4_0.bytes)) {
                 let d = f16_to_f32(read_f16(block, Q4_0_D));
                 let (lo, hi) = y.split_at_mut(Q4_0.elements / 2);
                 for ((a, b), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[Q4_0_QS..]) {
@@ -322,10 +307,7 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
             }
         }
         DType::Q4_1 => {
-            for (y, block) in dst
-                .chunks_exact_mut(Q4_1.elements)
-                .zip(src.chunks_exact(Q4_1.bytes))
-            {
+            for (y, block) in dst.chunks_exact_mut(Q4_1.elements).zip(src.chunks_exact(Q4_1.bytes)) {
                 let d = f16_to_f32(read_f16(block, Q4_1_D));
                 let m = f16_to_f32(read_f16(block, Q4_1_M));
                 let (lo, hi) = y.split_at_mut(Q4_1.elements / 2);
@@ -366,14 +348,7 @@ pub fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
             let b = &block[offset..offset + 4];
             f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()
         }
-        FieldKind::I8Quants
-        | FieldKind::U4Quants
-        | FieldKind::U4QuantsK
-        | FieldKind::HighQuantBits
-        | FieldKind::PackedScales6
-        | FieldKind::I8Scales => true,
+        FieldKind::I8Quants | FieldKind::U4Quants | FieldKind::U4QuantsK | FieldKind::HighQuantBits | FieldKind::PackedScales6 | FieldKind::I8Scales => true,
     };
-    bytes
-        .chunks_exact(layout.bytes)
-        .position(|block| !checks.iter().all(|c| finite(block, c)))
+    bytes.chunks_exact(layout.bytes).position(|block| !checks.iter().all(|c| finite(block, c)))
 }

@@ -119,18 +119,10 @@ const fn field(name: &'static str, offset: usize, len: usize, kind: FieldKind) -
 pub const F32: BlockLayout = BlockLayout { elements: 1, bytes: 4, fields: &[field("value", 0, 4, FieldKind::F32)] };
 
 /// `q8_0` (ggml `block_q8_0`): `f16 d`, `i8 qs[32]`; element `j` is `d · qs[j]`.
-pub const Q8_0: BlockLayout = BlockLayout {
-    elements: 32,
-    bytes: 34,
-    fields: &[field("d", 0, 2, FieldKind::F16), field("qs", 2, 32, FieldKind::I8Quants)],
-};
+pub const Q8_0: BlockLayout = BlockLayout { elements: 32, bytes: 34, fields: &[field("d", 0, 2, FieldKind::F16), field("qs", 2, 32, FieldKind::I8Quants)] };
 
 /// `q4_0` (ggml `block_q4_0`): `f16 d`, `u8 qs[16]`; element `j` is `d · (nibble(j) − 8)`.
-pub const Q4_0: BlockLayout = BlockLayout {
-    elements: 32,
-    bytes: 18,
-    fields: &[field("d", 0, 2, FieldKind::F16), field("qs", 2, 16, FieldKind::U4Quants)],
-};
+pub const Q4_0: BlockLayout = BlockLayout { elements: 32, bytes: 18, fields: &[field("d", 0, 2, FieldKind::F16), field("qs", 2, 16, FieldKind::U4Quants)] };
 
 /// `q4_1` (ggml `block_q4_1`): `f16 d`, `f16 m`, `u8 qs[16]`; element `j` is `d · nibble(j) + m`.
 pub const Q4_1: BlockLayout = BlockLayout {
@@ -147,11 +139,7 @@ pub const F16: BlockLayout = BlockLayout { elements: 1, bytes: 2, fields: &[fiel
 pub const Q5_0: BlockLayout = BlockLayout {
     elements: 32,
     bytes: 22,
-    fields: &[
-        field("d", 0, 2, FieldKind::F16),
-        field("qh", 2, 4, FieldKind::HighQuantBits),
-        field("qs", 6, 16, FieldKind::U4Quants),
-    ],
+    fields: &[field("d", 0, 2, FieldKind::F16), field("qh", 2, 4, FieldKind::HighQuantBits), field("qs", 6, 16, FieldKind::U4Quants)],
 };
 
 /// `q5_1` (ggml `block_q5_1`): `f16 d`, `f16 m`, `u8 qh[4]`, `u8 qs[16]`; element `j` is
@@ -287,36 +275,15 @@ mod tests {
             (DType::Q4_1, 32, 20, &[("d", 0, 2, F16), ("m", 2, 2, F16), ("qs", 4, 16, U4Quants)]),
             (DType::F16, 1, 2, &[("value", 0, 2, F16)]),
             (DType::Q5_0, 32, 22, &[("d", 0, 2, F16), ("qh", 2, 4, HighQuantBits), ("qs", 6, 16, U4Quants)]),
-            (
-                DType::Q5_1,
-                32,
-                24,
-                &[("d", 0, 2, F16), ("m", 2, 2, F16), ("qh", 4, 4, HighQuantBits), ("qs", 8, 16, U4Quants)],
-            ),
-            (
-                DType::Q4_K,
-                256,
-                144,
-                &[("d", 0, 2, F16), ("dmin", 2, 2, F16), ("scales", 4, 12, PackedScales6), ("qs", 16, 128, U4QuantsK)],
-            ),
+            (DType::Q5_1, 32, 24, &[("d", 0, 2, F16), ("m", 2, 2, F16), ("qh", 4, 4, HighQuantBits), ("qs", 8, 16, U4Quants)]),
+            (DType::Q4_K, 256, 144, &[("d", 0, 2, F16), ("dmin", 2, 2, F16), ("scales", 4, 12, PackedScales6), ("qs", 16, 128, U4QuantsK)]),
             (
                 DType::Q5_K,
                 256,
                 176,
-                &[
-                    ("d", 0, 2, F16),
-                    ("dmin", 2, 2, F16),
-                    ("scales", 4, 12, PackedScales6),
-                    ("qh", 16, 32, HighQuantBits),
-                    ("qs", 48, 128, U4QuantsK),
-                ],
+                &[("d", 0, 2, F16), ("dmin", 2, 2, F16), ("scales", 4, 12, PackedScales6), ("qh", 16, 32, HighQuantBits), ("qs", 48, 128, U4QuantsK)],
             ),
-            (
-                DType::Q6_K,
-                256,
-                210,
-                &[("ql", 0, 128, U4QuantsK), ("qh", 128, 64, HighQuantBits), ("scales", 192, 16, I8Scales), ("d", 208, 2, F16)],
-            ),
+            (DType::Q6_K, 256, 210, &[("ql", 0, 128, U4QuantsK), ("qh", 128, 64, HighQuantBits), ("scales", 192, 16, I8Scales), ("d", 208, 2, F16)]),
         ];
         for (dtype, elements, bytes, fields) in expect {
             let l = dtype.layout();

@@ -73,20 +73,21 @@ pub mod kquant;
 pub mod layout;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(unsafe_code)]
 pub mod simd128;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(feature = "kernel-selftest")]
 mod selftest;
 #[cfg(any(test, feature = "kernel-selftest"))]
 mod testdata;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod proptests;
 
 pub use block::{
-    dequantize_row, f16_to_f32, f32_to_f16, first_non_finite, quantize_row, quantize_row_q4_0,
-    quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q8_0,
+    dequantize_row, f16_to_f32, f32_to_f16, first_non_finite, quantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1,
+    quantize_row_q8_0,
 };
 pub use layout::{BlockField, BlockLayout, FieldKind, MAX_BLOCK_BYTES, MAX_BLOCK_ELEMENTS};
 #[cfg(feature = "kernel-selftest")]
@@ -120,19 +121,14 @@ pub enum DType {
 }
 
 impl DType {
+    /// The storage modes of SLM1 v1 (`quant_mode` of a v1 package), which `trl pack --quant`
+    /// converts a whole model to: their 32-element blocks fit any row length the synthetic test
+    /// models use, so the test and fuzz suites that sweep storage modes sweep these.
+    pub const V1_STORAGE: [DType; 4] = [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1];
+
     /// All dtypes, in code order.
-    pub const ALL: [DType; 10] = [
-        DType::F32,
-        DType::Q8_0,
-        DType::Q4_0,
-        DType::Q4_1,
-        DType::F16,
-        DType::Q5_0,
-        DType::Q5_1,
-        DType::Q4_K,
-        DType::Q5_K,
-        DType::Q6_K,
-    ];
+    pub const ALL: [DType; 10] =
+        [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::F16, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
     /// The dtype with package code `code`, or `None` for an unknown code.
     pub fn from_code(code: u8) -> Option<DType> {
@@ -289,11 +285,7 @@ impl QuantizedActivations {
     ///
     /// Precondition: `x.len()` is a multiple of [`QK`]; a trailing partial block is ignored.
     pub fn quantize(&mut self, x: &[f32]) -> Result<(), TryReserveError> {
-        debug_assert!(
-            x.len().is_multiple_of(QK),
-            "activation length {} is not a multiple of {QK}",
-            x.len()
-        );
+        debug_assert!(x.len().is_multiple_of(QK), "activation length {} is not a multiple of {QK}", x.len());
         let n_blocks = x.len() / QK;
         self.d.clear();
         self.qs.clear();
@@ -353,18 +345,12 @@ impl QuantizedActivations {
             Some(end) if end <= len => first_block..end,
             _ => 0..0,
         };
-        let qs = match (
-            first_block.checked_mul(QK),
-            end.and_then(|e| e.checked_mul(QK)),
-        ) {
+        let qs = match (first_block.checked_mul(QK), end.and_then(|e| e.checked_mul(QK))) {
             (Some(lo), Some(hi)) if hi <= self.qs.len() => &self.qs[lo..hi],
             _ => &self.qs[..0],
         };
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        let qs8 = match (
-            first_block.checked_mul(QK),
-            end.and_then(|e| e.checked_mul(QK)),
-        ) {
+        let qs8 = match (first_block.checked_mul(QK), end.and_then(|e| e.checked_mul(QK))) {
             (Some(lo), Some(hi)) if hi <= self.qs8.len() => &self.qs8[lo..hi],
             _ => &self.qs8[..0],
         };
@@ -411,15 +397,7 @@ impl XqView<'_> {
 /// `bytes.len() ≥ rows · row_bytes`, `out.len() ≥ rows`, and the activation length above. When
 /// they are violated nothing panics and memory stays safe; only outputs that can be computed are
 /// written.
-pub fn matvec(
-    dtype: DType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    xq: &QuantizedActivations,
-    out: &mut [f32],
-) {
+pub fn matvec(dtype: DType, bytes: &[u8], rows: usize, cols: usize, x: &[f32], xq: &QuantizedActivations, out: &mut [f32]) {
     matmul(dtype, bytes, rows, cols, 1, x, xq, out)
 }
 
@@ -436,16 +414,7 @@ pub fn matvec(
 /// Preconditions as for [`matvec`], with `x.len() ≥ n_tokens · cols` (f32) or
 /// `xq.len() == n_tokens · cols` (quantized) and `y.len() ≥ n_tokens · rows`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    dtype: DType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    n_tokens: usize,
-    x: &[f32],
-    xq: &QuantizedActivations,
-    y: &mut [f32],
-) {
+pub fn matmul(dtype: DType, bytes: &[u8], rows: usize, cols: usize, n_tokens: usize, x: &[f32], xq: &QuantizedActivations, y: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     simd128::matmul(dtype, bytes, rows, cols, n_tokens, x, xq, y);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
@@ -473,9 +442,7 @@ pub(crate) trait RowKernel {
 
 /// Token `t`'s `f32` activations: `x[t·cols .. (t+1)·cols]`, or empty if out of range.
 pub(crate) fn f32_act(x: &[f32], t: usize, cols: usize) -> &[f32] {
-    let range = t
-        .checked_mul(cols)
-        .and_then(|lo| Some(lo..lo.checked_add(cols)?));
+    let range = t.checked_mul(cols).and_then(|lo| Some(lo..lo.checked_add(cols)?));
     range.and_then(|r| x.get(r)).unwrap_or(&[])
 }
 
@@ -502,25 +469,11 @@ pub(crate) fn drive_matmul<K: RowKernel>(
     y: &mut [f32],
 ) {
     let Some(row_bytes) = dtype.row_bytes(cols) else {
-        debug_assert!(
-            false,
-            "cols {cols} is not a multiple of {} for {}",
-            dtype.block_elems(),
-            dtype.name()
-        );
+        debug_assert!(false, "cols {cols} is not a multiple of {} for {}", dtype.block_elems(), dtype.name());
         return;
     };
-    debug_assert!(
-        rows.checked_mul(row_bytes)
-            .is_some_and(|n| bytes.len() >= n),
-        "{} weights: {} bytes for {rows} rows of {cols}",
-        dtype.name(),
-        bytes.len()
-    );
-    debug_assert!(
-        n_tokens.checked_mul(rows).is_some_and(|n| y.len() >= n),
-        "output too short"
-    );
+    debug_assert!(rows.checked_mul(row_bytes).is_some_and(|n| bytes.len() >= n), "{} weights: {} bytes for {rows} rows of {cols}", dtype.name(), bytes.len());
+    debug_assert!(n_tokens.checked_mul(rows).is_some_and(|n| y.len() >= n), "output too short");
     debug_assert!(
         if dtype.reads_f32_activations() {
             n_tokens.checked_mul(cols).is_some_and(|n| x.len() >= n)
@@ -537,18 +490,14 @@ pub(crate) fn drive_matmul<K: RowKernel>(
     let y_stride = rows;
     let n_tokens = n_tokens.min(y.len() / y_stride);
     // (`row_bytes == 0` only for `cols == 0`: every row is empty and present.)
-    let rows = bytes
-        .len()
-        .checked_div(row_bytes)
-        .map_or(rows, |n| rows.min(n));
+    let rows = bytes.len().checked_div(row_bytes).map_or(rows, |n| rows.min(n));
     for tile_start in (0..n_tokens).step_by(TOKEN_TILE) {
         let tile_end = n_tokens.min(tile_start + TOKEN_TILE);
         for r in 0..rows {
             let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
             let mut t = tile_start;
             while t + TOKEN_GROUP <= tile_end {
-                let acts: [K::Act<'_>; TOKEN_GROUP] =
-                    core::array::from_fn(|i| K::act(x, xq, t + i, cols));
+                let acts: [K::Act<'_>; TOKEN_GROUP] = core::array::from_fn(|i| K::act(x, xq, t + i, cols));
                 for (i, v) in K::dot(row, acts).into_iter().enumerate() {
                     y[(t + i) * y_stride + r] = v;
                 }

@@ -68,9 +68,9 @@ fn activations(n_blocks: usize) -> impl Strategy<Value = Vec<f32>> {
 fn matrix(dtype: DType) -> impl Strategy<Value = (usize, Vec<u8>, Vec<f32>)> {
     (1usize..4, 1usize..9).prop_flat_map(move |(rows, n_blocks)| {
         let weights = match dtype {
-            DType::F32 => proptest::collection::vec(-4.0f32..4.0, rows * n_blocks * QK)
-                .prop_map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-                .boxed(),
+            DType::F32 => {
+                proptest::collection::vec(-4.0f32..4.0, rows * n_blocks * QK).prop_map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).boxed()
+            }
             _ => proptest::collection::vec(block(dtype), rows * n_blocks).prop_map(|b| b.concat()).boxed(),
         };
         (Just(rows), weights, activations(n_blocks))
@@ -125,7 +125,15 @@ fn check_matvec(dtype: DType, rows: usize, bytes: &[u8], x: &[f32]) -> Result<()
             act_error += d_x / 2.0 * (1.0 + 1e-5) * wb.iter().map(|w| w.abs()).sum::<f64>();
         }
         let float_bound = (n_blocks.div_ceil(4) + 6) as f64 * U * 1.01 * magnitude;
-        prop_assert!((got - exact_q).abs() <= float_bound, "{} row {}: got {}, f64 with quantized activations {}, bound {}", dtype.name(), r, got, exact_q, float_bound);
+        prop_assert!(
+            (got - exact_q).abs() <= float_bound,
+            "{} row {}: got {}, f64 with quantized activations {}, bound {}",
+            dtype.name(),
+            r,
+            got,
+            exact_q,
+            float_bound
+        );
         let bound = float_bound + act_error;
         prop_assert!((got - exact_x).abs() <= bound, "{} row {}: got {}, f64 with f32 activations {}, bound {}", dtype.name(), r, got, exact_x, bound);
     }

@@ -5,9 +5,7 @@
 //! product follows the accumulation order written in the module docs of `quant`, literally.
 
 use super::layout::{self, BlockLayout};
-use super::{
-    drive_matmul, f16_to_f32, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView, QK,
-};
+use super::{drive_matmul, f16_to_f32, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView, QK};
 
 // Block sizes and field offsets from the layout table. These three formats have 32-element blocks,
 // one activation block each.
@@ -18,16 +16,7 @@ const _: () = assert!(Q8_0.elements == QK && Q4_0.elements == QK && Q4_1.element
 
 /// Scalar [`quant::matmul`](super::matmul): same contract.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    dtype: DType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    n_tokens: usize,
-    x: &[f32],
-    xq: &QuantizedActivations,
-    y: &mut [f32],
-) {
+pub fn matmul(dtype: DType, bytes: &[u8], rows: usize, cols: usize, n_tokens: usize, x: &[f32], xq: &QuantizedActivations, y: &mut [f32]) {
     match dtype {
         DType::F32 => drive_matmul::<F32Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q8_0 => drive_matmul::<Q8_0Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
@@ -69,11 +58,7 @@ pub(crate) fn reduce4(acc: &[f32; 4]) -> f32 {
 /// `isum = Σ_j w_q[j]·x_q[j]` with `w_q[j] = weight(j)`, exact in `i32`.
 #[inline]
 fn block_isum(x_q: &[i16], weight: impl Fn(usize) -> i32) -> i32 {
-    x_q.iter()
-        .take(QK)
-        .enumerate()
-        .map(|(j, &xq)| weight(j) * xq as i32)
-        .sum()
+    x_q.iter().take(QK).enumerate().map(|(j, &xq)| weight(j) * xq as i32).sum()
 }
 
 /// Little-endian `f16` at `offset`, widened.
@@ -125,8 +110,7 @@ pub(crate) fn dot_q4_1(row: &[u8], xq: XqView<'_>) -> f32 {
         let block = &row[b * Q4_1.bytes..(b + 1) * Q4_1.bytes];
         let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[QS..], j));
         let d_x = xq.d[b];
-        acc[b % 4] +=
-            (f16_at(block, D) * d_x) * isum as f32 + (f16_at(block, M) * d_x) * xq.sums[b] as f32;
+        acc[b % 4] += (f16_at(block, D) * d_x) * isum as f32 + (f16_at(block, M) * d_x) * xq.sums[b] as f32;
     }
     reduce4(&acc)
 }
@@ -160,12 +144,7 @@ macro_rules! quantized_row_kernel {
     ($kernel:ident, $dot:ident) => {
         impl RowKernel for $kernel {
             type Act<'a> = XqView<'a>;
-            fn act<'a>(
-                _: &'a [f32],
-                xq: &'a QuantizedActivations,
-                t: usize,
-                cols: usize,
-            ) -> XqView<'a> {
+            fn act<'a>(_: &'a [f32], xq: &'a QuantizedActivations, t: usize, cols: usize) -> XqView<'a> {
                 q_act(xq, t, cols)
             }
             fn dot<const N: usize>(row: &[u8], acts: [XqView<'_>; N]) -> [f32; N] {

@@ -33,11 +33,7 @@ pub fn kernel_selftest() -> u32 {
 }
 
 fn count_bit_mismatches(a: &[f32], b: &[f32]) -> u32 {
-    let differ = a
-        .iter()
-        .zip(b)
-        .filter(|(x, y)| x.to_bits() != y.to_bits())
-        .count();
+    let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
     let missing = a.len().abs_diff(b.len());
     u32::try_from(differ + missing).unwrap_or(u32::MAX)
 }

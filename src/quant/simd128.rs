@@ -30,22 +30,13 @@
 
 use core::arch::wasm32::*;
 
-use super::scalar::{reduce16, reduce4};
 use super::layout::{self, BlockLayout};
+use super::scalar::{reduce16, reduce4};
 use super::{drive_matmul, f32_act, q_act, DType, QuantizedActivations, RowKernel, XqView, QK};
 
 /// SIMD128 [`quant::matmul`](super::matmul): same contract.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    dtype: DType,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    n_tokens: usize,
-    x: &[f32],
-    xq: &QuantizedActivations,
-    y: &mut [f32],
-) {
+pub fn matmul(dtype: DType, bytes: &[u8], rows: usize, cols: usize, n_tokens: usize, x: &[f32], xq: &QuantizedActivations, y: &mut [f32]) {
     match dtype {
         DType::F32 => drive_matmul::<F32Kernel>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
         DType::Q8_0 => drive_matmul::<QKernel<Q8_0>>(dtype, bytes, rows, cols, n_tokens, x, xq, y),
@@ -107,23 +98,13 @@ unsafe fn dot_f32<const N: usize>(row: &[u8], n: usize, acts: [&[f32]; N]) -> [f
         // accepts any alignment.
         let w = unsafe {
             let p = w_ptr.add(c * 64);
-            [
-                v128_load(p as *const v128),
-                v128_load(p.add(16) as *const v128),
-                v128_load(p.add(32) as *const v128),
-                v128_load(p.add(48) as *const v128),
-            ]
+            [v128_load(p as *const v128), v128_load(p.add(16) as *const v128), v128_load(p.add(32) as *const v128), v128_load(p.add(48) as *const v128)]
         };
         for (acc_t, x) in acc.iter_mut().zip(acts.iter()) {
             // SAFETY: elements `16c .. 16c + 16` of `x`, inside `n ≤ x.len()`.
             let xv = unsafe {
                 let p = x.as_ptr().add(c * 16);
-                [
-                    v128_load(p as *const v128),
-                    v128_load(p.add(4) as *const v128),
-                    v128_load(p.add(8) as *const v128),
-                    v128_load(p.add(12) as *const v128),
-                ]
+                [v128_load(p as *const v128), v128_load(p.add(4) as *const v128), v128_load(p.add(8) as *const v128), v128_load(p.add(12) as *const v128)]
             };
             for k in 0..4 {
                 acc_t[k] = f32x4_add(acc_t[k], f32x4_mul(w[k], xv[k]));
@@ -137,8 +118,7 @@ unsafe fn dot_f32<const N: usize>(row: &[u8], n: usize, acts: [&[f32]; N]) -> [f
             lanes[4 * k..4 * k + 4].copy_from_slice(&f32x4_lanes(acc_t[k]));
         }
         for i in n_chunks * 16..n {
-            let w =
-                f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]);
+            let w = f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]);
             lanes[i % 16] += w * x[i];
         }
         *o = reduce16(&lanes);
@@ -148,12 +128,7 @@ unsafe fn dot_f32<const N: usize>(row: &[u8], n: usize, acts: [&[f32]; N]) -> [f
 
 #[inline(always)]
 pub(crate) fn f32x4_lanes(v: v128) -> [f32; 4] {
-    [
-        f32x4_extract_lane::<0>(v),
-        f32x4_extract_lane::<1>(v),
-        f32x4_extract_lane::<2>(v),
-        f32x4_extract_lane::<3>(v),
-    ]
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,24 +173,14 @@ pub(crate) fn f16x4_to_f32x4(h: v128) -> v128 {
     let shifted = i32x4_shl(exp_mant, 13);
     let normal = i32x4_add(shifted, i32x4_splat(112 << 23));
     // Normal iff 0x0400 <= exp_mant < 0x7c00, as one unsigned range check.
-    let is_normal = u32x4_lt(
-        i32x4_sub(exp_mant, i32x4_splat(0x0400)),
-        u32x4_splat(0x7800),
-    );
+    let is_normal = u32x4_lt(i32x4_sub(exp_mant, i32x4_splat(0x0400)), u32x4_splat(0x7800));
     if i32x4_all_true(is_normal) {
         return v128_or(normal, sign);
     }
     let inf_nan = v128_or(shifted, i32x4_splat(0x7f80_0000));
-    let subnormal = f32x4_mul(
-        f32x4_convert_i32x4(exp_mant),
-        f32x4_splat(1.0 / 16_777_216.0),
-    );
+    let subnormal = f32x4_mul(f32x4_convert_i32x4(exp_mant), f32x4_splat(1.0 / 16_777_216.0));
     let is_inf_nan = i32x4_ge(exp_mant, i32x4_splat(0x7c00));
-    let magnitude = v128_bitselect(
-        normal,
-        v128_bitselect(inf_nan, subnormal, is_inf_nan),
-        is_normal,
-    );
+    let magnitude = v128_bitselect(normal, v128_bitselect(inf_nan, subnormal, is_inf_nan), is_normal);
     v128_or(magnitude, sign)
 }
 
@@ -280,18 +245,8 @@ impl QFormat for Q8_0 {
     #[inline(always)]
     unsafe fn weights(block: *const u8) -> [v128; 4] {
         // SAFETY: `qs[32]` is the block's last 32 bytes (asserted above), inside `BLOCK_BYTES`.
-        let (q0, q1) = unsafe {
-            (
-                v128_load(block.add(Self::QS_AT) as *const v128),
-                v128_load(block.add(Self::QS_AT + 16) as *const v128),
-            )
-        };
-        [
-            i16x8_extend_low_i8x16(q0),
-            i16x8_extend_high_i8x16(q0),
-            i16x8_extend_low_i8x16(q1),
-            i16x8_extend_high_i8x16(q1),
-        ]
+        let (q0, q1) = unsafe { (v128_load(block.add(Self::QS_AT) as *const v128), v128_load(block.add(Self::QS_AT + 16) as *const v128)) };
+        [i16x8_extend_low_i8x16(q0), i16x8_extend_high_i8x16(q0), i16x8_extend_low_i8x16(q1), i16x8_extend_high_i8x16(q1)]
     }
 }
 
@@ -337,9 +292,7 @@ impl<F: QFormat> RowKernel for QKernel<F> {
 
     #[inline]
     fn dot<const N: usize>(row: &[u8], acts: [XqView<'_>; N]) -> [f32; N] {
-        let n_blocks = acts
-            .iter()
-            .fold(row.len() / F::BLOCK_BYTES, |n, xq| n.min(xq.n_blocks()));
+        let n_blocks = acts.iter().fold(row.len() / F::BLOCK_BYTES, |n, xq| n.min(xq.n_blocks()));
         // SAFETY: `n_blocks` whole blocks are present in `row` and in every token's activations, as
         // `dot_quantized` requires.
         unsafe {
@@ -360,14 +313,8 @@ impl<F: QFormat> RowKernel for QKernel<F> {
 #[inline(always)]
 pub(crate) unsafe fn block_partial_isum(w: &[v128; 4], x: *const i16) -> v128 {
     // SAFETY: the caller guarantees 32 `i16`s (64 bytes) at `x`; any alignment is fine.
-    let xv = unsafe {
-        [
-            v128_load(x as *const v128),
-            v128_load(x.add(8) as *const v128),
-            v128_load(x.add(16) as *const v128),
-            v128_load(x.add(24) as *const v128),
-        ]
-    };
+    let xv =
+        unsafe { [v128_load(x as *const v128), v128_load(x.add(8) as *const v128), v128_load(x.add(16) as *const v128), v128_load(x.add(24) as *const v128)] };
     let p01 = i32x4_add(i32x4_dot_i16x8(w[0], xv[0]), i32x4_dot_i16x8(w[1], xv[1]));
     let p23 = i32x4_add(i32x4_dot_i16x8(w[2], xv[2]), i32x4_dot_i16x8(w[3], xv[3]));
     i32x4_add(p01, p23)
@@ -408,10 +355,7 @@ const CHUNK_BLOCKS: usize = 16;
 /// 4-way transpose-and-add).
 #[inline(always)]
 pub(crate) fn pair_sum(s: v128, u: v128) -> v128 {
-    i32x4_add(
-        i32x4_shuffle::<0, 4, 1, 5>(s, u),
-        i32x4_shuffle::<2, 6, 3, 7>(s, u),
-    )
+    i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(s, u), i32x4_shuffle::<2, 6, 3, 7>(s, u))
 }
 
 /// `N` dot products of the first `n_blocks` blocks of `row` with each token's activations, in the
@@ -432,17 +376,14 @@ pub(crate) fn pair_sum(s: v128, u: v128) -> v128 {
 /// # Safety
 /// `row.len() ≥ n_blocks · F::BLOCK_BYTES` and `acts[t].n_blocks() ≥ n_blocks` for every `t`.
 #[inline(always)]
-unsafe fn dot_quantized<F: QFormat, const N: usize>(
-    row: &[u8],
-    n_blocks: usize,
-    acts: &[XqView<'_>; N],
-) -> [f32; N] {
+unsafe fn dot_quantized<F: QFormat, const N: usize>(row: &[u8], n_blocks: usize, acts: &[XqView<'_>; N]) -> [f32; N] {
     let mut acc = [f32x4_splat(0.0); N];
     let mut partials = [[i32x4_splat(0); CHUNK_BLOCKS]; N];
     let row_ptr = row.as_ptr();
     let mut c0 = 0;
     while c0 < n_blocks {
         let len = CHUNK_BLOCKS.min(n_blocks - c0);
+        #[allow(clippy::needless_range_loop)] // `k` indexes the partials of every token
         for k in 0..len {
             let b = c0 + k;
             #[cfg(target_feature = "relaxed-simd")]
@@ -466,14 +407,17 @@ unsafe fn dot_quantized<F: QFormat, const N: usize>(
         let full = len / 4 * 4;
         let mut g = 0;
         while g < full {
-            // SAFETY (this and the tail arms): blocks `c0 + g .. c0 + len ≤ n_blocks` lie inside
+            // SAFETY: (this block and the tail arms) blocks `c0 + g .. c0 + len ≤ n_blocks` lie inside
             // `row` and every token's scales and sums.
             unsafe { accumulate_group::<F, N, 4>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) };
             g += 4;
         }
         match len - full {
+            // SAFETY: blocks `c0 + g .. c0 + len ≤ n_blocks` lie inside `row` and every token's scales and sums.
             1 => unsafe { accumulate_group::<F, N, 1>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) },
+            // SAFETY: blocks `c0 + g .. c0 + len ≤ n_blocks` lie inside `row` and every token's scales and sums.
             2 => unsafe { accumulate_group::<F, N, 2>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) },
+            // SAFETY: blocks `c0 + g .. c0 + len ≤ n_blocks` lie inside `row` and every token's scales and sums.
             3 => unsafe { accumulate_group::<F, N, 3>(&mut acc, row_ptr, c0 + g, |t, k| partials[t][g + k], acts) },
             _ => {}
         }
@@ -488,11 +432,7 @@ unsafe fn dot_quantized<F: QFormat, const N: usize>(
 /// # Safety
 /// As for [`dot_quantized`].
 #[inline(always)]
-unsafe fn dot_quantized_direct<F: QFormat, const N: usize>(
-    row: &[u8],
-    n_blocks: usize,
-    acts: &[XqView<'_>; N],
-) -> [f32; N] {
+unsafe fn dot_quantized_direct<F: QFormat, const N: usize>(row: &[u8], n_blocks: usize, acts: &[XqView<'_>; N]) -> [f32; N] {
     let mut acc = [f32x4_splat(0.0); N];
     let row_ptr = row.as_ptr();
     let isums = |b: usize| -> [v128; N] {
@@ -520,8 +460,11 @@ unsafe fn dot_quantized_direct<F: QFormat, const N: usize>(
     let parts: [[v128; N]; 4] = core::array::from_fn(|k| if k < tail { isums(b0 + k) } else { zero });
     // SAFETY (each arm): blocks `b0 .. n_blocks`.
     match tail {
+        // SAFETY: blocks `b0 .. n_blocks`.
         1 => unsafe { accumulate_group::<F, N, 1>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) },
+        // SAFETY: blocks `b0 .. n_blocks`.
         2 => unsafe { accumulate_group::<F, N, 2>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) },
+        // SAFETY: blocks `b0 .. n_blocks`.
         3 => unsafe { accumulate_group::<F, N, 3>(&mut acc, row_ptr, b0, |t, k| parts[k][t], acts) },
         _ => {}
     }
@@ -546,37 +489,23 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
     // Missing lanes read block `b0`'s scale again; their terms are masked below.
     // SAFETY: block `b0 + k` is read only for `k < VALID`.
     let (d_w, m_w) = unsafe {
-        let p: [*const u8; 4] = core::array::from_fn(|k| {
-            row_ptr.add((b0 + if k < VALID { k } else { 0 }) * F::BLOCK_BYTES)
-        });
+        let p: [*const u8; 4] = core::array::from_fn(|k| row_ptr.add((b0 + if k < VALID { k } else { 0 }) * F::BLOCK_BYTES));
         let d_w = scales4(p, F::D_AT);
         (d_w, if F::HAS_MIN { scales4(p, F::M_AT) } else { d_w })
     };
     let needs_sums = F::HAS_MIN || F::MINUS_8;
-    let lane_mask = i32x4(
-        if VALID > 0 { -1 } else { 0 },
-        if VALID > 1 { -1 } else { 0 },
-        if VALID > 2 { -1 } else { 0 },
-        if VALID > 3 { -1 } else { 0 },
-    );
+    let lane_mask = i32x4(if VALID > 0 { -1 } else { 0 }, if VALID > 1 { -1 } else { 0 }, if VALID > 2 { -1 } else { 0 }, if VALID > 3 { -1 } else { 0 });
     for t in 0..N {
         let xq = &acts[t];
         let part = |k: usize| if k < VALID { partial(t, k) } else { i32x4_splat(0) };
         let lo = pair_sum(part(0), part(1));
         let hi = pair_sum(part(2), part(3));
-        let mut isum = i32x4_add(
-            i32x4_shuffle::<0, 1, 4, 5>(lo, hi),
-            i32x4_shuffle::<2, 3, 6, 7>(lo, hi),
-        );
+        let mut isum = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(lo, hi), i32x4_shuffle::<2, 3, 6, 7>(lo, hi));
         let (d_x, x_sum) = if VALID == 4 {
             // SAFETY: scales and sums `b0 .. b0 + 4` of this token, inside its slices.
             unsafe {
                 let d_x = v128_load(xq.d.as_ptr().add(b0) as *const v128);
-                let x_sum = if needs_sums {
-                    v128_load(xq.sums.as_ptr().add(b0) as *const v128)
-                } else {
-                    d_x
-                };
+                let x_sum = if needs_sums { v128_load(xq.sums.as_ptr().add(b0) as *const v128) } else { d_x };
                 (d_x, x_sum)
             }
         } else {
@@ -589,10 +518,7 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         }
         let mut term = f32x4_mul(f32x4_mul(d_w, d_x), f32x4_convert_i32x4(isum));
         if F::HAS_MIN {
-            term = f32x4_add(
-                term,
-                f32x4_mul(f32x4_mul(m_w, d_x), f32x4_convert_i32x4(x_sum)),
-            );
+            term = f32x4_add(term, f32x4_mul(f32x4_mul(m_w, d_x), f32x4_convert_i32x4(x_sum)));
         }
         if VALID < 4 {
             term = v128_and(term, lane_mask);
@@ -608,12 +534,7 @@ pub(crate) fn f16x4_mismatches() -> u32 {
     let mut mismatches = 0;
     for h in (0..=u16::MAX as u32).step_by(4) {
         let v = f16x4_to_f32x4(u32x4(h, h + 1, h + 2, h + 3));
-        let got = [
-            f32x4_extract_lane::<0>(v),
-            f32x4_extract_lane::<1>(v),
-            f32x4_extract_lane::<2>(v),
-            f32x4_extract_lane::<3>(v),
-        ];
+        let got = [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)];
         for (k, g) in got.iter().enumerate() {
             if g.to_bits() != super::f16_to_f32((h + k as u32) as u16).to_bits() {
                 mismatches += 1;

@@ -63,9 +63,7 @@ fn random_scale_bits(rng: &mut Rng, typical: f32) -> u16 {
     match rng.below(16) {
         0 => 0,
         1 => rng.below(0x400) as u16 | if rng.below(2) == 0 { 0 } else { 0x8000 }, // subnormal
-        _ => f32_to_f16(
-            typical * (0.25 + rng.unit().abs() * 4.0) * if rng.below(8) == 0 { -1.0 } else { 1.0 },
-        ),
+        _ => f32_to_f16(typical * (0.25 + rng.unit().abs() * 4.0) * if rng.below(8) == 0 { -1.0 } else { 1.0 }),
     }
 }
 

@@ -53,10 +53,7 @@ fn dtype_codes_names_and_sizes() {
         assert_eq!(dtype.code() as usize, i);
         assert_eq!(DType::from_code(i as u8), Some(dtype));
         let (name, elems, bytes) = expect[i];
-        assert_eq!(
-            (dtype.name(), dtype.block_elems(), dtype.block_bytes()),
-            (name, elems, bytes)
-        );
+        assert_eq!((dtype.name(), dtype.block_elems(), dtype.block_bytes()), (name, elems, bytes));
     }
     for code in 10..=255u8 {
         assert_eq!(DType::from_code(code), None);
@@ -80,10 +77,7 @@ fn row_bytes_checks_multiples_and_overflow() {
     assert_eq!(DType::Q8_0.row_bytes(n), None);
     assert_eq!(DType::Q4_0.row_bytes(n), Some(n / 32 * 18));
     assert_eq!(DType::F32.row_bytes(usize::MAX / 4 + 1), None);
-    assert_eq!(
-        DType::F32.row_bytes(usize::MAX / 4),
-        Some(usize::MAX / 4 * 4)
-    );
+    assert_eq!(DType::F32.row_bytes(usize::MAX / 4), Some(usize::MAX / 4 * 4));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,10 +115,7 @@ fn f16_round_trip_is_exhaustively_exact() {
         if f16_value(bits).is_some() {
             assert_eq!(back, bits, "{bits:#06x}");
         } else {
-            assert!(
-                back & 0x7c00 == 0x7c00 && back & 0x3ff != 0,
-                "NaN {bits:#06x} -> {back:#06x}"
-            );
+            assert!(back & 0x7c00 == 0x7c00 && back & 0x3ff != 0, "NaN {bits:#06x} -> {back:#06x}");
             assert_eq!(back & 0x8000, bits & 0x8000);
         }
     }
@@ -179,11 +170,7 @@ fn f32_to_f16_matches_rounding_oracle() {
     let mut n_checked = 0usize;
     let mut check = |bits: u32| {
         let x = f32::from_bits(bits);
-        assert_eq!(
-            f32_to_f16(x),
-            f32_to_f16_oracle(x),
-            "x = {x:e} ({bits:#010x})"
-        );
+        assert_eq!(f32_to_f16(x), f32_to_f16_oracle(x), "x = {x:e} ({bits:#010x})");
         n_checked += 1;
     };
     // Every exponent, every top-10 mantissa pattern, and the dropped 13 bits at and around the
@@ -246,10 +233,7 @@ fn zero_blocks_quantize_to_ggml_bytes() {
     let mut q4 = [0u8; Q4_0_BLOCK_BYTES];
     quantize_row_q4_0(&zeros, &mut q4);
     assert_eq!(&q4[..2], &[0x00, 0x80], "d = 0 / -8 is -0.0, as in ggml");
-    assert!(
-        q4[2..].iter().all(|&b| b == 0x88),
-        "x = 0 is nibble 8 (trunc(0 + 8.5))"
-    );
+    assert!(q4[2..].iter().all(|&b| b == 0x88), "x = 0 is nibble 8 (trunc(0 + 8.5))");
     let mut q41 = [0xaau8; Q4_1_BLOCK_BYTES];
     quantize_row_q4_1(&zeros, &mut q41);
     assert!(q41.iter().all(|&b| b == 0));
@@ -293,10 +277,7 @@ fn q4_0_uses_signed_max_and_clamps_the_far_end() {
             block[2 + j - 16] >> 4
         }
     };
-    assert_eq!(
-        [nib(0), nib(1), nib(2), nib(3), nib(16), nib(17)],
-        [0, 15, 8, 8, 11, 5]
-    );
+    assert_eq!([nib(0), nib(1), nib(2), nib(3), nib(16), nib(17)], [0, 15, 8, 8, 11, 5]);
 }
 
 #[test]
@@ -305,10 +286,7 @@ fn q4_1_maps_min_to_0_and_max_to_15() {
     let mut block = [0u8; Q4_1_BLOCK_BYTES];
     quantize_row_q4_1(&x, &mut block);
     assert_eq!(u16::from_le_bytes([block[2], block[3]]), f32_to_f16(-1.0));
-    assert_eq!(
-        u16::from_le_bytes([block[0], block[1]]),
-        f32_to_f16(31.0 / 15.0)
-    );
+    assert_eq!(u16::from_le_bytes([block[0], block[1]]), f32_to_f16(31.0 / 15.0));
     assert_eq!(block[4] & 15, 0);
     assert_eq!(block[4 + 15] >> 4, 15);
 }
@@ -371,19 +349,10 @@ fn golden_block(b: usize) -> [f32; QK] {
 
 #[test]
 fn quantizers_match_ggml_reference_bytes() {
-    let hex = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .map(|b| std::format!("{b:02x}"))
-            .collect::<std::string::String>()
-    };
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| std::format!("{b:02x}")).collect::<std::string::String>();
     for b in 0..8 {
         let x = golden_block(b);
-        for (dtype, golden) in [
-            (DType::Q8_0, &GOLDEN_Q8_0),
-            (DType::Q4_0, &GOLDEN_Q4_0),
-            (DType::Q4_1, &GOLDEN_Q4_1),
-        ] {
+        for (dtype, golden) in [(DType::Q8_0, &GOLDEN_Q8_0), (DType::Q4_0, &GOLDEN_Q4_0), (DType::Q4_1, &GOLDEN_Q4_1)] {
             let mut block = vec![0u8; dtype.block_bytes()];
             quantize_row(dtype, &x, &mut block);
             assert_eq!(hex(&block), golden[b], "{} block {b}", dtype.name());
@@ -441,11 +410,7 @@ fn quantize_dequantize_round_trip_within_bounds() {
                 let block = &bytes[b * dtype.block_bytes()..(b + 1) * dtype.block_bytes()];
                 let bound = round_trip_bound(dtype, block);
                 for (j, (a, y)) in xb.iter().zip(yb).enumerate() {
-                    assert!(
-                        (a - y).abs() <= bound,
-                        "{} block {b} elem {j}: {a} -> {y}, bound {bound}",
-                        dtype.name()
-                    );
+                    assert!((a - y).abs() <= bound, "{} block {b} elem {j}: {a} -> {y}, bound {bound}", dtype.name());
                 }
             }
         }
@@ -465,29 +430,16 @@ fn dequantize_row_follows_the_block_formulas() {
                 let want = match dtype {
                     DType::Q8_0 => (block[2 + j] as i8) as f32 * d,
                     DType::Q4_0 => {
-                        let q = if j < 16 {
-                            block[2 + j] & 15
-                        } else {
-                            block[2 + j - 16] >> 4
-                        };
+                        let q = if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 };
                         (q as f32 - 8.0) * d
                     }
                     _ => {
                         let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
-                        let q = if j < 16 {
-                            block[4 + j] & 15
-                        } else {
-                            block[4 + j - 16] >> 4
-                        };
+                        let q = if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 };
                         q as f32 * d + m
                     }
                 };
-                assert_eq!(
-                    got[b * QK + j].to_bits(),
-                    want.to_bits(),
-                    "{} block {b} elem {j}",
-                    dtype.name()
-                );
+                assert_eq!(got[b * QK + j].to_bits(), want.to_bits(), "{} block {b} elem {j}", dtype.name());
             }
         }
     }
@@ -516,12 +468,7 @@ fn first_non_finite_finds_bad_scales_and_values() {
                 } else {
                     b[at..at + 2].copy_from_slice(&f32_to_f16(bad).to_le_bytes());
                 }
-                assert_eq!(
-                    first_non_finite(dtype, &b),
-                    Some(2),
-                    "{} offset {offset} {bad}",
-                    dtype.name()
-                );
+                assert_eq!(first_non_finite(dtype, &b), Some(2), "{} offset {offset} {bad}", dtype.name());
             }
         }
         bytes.truncate(bytes.len() - 1); // a trailing partial unit is not examined
@@ -578,10 +525,7 @@ fn activation_quantization_error_is_half_a_step() {
             assert!((-127..=127).contains(&q));
             sum += q as i32;
             let err = (v as f64 - d as f64 * q as f64).abs();
-            assert!(
-                err <= 0.5 * d as f64 * (1.0 + 1e-5),
-                "block {b} elem {j}: {v} vs {d}·{q}"
-            );
+            assert!(err <= 0.5 * d as f64 * (1.0 + 1e-5), "block {b} elem {j}: {v} vs {d}·{q}");
         }
         assert_eq!(sum, xq.sums[b]);
     }
@@ -605,29 +549,12 @@ fn dequantize_f64(dtype: DType, row: &[u8]) -> (Vec<f64>, Vec<f64>) {
     }
     for block in row.chunks_exact(dtype.block_bytes()) {
         let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]])) as f64;
-        let m = if dtype == DType::Q4_1 {
-            f16_to_f32(u16::from_le_bytes([block[2], block[3]])) as f64
-        } else {
-            0.0
-        };
+        let m = if dtype == DType::Q4_1 { f16_to_f32(u16::from_le_bytes([block[2], block[3]])) as f64 } else { 0.0 };
         for j in 0..QK {
             let q = match dtype {
                 DType::Q8_0 => (block[2 + j] as i8) as f64,
-                DType::Q4_0 => {
-                    (if j < 16 {
-                        block[2 + j] & 15
-                    } else {
-                        block[2 + j - 16] >> 4
-                    }) as f64
-                        - 8.0
-                }
-                _ => {
-                    (if j < 16 {
-                        block[4 + j] & 15
-                    } else {
-                        block[4 + j - 16] >> 4
-                    }) as f64
-                }
+                DType::Q4_0 => (if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 }) as f64 - 8.0,
+                _ => (if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 }) as f64,
             };
             w.push(d * q + m);
             mag.push((d * q).abs() + m.abs());
@@ -641,9 +568,7 @@ fn activations_f64(dtype: DType, x: &[f32], xq: &QuantizedActivations) -> Vec<f6
     if dtype == DType::F32 {
         return x.iter().map(|&v| v as f64).collect();
     }
-    (0..xq.len())
-        .map(|i| xq.d[i / QK] as f64 * xq.qs[i] as f64)
-        .collect()
+    (0..xq.len()).map(|i| xq.d[i / QK] as f64 * xq.qs[i] as f64).collect()
 }
 
 #[test]
@@ -657,11 +582,7 @@ fn dot_products_match_f64_reference() {
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
             let x = random_activations(cols, &mut rng);
-            let xq = if dtype == DType::F32 {
-                QuantizedActivations::new()
-            } else {
-                xq_of(&x)
-            };
+            let xq = if dtype == DType::F32 { QuantizedActivations::new() } else { xq_of(&x) };
             let mut out = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
             let a = activations_f64(dtype, &x, &xq);
@@ -671,12 +592,7 @@ fn dot_products_match_f64_reference() {
                 let want: f64 = w.iter().zip(&a).map(|(w, a)| w * a).sum();
                 let scale: f64 = mag.iter().zip(&a).map(|(m, a)| m * a.abs()).sum();
                 let err = (out[r] as f64 - want).abs();
-                assert!(
-                    err <= DOT_REL_TOL * scale,
-                    "{} cols {cols} row {r}: got {} want {want} (err {err:e}, scale {scale:e})",
-                    dtype.name(),
-                    out[r]
-                );
+                assert!(err <= DOT_REL_TOL * scale, "{} cols {cols} row {r}: got {} want {want} (err {err:e}, scale {scale:e})", dtype.name(), out[r]);
                 if scale > 0.0 {
                     worst = worst.max(err / scale);
                 }
@@ -694,9 +610,7 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
             let w = f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap());
             acc[i % 16] += w * x[i];
         }
-        let v: Vec<f32> = (0..4)
-            .map(|l| (acc[l] + acc[l + 4]) + (acc[l + 8] + acc[l + 12]))
-            .collect();
+        let v: Vec<f32> = (0..4).map(|l| (acc[l] + acc[l + 4]) + (acc[l + 8] + acc[l + 12])).collect();
         return (v[0] + v[1]) + (v[2] + v[3]);
     }
     let bb = dtype.block_bytes();
@@ -709,21 +623,8 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
             let x_q = xq.qs[b * QK + j] as i32;
             let w_q = match dtype {
                 DType::Q8_0 => (block[2 + j] as i8) as i32,
-                DType::Q4_0 => {
-                    (if j < 16 {
-                        block[2 + j] & 15
-                    } else {
-                        block[2 + j - 16] >> 4
-                    }) as i32
-                        - 8
-                }
-                _ => {
-                    (if j < 16 {
-                        block[4 + j] & 15
-                    } else {
-                        block[4 + j - 16] >> 4
-                    }) as i32
-                }
+                DType::Q4_0 => (if j < 16 { block[2 + j] & 15 } else { block[2 + j - 16] >> 4 }) as i32 - 8,
+                _ => (if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 }) as i32,
             };
             isum += w_q * x_q;
             xsum += x_q;
@@ -750,11 +651,7 @@ fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
             let x = random_activations(cols, &mut rng);
-            let xq = if dtype == DType::F32 {
-                QuantizedActivations::new()
-            } else {
-                xq_of(&x)
-            };
+            let xq = if dtype == DType::F32 { QuantizedActivations::new() } else { xq_of(&x) };
             let mut out = vec![f32::NAN; rows];
             let mut out_scalar = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
@@ -762,12 +659,7 @@ fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
             let row_bytes = dtype.row_bytes(cols).unwrap();
             for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
                 let want = spec_dot(dtype, row, &x, &xq);
-                assert_eq!(
-                    out[r].to_bits(),
-                    want.to_bits(),
-                    "{} cols {cols} row {r}",
-                    dtype.name()
-                );
+                assert_eq!(out[r].to_bits(), want.to_bits(), "{} cols {cols} row {r}", dtype.name());
                 assert_eq!(out_scalar[r].to_bits(), want.to_bits());
             }
         }
@@ -788,27 +680,13 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
                 let mut y = vec![f32::NAN; n_tokens * rows];
                 matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y);
                 let mut y_scalar = vec![f32::NAN; n_tokens * rows];
-                scalar::matmul(
-                    dtype,
-                    &weights,
-                    rows,
-                    cols,
-                    n_tokens,
-                    &x,
-                    &xq,
-                    &mut y_scalar,
-                );
+                scalar::matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y_scalar);
                 let mut out = vec![f32::NAN; rows];
                 for (t, x1) in x.chunks_exact(cols).enumerate() {
                     matvec(dtype, &weights, rows, cols, x1, &xq_of(x1), &mut out);
                     for r in 0..rows {
                         let got = y[t * rows + r];
-                        assert_eq!(
-                            got.to_bits(),
-                            out[r].to_bits(),
-                            "{} cols {cols} n {n_tokens} t {t} r {r}",
-                            dtype.name()
-                        );
+                        assert_eq!(got.to_bits(), out[r].to_bits(), "{} cols {cols} n {n_tokens} t {t} r {r}", dtype.name());
                         assert_eq!(y_scalar[t * rows + r].to_bits(), out[r].to_bits());
                     }
                 }

@@ -202,7 +202,7 @@ mod tests {
         let mut out = Vec::new();
         encode_piece(&merges, &[0, 1, 2], &mut Scratch::new(), &mut out).unwrap();
         assert_eq!(out, [5]); // bc (rank 0) first, then a+bc (rank 3); (a, b) never gets a chance
-        // Equal ranks: leftmost wins. aa=3 from (0,0); "aaa" → [aa, a].
+                              // Equal ranks: leftmost wins. aa=3 from (0,0); "aaa" → [aa, a].
         let merges = MergeTable::new(vec![m(0, 0, 3, 0)], 4).unwrap();
         out.clear();
         encode_piece(&merges, &[0, 0, 0], &mut Scratch::new(), &mut out).unwrap();

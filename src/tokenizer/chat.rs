@@ -60,7 +60,9 @@ pub fn render(template: ChatTemplate, messages: &[ChatMessage<'_>], default_syst
         return Err(Error::new(Status::InvalidArgument, "chat.default_system", 0, "a continued conversation already has its system prompt"));
     }
     match template {
-        ChatTemplate::None => Err(Error::new(Status::InvalidArgument, "tokenizer.chat_template", ChatTemplate::None as u64, "the package names no chat template")),
+        ChatTemplate::None => {
+            Err(Error::new(Status::InvalidArgument, "tokenizer.chat_template", ChatTemplate::None as u64, "the package names no chat template"))
+        }
         // Both families write the same ChatML; they differ only in the default system prompt, which
         // the caller passes (`ChatTemplate::default_system`).
         ChatTemplate::ChatMl | ChatTemplate::ChatMlQwen2 => {
@@ -131,7 +133,8 @@ fn read_text<'a>(r: &mut Reader<'a>, i: usize, len_leaf: &str, leaf: &str) -> Re
     let len = r.u32(len_leaf)?;
     let at = r.offset();
     let bytes = r.take(len as usize, leaf)?;
-    core::str::from_utf8(bytes).map_err(|_| Error::new(Status::InvalidArgument, field!("messages[{i}].{leaf}"), at as u64, "must be UTF-8 (value = its offset)"))
+    core::str::from_utf8(bytes)
+        .map_err(|_| Error::new(Status::InvalidArgument, field!("messages[{i}].{leaf}"), at as u64, "must be UTF-8 (value = its offset)"))
 }
 
 /// The encoding [`decode_messages`] reads (for tests and hosts written in Rust).
@@ -213,7 +216,8 @@ mod tests {
     }
     #[test]
     fn the_message_encoding_round_trips_and_rejects_malformed_bytes() {
-        let messages = [ChatMessage { role: "system", content: "S" }, ChatMessage { role: "user", content: "Grüß dich" }, ChatMessage { role: "assistant", content: "" }];
+        let messages =
+            [ChatMessage { role: "system", content: "S" }, ChatMessage { role: "user", content: "Grüß dich" }, ChatMessage { role: "assistant", content: "" }];
         let bytes = encode_messages(&messages);
         assert_eq!(&bytes[..8], &[3, 0, 0, 0, 6, 0, 0, 0]);
         assert_eq!(decode_messages(&bytes).unwrap(), messages);

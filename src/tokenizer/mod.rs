@@ -25,11 +25,11 @@ mod unicode_tables;
 mod utf8;
 
 #[cfg(test)]
-mod tests;
+mod pretokenize_conformance;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod pretokenize_conformance;
+mod tests;
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
@@ -381,10 +381,6 @@ impl Tokenizer {
 
     /// Bytes this tokenizer holds on the heap (for diagnostics).
     pub fn heap_bytes(&self) -> usize {
-        self.eog_ids.capacity() * 4
-            + self.tokens.heap_bytes()
-            + self.merges.heap_bytes()
-            + self.char_tokens.heap_bytes()
-            + self.special_tokens.heap_bytes()
+        self.eog_ids.capacity() * 4 + self.tokens.heap_bytes() + self.merges.heap_bytes() + self.char_tokens.heap_bytes() + self.special_tokens.heap_bytes()
     }
 }

@@ -252,7 +252,12 @@ fn read_tokens(r: &mut Reader<'_>, h: &Header) -> Result<TokenTable> {
         if h.kind == TokenizerKind::Byte {
             let ok = if i < 256 { token == [i as u8] && matches!(ty, TokenType::Normal | TokenType::Byte) } else { ty == TokenType::Control };
             if !ok {
-                return Err(err(Status::BadToken, r.field(""), i as u64, "byte kind: token b < 256 is the one byte b (normal or byte type), the rest are control tokens"));
+                return Err(err(
+                    Status::BadToken,
+                    r.field(""),
+                    i as u64,
+                    "byte kind: token b < 256 is the one byte b (normal or byte type), the rest are control tokens",
+                ));
             }
         }
         types.push(ty);

@@ -125,11 +125,7 @@ fn gpt2_match_end(text: &[u8], i: usize) -> usize {
         }
     }
     // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: an optional U+0020, then a run of one class.
-    let (run_start, class) = if text[i] == b' ' && i + 1 < text.len() {
-        (i + 1, char_at(text, i + 1).0)
-    } else {
-        (i, char_at(text, i).0)
-    };
+    let (run_start, class) = if text[i] == b' ' && i + 1 < text.len() { (i + 1, char_at(text, i + 1).0) } else { (i, char_at(text, i).0) };
     if class != WHITESPACE {
         return run_end(text, run_start, class);
     }

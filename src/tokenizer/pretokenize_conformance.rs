@@ -23,9 +23,7 @@ enum Value {
 impl Value {
     fn get(&self, key: &str) -> &Value {
         match self {
-            Value::Object(fields) => {
-                &fields.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no key {key:?}")).1
-            }
+            Value::Object(fields) => &fields.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no key {key:?}")).1,
             _ => panic!("not an object: {self:?}"),
         }
     }
@@ -153,9 +151,7 @@ impl Reader<'_> {
 
 fn pieces(text: &str, pre: PreTokenizer) -> Vec<String> {
     let mut out = Vec::new();
-    split(text.as_bytes(), pre, &mut |p: &[u8]| {
-        out.push(String::from(core::str::from_utf8(p).expect("pieces of valid text are valid")))
-    });
+    split(text.as_bytes(), pre, &mut |p: &[u8]| out.push(String::from(core::str::from_utf8(p).expect("pieces of valid text are valid"))));
     out
 }
 
@@ -167,12 +163,7 @@ fn conformance_with_the_regex_module() {
     assert_eq!(reader.i, CASES_JSON.len(), "trailing data");
     let cases = doc.get("cases").array();
     assert!(cases.len() >= 400, "{} cases", cases.len());
-    let kinds = [
-        ("gpt2", PreTokenizer::Gpt2),
-        ("smollm", PreTokenizer::Smollm),
-        ("qwen2", PreTokenizer::Qwen2),
-        ("llama3", PreTokenizer::Llama3),
-    ];
+    let kinds = [("gpt2", PreTokenizer::Gpt2), ("smollm", PreTokenizer::Smollm), ("qwen2", PreTokenizer::Qwen2), ("llama3", PreTokenizer::Llama3)];
     let mut failures = Vec::new();
     for case in cases {
         let text = case.get("text").str();

@@ -674,8 +674,7 @@ fn encode_never_panics_on_arbitrary_bytes() {
         [byte_level(), gpt2, none, sentencepiece(), sp_gpt2, byte_kind()].iter().map(|s| s.parse().unwrap()).collect()
     };
     let mut seed = 0xDEAD_BEEF_u64;
-    let pieces: [&[u8]; 12] =
-        [b"<|end|>", b"<s>", b" ", b"'s", b"\n", b"1", "é".as_bytes(), "世".as_bytes(), b"\xe4", b"\xb8", b"\xff", b"he"];
+    let pieces: [&[u8]; 12] = [b"<|end|>", b"<s>", b" ", b"'s", b"\n", b"1", "é".as_bytes(), "世".as_bytes(), b"\xe4", b"\xb8", b"\xff", b"he"];
     for round in 0..3000 {
         let n = (rng(&mut seed) % 24) as usize;
         let mut text = Vec::new();

@@ -111,14 +111,22 @@ pub fn run(args: &AdapterArgs) -> Result<()> {
                     let rank = t.rank.map_or(String::new(), |r| format!(" rank {r}"));
                     println!(
                         "  {:<28} {:<5} [{}, {}] {:>9} changed{}  max|err| {:.3e}  rel err {:.3e}{}",
-                        t.name, t.dtype, t.rows, t.cols, t.changed_elements, rank, t.max_abs_error, t.relative_error,
+                        t.name,
+                        t.dtype,
+                        t.rows,
+                        t.cols,
+                        t.changed_elements,
+                        rank,
+                        t.max_abs_error,
+                        t.relative_error,
                         if t.bytes_identical { "  exact" } else { "" }
                     );
                 }
                 println!(
                     "parent + adapter {} the child: max|err| {:.3e}, relative error {:.3e}",
                     if report.packages_identical { "is byte for byte" } else { "approximates" },
-                    report.max_abs_error, report.relative_error
+                    report.max_abs_error,
+                    report.relative_error
                 );
             }
             Ok(())
@@ -129,7 +137,14 @@ pub fn run(args: &AdapterArgs) -> Result<()> {
             let spec = peft::import_peft(&read(safetensors)?, &config_text, &read(parent)?)?;
             let bytes = spec.to_bytes();
             write(out, &bytes)?;
-            let ranks: Vec<String> = spec.targets.iter().map(|t| match &t.delta { Delta::LowRank { rank, .. } => format!("{} r{rank}", t.name), _ => t.name.clone() }).collect();
+            let ranks: Vec<String> = spec
+                .targets
+                .iter()
+                .map(|t| match &t.delta {
+                    Delta::LowRank { rank, .. } => format!("{} r{rank}", t.name),
+                    _ => t.name.clone(),
+                })
+                .collect();
             eprintln!("wrote {} ({} bytes, ALR1, scale {}, digest {:08x}): {}", out.display(), bytes.len(), spec.scale, digest(&bytes), ranks.join(", "));
             Ok(())
         }
@@ -210,7 +225,12 @@ fn inspect(file: &Path, parent: Option<&Path>, as_json: bool) -> Result<()> {
     }
     if let Some(c) = v["check"].as_object() {
         if c["ok"] == true {
-            println!("  applies to {}: {} bytes change; assembly state after it {}", c["parent"].as_str().unwrap_or(""), c["changed_bytes"], c["assembly_state_crc"].as_str().unwrap_or(""));
+            println!(
+                "  applies to {}: {} bytes change; assembly state after it {}",
+                c["parent"].as_str().unwrap_or(""),
+                c["changed_bytes"],
+                c["assembly_state_crc"].as_str().unwrap_or("")
+            );
         } else {
             println!("  does NOT apply to {}: {}", c["parent"].as_str().unwrap_or(""), c["error"].as_str().unwrap_or(""));
         }

@@ -143,7 +143,8 @@ pub fn diff(parent: &[u8], child: &[u8], opts: &DiffOptions) -> Result<(AdapterS
             for &ti in &changed {
                 for (j, d) in delta_of(&pp.tensors[ti]).into_iter().enumerate() {
                     if d != 0.0 {
-                        let j = u32::try_from(j).map_err(|_| anyhow!("tensor {} has more than 2^32 elements: too big for ASP1 indices", pp.tensors[ti].name))?;
+                        let j =
+                            u32::try_from(j).map_err(|_| anyhow!("tensor {} has more than 2^32 elements: too big for ASP1 indices", pp.tensors[ti].name))?;
                         all.push((ti, j, d));
                     }
                 }

@@ -69,7 +69,8 @@ fn parse_key(key: &str) -> Result<Key> {
     let layers = module_parts.iter().position(|p| *p == "layers").with_context(|| format!("{key}: no model.layers.N in the name"))?;
     ensure!(module_parts.len() == layers + 4, "{key}: expected layers.N.<self_attn|mlp>.<proj>");
     let layer: u32 = module_parts[layers + 1].parse().with_context(|| format!("{key}: layer index"))?;
-    let (suffix, permute) = gguf_name(&module_parts[layers + 2..].join(".")).with_context(|| format!("{key}: module {} has no llama tensor", module_parts[layers + 2..].join(".")))?;
+    let (suffix, permute) = gguf_name(&module_parts[layers + 2..].join("."))
+        .with_context(|| format!("{key}: module {} has no llama tensor", module_parts[layers + 2..].join(".")))?;
     Ok(Key { module, tensor: format!("blk.{layer}.{suffix}.weight"), permute, is_a })
 }
 
@@ -128,6 +129,10 @@ fn read_config(config: &Value) -> Result<Config> {
     Ok(Config { lora_alpha, use_rslora: flag("use_rslora"), alpha_pattern })
 }
 
+/// One target's LoRA halves as they are found: the module name, whether it was `lora_A` first, then
+/// `A` and `B` as (shape, values).
+type LoraPair = (String, Option<bool>, Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>);
+
 /// Converts a PEFT LoRA adapter into ALR1 for the package `parent`.
 pub fn import_peft(safetensors_bytes: &[u8], config_json: &str, parent: &[u8]) -> Result<AdapterSpec> {
     let config: Value = serde_json::from_str(config_json).context("adapter_config.json is not JSON")?;
@@ -135,7 +140,7 @@ pub fn import_peft(safetensors_bytes: &[u8], config_json: &str, parent: &[u8]) -
     let pkg = tinyrustlm::format::parse(parent).map_err(|e| anyhow!("parent package: {e}"))?;
     let st = SafeTensors::deserialize(safetensors_bytes).map_err(|e| anyhow!("adapter_model.safetensors: {e}"))?;
     // tensor name → (module, permute, A, B)
-    let mut pairs: BTreeMap<String, (String, Option<bool>, Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>)> = BTreeMap::new();
+    let mut pairs: BTreeMap<String, LoraPair> = BTreeMap::new();
     for (key, view) in st.iter() {
         let k = parse_key(key)?;
         let entry = pairs.entry(k.tensor.clone()).or_insert_with(|| (k.module.clone(), k.permute, None, None));
@@ -154,7 +159,15 @@ pub fn import_peft(safetensors_bytes: &[u8], config_json: &str, parent: &[u8]) -
         let (b_shape, b) = b.with_context(|| format!("{module}: lora_A without lora_B"))?;
         let r = a_shape[0];
         ensure!(b_shape[1] == r, "{module}: lora_A is {a_shape:?} and lora_B {b_shape:?}: ranks differ");
-        ensure!(b_shape[0] == e.rows && a_shape[1] == e.row_len, "{module}: B·A is [{}, {}], tensor {} is [{}, {}]", b_shape[0], a_shape[1], e.name, e.rows, e.row_len);
+        ensure!(
+            b_shape[0] == e.rows && a_shape[1] == e.row_len,
+            "{module}: B·A is [{}, {}], tensor {} is [{}, {}]",
+            b_shape[0],
+            a_shape[1],
+            e.name,
+            e.rows,
+            e.row_len
+        );
         ensure!(r >= 1 && r <= e.rows.min(e.row_len).min(rt::MAX_RANK as usize), "{module}: rank {r} outside 1..=min(rows, cols, {})", rt::MAX_RANK);
         let b = match permute {
             Some(true) => permute_rows(&b, e.rows, r, h.n_heads as usize),
@@ -190,7 +203,10 @@ mod tests {
     #[test]
     fn keys_map_to_gguf_names() {
         let k = parse_key("base_model.model.model.layers.12.self_attn.k_proj.lora_B.default.weight").unwrap();
-        assert_eq!((k.tensor.as_str(), k.permute, k.is_a, k.module.as_str()), ("blk.12.attn_k.weight", Some(false), false, "base_model.model.model.layers.12.self_attn.k_proj"));
+        assert_eq!(
+            (k.tensor.as_str(), k.permute, k.is_a, k.module.as_str()),
+            ("blk.12.attn_k.weight", Some(false), false, "base_model.model.model.layers.12.self_attn.k_proj")
+        );
         assert_eq!(parse_key("base_model.model.model.layers.0.mlp.down_proj.lora_A.weight").unwrap().tensor, "blk.0.ffn_down.weight");
         assert_eq!(parse_key("base_model.model.lm_head.lora_A.weight").unwrap().tensor, "output.weight");
         for bad in [

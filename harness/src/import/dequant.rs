@@ -49,11 +49,7 @@ fn le_u16(b: &[u8], at: usize) -> u16 {
 pub fn dequantize(dtype: DType, bytes: &[u8]) -> Result<Vec<f32>> {
     let layout = dtype.layout();
     let unit = layout.bytes;
-    ensure!(
-        bytes.len().is_multiple_of(unit),
-        "{dtype:?} data is {} bytes, not a multiple of its {unit}-byte unit",
-        bytes.len()
-    );
+    ensure!(bytes.len().is_multiple_of(unit), "{dtype:?} data is {} bytes, not a multiple of its {unit}-byte unit", bytes.len());
     let n_units = bytes.len() / unit;
     let mut out = Vec::with_capacity(n_units * layout.elements);
     match dtype {
@@ -187,9 +183,7 @@ pub fn first_nonfinite_scale(dtype: DType, bytes: &[u8]) -> Option<usize> {
     }
     let layout = dtype.layout();
     let scales: Vec<usize> = layout.fields.iter().filter(|f| f.kind == FieldKind::F16).map(|f| f.offset).collect();
-    bytes
-        .chunks_exact(layout.bytes)
-        .position(|b| scales.iter().any(|&at| !f16_to_f32(le_u16(b, at)).is_finite()))
+    bytes.chunks_exact(layout.bytes).position(|b| scales.iter().any(|&at| !f16_to_f32(le_u16(b, at)).is_finite()))
 }
 
 /// Decodes a GGUF tensor of `ty` to f32 values (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
@@ -209,11 +203,7 @@ pub fn dequantize_ggml(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>> {
 }
 
 pub fn unsupported_type(ty: GgmlType) -> String {
-    format!(
-        "type {} (ggml type {}) cannot be imported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
-        ty.name(),
-        ty.code()
-    )
+    format!("type {} (ggml type {}) cannot be imported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K", ty.name(), ty.code())
 }
 
 /// Position and value of the first non-finite element.

@@ -523,15 +523,10 @@ fn read_array(cur: &mut Cursor) -> Result<Array> {
     ensure!(elem != ValueType::Array, "nested arrays are not supported");
     let count = cur.u64().context("array length")?;
     ensure!(count <= MAX_ARRAY_LEN, "array length {count} exceeds the limit of {MAX_ARRAY_LEN}");
-    let min_bytes = count
-        .checked_mul(elem.min_size())
-        .ok_or_else(|| anyhow!("array length {count} × {}-byte {} elements overflows", elem.min_size(), elem.name()))?;
+    let min_bytes =
+        count.checked_mul(elem.min_size()).ok_or_else(|| anyhow!("array length {count} × {}-byte {} elements overflows", elem.min_size(), elem.name()))?;
     let left = cur.remaining();
-    ensure!(
-        min_bytes <= left,
-        "array of {count} {} elements needs at least {min_bytes} bytes, {left} left in the file",
-        elem.name()
-    );
+    ensure!(min_bytes <= left, "array of {count} {} elements needs at least {min_bytes} bytes, {left} left in the file", elem.name());
     // count <= MAX_ARRAY_LEN fits usize; each element is checked as it is read.
     let n = count as usize;
     macro_rules! collect {
@@ -585,15 +580,9 @@ fn read_tensor_info(cur: &mut Cursor, alignment: u64) -> Result<TensorInfo> {
     let ggml_type = GgmlType::from_code(code).ok_or_else(|| named(format!("type code {code} is not a known ggml type")))?;
     let (block, block_bytes) = ggml_type.block_layout();
     if ne[0] % block != 0 {
-        return Err(named(format!(
-            "row length {} is not a multiple of the {} block size {block}",
-            ne[0],
-            ggml_type.name()
-        )));
+        return Err(named(format!("row length {} is not a multiple of the {} block size {block}", ne[0], ggml_type.name())));
     }
-    let n_bytes = (n_elements / block)
-        .checked_mul(block_bytes)
-        .ok_or_else(|| named(format!("byte size of shape {ne:?} as {} overflows", ggml_type.name())))?;
+    let n_bytes = (n_elements / block).checked_mul(block_bytes).ok_or_else(|| named(format!("byte size of shape {ne:?} as {} overflows", ggml_type.name())))?;
     let offset = cur.u64().map_err(|e| named(format!("data offset: {e}")))?;
     if offset % alignment != 0 {
         return Err(named(format!("data offset {offset} is not a multiple of the alignment {alignment}")));
@@ -606,11 +595,7 @@ impl<'a> Gguf<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let mut cur = Cursor { bytes, pos: 0 };
         let magic = cur.array::<4>().context("GGUF magic")?;
-        ensure!(
-            magic == GGUF_MAGIC,
-            "bad magic {:02x?}: a GGUF file starts with \"GGUF\" (47 47 55 46)",
-            magic
-        );
+        ensure!(magic == GGUF_MAGIC, "bad magic {:02x?}: a GGUF file starts with \"GGUF\" (47 47 55 46)", magic);
         let version = cur.u32().context("GGUF version")?;
         if !SUPPORTED_VERSIONS.contains(&version) {
             if version != 0 && version & 0xFFFF == 0 {
@@ -639,8 +624,7 @@ impl<'a> Gguf<'a> {
                 bail!("duplicate metadata key '{key}' (entries {first} and {i})");
             }
             let code = cur.u32().with_context(|| format!("metadata key '{key}': value type"))?;
-            let ty = ValueType::from_code(code)
-                .ok_or_else(|| anyhow!("metadata key '{key}': value type {code} is not a GGUF value type (0..=12)"))?;
+            let ty = ValueType::from_code(code).ok_or_else(|| anyhow!("metadata key '{key}': value type {code} is not a GGUF value type (0..=12)"))?;
             let value = read_value(&mut cur, ty).with_context(|| format!("metadata key '{key}' ({})", ty.name()))?;
             kv_index.insert(key.clone(), i);
             kv.push((key, value));
@@ -668,8 +652,7 @@ impl<'a> Gguf<'a> {
         }
 
         let file_len = bytes.len() as u64;
-        let data_offset = align_up(cur.pos as u64, alignment)
-            .ok_or_else(|| anyhow!("data section offset overflows"))?;
+        let data_offset = align_up(cur.pos as u64, alignment).ok_or_else(|| anyhow!("data section offset overflows"))?;
         if !tensors.is_empty() {
             ensure!(
                 data_offset <= file_len,
@@ -694,16 +677,7 @@ impl<'a> Gguf<'a> {
         ranges.sort_unstable();
         for pair in ranges.windows(2) {
             let (a, b) = (pair[0], pair[1]);
-            ensure!(
-                b.0 >= a.1,
-                "tensor '{}' (bytes {}..{}) overlaps tensor '{}' (bytes {}..{})",
-                tensors[b.2].name,
-                b.0,
-                b.1,
-                tensors[a.2].name,
-                a.0,
-                a.1
-            );
+            ensure!(b.0 >= a.1, "tensor '{}' (bytes {}..{}) overlaps tensor '{}' (bytes {}..{})", tensors[b.2].name, b.0, b.1, tensors[a.2].name, a.0, a.1);
         }
 
         Ok(Gguf { version, alignment, data_offset, kv, kv_index, tensors, bytes })

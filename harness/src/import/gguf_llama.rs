@@ -14,13 +14,10 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use super::dequant::{check_finite, dequantize_ggml, encoded_dtype, first_nonfinite_scale, unsupported_type};
 use super::gguf::{Gguf, TensorInfo};
-use tinyrustlm::model::arch::Arch;
 use super::spm::sentencepiece_merges;
 use super::{canonical_tensors, tensor_progress};
-use crate::spec::{
-    token_type, ChatTemplate, Hyperparams, MergeSpec, ModelSpec, PreTokenizer, TensorData, TensorSpec, TokenSpec,
-    TokenizerKind, TokenizerSpec,
-};
+use crate::spec::{token_type, ChatTemplate, Hyperparams, MergeSpec, ModelSpec, PreTokenizer, TensorData, TensorSpec, TokenSpec, TokenizerKind, TokenizerSpec};
+use tinyrustlm::model::arch::Arch;
 
 /// gguf.md: `[llm].rope.freq_base` is optional; llama.cpp's default.
 pub const DEFAULT_ROPE_THETA: f32 = 10_000.0;
@@ -29,31 +26,12 @@ pub const MAX_EOG_IDS: usize = 16;
 
 /// Texts of control tokens that end a turn or a document (the end-of-generation texts of
 /// llama.cpp's `llama_vocab`, as far as they name ends of turns).
-pub const EOG_TEXTS: &[&str] = &[
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|end_of_text|>",
-    "<|eot_id|>",
-    "<|eom_id|>",
-    "<|end|>",
-    "</s>",
-    "<end_of_turn>",
-    "<EOT>",
-];
+pub const EOG_TEXTS: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "</s>", "<end_of_turn>", "<EOT>"];
 /// Fill-in-the-middle sentinels (pad, repository, file separator) that llama.cpp also ends
 /// generation on: a chat model that emits one has left the conversation. SmolLM2's `<reponame>`
 /// (id 4) is one.
-pub const FIM_EOG_TEXTS: &[&str] = &[
-    "<|fim_pad|>",
-    "<fim-pad>",
-    "<fim_pad>",
-    "<|fim_repo|>",
-    "<|repo_name|>",
-    "<fim-repo>",
-    "<REPO>",
-    "<reponame>",
-    "<|file_sep|>",
-];
+pub const FIM_EOG_TEXTS: &[&str] =
+    &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>"];
 
 const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
 const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
@@ -76,8 +54,7 @@ pub const QWEN2_DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. 
 pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
     let file = Gguf::parse(bytes)?;
     let arch_name = file.get_str("general.architecture")?.ok_or_else(|| missing("general.architecture"))?;
-    let arch = Arch::from_name(arch_name)
-        .ok_or_else(|| anyhow!("general.architecture is '{arch_name}': only 'llama' and 'qwen2' are supported"))?;
+    let arch = Arch::from_name(arch_name).ok_or_else(|| anyhow!("general.architecture is '{arch_name}': only 'llama' and 'qwen2' are supported"))?;
 
     let tokenizer = read_tokenizer(&file)?;
     let tied_embeddings = file.tensor("output.weight").is_none();
@@ -170,10 +147,7 @@ fn read_hparams(f: &Gguf, arch: Arch, vocab_size: u32, tied_embeddings: bool) ->
     };
     for k in ["rope.dimension_count", "attention.value_length"] {
         if let Some(v) = f.get_u32(&key(k))? {
-            ensure!(
-                v == head_dim,
-                "{a}.{k} is {v} but head_dim is {head_dim}: partial RoPE and separate key/value head sizes are not supported"
-            );
+            ensure!(v == head_dim, "{a}.{k} is {v} but head_dim is {head_dim}: partial RoPE and separate key/value head sizes are not supported");
         }
     }
     ensure!(
@@ -248,16 +222,8 @@ fn check_rope_scaling(f: &Gguf, a: &str) -> Result<()> {
 /// `info` must have `dims` (`[rows, row_len]` or `[len]`) as GGUF `ne` reversed, trailing 1s allowed.
 fn check_shape(info: &TensorInfo, dims: &[u32]) -> Result<()> {
     let rank = dims.len();
-    let fits = info.ne.len() >= rank
-        && info.ne[rank..].iter().all(|&d| d == 1)
-        && info.ne[..rank].iter().rev().zip(dims).all(|(&n, &d)| n == u64::from(d));
-    ensure!(
-        fits,
-        "tensor '{}' has GGUF shape ne {:?}, expected ne {:?} (dims {dims:?})",
-        info.name,
-        info.ne,
-        dims.iter().rev().collect::<Vec<_>>()
-    );
+    let fits = info.ne.len() >= rank && info.ne[rank..].iter().all(|&d| d == 1) && info.ne[..rank].iter().rev().zip(dims).all(|(&n, &d)| n == u64::from(d));
+    ensure!(fits, "tensor '{}' has GGUF shape ne {:?}, expected ne {:?} (dims {dims:?})", info.name, info.ne, dims.iter().rev().collect::<Vec<_>>());
     Ok(())
 }
 
@@ -279,9 +245,7 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     let kind = match model {
         "gpt2" => TokenizerKind::BpeByteLevel,
         "llama" => TokenizerKind::BpeSentencePiece,
-        other => bail!(
-            "tokenizer.ggml.model is '{other}': only 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE) are supported"
-        ),
+        other => bail!("tokenizer.ggml.model is '{other}': only 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE) are supported"),
     };
     let texts = f.get_str_array(KEY_TOKENS)?.ok_or_else(|| missing(KEY_TOKENS))?;
     let n = texts.len();
@@ -295,9 +259,7 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
                 .enumerate()
                 .map(|(i, &t)| match u8::try_from(t) {
                     Ok(t) if (token_type::NORMAL..=token_type::BYTE).contains(&t) => Ok(t),
-                    _ => Err(anyhow!(
-                        "{KEY_TOKEN_TYPE}[{i}] is {t}, must be 1..=6 (normal, unknown, control, user-defined, unused, byte)"
-                    )),
+                    _ => Err(anyhow!("{KEY_TOKEN_TYPE}[{i}] is {t}, must be 1..=6 (normal, unknown, control, user-defined, unused, byte)")),
                 })
                 .collect::<Result<_>>()?
         }
@@ -370,19 +332,7 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     };
     let eog_ids = eog_ids(&tokens, texts, [eos_id, eot_id, eom_id])?;
 
-    Ok(TokenizerSpec {
-        kind,
-        tokens,
-        merges,
-        bos_id,
-        eos_id,
-        unk_id,
-        pre_tokenizer,
-        chat_template,
-        add_bos,
-        add_space_prefix,
-        eog_ids,
-    })
+    Ok(TokenizerSpec { kind, tokens, merges, bos_id, eos_id, unk_id, pre_tokenizer, chat_template, add_bos, add_space_prefix, eog_ids })
 }
 
 /// GPT-2's `bytes_to_unicode` inverted: code point → byte. The printable bytes `!`..=`~`,
@@ -413,13 +363,7 @@ fn byte_level_token_bytes(text: &str, ty: u8) -> Result<Vec<u8>> {
     // Built per call: 324 entries, cheap next to the string work.
     let table = gpt2_unicode_to_byte();
     text.chars()
-        .map(|c| {
-            table
-                .get(c as usize)
-                .copied()
-                .flatten()
-                .ok_or_else(|| anyhow!("character U+{:04X} is not in GPT-2's byte-to-unicode table", c as u32))
-        })
+        .map(|c| table.get(c as usize).copied().flatten().ok_or_else(|| anyhow!("character U+{:04X} is not in GPT-2's byte-to-unicode table", c as u32)))
         .collect()
 }
 
@@ -427,9 +371,7 @@ fn byte_level_token_bytes(text: &str, ty: u8) -> Result<Vec<u8>> {
 fn sentencepiece_token_bytes(text: &str, ty: u8) -> Result<Vec<u8>> {
     match ty {
         token_type::NORMAL => Ok(text.replace('\u{2581}', " ").into_bytes()),
-        token_type::BYTE => parse_byte_token(text)
-            .map(|b| vec![b])
-            .ok_or_else(|| anyhow!("a byte token must be written <0xXX>")),
+        token_type::BYTE => parse_byte_token(text).map(|b| vec![b]).ok_or_else(|| anyhow!("a byte token must be written <0xXX>")),
         _ => Ok(text.as_bytes().to_vec()),
     }
 }
@@ -477,4 +419,3 @@ fn eog_ids(tokens: &[TokenSpec], texts: &[String], specials: [Option<u32>; 3]) -
     ensure!(ids.len() <= MAX_EOG_IDS, "{} end-of-generation tokens {ids:?}, at most {MAX_EOG_IDS} are allowed", ids.len());
     Ok(ids)
 }
-

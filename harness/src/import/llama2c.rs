@@ -35,11 +35,8 @@ use super::gguf_llama::parse_byte_token;
 use super::spm::sentencepiece_merges;
 use super::tensor_progress;
 use crate::package::{expected_dims, runtime_hparams};
+use crate::spec::{token_type, ChatTemplate, Hyperparams, ModelSpec, PreTokenizer, TensorData, TensorSpec, TokenSpec, TokenizerKind, TokenizerSpec};
 use tinyrustlm::model::arch::{Arch, Role};
-use crate::spec::{
-    token_type, ChatTemplate, Hyperparams, ModelSpec, PreTokenizer, TensorData, TensorSpec, TokenSpec, TokenizerKind,
-    TokenizerSpec,
-};
 
 pub const HEADER_BYTES: usize = 7 * 4;
 /// llama2.c's `model.py` defaults, which its exports do not record.
@@ -56,9 +53,8 @@ pub fn import_llama2c(model_path: impl AsRef<Path>, tokenizer_path: impl AsRef<P
     let (model_path, tokenizer_path) = (model_path.as_ref(), tokenizer_path.as_ref());
     let model = std::fs::read(model_path).with_context(|| format!("cannot read {}", model_path.display()))?;
     let tokenizer = std::fs::read(tokenizer_path).with_context(|| format!("cannot read {}", tokenizer_path.display()))?;
-    import_llama2c_bytes(&model, &tokenizer, progress).with_context(|| {
-        format!("cannot import llama2.c checkpoint {} with tokenizer {}", model_path.display(), tokenizer_path.display())
-    })
+    import_llama2c_bytes(&model, &tokenizer, progress)
+        .with_context(|| format!("cannot import llama2.c checkpoint {} with tokenizer {}", model_path.display(), tokenizer_path.display()))
 }
 
 /// The checkpoint's header, validated.
@@ -77,11 +73,7 @@ pub struct Header {
 
 impl Header {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        ensure!(
-            bytes.len() >= HEADER_BYTES,
-            "checkpoint is {} bytes, shorter than its {HEADER_BYTES}-byte header",
-            bytes.len()
-        );
+        ensure!(bytes.len() >= HEADER_BYTES, "checkpoint is {} bytes, shorter than its {HEADER_BYTES}-byte header", bytes.len());
         let field = |i: usize| i32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
         let positive = |i: usize, name: &str| -> Result<u32> {
             let v = field(i);
@@ -97,16 +89,7 @@ impl Header {
         let seq_len = positive(6, "seq_len")?;
         ensure!(dim % n_heads == 0, "header: n_heads {n_heads} does not divide dim {dim}");
         ensure!(n_heads % n_kv_heads == 0, "header: n_kv_heads {n_kv_heads} does not divide n_heads {n_heads}");
-        Ok(Header {
-            dim,
-            hidden_dim,
-            n_layers,
-            n_heads,
-            n_kv_heads,
-            vocab_size: raw_vocab.unsigned_abs(),
-            seq_len,
-            shared_classifier: raw_vocab > 0,
-        })
+        Ok(Header { dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size: raw_vocab.unsigned_abs(), seq_len, shared_classifier: raw_vocab > 0 })
     }
 
     pub fn head_size(&self) -> u32 {
@@ -162,7 +145,8 @@ pub fn import_llama2c_bytes(model: &[u8], tokenizer: &[u8], progress: bool) -> R
     );
 
     let tokenizer = read_tokenizer(tokenizer, h.vocab_size)?;
-    let hparams = Hyperparams::llama(h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.hidden_dim, h.seq_len, ROPE_THETA, NORM_EPS, h.shared_classifier);
+    let hparams =
+        Hyperparams::llama(h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.hidden_dim, h.seq_len, ROPE_THETA, NORM_EPS, h.shared_classifier);
 
     // Weight groups in file order; the size check above guarantees every slice is in range.
     let (dim, hidden, kv_dim, vocab) = (h.dim as usize, h.hidden_dim as usize, h.kv_dim() as usize, h.vocab_size as usize);
@@ -247,10 +231,7 @@ pub fn read_tokenizer(bytes: &[u8], vocab_size: u32) -> Result<TokenizerSpec> {
     };
     let word = |b: &[u8]| [b[0], b[1], b[2], b[3]];
     let max_token_length = u32::from_le_bytes(word(take(4, &|| "max_token_length".into())?));
-    ensure!(
-        (1..=MAX_TOKEN_BYTES).contains(&max_token_length),
-        "tokenizer: max_token_length is {max_token_length}, must be 1..={MAX_TOKEN_BYTES}"
-    );
+    ensure!((1..=MAX_TOKEN_BYTES).contains(&max_token_length), "tokenizer: max_token_length is {max_token_length}, must be 1..={MAX_TOKEN_BYTES}");
     // Each token takes at least 8 bytes (score and length).
     let left = (bytes.len() - 4) as u64;
     ensure!(
@@ -264,10 +245,7 @@ pub fn read_tokenizer(bytes: &[u8], vocab_size: u32) -> Result<TokenizerSpec> {
         let score = f32::from_le_bytes(word(take(4, &|| format!("token {id} score"))?));
         ensure!(score.is_finite(), "tokenizer: token {id} score is {score}, must be finite");
         let len = i32::from_le_bytes(word(take(4, &|| format!("token {id} length"))?));
-        ensure!(
-            len >= 0 && len as u32 <= max_token_length,
-            "tokenizer: token {id} length is {len}, must be 0..={max_token_length} (max_token_length)"
-        );
+        ensure!(len >= 0 && len as u32 <= max_token_length, "tokenizer: token {id} length is {len}, must be 0..={max_token_length} (max_token_length)");
         let raw = take(len as usize, &|| format!("token {id} bytes"))?;
         let (bytes, ty) = match id {
             UNK_ID => (raw.to_vec(), token_type::UNKNOWN),

@@ -109,15 +109,7 @@ pub struct GgufBuilder {
 
 impl GgufBuilder {
     pub fn new() -> Self {
-        GgufBuilder {
-            magic: *b"GGUF",
-            version: 3,
-            kv: Vec::new(),
-            tensors: Vec::new(),
-            alignment: 32,
-            n_tensors_override: None,
-            n_kv_override: None,
-        }
+        GgufBuilder { magic: *b"GGUF", version: 3, kv: Vec::new(), tensors: Vec::new(), alignment: 32, n_tensors_override: None, n_kv_override: None }
     }
 
     pub fn kv(mut self, key: &str, v: V) -> Self {
@@ -207,24 +199,8 @@ pub const GGML_BF16: u32 = 30;
 
 /// The GPT-2 vocabulary of [`tiny_llama`]: specials like SmolLM2's, then byte-level pieces
 /// (`Ġ` = space, `Ċ` = newline).
-pub const GPT2_TOKENS: &[&str] = &[
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<repo_name>",
-    "<reponame>",
-    "a",
-    "b",
-    "Ġ",
-    "Ċ",
-    "ab",
-    "Ġa",
-    "Ġab",
-    "é",
-    "Ã",
-    "©",
-    "Ã©",
-];
+pub const GPT2_TOKENS: &[&str] =
+    &["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "a", "b", "Ġ", "Ċ", "ab", "Ġa", "Ġab", "é", "Ã", "©", "Ã©"];
 pub const GPT2_MERGES: &[&str] = &["a b", "Ġ a", "Ġa b", "Ã ©"];
 
 /// Deterministic test values in [-1, 1).

@@ -252,13 +252,8 @@ fn overlapping_tensor_data() {
 
 #[test]
 fn typed_getters_name_the_key() {
-    let bytes = tiny_llama(false)
-        .kv("x.str", s("a"))
-        .kv("x.neg", V::I32(-1))
-        .kv("x.big", V::U64(1 << 40))
-        .kv("x.nan", V::F32(f32::NAN))
-        .kv("x.u8", V::U8(7))
-        .build();
+    let bytes =
+        tiny_llama(false).kv("x.str", s("a")).kv("x.neg", V::I32(-1)).kv("x.big", V::U64(1 << 40)).kv("x.nan", V::F32(f32::NAN)).kv("x.u8", V::U8(7)).build();
     let g = Gguf::parse(&bytes).unwrap();
     assert_eq!(g.get_u32("x.u8").unwrap(), Some(7), "any integer type that fits is accepted");
     assert_has(&format!("{}", g.get_u32("x.str").unwrap_err()), &["'x.str'", "type string", "integer"]);
@@ -277,10 +272,7 @@ fn typed_getters_name_the_key() {
 fn tiny_llama_imports() {
     let spec = import_gguf_bytes(&tiny_llama(false).build(), false).unwrap();
     let h = &spec.hparams;
-    assert_eq!(
-        (h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context),
-        (GPT2_TOKENS.len() as u32, 32, 1, 2, 1, 64, 64)
-    );
+    assert_eq!((h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context), (GPT2_TOKENS.len() as u32, 32, 1, 2, 1, 64, 64));
     assert_eq!((h.rope_theta, h.norm_eps, h.tied_embeddings), (100000.0, 1e-5, true));
 
     let names: Vec<&str> = spec.tensors.iter().map(|t| t.name.as_str()).collect();
@@ -292,10 +284,7 @@ fn tiny_llama_imports() {
     let get = |name: &str| &spec.tensors.iter().find(|t| t.name == name).unwrap().data;
     let d = DIM as usize;
     // Quantized matrices pass through bit for bit.
-    assert_eq!(
-        get("token_embd.weight"),
-        &TensorData::Encoded { dtype: DType::Q8_0, bytes: quant_data(GGML_Q8_0, d * GPT2_TOKENS.len(), 1) }
-    );
+    assert_eq!(get("token_embd.weight"), &TensorData::Encoded { dtype: DType::Q8_0, bytes: quant_data(GGML_Q8_0, d * GPT2_TOKENS.len(), 1) });
     assert_eq!(get("blk.0.attn_output.weight"), &TensorData::Encoded { dtype: DType::Q4_0, bytes: quant_data(GGML_Q4_0, d * d, 6) });
     assert_eq!(get("blk.0.ffn_gate.weight"), &TensorData::Encoded { dtype: DType::Q4_1, bytes: quant_data(GGML_Q4_1, d * 64, 8) });
     // f16 is an SLM1 dtype too: kept as shipped.
@@ -521,10 +510,7 @@ fn unsupported_hyperparameters() {
         (tiny_llama(false).kv("llama.attention.key_length", V::U32(32)), &["llama.rope.dimension_count is 16", "head_dim is 32"]),
         (tiny_llama(false).kv("llama.attention.value_length", V::U32(8)), &["llama.attention.value_length is 8", "head_dim is 16"]),
         (tiny_llama(false).kv("llama.rope.scaling.type", s("yarn")), &["llama.rope.scaling.type is 'yarn'"]),
-        (
-            tiny_llama(false).kv("llama.rope.scaling.type", s("linear")).kv("llama.rope.scaling.factor", V::F32(2.0)),
-            &["llama.rope.scaling.factor is 2"],
-        ),
+        (tiny_llama(false).kv("llama.rope.scaling.type", s("linear")).kv("llama.rope.scaling.factor", V::F32(2.0)), &["llama.rope.scaling.factor is 2"]),
         (tiny_llama(false).kv("llama.rope.scale_linear", V::F32(4.0)), &["llama.rope.scale_linear is 4"]),
         (tiny_llama(false).kv("llama.expert_count", V::U32(8)), &["llama.expert_count is 8", "mixture-of-experts"]),
         (tiny_llama(false).set("llama.attention.head_count", V::U32(3)), &["head_count is 3", "divide"]),
@@ -641,15 +627,9 @@ fn sentencepiece_vocabulary_imports() {
 
 #[test]
 fn sentencepiece_bad_byte_token() {
-    let b = tiny_spm().set(
-        "tokenizer.ggml.tokens",
-        strs(&["<unk>", "<s>", "</s>", "<0x0A>", "<0xZZ>", "▁", "a", "b", "▁a", "ab", "▁ab", "<pad>"]),
-    );
+    let b = tiny_spm().set("tokenizer.ggml.tokens", strs(&["<unk>", "<s>", "</s>", "<0x0A>", "<0xZZ>", "▁", "a", "b", "▁a", "ab", "▁ab", "<pad>"]));
     assert_has(&import_err(&b), &["tokenizer.ggml.tokens[4] '<0xZZ>'", "<0xXX>"]);
-    let b = tiny_spm().set(
-        "tokenizer.ggml.scores",
-        V::Arr(T_F32, (0..12).map(|i| V::F32(if i == 7 { f32::NAN } else { 0.0 })).collect()),
-    );
+    let b = tiny_spm().set("tokenizer.ggml.scores", V::Arr(T_F32, (0..12).map(|i| V::F32(if i == 7 { f32::NAN } else { 0.0 })).collect()));
     assert_has(&import_err(&b), &["tokenizer.ggml.scores[7] is NaN"]);
 }
 
@@ -667,16 +647,8 @@ fn llama2c_tokenizer(tokens: &[(&[u8], f32)]) -> Vec<u8> {
     out
 }
 
-const L2C_TOKENS: &[(&[u8], f32)] = &[
-    (b"<unk>", 0.0),
-    (b"\n<s>\n", 0.0),
-    (b"\n</s>\n", 0.0),
-    (b"<0x0A>", 0.0),
-    (b" ", -1.0),
-    (b"a", -2.0),
-    (b" a", -3.0),
-    (b"b", -4.0),
-];
+const L2C_TOKENS: &[(&[u8], f32)] =
+    &[(b"<unk>", 0.0), (b"\n<s>\n", 0.0), (b"\n</s>\n", 0.0), (b"<0x0A>", 0.0), (b" ", -1.0), (b"a", -2.0), (b" a", -3.0), (b"b", -4.0)];
 
 /// header fields: dim, hidden, layers, heads, kv heads, vocab (negative = unshared), seq_len.
 /// Group g (in file order) holds the values g*1000 + i, i = 0, 1, ….
@@ -719,10 +691,7 @@ fn llama2c_imports() {
     let tok = llama2c_tokenizer(L2C_TOKENS);
     let spec = import_llama2c_bytes(&llama2c_model(L2C_HEADER), &tok, false).unwrap();
     let h = &spec.hparams;
-    assert_eq!(
-        (h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context, h.tied_embeddings),
-        (8, 8, 2, 2, 1, 12, 4, true)
-    );
+    assert_eq!((h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context, h.tied_embeddings), (8, 8, 2, 2, 1, 12, 4, true));
     assert_eq!((h.rope_theta, h.norm_eps), (10000.0, 1e-5));
     let canonical = canonical_tensors(h);
     assert_eq!(spec.tensors.len(), canonical.len());
@@ -861,10 +830,7 @@ fn stories260k_checkpoint_imports() {
     let tokens: Vec<(&[u8], f32)> = texts.iter().enumerate().map(|(i, t)| (t.as_slice(), -(i as f32))).collect();
     let spec = import_llama2c_bytes(&model, &llama2c_tokenizer(&tokens), false).unwrap();
     let h = &spec.hparams;
-    assert_eq!(
-        (h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context, h.tied_embeddings),
-        (512, 64, 5, 8, 4, 172, 512, true)
-    );
+    assert_eq!((h.vocab_size, h.dim, h.n_layers, h.n_heads, h.n_kv_heads, h.ffn_dim, h.max_context, h.tied_embeddings), (512, 64, 5, 8, 4, 172, 512, true));
     assert_eq!(spec.tensors.len(), 1 + 5 * 9 + 1);
     assert_eq!(spec.tokenizer.tokens[3 + 0x41].bytes, b"A");
     // Spot checks against offsets computed independently of the importer.

@@ -18,10 +18,7 @@ pub fn scale_min_k4(scales: &[u8; K_SCALE_BYTES], s: usize) -> (u8, u8) {
     if s < 4 {
         (scales[s] & 63, scales[s + 4] & 63)
     } else {
-        (
-            (scales[s + 4] & 15) | ((scales[s - 4] >> 6) << 4),
-            (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4),
-        )
+        ((scales[s + 4] & 15) | ((scales[s - 4] >> 6) << 4), (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4))
     }
 }
 
@@ -70,13 +67,8 @@ pub(crate) fn q6_k_quant(block: &[u8], e: usize) -> i32 {
 
 /// Pairs each whole block of `src` with its output elements in `dst` (only blocks present in
 /// both).
-fn blocks<'a>(
-    src: &'a [u8],
-    dst: &'a mut [f32],
-    layout: &DType,
-) -> impl Iterator<Item = (&'a [u8], &'a mut [f32])> {
-    src.chunks_exact(layout.block_bytes())
-        .zip(dst.chunks_exact_mut(layout.block_elems()))
+fn blocks<'a>(src: &'a [u8], dst: &'a mut [f32], layout: &DType) -> impl Iterator<Item = (&'a [u8], &'a mut [f32])> {
+    src.chunks_exact(layout.block_bytes()).zip(dst.chunks_exact_mut(layout.block_elems()))
 }
 
 /// `f16` row → `f32`, exactly.

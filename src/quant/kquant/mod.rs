@@ -98,10 +98,11 @@
 use crate::quant::{f16_to_f32, DType};
 
 mod dequant;
-pub mod quantize;
 pub mod layout;
+pub mod quantize;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(unsafe_code)]
 pub mod simd128;
 
 #[cfg(test)]
@@ -109,10 +110,7 @@ mod testdata;
 #[cfg(test)]
 mod tests;
 
-pub use dequant::{
-    dequantize_row_f16, dequantize_row_q4_k, dequantize_row_q5_0, dequantize_row_q5_1,
-    dequantize_row_q5_k, dequantize_row_q6_k, scale_min_k4,
-};
+pub use dequant::{dequantize_row_f16, dequantize_row_q4_k, dequantize_row_q5_0, dequantize_row_q5_1, dequantize_row_q5_k, dequantize_row_q6_k, scale_min_k4};
 pub use quantize::{quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k};
 
 /// Elements per k-quant super-block (ggml `QK_K`).
@@ -147,7 +145,6 @@ const _: () = assert!(K_SUBS == 8 && K_SUBS.is_multiple_of(4));
 pub(crate) fn f16_at(block: &[u8], offset: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([block[offset], block[offset + 1]]))
 }
-
 
 /// The dtypes this module implements, in package-code order.
 pub const DTYPES: [DType; 6] = [DType::F16, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K];

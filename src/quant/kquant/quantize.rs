@@ -48,15 +48,7 @@ fn nearest_int(v: f32) -> i32 {
 
 /// `make_qkx2_quants` for 32 elements (module docs); returns `(scale, the_min)` and writes the
 /// levels to `l_out`.
-fn make_qkx2_quants(
-    nmax: i32,
-    x: &[f32; 32],
-    w: &[f32; 32],
-    l_out: &mut [u8; 32],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-) -> (f32, f32) {
+fn make_qkx2_quants(nmax: i32, x: &[f32; 32], w: &[f32; 32], l_out: &mut [u8; 32], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = w[0];
@@ -326,8 +318,7 @@ pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8]) {
             for i in 0..32 {
                 block[ql + i] = (l(j + i) & 15) | ((l(j + i + 64) & 15) << 4);
                 block[ql + i + 32] = (l(j + i + 32) & 15) | ((l(j + i + 96) & 15) << 4);
-                block[qh + i] =
-                    (l(j + i) >> 4) | ((l(j + i + 32) >> 4) << 2) | ((l(j + i + 64) >> 4) << 4) | ((l(j + i + 96) >> 4) << 6);
+                block[qh + i] = (l(j + i) >> 4) | ((l(j + i + 32) >> 4) << 2) | ((l(j + i + 64) >> 4) << 4) | ((l(j + i + 96) >> 4) << 6);
             }
         }
     }

@@ -33,14 +33,7 @@ pub(crate) fn q5_1_isum(block: &[u8], x: &[i16]) -> i32 {
 /// `q4_K` / `q5_K` integer sums of sub-block `s` against activation block quants `x` with quant sum
 /// `xsum`: `(sc_s · Σ_j q[j] · x[j], m_s · xsum)`.
 #[inline]
-fn k45_isums(
-    block: &[u8],
-    scales_at: usize,
-    quant: fn(&[u8], usize, usize) -> i32,
-    s: usize,
-    x: &[i16],
-    xsum: i32,
-) -> (i32, i32) {
+fn k45_isums(block: &[u8], scales_at: usize, quant: fn(&[u8], usize, usize) -> i32, s: usize, x: &[i16], xsum: i32) -> (i32, i32) {
     let (sc, m) = scale_min_k4(&k_scales(block, scales_at), s);
     let raw: i32 = x.iter().take(QK).enumerate().map(|(l, &x)| quant(block, s, l) * x as i32).sum();
     (sc as i32 * raw, m as i32 * xsum)
@@ -64,10 +57,7 @@ pub(crate) fn q5_k_isums(block: &[u8], s: usize, x: &[i16], xsum: i32) -> (i32, 
 pub(crate) fn q6_k_isum(block: &[u8], s: usize, x: &[i16]) -> i32 {
     let half = |t: usize| -> i32 {
         let sc = block[q6_k::SCALES + 2 * s + t] as i8 as i32;
-        let sum: i32 = (0..QK / 2)
-            .zip(x.iter().skip(16 * t))
-            .map(|(j, &x)| (q6_k_quant(block, 32 * s + 16 * t + j) - 32) * x as i32)
-            .sum();
+        let sum: i32 = (0..QK / 2).zip(x.iter().skip(16 * t)).map(|(j, &x)| (q6_k_quant(block, 32 * s + 16 * t + j) - 32) * x as i32).sum();
         sc * sum
     };
     half(0) + half(1)
@@ -91,20 +81,17 @@ pub(crate) fn dot_q5_1(row: &[u8], xq: XqView<'_>) -> f32 {
     for (b, block) in row.chunks_exact(q5_1::BYTES).take(n_blocks).enumerate() {
         let isum = q5_1_isum(block, act_quants(&xq, b));
         let d_x = xq.d[b];
-        acc[b % 4] += (f16_at(block, q5_1::D) * d_x) * isum as f32
-            + (f16_at(block, q5_1::M) * d_x) * xq.sums[b] as f32;
+        acc[b % 4] += (f16_at(block, q5_1::D) * d_x) * isum as f32 + (f16_at(block, q5_1::M) * d_x) * xq.sums[b] as f32;
     }
     reduce4(&acc)
 }
 
+/// `(block, sub-block, activation quants, activation sum) → (isum, msum)` of one k-quant sub-block.
+type SubBlockSums = fn(&[u8], usize, &[i16], i32) -> (i32, i32);
+
 /// The `q4_K` / `q5_K` dot product; `isums(block, s, x, xsum)` gives `(isum, msum)`.
 #[inline]
-fn dot_k45(
-    row: &[u8],
-    xq: XqView<'_>,
-    block_bytes: usize,
-    isums: fn(&[u8], usize, &[i16], i32) -> (i32, i32),
-) -> f32 {
+fn dot_k45(row: &[u8], xq: XqView<'_>, block_bytes: usize, isums: SubBlockSums) -> f32 {
     let mut acc = [0.0f32; 4];
     let n_super = (row.len() / block_bytes).min(xq.n_blocks() / K_SUBS);
     for (i, block) in row.chunks_exact(block_bytes).take(n_super).enumerate() {
@@ -181,12 +168,7 @@ macro_rules! quantized_row_kernel {
     ($kernel:ident, $dot:ident) => {
         impl RowKernel for $kernel {
             type Act<'a> = XqView<'a>;
-            fn act<'a>(
-                _: &'a [f32],
-                xq: &'a QuantizedActivations,
-                t: usize,
-                cols: usize,
-            ) -> XqView<'a> {
+            fn act<'a>(_: &'a [f32], xq: &'a QuantizedActivations, t: usize, cols: usize) -> XqView<'a> {
                 q_act(xq, t, cols)
             }
             fn dot<const N: usize>(row: &[u8], acts: [XqView<'_>; N]) -> [f32; N] {

@@ -96,12 +96,7 @@ unsafe fn dot_f16<const N: usize>(row: &[u8], n: usize, acts: [&[f32]; N]) -> [f
             // SAFETY: elements `16c .. 16c + 16` of `x`, inside `n ≤ x.len()`.
             let xv = unsafe {
                 let p = x.as_ptr().add(c * 16);
-                [
-                    v128_load(p as *const v128),
-                    v128_load(p.add(4) as *const v128),
-                    v128_load(p.add(8) as *const v128),
-                    v128_load(p.add(12) as *const v128),
-                ]
+                [v128_load(p as *const v128), v128_load(p.add(4) as *const v128), v128_load(p.add(8) as *const v128), v128_load(p.add(12) as *const v128)]
             };
             for k in 0..4 {
                 acc_t[k] = f32x4_add(acc_t[k], f32x4_mul(w[k], xv[k]));
@@ -202,8 +197,7 @@ unsafe fn q5_high_bits(qh: *const u8) -> [v128; 4] {
 unsafe fn block_fields4<const BYTES: usize>(row: *const u8, b0: usize, valid: usize, offset: usize) -> v128 {
     // SAFETY: block `b0 + k` is addressed only for `k < valid`.
     unsafe {
-        let p: [*const u8; 4] =
-            core::array::from_fn(|k| row.add((b0 + if k < valid { k } else { 0 }) * BYTES));
+        let p: [*const u8; 4] = core::array::from_fn(|k| row.add((b0 + if k < valid { k } else { 0 }) * BYTES));
         f16_fields4(p, offset)
     }
 }
@@ -261,13 +255,7 @@ impl QFormat for Q5_1 {
     #[inline(always)]
     unsafe fn group_scales(row: *const u8, b0: usize, valid: usize) -> (v128, v128, v128) {
         // SAFETY: as the caller guarantees.
-        unsafe {
-            (
-                block_fields4::<{ q5_1::BYTES }>(row, b0, valid, q5_1::D),
-                block_fields4::<{ q5_1::BYTES }>(row, b0, valid, q5_1::M),
-                i32x4_splat(1),
-            )
-        }
+        unsafe { (block_fields4::<{ q5_1::BYTES }>(row, b0, valid, q5_1::D), block_fields4::<{ q5_1::BYTES }>(row, b0, valid, q5_1::M), i32x4_splat(1)) }
     }
 }
 
@@ -280,16 +268,10 @@ impl QFormat for Q5_1 {
 unsafe fn k45_group_scales<const BYTES: usize>(row: *const u8, b0: usize) -> (v128, v128, v128) {
     // SAFETY: as the caller guarantees; the slice covers exactly the super-block.
     let block = unsafe { core::slice::from_raw_parts(row.add(b0 / K_SUBS * BYTES), BYTES) };
-    let scales: &[u8; K_SCALE_BYTES] = block[q4_k::SCALES..q4_k::SCALES + K_SCALE_BYTES]
-        .try_into()
-        .unwrap_or(&[0; K_SCALE_BYTES]);
+    let scales: &[u8; K_SCALE_BYTES] = block[q4_k::SCALES..q4_k::SCALES + K_SCALE_BYTES].try_into().unwrap_or(&[0; K_SCALE_BYTES]);
     let s0 = b0 % K_SUBS;
     let m = |k: usize| scale_min_k4(scales, s0 + k).1 as i32;
-    (
-        f32x4_splat(f16_at(block, q4_k::D)),
-        f32x4_splat(f16_at(block, q4_k::DMIN)),
-        i32x4(m(0), m(1), m(2), m(3)),
-    )
+    (f32x4_splat(f16_at(block, q4_k::D)), f32x4_splat(f16_at(block, q4_k::DMIN)), i32x4(m(0), m(1), m(2), m(3)))
 }
 
 // `q4_K` and `q5_K` share the offsets of `d`, `dmin` and `scales`.
@@ -313,7 +295,7 @@ impl QFormat for Q4K {
             let qs = block.add(q4_k::QS + 32 * (s / 2));
             core::array::from_fn(|v| {
                 let bytes = u16x8_load_extend_u8x8(qs.add(8 * v));
-                let q = if s % 2 == 0 { v128_and(bytes, u16x8_splat(0x0f)) } else { u16x8_shr(bytes, 4) };
+                let q = if s.is_multiple_of(2) { v128_and(bytes, u16x8_splat(0x0f)) } else { u16x8_shr(bytes, 4) };
                 i16x8_mul(q, sc)
             })
         }
@@ -345,7 +327,7 @@ impl QFormat for Q5K {
             let qh = block.add(q5_k::QH);
             core::array::from_fn(|v| {
                 let bytes = u16x8_load_extend_u8x8(qs.add(8 * v));
-                let low = if s % 2 == 0 { v128_and(bytes, u16x8_splat(0x0f)) } else { u16x8_shr(bytes, 4) };
+                let low = if s.is_multiple_of(2) { v128_and(bytes, u16x8_splat(0x0f)) } else { u16x8_shr(bytes, 4) };
                 let h = u16x8_load_extend_u8x8(qh.add(8 * v));
                 // Bit `s` of each (zero-extended) `qh` byte moved to bit 4.
                 let h = if s <= 4 { i16x8_shl(h, (4 - s) as u32) } else { u16x8_shr(h, (s - 4) as u32) };
@@ -442,9 +424,7 @@ impl<F: QFormat> RowKernel for QKernel<F> {
     #[inline]
     fn dot<const N: usize>(row: &[u8], acts: [XqView<'_>; N]) -> [f32; N] {
         // Whole weight blocks present in the row and in every token (the scalar count).
-        let n_weight_blocks = acts
-            .iter()
-            .fold(row.len() / F::BLOCK_BYTES, |n, xq| n.min(xq.n_blocks() / F::SUBS));
+        let n_weight_blocks = acts.iter().fold(row.len() / F::BLOCK_BYTES, |n, xq| n.min(xq.n_blocks() / F::SUBS));
         // SAFETY: `n_weight_blocks · SUBS` activation blocks are present in `row` and in every
         // token's activations, as `dot_quantized` requires.
         unsafe { dot_quantized::<F, N>(row, n_weight_blocks * F::SUBS, &acts) }
@@ -484,8 +464,11 @@ unsafe fn dot_quantized<F: QFormat, const N: usize>(row: &[u8], n_blocks: usize,
         let parts: [[v128; N]; 4] = core::array::from_fn(|k| if k < tail { isums(b0 + k) } else { zero });
         // SAFETY (each arm): blocks `b0 .. n_blocks`.
         match tail {
+            // SAFETY: blocks `b0 .. n_blocks`.
             1 => unsafe { accumulate_group::<F, N, 1>(&mut acc, row_ptr, b0, &parts, acts) },
+            // SAFETY: blocks `b0 .. n_blocks`.
             2 => unsafe { accumulate_group::<F, N, 2>(&mut acc, row_ptr, b0, &parts, acts) },
+            // SAFETY: blocks `b0 .. n_blocks`.
             _ => unsafe { accumulate_group::<F, N, 3>(&mut acc, row_ptr, b0, &parts, acts) },
         }
     }
@@ -509,12 +492,7 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
 ) {
     // SAFETY: as the caller guarantees.
     let (d_w, m_w, m_s) = unsafe { F::group_scales(row_ptr, b0, VALID) };
-    let lane_mask = i32x4(
-        if VALID > 0 { -1 } else { 0 },
-        if VALID > 1 { -1 } else { 0 },
-        if VALID > 2 { -1 } else { 0 },
-        if VALID > 3 { -1 } else { 0 },
-    );
+    let lane_mask = i32x4(if VALID > 0 { -1 } else { 0 }, if VALID > 1 { -1 } else { 0 }, if VALID > 2 { -1 } else { 0 }, if VALID > 3 { -1 } else { 0 });
     for t in 0..N {
         let xq = &acts[t];
         let lo = pair_sum(parts[0][t], parts[1][t]);
@@ -522,12 +500,7 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         let isum = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(lo, hi), i32x4_shuffle::<2, 3, 6, 7>(lo, hi));
         let (d_x, x_sum) = if VALID == 4 {
             // SAFETY: scales and sums `b0 .. b0 + 4` of this token, inside its slices.
-            unsafe {
-                (
-                    v128_load(xq.d.as_ptr().add(b0) as *const v128),
-                    v128_load(xq.sums.as_ptr().add(b0) as *const v128),
-                )
-            }
+            unsafe { (v128_load(xq.d.as_ptr().add(b0) as *const v128), v128_load(xq.sums.as_ptr().add(b0) as *const v128)) }
         } else {
             let d = |k: usize| if k < VALID { xq.d[b0 + k] } else { 0.0 };
             let sum = |k: usize| if k < VALID { xq.sums[b0 + k] } else { 0 };

@@ -6,9 +6,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::quant::DType;
 use crate::quant::f32_to_f16;
 use crate::quant::testdata::Rng;
+use crate::quant::DType;
 
 /// Row lengths for the kernel comparisons, in blocks of the dtype: every `n % 4` tail for the
 /// 32-element formats and 1, 2, 3, 7 and 9 super-blocks for the k-quants.

@@ -10,14 +10,11 @@ use alloc::vec::Vec;
 
 use super::dequant::{q5_qh, q5_quant, q6_k_quant};
 use super::layout::{q4_k, q5_0, q5_1, q5_k, q6_k};
-use crate::quant::DType;
-use super::scalar::{
-    dot_f16, dot_q4_k, dot_q5_0, dot_q5_1, dot_q5_k, dot_q6_k, q4_k_isums, q5_0_isum, q5_1_isum,
-    q5_k_isums, q6_k_isum,
-};
+use super::scalar::{dot_f16, dot_q4_k, dot_q5_0, dot_q5_1, dot_q5_k, dot_q6_k, q4_k_isums, q5_0_isum, q5_1_isum, q5_k_isums, q6_k_isum};
 use super::testdata::{random_rows, F16_COLS, ROW_BLOCKS};
 use super::*;
 use crate::quant::testdata::{random_activations, Rng};
+use crate::quant::DType;
 use crate::quant::{QuantizedActivations, XqView, QK};
 
 /// Dequantization test vectors from the `gguf` package's numpy dequantizer
@@ -37,10 +34,7 @@ fn dequantize(layout: &DType, src: &[u8], dst: &mut [f32]) {
 }
 
 fn layout_of(ggml_type: u32) -> DType {
-    *super::DTYPES
-        .iter()
-        .find(|l| l.ggml_type() == ggml_type)
-        .unwrap_or_else(|| panic!("ggml type {ggml_type} in the vectors is not one of ours"))
+    *super::DTYPES.iter().find(|l| l.ggml_type() == ggml_type).unwrap_or_else(|| panic!("ggml type {ggml_type} in the vectors is not one of ours"))
 }
 
 struct Record<'a> {
@@ -68,10 +62,7 @@ fn records() -> Vec<Record<'static>> {
         let blocks = &VECTORS[at..at + n_blocks * layout.block_bytes()];
         at += blocks.len();
         let n_elems = n_blocks * layout.block_elems();
-        let expected = VECTORS[at..at + 4 * n_elems]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+        let expected = VECTORS[at..at + 4 * n_elems].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
         at += 4 * n_elems;
         out.push(Record { layout, real, blocks, expected });
     }
@@ -94,14 +85,7 @@ fn view(xq: &QuantizedActivations) -> XqView<'_> {
 
 #[test]
 fn layouts_match_ggml_sizes() {
-    let expect = [
-        ("f16", 1, 1, 2),
-        ("q5_0", 6, 32, 22),
-        ("q5_1", 7, 32, 24),
-        ("q4_k", 12, 256, 144),
-        ("q5_k", 13, 256, 176),
-        ("q6_k", 14, 256, 210),
-    ];
+    let expect = [("f16", 1, 1, 2), ("q5_0", 6, 32, 22), ("q5_1", 7, 32, 24), ("q4_k", 12, 256, 144), ("q5_k", 13, 256, 176), ("q6_k", 14, 256, 210)];
     for (l, (name, ty, elems, bytes)) in super::DTYPES.iter().zip(expect) {
         assert_eq!((l.name(), l.ggml_type(), l.block_elems(), l.block_bytes()), (name, ty, elems, bytes));
         assert_eq!(DType::from_ggml_type(ty), Some(*l));
@@ -121,10 +105,7 @@ fn layouts_match_ggml_sizes() {
 fn dequantizers_match_gguf_numpy_vectors_bit_for_bit() {
     let records = records();
     for name in ["q5_0", "q4_k", "q6_k"] {
-        assert!(
-            records.iter().any(|r| r.real && r.layout.name() == name),
-            "no real-file blocks for {name}"
-        );
+        assert!(records.iter().any(|r| r.real && r.layout.name() == name), "no real-file blocks for {name}");
     }
     for name in ["f16", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"] {
         assert!(records.iter().any(|r| !r.real && r.layout.name() == name), "no random {name}");
@@ -134,8 +115,7 @@ fn dequantizers_match_gguf_numpy_vectors_bit_for_bit() {
         dequantize(&r.layout, r.blocks, &mut got);
         for (i, (g, e)) in got.iter().zip(&r.expected).enumerate() {
             let same = g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan());
-            assert!(same, "{} ({}) element {i}: got {g:e}, numpy {e:e}", r.layout.name(),
-                if r.real { "real" } else { "random" });
+            assert!(same, "{} ({}) element {i}: got {g:e}, numpy {e:e}", r.layout.name(), if r.real { "real" } else { "random" });
         }
     }
 }
@@ -262,10 +242,9 @@ fn integer_sums_are_exact_against_integer_dequantization() {
 
         // k-quants: (d, dmin) = (1, 0) gives sc·q; (0, 1) gives −m.
         let xs: Vec<[i16; 32]> = (0..8).map(|_| random_x(&mut rng)).collect();
-        for (l, d_at, dmin_at, isums) in [
-            (DType::Q4_K, q4_k::D, q4_k::DMIN, q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)),
-            (DType::Q5_K, q5_k::D, q5_k::DMIN, q5_k_isums),
-        ] {
+        for (l, d_at, dmin_at, isums) in
+            [(DType::Q4_K, q4_k::D, q4_k::DMIN, q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)), (DType::Q5_K, q5_k::D, q5_k::DMIN, q5_k_isums)]
+        {
             let mut b = random_rows(&l, 1, 256, &mut rng);
             let mut w_sc = [0.0f32; 256];
             let mut w_m = [0.0f32; 256];
@@ -311,10 +290,7 @@ fn integer_sums_reach_their_stated_bounds_exactly() {
     set_f16(&mut b, q5_1::M, 1.0);
     assert_eq!(q5_1_isum(&b, &x_max) as i64, bound("q5_1"));
     // q4_K / q5_K: all scale and min bits set (sc = m = 63) and every quant at its maximum.
-    for (l, name, isums) in [
-        (DType::Q4_K, "q4_k", q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)),
-        (DType::Q5_K, "q5_k", q5_k_isums),
-    ] {
+    for (l, name, isums) in [(DType::Q4_K, "q4_k", q4_k_isums as fn(&[u8], usize, &[i16], i32) -> (i32, i32)), (DType::Q5_K, "q5_k", q5_k_isums)] {
         let b = vec![0xffu8; l.block_bytes()];
         for s in 0..8 {
             let (isum, msum) = isums(&b, s, &x_min, -32 * 127);
@@ -502,10 +478,7 @@ fn quantizers_match_ggml_reference_bytes() {
         let ty = read_u32(bytes, &mut at);
         let n_elems = read_u32(bytes, &mut at) as usize;
         let dtype = crate::quant::DType::from_ggml_type(ty).expect("a kept ggml type");
-        let x: Vec<f32> = bytes[at..at + 4 * n_elems]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let x: Vec<f32> = bytes[at..at + 4 * n_elems].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         at += 4 * n_elems;
         let row_bytes = dtype.row_bytes(n_elems).unwrap();
         let want = &bytes[at..at + row_bytes];
