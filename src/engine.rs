@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::adapter::AdapterStack;
 use crate::buffer::AlignedBytes;
 use crate::diag::Diagnostics;
-use crate::error::{Error, Result, Status};
+use crate::error::{oom, Error, Result, Status};
 use crate::format::ModelIdentity;
 use crate::model::{self, Model};
 use crate::quant::DType;
@@ -142,12 +142,8 @@ fn invalid(field: &'static str, value: u64, rule: &'static str) -> Error {
     Error::new(Status::InvalidArgument, field, value, rule)
 }
 
-fn oom(field: &'static str, value: usize) -> Error {
-    Error::new(Status::OutOfMemory, field, value as u64, "allocation failed")
-}
-
 fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
-    v.try_reserve(1).map_err(|_| oom(field, v.len() + 1))?;
+    v.try_reserve(1).map_err(|_| oom(field, (v.len() + 1) * 4))?;
     v.push(t);
     Ok(())
 }
@@ -198,7 +194,8 @@ impl Engine {
         work_logits.resize(vocab, 0.0);
         let sampler = match Sampler::try_new(self.settings.sampling, vocab) {
             Ok(s) => s,
-            Err(_) => return Err((oom("sampler", vocab), bytes)),
+            // Candidates (id + value, 8 bytes) and a penalty flag per token.
+            Err(_) => return Err((oom("sampler", vocab * 9), bytes)),
         };
         let kv_dtype = if flags & LOAD_KV_F16 != 0 { model::KvDtype::F16 } else { model::KvDtype::F32 };
         let model = Model::new(bytes, package, context_len, kv_dtype)?;
@@ -240,7 +237,7 @@ impl Engine {
         if stops.len() >= MAX_STOP_STRINGS {
             return Err(Error::new(Status::LimitExceeded, "stop_strings", stops.len() as u64, "at most 8 stop strings"));
         }
-        stops.try_reserve(1).map_err(|_| oom("stop_strings", 1))?;
+        stops.try_reserve(1).map_err(|_| oom("stop_strings", core::mem::size_of::<Vec<u8>>()))?;
         let mut owned = Vec::new();
         owned.try_reserve_exact(s.len()).map_err(|_| oom("stop_string", s.len()))?;
         owned.extend_from_slice(s);
@@ -422,7 +419,7 @@ impl Engine {
                 }
             }
         }
-        tokens.try_reserve(prompt_tokens.len()).map_err(|_| oom("prompt_tokens", prompt_tokens.len()))?;
+        tokens.try_reserve(prompt_tokens.len()).map_err(|_| oom("prompt_tokens", prompt_tokens.len() * 4))?;
         tokens.extend_from_slice(&prompt_tokens);
         let base = if continuing { l.model.kv_len() } else { 0 };
         if tokens.is_empty() && base == 0 {
@@ -431,7 +428,7 @@ impl Engine {
         if base + tokens.len() > l.model.context_len() {
             return Err(Error::new(Status::ContextFull, "prompt_tokens", (base + tokens.len()) as u64, "prompt does not fit in the context"));
         }
-        l.context_tokens.try_reserve(base + tokens.len()).map_err(|_| oom("context_tokens", tokens.len()))?;
+        l.context_tokens.try_reserve(base + tokens.len()).map_err(|_| oom("context_tokens", (base + tokens.len()) * 4))?;
 
         // Commit.
         if !continuing {

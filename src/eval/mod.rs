@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::engine::Engine;
-use crate::error::{Error, Result, Status};
+use crate::error::{oom, Result};
 
 mod cases;
 mod json;
@@ -119,12 +119,6 @@ pub fn run(engine: &mut Engine, cases: &[u8]) -> Result<()> {
 }
 
 // ---- Allocation that reports instead of trapping ----------------------------------------------
-
-/// Allocation failures while reading or running a suite are statuses, not traps: the host may have
-/// capped memory (see FORMAT.md "Resource caps").
-fn oom(what: &'static str, bytes: usize) -> Error {
-    Error::new(Status::OutOfMemory, what, bytes as u64, "allocation failed (bytes requested)")
-}
 
 fn try_push<T>(v: &mut Vec<T>, item: T, what: &'static str) -> Result<()> {
     v.try_reserve(1).map_err(|_| oom(what, core::mem::size_of::<T>()))?;

@@ -15,7 +15,7 @@ use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 use crate::buffer::AlignedBytes;
-use crate::error::{Error, Result, Status};
+use crate::error::{oom, Error, Result, Status};
 use crate::field;
 use crate::format::{Hyperparams, Package, TensorEntry};
 use crate::quant::{self, QuantizedActivations};
@@ -224,10 +224,6 @@ fn try_vec(len: usize) -> core::result::Result<Vec<f32>, TryReserveError> {
     v.try_reserve_exact(len)?;
     v.resize(len, 0.0);
     Ok(v)
-}
-
-fn oom(what: &'static str, bytes: usize) -> Error {
-    Error::new(Status::OutOfMemory, what, bytes as u64, "allocation failed (bytes requested)")
 }
 
 impl Model {
