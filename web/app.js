@@ -154,7 +154,7 @@ function showDiagnostics({ diagnostics: d, features }) {
         ["Assembly CRC", hex(d.assembly_state_crc)],
         ["Layout CRC", hex(d.tensor_layout_crc)],
         ["Tokenizer CRC", hex(d.tokenizer_crc)],
-        ["Chat format", d.chat_template === 1 ? "ChatML" : "none"],
+        ["Chat format", chatFormatName(d.chat_template)],
         ["Tokens since load", String(d.total_generated_tokens)],
       ]
     : [["Model", "none"], ["Linear memory", bytes(d.linear_memory_bytes)]];
@@ -170,6 +170,14 @@ function showDiagnostics({ diagnostics: d, features }) {
     }),
   );
   setBusy(state.busy);
+}
+
+/**
+ * The package's chat template as shown (diagnostics `chat_template`, abi/FORMAT.md): both are
+ * ChatML and differ in the default system prompt, so Qwen's is named.
+ */
+function chatFormatName(template) {
+  return { 0: "none", 1: "ChatML", 2: "ChatML (Qwen)" }[template] ?? `template ${template}`;
 }
 
 // ---- loading a model --------------------------------------------------------------------------
@@ -225,8 +233,8 @@ async function loadModel(source, name) {
     showDiagnostics({ diagnostics });
     const d = diagnostics;
     $("model-summary").textContent = `${name}: ${d.n_params.toLocaleString("en")} parameters, ${d.quant_name}, context ${d.context_len}, ` +
-      `${d.chat_template === 1 ? "ChatML chat" : "no chat template (use raw prompts)"}.`;
-    if (d.chat_template !== 1) document.querySelector('input[name="mode"][value="raw"]').checked = true;
+      `${d.chat_template === 0 ? "no chat template (use raw prompts)" : `${chatFormatName(d.chat_template)} chat`}.`;
+    if (d.chat_template === 0) document.querySelector('input[name="mode"][value="raw"]').checked = true;
     setStatus(`Ready: ${name}`);
   } catch (e) {
     bar.hidden = true;
