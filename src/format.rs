@@ -392,8 +392,14 @@ fn check_hparams(h: &RawHeader) -> Result<(Hyperparams, DType)> {
         p.norm =
             NormKind::from_code(b.norm_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.norm_kind", b.norm_kind as u64, "must be 0 (RMSNorm)"))?;
     }
+    // v1 is exactly what it always was: the four v1 storage modes; the other dtypes need v2.
     let quant = u8::try_from(h.quant_mode).ok().and_then(DType::from_code);
-    let quant = quant.ok_or_else(|| bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
+    let quant = match (quant, &h.v2) {
+        (Some(q), Some(_)) => q,
+        (Some(q), None) if DType::V1_STORAGE.contains(&q) => q,
+        (_, Some(_)) => return Err(bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)")),
+        (_, None) => return Err(bad(Status::BadQuantMode, "header.quant_mode", h.quant_mode as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1 in format v1")),
+    };
     if h.n_tensors > MAX_TENSORS {
         return Err(bad(Status::LimitExceeded, "header.n_tensors", h.n_tensors as u64, "must be at most 4096"));
     }
@@ -431,8 +437,11 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
         let name = owned;
         let named = |field: &str| field!("tensor[{}].{}", name, field);
         let code = r.u8("dtype")?;
-        let dtype = DType::from_code(code)
-            .ok_or_else(|| bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)"))?;
+        let dtype = match DType::from_code(code) {
+            Some(d) if h.v2.is_some() || DType::V1_STORAGE.contains(&d) => d,
+            Some(_) => return Err(bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be 0 f32, 1 q8_0, 2 q4_0 or 3 q4_1 in format v1")),
+            None => return Err(bad(Status::UnsupportedDtype, named("dtype"), code as u64, "must be a dtype code 0..=9 (FORMAT.md, Dtypes)")),
+        };
         let rank = r.u8("rank")?;
         if rank != 1 && rank != 2 {
             return Err(bad(Status::BadTensorShape, named("rank"), rank as u64, "must be 1 or 2"));
