@@ -99,10 +99,25 @@ run: wasm harness model
 examples: wasm harness
 	$(TRL) examples examples
 
-# Speed, side by side in one run: wasm (wasmtime), native, and llama.cpp (installed into .cache on
-# first use). Results land in target/bench/results.{json,md}.
-bench: wasm wasm-relaxed harness model
-	$(TRL) bench --models $(MODELS) --llama-cpp --wasm-relaxed $(RELAXED_WASM) $(BENCH_ARGS)
+# Speed, side by side in one run: wasm (wasmtime), native, and llama.cpp (llama-cpp-python from
+# LLAMA_CPP_SITE, installed into .cache on first use; to use another build, e.g.
+# `make bench LLAMA_CPP_SITE=DIR LLAMA_CPP_LIB_PATH=DIR/with/libllama.so`), on SmolLM2 in every
+# storage mode (Q4_K_M made from the shipped Q4_1 GGUF by llama.cpp's quantizer, cached where the
+# bench's llama.cpp side caches its requantized files, then packed as shipped) and on Qwen2.5-Coder
+# 0.5B and 1.5B Q4_K_M beside their GGUFs. Results land in target/bench/results.{json,md}.
+LLAMA_CPP_SITE ?= .cache/llama-cpp-python
+SMOLLM_Q4_K_M_GGUF := .cache/smollm2-q4_k_m.gguf
+BENCH_EXTRA = $(foreach m,$(QWEN_MODELS),--extra "$(subst -instruct-q4_k_m,,$(m)) q4_k_m=$(MODELS)/$(m).slm=$(TRL_CACHE)/gguf/$(m).gguf")
+bench: wasm wasm-relaxed harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) | $(LLAMA_CPP_SITE)/llama_cpp
+	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --wasm-relaxed $(RELAXED_WASM) $(BENCH_EXTRA) $(BENCH_ARGS)
+
+$(SMOLLM_Q4_K_M_GGUF): $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
+	@mkdir -p $(dir $@)
+	PYTHONPATH=$(LLAMA_CPP_SITE)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON) harness/scripts/quantize_gguf.py --gguf $(GGUF) --quant q4_k_m -o $@
+
+# Every tensor in the dtype llama.cpp's quantizer chose (no --quant), like the Qwen packages.
+$(MODELS)/smollm2-135m-q4_k_m.slm: $(SMOLLM_Q4_K_M_GGUF) | harness
+	$(TRL) pack --gguf $(SMOLLM_Q4_K_M_GGUF) -o $@.partial && mv $@.partial $@
 
 clean:
 	cargo clean
@@ -145,7 +160,6 @@ bench-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q
 
 # GGUFs in other storage modes for wllama, made from the shipped Q4_1 GGUF by llama.cpp's own
 # quantizer, the route `make bench` takes for native llama.cpp (llama-cpp-python in .cache/).
-LLAMA_CPP_SITE := .cache/llama-cpp-python
 $(LLAMA_CPP_SITE)/llama_cpp:
 	@echo "installing llama-cpp-python into $(LLAMA_CPP_SITE) (builds llama.cpp from source; several minutes)"
 	CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF" $(PYTHON) -m pip install --quiet --target $(LLAMA_CPP_SITE) llama-cpp-python

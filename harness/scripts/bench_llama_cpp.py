@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """llama.cpp side of `trl bench`: single-threaded load, prefill and decode timings as JSON.
 
-The shipped GGUF is Q4_1; other storage modes are made with llama.cpp's own quantizer (cached next
-to the install). Prefill evaluates the whole prompt in one batch; decode feeds back greedy tokens one
+The shipped SmolLM2 GGUF is Q4_1; with --quant, other storage modes are made from it with llama.cpp's
+own quantizer (cached in --cache as smollm2-QUANT.gguf). Without --quant the GGUF runs as given
+(the Qwen2.5 Q4_K_M files). Prefill evaluates the whole prompt in one batch; decode feeds back greedy tokens one
 at a time without stopping at end-of-generation, like `trl bench` does with IGNORE_EOG.
 """
 import argparse, json, os, statistics, sys, time
 import llama_cpp
 
-FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3}
+# llama_ftype values (llama.h): ALL_F32, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q4_K_M.
+FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q4_k_m": 15}
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--gguf", required=True)
-ap.add_argument("--quant", required=True, choices=FTYPES)
+ap.add_argument("--quant", choices=FTYPES, help="requantize the (Q4_1) --gguf to this storage mode first")
 ap.add_argument("--cache", required=True)
 ap.add_argument("--prompt", required=True)
 ap.add_argument("--decode", type=int, default=128)
@@ -20,7 +22,7 @@ ap.add_argument("--runs", type=int, default=3)
 a = ap.parse_args()
 
 path = a.gguf
-if a.quant != "q4_1":
+if a.quant is not None and a.quant != "q4_1":
     path = os.path.join(a.cache, f"smollm2-{a.quant}.gguf")
     if not os.path.exists(path):
         params = llama_cpp.llama_model_quantize_default_params()

@@ -12,8 +12,9 @@ import argparse, os, sys
 
 import llama_cpp
 
-# llama_ftype values (llama.h): LLAMA_FTYPE_ALL_F32, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1.
-FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3}
+# llama_ftype values (llama.h): LLAMA_FTYPE_ALL_F32, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1,
+# MOSTLY_Q4_K_M.
+FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q4_k_m": 15}
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--gguf", required=True, help="source GGUF")

@@ -23,6 +23,9 @@ ideas travelled across Europe faster than ever before. ";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Figures {
+    /// The model and storage mode as the tables name them: the storage mode alone for the
+    /// SmolLM2 sweep, the `--extra` label otherwise. Rows with the same label are compared.
+    pub label: String,
     pub engine: String,
     pub package: String,
     pub quant: String,
@@ -34,6 +37,10 @@ pub struct Figures {
     pub decode_tokens: usize,
     pub decode_tokens_per_s: f64,
     pub peak_memory_bytes: u64,
+    /// The package's size and the KV cache the module allocated for the bench context (wasm rows;
+    /// 0 elsewhere): what peak memory is held against.
+    pub package_bytes: u64,
+    pub kv_cache_bytes: u64,
     pub runs: usize,
 }
 
@@ -108,8 +115,9 @@ struct Samples {
 }
 
 impl Samples {
-    fn figures(self, engine: &str, package: &Path, quant: String, cfg: &BenchConfig, peak_memory_bytes: u64) -> Figures {
+    fn figures(self, label: &str, engine: &str, package: &Path, quant: String, cfg: &BenchConfig, peak_memory_bytes: u64) -> Figures {
         Figures {
+            label: label.into(),
             engine: engine.into(),
             package: package.display().to_string(),
             quant,
@@ -120,6 +128,8 @@ impl Samples {
             decode_tokens: cfg.decode_tokens,
             decode_tokens_per_s: median(self.decode),
             peak_memory_bytes,
+            package_bytes: 0,
+            kv_cache_bytes: 0,
             runs: cfg.runs,
         }
     }
@@ -130,11 +140,12 @@ pub const WASM_ENGINE: &str = "tinyrustlm wasm (wasmtime)";
 /// Engine label of the relaxed-SIMD flavour.
 pub const WASM_RELAXED_ENGINE: &str = "tinyrustlm wasm, relaxed SIMD (wasmtime)";
 
-pub fn bench_wasm(module: &ModuleFile, engine: &str, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
+pub fn bench_wasm(module: &ModuleFile, label: &str, engine: &str, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
     let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
     let mut samples = Samples::default();
     let mut peak = 0u64;
     let mut quant = String::new();
+    let mut kv_cache_bytes = 0;
     for _ in 0..cfg.runs {
         let mut rt = Runtime::new(module)?;
         let t = Instant::now();
@@ -157,9 +168,14 @@ pub fn bench_wasm(module: &ModuleFile, engine: &str, package: &Path, cfg: &Bench
         anyhow::ensure!(n == cfg.decode_tokens, "generated {n} tokens, wanted {}", cfg.decode_tokens);
         samples.decode.push(n as f64 * 1000.0 / ms(t));
         peak = peak.max(rt.memory_size() as u64);
-        quant = quant_name(rt.diagnostics()?.quant_mode);
+        let diagnostics = rt.diagnostics()?;
+        quant = quant_name(diagnostics.quant_mode);
+        kv_cache_bytes = diagnostics.kv_cache_bytes;
     }
-    Ok(samples.figures(engine, package, quant, cfg, peak))
+    let mut figures = samples.figures(label, engine, package, quant, cfg, peak);
+    figures.package_bytes = bytes.len() as u64;
+    figures.kv_cache_bytes = kv_cache_bytes;
+    Ok(figures)
 }
 
 fn quant_name(code: u32) -> String {
@@ -168,6 +184,12 @@ fn quant_name(code: u32) -> String {
         1 => "q8_0",
         2 => "q4_0",
         3 => "q4_1",
+        4 => "f16",
+        5 => "q5_0",
+        6 => "q5_1",
+        7 => "q4_k",
+        8 => "q5_k",
+        9 => "q6_k",
         _ => "?",
     }
     .to_string()
@@ -179,7 +201,7 @@ fn native_clock() -> f64 {
 }
 
 /// The same crate compiled for this machine (scalar kernels: SIMD128 exists only on wasm).
-pub fn bench_native(package: &Path, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
+pub fn bench_native(label: &str, package: &Path, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
     use tinyrustlm::buffer::AlignedBytes;
     use tinyrustlm::engine::{Engine, ResultKind};
     let bytes = std::fs::read(package)?;
@@ -203,38 +225,88 @@ pub fn bench_native(package: &Path, prompt: &str, cfg: &BenchConfig) -> Result<F
         samples.decode.push(n as f64 * 1000.0 / ms(t));
         quant = quant_name(engine.diagnostics(0).quant_mode.map_or(u32::MAX, u32::from));
     }
-    Ok(samples.figures("tinyrustlm native (scalar kernels)", package, quant, cfg, 0))
+    Ok(samples.figures(label, "tinyrustlm native (scalar kernels)", package, quant, cfg, 0))
 }
 
-/// llama.cpp through llama-cpp-python, installed on request into `cache`.
-pub fn bench_llama_cpp(cache: &Path, gguf: &Path, quant: &str, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
-    let site = cache.join("llama-cpp-python");
+/// Where llama-cpp-python comes from: a folder that already holds it (`--llama-cpp-python`; its
+/// shared libraries may live elsewhere, named by `LLAMA_CPP_LIB_PATH`, which the script inherits),
+/// or `CACHE/llama-cpp-python`, installed there on first use.
+pub enum LlamaCppPython {
+    Existing(PathBuf),
+    InstallInto(PathBuf),
+}
+
+impl LlamaCppPython {
+    /// The folder to put on `PYTHONPATH`, installing llama-cpp-python first when that is the plan.
+    fn site(&self) -> Result<&Path> {
+        match self {
+            LlamaCppPython::Existing(site) => {
+                anyhow::ensure!(site.join("llama_cpp").is_dir(), "{} has no llama_cpp/ package (--llama-cpp-python)", site.display());
+                Ok(site)
+            }
+            LlamaCppPython::InstallInto(site) => {
+                install_llama_cpp_python(site)?;
+                Ok(site)
+            }
+        }
+    }
+}
+
+/// Which GGUF llama.cpp runs: the file as given, or the shipped one requantized to a storage mode
+/// by llama.cpp's quantizer (cached in `--cache` by the script).
+pub enum LlamaGguf<'a> {
+    AsIs(&'a Path),
+    Requantized { source: &'a Path, quant: &'a str },
+}
+
+fn install_llama_cpp_python(site: &Path) -> Result<()> {
     if !site.join("llama_cpp").exists() {
         eprintln!("installing llama-cpp-python into {} (builds llama.cpp from source; several minutes)…", site.display());
         let status = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "--target"])
-            .arg(&site)
+            .arg(site)
             .arg("llama-cpp-python")
             .env("CMAKE_ARGS", "-DGGML_NATIVE=ON -DGGML_OPENMP=OFF")
             .status()
             .context("running pip")?;
         anyhow::ensure!(status.success(), "pip install llama-cpp-python failed");
     }
+    Ok(())
+}
+
+/// `site` ahead of the inherited PYTHONPATH, so dependencies installed elsewhere (diskcache beside
+/// a separate build) still resolve.
+fn python_path(site: &Path) -> std::ffi::OsString {
+    let inherited = std::env::var_os("PYTHONPATH").unwrap_or_default();
+    let paths = std::iter::once(site.to_path_buf()).chain(std::env::split_paths(&inherited));
+    std::env::join_paths(paths).unwrap_or_else(|_| site.as_os_str().to_owned())
+}
+
+/// llama.cpp through llama-cpp-python, single-threaded, on the same prompt as the other engines.
+pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf: LlamaGguf, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
+    let site = python.site()?;
+    let (gguf_args, quant) = match gguf {
+        LlamaGguf::AsIs(path) => (vec![path.display().to_string()], label.to_string()),
+        LlamaGguf::Requantized { source, quant } => (vec![source.display().to_string(), "--quant".into(), quant.into()], quant.to_string()),
+    };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_llama_cpp.py");
     let out = Command::new("python3")
         .arg(&script)
-        .args(["--gguf", &gguf.display().to_string(), "--quant", quant, "--cache", &cache.display().to_string()])
+        .arg("--gguf")
+        .args(&gguf_args)
+        .args(["--cache", &cache.display().to_string()])
         .args(["--prompt", prompt, "--decode", &cfg.decode_tokens.to_string(), "--runs", &cfg.runs.to_string()])
-        .env("PYTHONPATH", &site)
+        .env("PYTHONPATH", python_path(site))
         .output()
         .context("running bench_llama_cpp.py")?;
     anyhow::ensure!(out.status.success(), "llama.cpp benchmark failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing llama.cpp figures")?;
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok(Figures {
+        label: label.into(),
         engine: "llama.cpp native (1 thread)".into(),
         package: v["gguf"].as_str().unwrap_or_default().to_string(),
-        quant: quant.to_string(),
+        quant,
         load_ms: f("load_ms"),
         copy_ms: f64::NAN,
         prefill_tokens: v["prompt_tokens"].as_u64().unwrap_or(0) as usize,
@@ -242,8 +314,20 @@ pub fn bench_llama_cpp(cache: &Path, gguf: &Path, quant: &str, prompt: &str, cfg
         decode_tokens: cfg.decode_tokens,
         decode_tokens_per_s: f("decode_tokens_per_s"),
         peak_memory_bytes: 0,
+        package_bytes: 0,
+        kv_cache_bytes: 0,
         runs: cfg.runs,
     })
+}
+
+/// `LABEL=PACKAGE` or `LABEL=PACKAGE=GGUF` (`trl bench --extra`).
+pub fn parse_extra(spec: &str) -> Result<(String, PathBuf, Option<PathBuf>)> {
+    let parts: Vec<&str> = spec.split('=').collect();
+    match parts[..] {
+        [label, package] if !label.is_empty() && !package.is_empty() => Ok((label.into(), package.into(), None)),
+        [label, package, gguf] if !label.is_empty() && !package.is_empty() && !gguf.is_empty() => Ok((label.into(), package.into(), Some(gguf.into()))),
+        _ => bail!("--extra {spec:?}: expected LABEL=PACKAGE or LABEL=PACKAGE=GGUF"),
+    }
 }
 
 pub fn machine_description() -> String {
@@ -270,26 +354,101 @@ pub fn markdown(report: &Report) -> String {
         let mem = if r.peak_memory_bytes == 0 { "–".to_string() } else { format!("{:.0}", r.peak_memory_bytes as f64 / 1048576.0) };
         s.push_str(&format!(
             "| {} | {} | {:.0}{} | {:.1} | {:.1} | {} |\n",
-            r.quant, r.engine, r.load_ms, copy, r.prefill_tokens_per_s, r.decode_tokens_per_s, mem
+            r.label, r.engine, r.load_ms, copy, r.prefill_tokens_per_s, r.decode_tokens_per_s, mem
         ));
     }
     // Ratios against llama.cpp where both were measured in this run.
     let mut ratios = String::new();
     for w in report.results.iter().filter(|r| r.engine.starts_with("tinyrustlm wasm")) {
-        if let Some(l) = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.quant == w.quant) {
-            ratios.push_str(&format!(
-                "| {}{} | {:.2} | {:.2} | {:.2} |\n",
-                w.quant,
-                if w.engine == WASM_RELAXED_ENGINE { " (relaxed SIMD)" } else { "" },
-                w.decode_tokens_per_s / l.decode_tokens_per_s,
-                w.prefill_tokens_per_s / l.prefill_tokens_per_s,
-                w.load_ms / w.copy_ms
-            ));
-        }
+        let llama = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.label == w.label);
+        let against_llama = |ours: f64, theirs: Option<f64>| theirs.map_or("–".to_string(), |t| format!("{:.2}", ours / t));
+        ratios.push_str(&format!(
+            "| {}{} | {} | {} | {:.2} | {} |\n",
+            w.label,
+            if w.engine == WASM_RELAXED_ENGINE { " (relaxed SIMD)" } else { "" },
+            against_llama(w.decode_tokens_per_s, llama.map(|l| l.decode_tokens_per_s)),
+            against_llama(w.prefill_tokens_per_s, llama.map(|l| l.prefill_tokens_per_s)),
+            w.load_ms / w.copy_ms,
+            memory_ratio(w),
+        ));
     }
     if !ratios.is_empty() {
-        s.push_str("\n| storage | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy |\n|---|---|---|---|\n");
+        s.push_str(
+            "\n| storage | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy | peak memory ÷ (package + KV cache) |\n|---|---|---|---|---|\n",
+        );
         s.push_str(&ratios);
     }
     s
+}
+
+/// Peak linear memory over what the model must hold (the package and the KV cache), "–" when
+/// either is unknown.
+fn memory_ratio(r: &Figures) -> String {
+    let floor = r.package_bytes + r.kv_cache_bytes;
+    if r.peak_memory_bytes == 0 || floor == 0 {
+        return "–".into();
+    }
+    format!("{:.2}", r.peak_memory_bytes as f64 / floor as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(label: &str, engine: &str, prefill: f64, decode: f64) -> Figures {
+        Figures {
+            label: label.into(),
+            engine: engine.into(),
+            package: String::new(),
+            quant: String::new(),
+            load_ms: 20.0,
+            copy_ms: 10.0,
+            prefill_tokens: 32,
+            prefill_tokens_per_s: prefill,
+            decode_tokens: 16,
+            decode_tokens_per_s: decode,
+            peak_memory_bytes: 0,
+            package_bytes: 0,
+            kv_cache_bytes: 0,
+            runs: 1,
+        }
+    }
+
+    #[test]
+    fn extra_specs_parse_with_and_without_a_gguf() {
+        let (label, package, gguf) = parse_extra("qwen 0.5b=a.slm=b.gguf").unwrap();
+        assert_eq!((label.as_str(), package, gguf), ("qwen 0.5b", PathBuf::from("a.slm"), Some(PathBuf::from("b.gguf"))));
+        assert_eq!(parse_extra("x=a.slm").unwrap().2, None);
+        for bad in ["x", "=a.slm", "x=", "x=a.slm=", "x=a=b=c"] {
+            assert!(parse_extra(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ratios_pair_rows_by_label_and_hold_memory_against_package_plus_kv() {
+        let mut ours = row("qwen q4_k_m", WASM_ENGINE, 50.0, 30.0);
+        ours.peak_memory_bytes = 1100;
+        ours.package_bytes = 900;
+        ours.kv_cache_bytes = 100;
+        let results = vec![
+            ours,
+            row("smol q4_k_m", "llama.cpp native (1 thread)", 1000.0, 1000.0),
+            row("qwen q4_k_m", "llama.cpp native (1 thread)", 200.0, 40.0),
+            row("smol q4_k_m", WASM_ENGINE, 10.0, 10.0),
+        ];
+        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results });
+        assert!(md.contains("| qwen q4_k_m | 0.75 | 0.25 | 2.00 | 1.10 |"), "{md}");
+        // No package size known: the memory ratio is left blank rather than invented.
+        assert!(md.contains("| smol q4_k_m | 0.01 | 0.01 | 2.00 | – |"), "{md}");
+    }
+
+    #[test]
+    fn a_wasm_row_without_llama_cpp_still_gets_its_memory_ratio() {
+        let mut ours = row("solo", WASM_ENGINE, 1.0, 1.0);
+        ours.peak_memory_bytes = 300;
+        ours.package_bytes = 200;
+        ours.kv_cache_bytes = 100;
+        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results: vec![ours] });
+        assert!(md.contains("| solo | – | – | 2.00 | 1.00 |"), "{md}");
+    }
 }

@@ -101,9 +101,15 @@ struct BenchArgs {
     /// Folder with smollm2-135m-{quant}.slm packages (from `make model`).
     #[arg(long, default_value = "models")]
     models: PathBuf,
-    /// Storage modes to measure (those whose package exists).
-    #[arg(long, value_delimiter = ',', default_value = "f32,q8_0,q4_0,q4_1")]
+    /// Storage modes to measure (those whose package exists). llama.cpp runs the shipped Q4_1 GGUF
+    /// requantized to each by its own quantizer (q4_k_m: the package `make bench` packs from that).
+    #[arg(long, value_delimiter = ',', default_value = "f32,q8_0,q4_0,q4_1,q4_k_m")]
     quant: Vec<String>,
+    /// Another model to measure after the SmolLM2 sweep, as `LABEL=PACKAGE` or
+    /// `LABEL=PACKAGE=GGUF` (llama.cpp runs the GGUF as given). Repeatable; a model whose package
+    /// is missing is skipped with a note.
+    #[arg(long, value_name = "LABEL=PACKAGE[=GGUF]")]
+    extra: Vec<String>,
     #[arg(long, default_value_t = 3)]
     runs: usize,
     #[arg(long, default_value_t = 128)]
@@ -125,6 +131,12 @@ struct BenchArgs {
     wasm_relaxed: Option<PathBuf>,
     #[arg(long, default_value = ".cache")]
     cache: PathBuf,
+    /// An existing llama-cpp-python (a folder holding `llama_cpp/`, put on PYTHONPATH; default
+    /// $TRL_LLAMA_CPP_PYTHON, else CACHE/llama-cpp-python, installed there on first use). Its shared
+    /// libraries may live elsewhere: set LLAMA_CPP_LIB_PATH, which the script inherits (as it does
+    /// PYTHONPATH, after DIR, for dependencies kept apart).
+    #[arg(long, value_name = "DIR")]
+    llama_cpp_python: Option<PathBuf>,
     /// Where to write results.json and results.md.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -599,35 +611,64 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
         load_flags: if a.kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 },
     };
     let gguf = a.models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let mut results = Vec::new();
+    let python = match a.llama_cpp_python.clone().or_else(|| std::env::var_os("TRL_LLAMA_CPP_PYTHON").map(PathBuf::from)) {
+        Some(dir) => LlamaCppPython::Existing(dir),
+        None => LlamaCppPython::InstallInto(a.cache.join("llama-cpp-python")),
+    };
+    let mut models = Vec::new();
     for q in &a.quant {
         let package = a.models.join(format!("smollm2-135m-{q}.slm"));
         if !package.exists() {
-            eprintln!("skipping {q}: {} not found (make model)", package.display());
+            let how = if q == "q4_k_m" { "make bench" } else { "make model" };
+            eprintln!("skipping {q}: {} not found ({how})", package.display());
             continue;
         }
+        models.push((q.clone(), package, Some(LlamaGguf::Requantized { source: &gguf, quant: q })));
+    }
+    let extras: Vec<(String, PathBuf, Option<PathBuf>)> = a.extra.iter().map(|e| parse_extra(e)).collect::<Result<_>>()?;
+    for (label, package, extra_gguf) in &extras {
+        if !package.exists() {
+            eprintln!("skipping {label}: {} not found", package.display());
+            continue;
+        }
+        let llama = match extra_gguf {
+            Some(g) if g.exists() => Some(LlamaGguf::AsIs(g)),
+            Some(g) => {
+                if a.llama_cpp {
+                    eprintln!("{label}: no llama.cpp row, {} not found", g.display());
+                }
+                None
+            }
+            None => None,
+        };
+        models.push((label.clone(), package.clone(), llama));
+    }
+    let mut results = Vec::new();
+    for (label, package, llama_gguf) in models {
+        let q = &label;
         eprintln!("{q}: wasm…");
-        let w = bench_wasm(&module, WASM_ENGINE, &package, &cfg)?;
+        let w = bench_wasm(&module, q, WASM_ENGINE, &package, &cfg)?;
         eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", w.load_ms, w.prefill_tokens_per_s, w.decode_tokens_per_s);
         results.push(w);
         if let Some(relaxed) = &relaxed {
             eprintln!("{q}: wasm, relaxed SIMD…");
-            let r = bench_wasm(relaxed, WASM_RELAXED_ENGINE, &package, &cfg)?;
+            let r = bench_wasm(relaxed, q, WASM_RELAXED_ENGINE, &package, &cfg)?;
             eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", r.load_ms, r.prefill_tokens_per_s, r.decode_tokens_per_s);
             results.push(r);
         }
         let mut rt = Runtime::new(&module)?;
         rt.load_model(&std::fs::read(&package)?, 512)?;
         let prompt = prompt_of(&mut rt, a.prompt_tokens)?;
+        drop(rt);
         if !a.no_native {
             eprintln!("{q}: native…");
-            let n = bench_native(&package, &prompt, &cfg)?;
+            let n = bench_native(q, &package, &prompt, &cfg)?;
             eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", n.load_ms, n.prefill_tokens_per_s, n.decode_tokens_per_s);
             results.push(n);
         }
-        if a.llama_cpp {
+        if let (true, Some(llama_gguf)) = (a.llama_cpp, llama_gguf) {
             eprintln!("{q}: llama.cpp…");
-            let l = bench_llama_cpp(&a.cache, &gguf, q, &prompt, &cfg)?;
+            let l = bench_llama_cpp(&python, &a.cache, q, llama_gguf, &prompt, &cfg)?;
             eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", l.load_ms, l.prefill_tokens_per_s, l.decode_tokens_per_s);
             results.push(l);
         }
