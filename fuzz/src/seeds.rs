@@ -10,7 +10,7 @@ use harness::synth::synthetic_model;
 use tinyrustlm::quant::DType;
 
 use super::abi_sequence::{Op, ProgramWriter};
-use super::checks::{byte_level_spec, parent_packages, sentencepiece_spec, tiny_shape, MODEL_SEED};
+use super::checks::{byte_level_spec, parent_packages, sentencepiece_spec, tiny_shape, v2_packages, MODEL_SEED};
 
 pub const TARGETS: &[&str] = &["slm1", "adp1", "asp1", "alr1", "tokenizer", "eval_cases", "gguf", "abi_sequence"];
 
@@ -54,6 +54,9 @@ fn slm1() -> Vec<(String, Vec<u8>)> {
     let base = synthetic_model(&tiny_shape(true), MODEL_SEED);
     out.push(("seed-q8_0-gpt2.slm".into(), package::write(&with_tokenizer(base.clone(), byte_level_spec(PreTokenizer::Smollm)), DType::Q8_0).unwrap()));
     out.push(("seed-q4_1-sentencepiece.slm".into(), package::write(&with_tokenizer(base, sentencepiece_spec(true)), DType::Q4_1).unwrap()));
+    for (arch, pkg) in v2_packages() {
+        out.push((format!("seed-v2-{arch}-mixed.slm"), pkg));
+    }
     out
 }
 
@@ -101,7 +104,43 @@ fn adapters(kind: Kind) -> Vec<(String, Vec<u8>)> {
         let spec = AdapterSpec { kind, parent, scale: 0.75, targets };
         out.push((format!("seed-{}-{}.adp", kind.name(), quant.name()), spec.to_bytes()));
     }
+    for (arch, pkg) in v2_packages() {
+        out.push((format!("seed-{}-v2-{arch}.adp", kind.name()), v2_adapter(kind, &pkg).to_bytes()));
+    }
     out
+}
+
+/// An adapter of `kind` on the matrices of a v2 parent that are not in v1's dtypes (every k-quant,
+/// q5_0, q5_1, f16), so the patcher's 256-element super-blocks and 32-blocks of five-bit and f16
+/// tensors are where the fuzzer starts.
+fn v2_adapter(kind: Kind, pkg: &[u8]) -> AdapterSpec {
+    let parsed = tinyrustlm::format::parse(pkg).unwrap();
+    let targets = parsed
+        .tensors
+        .iter()
+        .filter(|t| !DType::V1_STORAGE.contains(&t.dtype) && t.rows > 1)
+        .enumerate()
+        .map(|(k, t)| {
+            let (rows, cols) = (t.rows as u32, t.row_len as u32);
+            let delta = match kind {
+                // Alternate f32 and q8_0 payloads over the targets.
+                Kind::Dense if k % 2 == 0 => Delta::DenseF32(ramp(rows * cols, 0.01)),
+                Kind::Dense => {
+                    let row_bytes = DType::Q8_0.row_bytes(cols as usize).unwrap();
+                    let mut q8 = vec![0u8; rows as usize * row_bytes];
+                    for (row, dst) in q8.chunks_exact_mut(row_bytes).enumerate() {
+                        tinyrustlm::quant::quantize_row(DType::Q8_0, &ramp(cols, 0.01 * (row % 7 + 1) as f32), dst);
+                    }
+                    Delta::DenseQ8_0(q8)
+                }
+                // One element in the first block, one in the last: the blocks between stay as shipped.
+                Kind::Sparse => Delta::Sparse(vec![(1, 0.5), (rows * cols - 1, -0.25)]),
+                Kind::LowRank => Delta::LowRank { rank: 1, a: ramp(cols, 0.1), b: ramp(rows, 0.1) },
+            };
+            TargetSpec { name: t.name.to_string(), rows, cols, delta }
+        })
+        .collect();
+    AdapterSpec { kind, parent: parsed.identity, scale: 0.75, targets }
 }
 
 fn tokenizer() -> Vec<(String, Vec<u8>)> {
