@@ -10,11 +10,12 @@
 use std::cell::RefCell;
 
 use harness::package;
-use harness::spec::{ChatTemplate, MergeSpec, PreTokenizer, TokenSpec, TokenizerKind, TokenizerSpec};
+use harness::spec::{ChatTemplate, MergeSpec, ModelSpec, PreTokenizer, TensorData, TokenSpec, TokenizerKind, TokenizerSpec};
 use harness::synth::{synthetic_model, SynthShape};
 use tinyrustlm::buffer::AlignedBytes;
 use tinyrustlm::engine::{Engine, ResultKind};
 use tinyrustlm::error::Error;
+use tinyrustlm::model::arch::{Arch, RopeKind};
 use tinyrustlm::quant::DType;
 use tinyrustlm::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -54,6 +55,55 @@ pub fn parent_packages() -> Vec<Vec<u8>> {
             package::write(&synthetic_model(&tiny_shape(tied), MODEL_SEED), q).expect("synthetic package")
         })
         .collect()
+}
+
+/// SLM1 v2 synthetic models the targets use, with every dtype of v2 kept as shipped: a qwen2 one
+/// (Q/K/V biases, NEOX RoPE, `head_dim` 128 so `n_heads · head_dim` = 256 is not `dim` = 32) and
+/// a llama one (v2 only because its dtypes are mixed). `ffn_dim` 256 and the qwen2 `attn_output`
+/// rows of 256 are what let k-quant super-blocks in; the 32-wide rows take the 32-blocks.
+pub fn v2_models() -> Vec<(&'static str, ModelSpec)> {
+    let llama = synthetic_model(&SynthShape { ffn_dim: 256, ..tiny_shape(true) }, MODEL_SEED).hparams;
+    let qwen2 = harness::spec::Hyperparams { arch: Arch::Qwen2, head_dim: 128, rope: RopeKind::Neox, qkv_bias: true, rope_theta: 1e6, ..llama.clone() };
+    let qwen2_dtypes: &[(&str, DType)] = &[
+        ("token_embd.weight", DType::Q8_0),
+        ("attn_q.weight", DType::Q5_0),
+        ("attn_k.weight", DType::F16),
+        ("attn_v.weight", DType::Q5_1),
+        ("attn_output.weight", DType::Q4_K),
+        ("ffn_gate.weight", DType::Q8_0),
+        ("ffn_up.weight", DType::Q4_0),
+        ("ffn_down.weight", DType::Q6_K),
+    ];
+    let llama_dtypes: &[(&str, DType)] = &[
+        ("token_embd.weight", DType::Q8_0),
+        ("output.weight", DType::F16),
+        ("attn_q.weight", DType::Q4_1),
+        ("attn_k.weight", DType::F32),
+        ("attn_v.weight", DType::Q8_0),
+        ("attn_output.weight", DType::Q5_0),
+        ("ffn_gate.weight", DType::F16),
+        ("ffn_up.weight", DType::Q4_0),
+        ("ffn_down.weight", DType::Q5_K),
+    ];
+    let untied_llama = harness::spec::Hyperparams { tied_embeddings: false, ..llama };
+    vec![
+        ("qwen2", with_dtypes(harness::synth::synthetic_model_for(qwen2, MODEL_SEED), qwen2_dtypes)),
+        ("llama", with_dtypes(harness::synth::synthetic_model_for(untied_llama, MODEL_SEED), llama_dtypes)),
+    ]
+}
+
+/// Encodes each matrix in the dtype its name ends with in `dtypes` (kept as shipped by the writer).
+fn with_dtypes(mut spec: ModelSpec, dtypes: &[(&str, DType)]) -> ModelSpec {
+    for t in spec.tensors.iter_mut().filter(|t| t.dims.len() == 2) {
+        let &(_, dtype) = dtypes.iter().find(|(suffix, _)| t.name.ends_with(suffix)).unwrap_or_else(|| panic!("no dtype for {}", t.name));
+        t.data = TensorData::Encoded { dtype, bytes: package::encode_tensor(t, dtype).expect("encoding a synthetic tensor") };
+    }
+    spec
+}
+
+/// The v2 packages of `v2_models`, as `trl pack --gguf` writes tensors as shipped.
+pub fn v2_packages() -> Vec<(&'static str, Vec<u8>)> {
+    v2_models().into_iter().map(|(name, spec)| (name, package::build_as_shipped(&spec, |_| {}).expect("v2 synthetic package").to_bytes().0)).collect()
 }
 
 // The runtime's `Error` is large by design (inline field, no allocation).
@@ -126,9 +176,10 @@ struct Parent {
 thread_local! {
     static PARENTS: RefCell<Vec<Parent>> = RefCell::new(
         parent_packages()
-            .iter()
+            .into_iter()
+            .chain(v2_packages().into_iter().map(|(_, p)| p))
             .map(|p| {
-                let mut engine = loaded_engine(p, 16).expect("loading a synthetic parent");
+                let mut engine = loaded_engine(&p, 16).expect("loading a synthetic parent");
                 let base_crc = engine.diagnostics(0).assembly_state_crc;
                 let base_logits = run_logits(&mut engine, ADAPTER_PROMPT, 2);
                 Parent { engine, base_crc, base_logits }
@@ -141,7 +192,7 @@ const ADAPTER_PROMPT: &[u8] = b"ab";
 
 /// An adapter of kind `magic`: the input's first four bytes are replaced by the magic, and
 /// `total_len` and the CRC trailer are recomputed, so mutations reach the rules behind them. The
-/// unmodified input is parsed too. Against each parent storage mode: validate; when it passes,
+/// unmodified input is parsed too. Against each parent (each v1 storage mode, the v2 ones): validate; when it passes,
 /// apply must pass, the model must run, and removing it must give back the parent's logits and
 /// assembly checksum bit for bit.
 pub fn adapter(magic: [u8; 4], data: &[u8]) -> Outcome {

@@ -4,13 +4,14 @@
 //! `TRL_WRITE_FUZZ_SEEDS=1` rewrites them).
 
 use harness::adapter::{AdapterSpec, Delta, Kind, TargetSpec};
-use harness::package;
+use harness::package::{self, RawPackage, RawTensor};
 use harness::spec::{ModelSpec, PreTokenizer, TensorData, TokenizerSpec};
 use harness::synth::synthetic_model;
+use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
 use super::abi_sequence::{Op, ProgramWriter};
-use super::checks::{byte_level_spec, parent_packages, sentencepiece_spec, tiny_shape, MODEL_SEED};
+use super::checks::{byte_level_spec, parent_packages, sentencepiece_spec, tiny_shape, v2_models, v2_packages, MODEL_SEED};
 
 pub const TARGETS: &[&str] = &["slm1", "adp1", "asp1", "alr1", "tokenizer", "eval_cases", "gguf", "abi_sequence"];
 
@@ -26,6 +27,15 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "gguf" => gguf(),
         "abi_sequence" => abi_sequence(),
         _ => panic!("no fuzz target {target}"),
+    }
+}
+
+/// `(file name, bytes, status)` of the checked-in inputs of `target` that must be refused with that
+/// status (`reject-*`; rewritten with the seeds).
+pub fn rejections(target: &str) -> Vec<(String, Vec<u8>, Status)> {
+    match target {
+        "slm1" => v2_package_rejections(),
+        _ => vec![],
     }
 }
 
@@ -54,7 +64,81 @@ fn slm1() -> Vec<(String, Vec<u8>)> {
     let base = synthetic_model(&tiny_shape(true), MODEL_SEED);
     out.push(("seed-q8_0-gpt2.slm".into(), package::write(&with_tokenizer(base.clone(), byte_level_spec(PreTokenizer::Smollm)), DType::Q8_0).unwrap()));
     out.push(("seed-q4_1-sentencepiece.slm".into(), package::write(&with_tokenizer(base, sentencepiece_spec(true)), DType::Q4_1).unwrap()));
+    for (arch, pkg) in v2_packages() {
+        out.push((format!("seed-v2-{arch}-mixed.slm"), pkg));
+    }
     out
+}
+
+/// A raw-package edit and the status the runtime must answer it with.
+type PackageEdit = (&'static str, fn(&mut RawPackage), Status);
+
+/// The SLM1 v2 rules, one package breaking each (the qwen2 v2 seed with one field or tensor
+/// changed, checksums recomputed): checked in as `slm1/reject-v2-*.slm`, so the fuzzer starts from
+/// every v2 rule's edge and the replay proves each is refused with its status, never a trap.
+/// `package_rejections.rs` tests each rule's field and order; these are its corpus form.
+pub fn v2_package_rejections() -> Vec<(String, Vec<u8>, Status)> {
+    fn arch(r: &mut RawPackage) -> &mut [u32; 8] {
+        r.arch_block.as_mut().expect("a v2 package")
+    }
+    fn tensor<'a>(r: &'a mut RawPackage, name: &str) -> &'a mut RawTensor {
+        r.tensors.iter_mut().find(|t| t.name == name.as_bytes()).unwrap_or_else(|| panic!("no tensor {name}"))
+    }
+    /// Sets the f16 field `field` of block `block` of tensor `name` to +inf.
+    fn infinite_scale(r: &mut RawPackage, name: &str, block: usize, field: &str) {
+        let t = tensor(r, name);
+        let dtype = DType::from_code(t.dtype).unwrap();
+        let at = block * dtype.block_bytes() + dtype.layout().offset_of(field);
+        t.data[at..at + 2].copy_from_slice(&0x7c00u16.to_le_bytes());
+    }
+    let edits: &[PackageEdit] = &[
+        ("format_version-3", |r| r.format_version = 3, Status::UnsupportedVersion),
+        ("header_len-128", |r| r.header_len = 128, Status::BadHeaderLength),
+        ("arch-2", |r| arch(r)[0] = 2, Status::BadHyperparameter),
+        ("arch-llama-with-qkv-bias", |r| arch(r)[0] = 0, Status::BadFlags),
+        ("arch_flags-bit-1", |r| arch(r)[4] |= 2, Status::BadFlags),
+        ("reserved_v2", |r| arch(r)[6] = 1, Status::BadFlags),
+        ("head_dim-0", |r| arch(r)[1] = 0, Status::BadHyperparameter),
+        ("head_dim-odd", |r| arch(r)[1] = 127, Status::BadHyperparameter),
+        ("head_dim-1026", |r| arch(r)[1] = 1026, Status::BadHyperparameter),
+        ("head_dim-against-the-shapes", |r| arch(r)[1] = 64, Status::BadTensorShape),
+        ("rope_kind-2", |r| arch(r)[2] = 2, Status::BadHyperparameter),
+        ("norm_kind-1", |r| arch(r)[3] = 1, Status::BadHyperparameter),
+        ("quant_mode-not-dominant", |r| r.quant_mode = DType::Q5_0.code() as u32, Status::BadQuantMode),
+        ("quant_mode-unknown", |r| r.quant_mode = 200, Status::BadQuantMode),
+        ("dtype-code-10", |r| tensor(r, "blk.0.attn_q.weight").dtype = 10, Status::UnsupportedDtype),
+        // 32-wide rows relabelled q4_k: not a whole 256-element super-block.
+        ("q4_k-row-of-32", |r| tensor(r, "blk.0.attn_q.weight").dtype = DType::Q4_K.code(), Status::BadTensorShape),
+        ("bias-missing", |r| r.tensors.retain(|t| t.name != b"blk.0.attn_v.bias"), Status::MissingTensor),
+        (
+            "bias-stored-f16",
+            |r| {
+                let t = tensor(r, "blk.0.attn_k.bias");
+                let values: Vec<f32> = t.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                let mut f16 = vec![0u8; DType::F16.row_bytes(values.len()).unwrap()];
+                tinyrustlm::quant::quantize_row(DType::F16, &values, &mut f16);
+                (t.data, t.dtype) = (f16, DType::F16.code());
+            },
+            Status::BadQuantMode,
+        ),
+        ("biases-without-the-flag", |r| arch(r)[4] = 0, Status::UnknownTensor),
+        ("q4_k-infinite-d", |r| infinite_scale(r, "blk.0.attn_output.weight", 5, "d"), Status::BadTensorData),
+        ("q4_k-infinite-dmin", |r| infinite_scale(r, "blk.0.attn_output.weight", 0, "dmin"), Status::BadTensorData),
+        ("q6_k-infinite-d", |r| infinite_scale(r, "blk.0.ffn_down.weight", 31, "d"), Status::BadTensorData),
+        ("q5_0-infinite-d", |r| infinite_scale(r, "blk.0.attn_q.weight", 3, "d"), Status::BadTensorData),
+        ("q5_1-infinite-m", |r| infinite_scale(r, "blk.0.attn_v.weight", 0, "m"), Status::BadTensorData),
+        ("f16-infinite-element", |r| infinite_scale(r, "blk.0.attn_k.weight", 7, "value"), Status::BadTensorData),
+    ];
+    let (_, qwen2) = v2_models().into_iter().find(|(arch, _)| *arch == "qwen2").unwrap();
+    let good = package::build_as_shipped(&qwen2, |_| {}).unwrap();
+    edits
+        .iter()
+        .map(|(name, edit, status)| {
+            let mut raw = good.clone();
+            edit(&mut raw);
+            (format!("reject-v2-{name}.slm"), raw.to_bytes().0, *status)
+        })
+        .collect()
 }
 
 fn ramp(n: u32, step: f32) -> Vec<f32> {
@@ -101,7 +185,43 @@ fn adapters(kind: Kind) -> Vec<(String, Vec<u8>)> {
         let spec = AdapterSpec { kind, parent, scale: 0.75, targets };
         out.push((format!("seed-{}-{}.adp", kind.name(), quant.name()), spec.to_bytes()));
     }
+    for (arch, pkg) in v2_packages() {
+        out.push((format!("seed-{}-v2-{arch}.adp", kind.name()), v2_adapter(kind, &pkg).to_bytes()));
+    }
     out
+}
+
+/// An adapter of `kind` on the matrices of a v2 parent that are not in v1's dtypes (every k-quant,
+/// q5_0, q5_1, f16), so the patcher's 256-element super-blocks and 32-blocks of five-bit and f16
+/// tensors are where the fuzzer starts.
+fn v2_adapter(kind: Kind, pkg: &[u8]) -> AdapterSpec {
+    let parsed = tinyrustlm::format::parse(pkg).unwrap();
+    let targets = parsed
+        .tensors
+        .iter()
+        .filter(|t| !DType::V1_STORAGE.contains(&t.dtype) && t.rows > 1)
+        .enumerate()
+        .map(|(k, t)| {
+            let (rows, cols) = (t.rows as u32, t.row_len as u32);
+            let delta = match kind {
+                // Alternate f32 and q8_0 payloads over the targets.
+                Kind::Dense if k % 2 == 0 => Delta::DenseF32(ramp(rows * cols, 0.01)),
+                Kind::Dense => {
+                    let row_bytes = DType::Q8_0.row_bytes(cols as usize).unwrap();
+                    let mut q8 = vec![0u8; rows as usize * row_bytes];
+                    for (row, dst) in q8.chunks_exact_mut(row_bytes).enumerate() {
+                        tinyrustlm::quant::quantize_row(DType::Q8_0, &ramp(cols, 0.01 * (row % 7 + 1) as f32), dst);
+                    }
+                    Delta::DenseQ8_0(q8)
+                }
+                // One element in the first block, one in the last: the blocks between stay as shipped.
+                Kind::Sparse => Delta::Sparse(vec![(1, 0.5), (rows * cols - 1, -0.25)]),
+                Kind::LowRank => Delta::LowRank { rank: 1, a: ramp(cols, 0.1), b: ramp(rows, 0.1) },
+            };
+            TargetSpec { name: t.name.to_string(), rows, cols, delta }
+        })
+        .collect();
+    AdapterSpec { kind, parent: parsed.identity, scale: 0.75, targets }
 }
 
 fn tokenizer() -> Vec<(String, Vec<u8>)> {

@@ -2,7 +2,8 @@
 //! the same checks the `cargo fuzz` targets run (`fuzz/src/`, included below): every file must be
 //! accepted or rejected with a status, never panic or trap. `seed-*` files are the structure-aware
 //! seeds (valid inputs built by the harness's writers) and must be accepted and current;
-//! `crash-*` files are inputs fuzzing once crashed on (README, "Fuzzing").
+//! `reject-*` files break one rule each (SLM1 v2's) and must be refused with its status and be
+//! current; `crash-*` files are inputs fuzzing once crashed on (README, "Fuzzing").
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -63,6 +64,13 @@ fn checked_in_corpus_replays_without_a_crash() {
                     if name.starts_with("seed-") && outcome != Outcome::Accepted {
                         failures.push(format!("{target}/{name}: a seed must be accepted, got {outcome:?}"));
                     }
+                    if let Some((_, _, status)) = fuzz::seeds::rejections(target).into_iter().find(|(n, _, _)| *n == name) {
+                        if outcome != Outcome::Rejected(status.code()) {
+                            failures.push(format!("{target}/{name}: must be rejected with {status:?} ({}), got {outcome:?}", status.code()));
+                        }
+                    } else if name.starts_with("reject-") {
+                        failures.push(format!("{target}/{name}: no rule builds this reject- file"));
+                    }
                 }
                 Err(_) => failures.push(format!("{target}/{name}: panicked (message above)")),
             }
@@ -74,8 +82,9 @@ fn checked_in_corpus_replays_without_a_crash() {
     assert!(failures.is_empty(), "fuzz corpus failures:\n{}", failures.join("\n"));
 }
 
-/// The checked-in seeds are exactly what the seed builders write today (`TRL_WRITE_FUZZ_SEEDS=1`
-/// rewrites them), so a format change cannot leave the fuzzers starting from stale inputs.
+/// The checked-in seeds and rejections are exactly what the builders write today
+/// (`TRL_WRITE_FUZZ_SEEDS=1` rewrites them), so a format change cannot leave the fuzzers starting
+/// from stale inputs.
 #[test]
 fn seeds_are_current() {
     let write = std::env::var_os("TRL_WRITE_FUZZ_SEEDS").is_some();
@@ -83,8 +92,9 @@ fn seeds_are_current() {
     for &target in fuzz::seeds::TARGETS {
         let dir = corpus_dir(target);
         std::fs::create_dir_all(&dir).unwrap();
-        let want = fuzz::seeds::seeds(target);
-        let have: BTreeMap<String, Vec<u8>> = files(target).into_iter().filter(|(n, _)| n.starts_with("seed-")).collect();
+        let mut want = fuzz::seeds::seeds(target);
+        want.extend(fuzz::seeds::rejections(target).into_iter().map(|(name, bytes, _)| (name, bytes)));
+        let have: BTreeMap<String, Vec<u8>> = files(target).into_iter().filter(|(n, _)| n.starts_with("seed-") || n.starts_with("reject-")).collect();
         for (name, bytes) in &want {
             if have.get(name) != Some(bytes) {
                 if write {
