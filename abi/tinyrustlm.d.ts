@@ -143,6 +143,8 @@ export interface Diagnostics {
   /** 0 none, 1 ChatML. */
   chat_template: number;
   total_generated_tokens: number;
+  /** Input bytes of the last tokenize / generate text that no token covers (0: the ids decode back to it). */
+  unencodable_bytes: number;
 }
 
 /** Parses a diagnostics record (at least 128 bytes). */

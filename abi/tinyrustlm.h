@@ -414,7 +414,11 @@ trl_status run_eval(trl_ptr ptr, uint32_t len, uint32_t flags);
  *   28 f32  decode_tokens_per_s        104 u32  kv_dtype (0 = f32, 1 = f16)
  *   32 u64  peak_scratch_bytes         108 u32  chat_template (0 none, 1 ChatML)
  *           (activations + KV cache)   112 u64  total_generated_tokens (since load)
- *   40 u32  kv_len                     120 u64  reserved (0)
+ *   40 u32  kv_len                     120 u32  unencodable_bytes: input bytes of
+ *                                           the last tokenize / generate_start
+ *                                           text no token covers (dropped, or
+ *                                           the unknown token; TOKENIZER.md)
+ *                                      124 u32  reserved (0)
  *   44 u32  context_len
  *   48 u32  adapters_applied
  *   52 u32  assembly_state_crc: state_0 = CRC32 of the 24-byte model identity (n_params u64,

@@ -309,6 +309,7 @@ export function parseDiagnostics(bytes) {
     kv_dtype: u32(104),
     chat_template: u32(108),
     total_generated_tokens: u64(112),
+    unencodable_bytes: u32(120),
   };
 }
 

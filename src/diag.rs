@@ -31,6 +31,9 @@ pub struct Diagnostics {
     pub chat_template: u32,
     pub kv_dtype: u32,
     pub total_generated_tokens: u64,
+    /// Input bytes of the last `tokenize` or `generate_start` text that no token covers (dropped, or
+    /// the unknown token): 0 means the ids decode back to the text.
+    pub unencodable_bytes: u32,
 }
 
 /// A field's type in the record.
@@ -121,7 +124,9 @@ pub const FIELDS: &[DiagnosticsField] = &[
     // 0 none, 1 ChatML.
     field("chat_template", 108, U32(|d| d.chat_template)),
     field("total_generated_tokens", 112, U64(|d| d.total_generated_tokens)),
-    field("reserved", 120, U64(|_| 0)),
+    // Input bytes of the last tokenize / generate_start text that no token covers (was reserved, 0).
+    field("unencodable_bytes", 120, U32(|d| d.unencodable_bytes)),
+    field("reserved", 124, U32(|_| 0)),
 ];
 
 /// The fields tile the record: each starts where the previous one ended, on a multiple of its own

@@ -79,6 +79,8 @@ struct Loaded {
     /// The last `score_tokens` results (`ResultKind::ScoreLogprobs`, `ResultKind::ScoreArgmax`).
     score: Scores,
     total_generated: u64,
+    /// `unencodable_bytes` of the last text tokenized (`tokenize` or a prompt).
+    unencodable_bytes: u32,
     assembly_state_crc: u32,
     /// Applied adapters with their undo logs; `assembly_state_crc` stays the parent's (state 0).
     adapters: AdapterStack,
@@ -210,6 +212,7 @@ impl Engine {
             chat_prompt: Vec::new(),
             score: Scores::default(),
             total_generated: 0,
+            unencodable_bytes: 0,
             assembly_state_crc: crc32fast::hash(&identity.to_bytes()),
             adapters: AdapterStack::new(),
         });
@@ -268,8 +271,9 @@ impl Engine {
         }
         let l = self.loaded_mut()?;
         let mut out = Vec::new();
-        l.tokenizer.encode(text, flags & GEN_PARSE_SPECIAL != 0, &mut out)?;
+        let encoded = l.tokenizer.encode(text, flags & GEN_PARSE_SPECIAL != 0, &mut out)?;
         l.tokenized = out;
+        l.unencodable_bytes = encoded.unencodable_bytes.min(u32::MAX as usize) as u32;
         Ok(())
     }
 
@@ -410,7 +414,7 @@ impl Engine {
             }
         }
         let mut prompt_tokens = Vec::new();
-        l.tokenizer.encode(prompt, flags & GEN_PARSE_SPECIAL != 0, &mut prompt_tokens)?;
+        let encoded = l.tokenizer.encode(prompt, flags & GEN_PARSE_SPECIAL != 0, &mut prompt_tokens)?;
         if continuing {
             // The tokenizer adds BOS for a fresh prompt; mid-conversation it does not belong.
             if let (Some(bos), Some(&first)) = (l.tokenizer.bos_id(), prompt_tokens.first()) {
@@ -431,6 +435,7 @@ impl Engine {
         l.context_tokens.try_reserve(base + tokens.len()).map_err(|_| oom("context_tokens", (base + tokens.len()) * 4))?;
 
         // Commit.
+        l.unencodable_bytes = encoded.unencodable_bytes.min(u32::MAX as usize) as u32;
         if !continuing {
             l.model.reset();
             l.context_tokens.clear();
@@ -651,6 +656,7 @@ impl Engine {
             chat_template: l.tokenizer.chat_template() as u32,
             kv_dtype: m.kv_dtype() as u32,
             total_generated_tokens: l.total_generated,
+            unencodable_bytes: l.unencodable_bytes,
         }
     }
 }

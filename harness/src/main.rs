@@ -340,10 +340,15 @@ fn main() -> Result<()> {
         Command::Tokenize { model, text, no_special, json } => {
             let mut rt = open_runtime(&cli.wasm, model, 0, false)?;
             let ids = rt.tokenize(text, !no_special)?;
+            // Bytes no token covers are dropped (or the unknown token): never silently.
+            let unencodable = rt.diagnostics()?.unencodable_bytes;
             if *json {
-                println!("{}", json!({ "tokens": ids }));
+                println!("{}", json!({ "tokens": ids, "unencodable_bytes": unencodable }));
             } else {
                 println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+                if unencodable > 0 {
+                    eprintln!("[{unencodable} input byte(s) have no token in this vocabulary: the ids do not decode back to the text]");
+                }
             }
             Ok(())
         }

@@ -69,6 +69,7 @@ pub struct Diagnostics {
     pub kv_dtype: u32,
     pub chat_template: u32,
     pub total_generated_tokens: u64,
+    pub unencodable_bytes: u32,
 }
 
 impl Diagnostics {
@@ -107,6 +108,7 @@ impl Diagnostics {
             kv_dtype: u32_at("kv_dtype"),
             chat_template: u32_at("chat_template"),
             total_generated_tokens: u64_at("total_generated_tokens"),
+            unencodable_bytes: u32_at("unencodable_bytes"),
         })
     }
 }

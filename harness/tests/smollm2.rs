@@ -71,6 +71,26 @@ fn tokenizer_matches_hugging_face_on_reference_and_extra_cases() {
     println!("{} tokenizer cases match", all.len());
 }
 
+/// SmolLM2's vocabulary has no token for some bytes (TOKENIZER.md §7: 04 06 13 …): they are dropped
+/// as Hugging Face and llama.cpp drop them — its `unk_id` is the control token `<|endoftext|>`, not
+/// an unknown-type token — and never silently: the diagnostics count them, for `tokenize` and for a
+/// prompt, and a text the vocabulary covers counts 0.
+#[test]
+fn bytes_without_a_token_are_counted_not_lost_silently() {
+    let mut rt = runtime("q8_0");
+    let mut apart = rt.tokenize("a", false).unwrap();
+    apart.extend(rt.tokenize("b", false).unwrap());
+    let with_gap = rt.tokenize("a\u{4}b", false).unwrap();
+    assert_eq!(with_gap, apart, "U+0004 has no token: dropped (its pre-tokenizer piece splits a from b), not replaced by <|endoftext|> (id 0)");
+    assert_eq!(rt.diagnostics().unwrap().unencodable_bytes, 1);
+    rt.tokenize("a\u{4}\u{6}b\u{13}", false).unwrap();
+    assert_eq!(rt.diagnostics().unwrap().unencodable_bytes, 3);
+    rt.tokenize("Hello world", false).unwrap();
+    assert_eq!(rt.diagnostics().unwrap().unencodable_bytes, 0);
+    rt.generate("Once\u{4} upon", 1, 0).unwrap();
+    assert_eq!(rt.diagnostics().unwrap().unencodable_bytes, 1, "a prompt's bytes are counted too");
+}
+
 /// Greedy generation of every reference case; returns (agreeing prefix, reference length, margin at
 /// the first difference) per case.
 fn greedy_agreement(quant: &str) -> Vec<(String, usize, usize, f64)> {
