@@ -205,6 +205,7 @@ mod tests {
             kv_dtype: 1,
             chat_template: 1,
             total_generated_tokens: 1 << 33,
+            unencodable_bytes: 19,
         };
         let b = d.to_bytes();
         let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
@@ -213,6 +214,6 @@ mod tests {
         assert_eq!((u32_at(16), u32_at(20), f32_at(24), f32_at(28), u64_at(32)), (5, 6, 1.5, 2.5, 1 << 40));
         assert_eq!((u32_at(44), u32_at(48), u64_at(56), u64_at(64), u64_at(72)), (8, 9, 11, 12, 13));
         assert_eq!((u32_at(80), u32_at(84), u64_at(88), f32_at(96), f32_at(100)), (14, 15, 16, 17.5, 18.5));
-        assert_eq!((u32_at(104), u32_at(108), u64_at(112), u64_at(120)), (1, 1, 1 << 33, 0));
+        assert_eq!((u32_at(104), u32_at(108), u64_at(112), u32_at(120), u32_at(124)), (1, 1, 1 << 33, 19, 0));
     }
 }
