@@ -50,7 +50,7 @@ harness:
 unit:
 	cargo test --release -p tinyrustlm --lib
 
-conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05)
+conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05) $(QWEN15)
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_RELAXED_SELFTEST_WASM=$(abspath $(RELAXED_SELFTEST_WASM)) \
 	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
