@@ -18,7 +18,7 @@ use crate::buffer::AlignedBytes;
 use crate::error::{oom, Error, Result, Status};
 use crate::field;
 use crate::format::{Hyperparams, Package, TensorEntry};
-use crate::quant::{self, QuantizedActivations};
+use crate::quant::{self, QuantizedInputs};
 
 pub mod arch;
 
@@ -121,19 +121,19 @@ struct KvCache {
 
 /// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
 struct Scratch {
-    x: Vec<f32>,              // [B, dim] residual stream
-    xb: Vec<f32>,             // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
-    xb2: Vec<f32>,            // [B, dim] projection output
-    q: Vec<f32>,              // [B, q_dim]
-    k: Vec<f32>,              // [B, kv_dim]
-    v: Vec<f32>,              // [B, kv_dim]
-    hb: Vec<f32>,             // [B, ffn_dim] gate
-    hb2: Vec<f32>,            // [B, ffn_dim] up
-    att: Vec<f32>,            // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
-    kv_row: Vec<f32>,         // [head_dim] one key or value widened from an f16 cache
-    rope: Vec<f32>,           // [B, head_dim] cos, sin interleaved per batch position
-    logits: Vec<f32>,         // [vocab_size]
-    xq: QuantizedActivations, // [B, width] the current matmul input, quantized to q8 blocks
+    x: Vec<f32>,         // [B, dim] residual stream
+    xb: Vec<f32>,        // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
+    xb2: Vec<f32>,       // [B, dim] projection output
+    q: Vec<f32>,         // [B, q_dim]
+    k: Vec<f32>,         // [B, kv_dim]
+    v: Vec<f32>,         // [B, kv_dim]
+    hb: Vec<f32>,        // [B, ffn_dim] gate
+    hb2: Vec<f32>,       // [B, ffn_dim] up
+    att: Vec<f32>,       // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
+    kv_row: Vec<f32>,    // [head_dim] one key or value widened from an f16 cache
+    rope: Vec<f32>,      // [B, head_dim] cos, sin interleaved per batch position
+    logits: Vec<f32>,    // [vocab_size]
+    xq: QuantizedInputs, // [B, width] the current matmul input, quantized for each weight dtype's kernel
 }
 
 /// Directory indices of one transformer block's weights, as the forward pass uses them.
@@ -215,8 +215,6 @@ pub struct Model {
     kv: KvCache,
     scratch: Scratch,
     scratch_bytes: usize,
-    /// Whether matmul inputs are quantized for the integer kernels: unless every matrix is f32.
-    quantize_inputs: bool,
 }
 
 fn try_vec(len: usize) -> core::result::Result<Vec<f32>, TryReserveError> {
@@ -233,10 +231,7 @@ impl Model {
     pub fn new(bytes: AlignedBytes, package: Package, context_len: u32, kv_dtype: KvDtype) -> core::result::Result<Model, (Error, AlignedBytes)> {
         let state = Weights::resolve(&package).and_then(|w| Ok((w, Self::alloc_state(&package, context_len, kv_dtype)?)));
         match state {
-            Ok((weights, (context_len, kv, scratch, scratch_bytes))) => {
-                let quantize_inputs = needs_quantized_inputs(&package);
-                Ok(Model { bytes, package, weights, context_len, kv, scratch, scratch_bytes, quantize_inputs })
-            }
+            Ok((weights, (context_len, kv, scratch, scratch_bytes))) => Ok(Model { bytes, package, weights, context_len, kv, scratch, scratch_bytes }),
             Err(e) => Err((e, bytes)),
         }
     }
@@ -262,11 +257,8 @@ impl Model {
         let widest = dim.max(ffn).max(q_dim);
         // Sized now, for the widest matmul input of a full batch, so quantizing in `forward` never
         // allocates and the scratch figure is final.
-        let xq = if !needs_quantized_inputs(package) {
-            QuantizedActivations::new()
-        } else {
-            QuantizedActivations::try_with_capacity(b * widest).map_err(|_| oom("scratch.xq", b * widest * 5 / 2))?
-        };
+        let matrices = package.tensors.iter().filter(|t| t.rank == 2).map(|t| t.dtype);
+        let xq = QuantizedInputs::try_for(matrices, b * widest).map_err(|_| oom("scratch.xq", b * widest * 7))?;
         let quant_bytes = xq.capacity_bytes();
         let scratch = Scratch {
             x: alloc(b * dim)?,
@@ -365,7 +357,6 @@ impl Model {
         let n = tokens.len();
         let (dim, q_dim, kv_dim, ffn) = (p.dim as usize, p.q_dim(), p.kv_dim(), p.ffn_dim as usize);
         let head_dim = p.head_dim();
-        let quant = self.quantize_inputs;
         let bytes = self.bytes.as_slice();
         let pkg = &self.package;
         let w = &self.weights;
@@ -384,10 +375,10 @@ impl Model {
             let t = |i: usize| &pkg.tensors[i];
             // Attention.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.attn_norm)), dim, p.norm_eps);
-            quantize_rows(quant, &mut s.xq, &s.xb[..n * dim])?;
-            matmul(bytes, t(layer.attn_q), &s.xb, &s.xq, n, &mut s.q);
-            matmul(bytes, t(layer.attn_k), &s.xb, &s.xq, n, &mut s.k);
-            matmul(bytes, t(layer.attn_v), &s.xb, &s.xq, n, &mut s.v);
+            s.xq.new_input();
+            matmul(bytes, t(layer.attn_q), &s.xb, &mut s.xq, n, &mut s.q)?;
+            matmul(bytes, t(layer.attn_k), &s.xb, &mut s.xq, n, &mut s.k)?;
+            matmul(bytes, t(layer.attn_v), &s.xb, &mut s.xq, n, &mut s.v)?;
             if let Some([bq, bk, bv]) = layer.qkv_bias {
                 add_bias_rows(&mut s.q[..n * q_dim], weight_f32(bytes, t(bq)));
                 add_bias_rows(&mut s.k[..n * kv_dim], weight_f32(bytes, t(bk)));
@@ -407,22 +398,22 @@ impl Model {
             for i in 0..n {
                 attention(&s.q[i * q_dim..(i + 1) * q_dim], &cache, pos0 + i + 1, &p, &mut s.att, &mut s.kv_row, &mut s.xb[i * q_dim..(i + 1) * q_dim]);
             }
-            quantize_rows(quant, &mut s.xq, &s.xb[..n * q_dim])?;
-            matmul(bytes, t(layer.attn_output), &s.xb, &s.xq, n, &mut s.xb2);
+            s.xq.new_input();
+            matmul(bytes, t(layer.attn_output), &s.xb, &mut s.xq, n, &mut s.xb2)?;
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
             }
 
             // SwiGLU feed-forward.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.ffn_norm)), dim, p.norm_eps);
-            quantize_rows(quant, &mut s.xq, &s.xb[..n * dim])?;
-            matmul(bytes, t(layer.ffn_gate), &s.xb, &s.xq, n, &mut s.hb);
-            matmul(bytes, t(layer.ffn_up), &s.xb, &s.xq, n, &mut s.hb2);
+            s.xq.new_input();
+            matmul(bytes, t(layer.ffn_gate), &s.xb, &mut s.xq, n, &mut s.hb)?;
+            matmul(bytes, t(layer.ffn_up), &s.xb, &mut s.xq, n, &mut s.hb2)?;
             for (g, u) in s.hb[..n * ffn].iter_mut().zip(&s.hb2[..n * ffn]) {
                 *g = silu(*g) * *u;
             }
-            quantize_rows(quant, &mut s.xq, &s.hb[..n * ffn])?;
-            matmul(bytes, t(layer.ffn_down), &s.hb, &s.xq, n, &mut s.xb2);
+            s.xq.new_input();
+            matmul(bytes, t(layer.ffn_down), &s.hb, &mut s.xq, n, &mut s.xb2)?;
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
             }
@@ -432,17 +423,11 @@ impl Model {
         if want_logits {
             let last = &s.x[(n - 1) * dim..n * dim];
             rmsnorm_rows(&mut s.xb[..dim], last, weight_f32(bytes, &pkg.tensors[w.output_norm]), dim, p.norm_eps);
-            quantize_rows(quant, &mut s.xq, &s.xb[..dim])?;
-            matmul(bytes, &pkg.tensors[w.lm_head], &s.xb, &s.xq, 1, &mut s.logits);
+            s.xq.new_input();
+            matmul(bytes, &pkg.tensors[w.lm_head], &s.xb, &mut s.xq, 1, &mut s.logits)?;
         }
         Ok(())
     }
-}
-
-/// Whether any matrix needs quantized inputs (the integer kernels); a package of f32 / f16
-/// matrices only reads the f32 activations directly.
-fn needs_quantized_inputs(package: &Package) -> bool {
-    package.tensors.iter().any(|t| t.rank == 2 && !t.dtype.reads_f32_activations())
 }
 
 /// `rows[t] += bias` for each row `t` (f32 addition, one rounding), `bias` f32 bytes.
@@ -478,18 +463,14 @@ fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[u8], dim: usize, eps: f32)
     }
 }
 
-/// Quantizes a batch of activation rows for the integer kernels (rows are whole q8 blocks because
-/// quantized row lengths are multiples of 32). f32 weights read `x` directly.
-fn quantize_rows(quantize: bool, xq: &mut QuantizedActivations, x: &[f32]) -> Result<()> {
-    if quantize {
-        xq.quantize(x).map_err(|_| oom("scratch.xq", x.len() * 5 / 2))?;
-    }
+/// `out[t] = W · x[t]` for the first `n` rows of `x`, quantizing `x` for `W`'s kernel unless `xq`
+/// already holds it in that scheme (callers mark a new input with `new_input`). Quantizing cannot
+/// allocate after load (`QuantizedInputs::try_for` sized it); the error is for completeness.
+fn matmul(bytes: &[u8], w: &TensorEntry, x: &[f32], xq: &mut QuantizedInputs, n: usize, out: &mut [f32]) -> Result<()> {
+    let x = &x[..n * w.row_len];
+    let xq = xq.for_dtype(w.dtype, x).map_err(|_| oom("scratch.xq", x.len() * 7))?;
+    quant::matmul(w.dtype, &bytes[w.range.clone()], w.rows, w.row_len, n, x, xq, &mut out[..n * w.rows]);
     Ok(())
-}
-
-/// `out[t] = W · x[t]` for the first `n` rows of `x`.
-fn matmul(bytes: &[u8], w: &TensorEntry, x: &[f32], xq: &QuantizedActivations, n: usize, out: &mut [f32]) {
-    quant::matmul(w.dtype, &bytes[w.range.clone()], w.rows, w.row_len, n, &x[..n * w.row_len], xq, &mut out[..n * w.rows]);
 }
 
 /// cos/sin for one position, interleaved: `table[2j] = cos(pos·θ_j)`, `table[2j+1] = sin(pos·θ_j)`

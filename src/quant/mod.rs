@@ -21,19 +21,28 @@
 //!
 //! # Activation quantization (what [`QuantizedActivations::quantize`] computes)
 //!
-//! ggml's `quantize_row_q8_0_ref`, except that the scale is kept as an `f32` instead of being
-//! rounded to `f16`. Per 32-element block `x[0..32]`, in `f32` arithmetic:
+//! A matmul input is quantized to 8 bits by the [`ActScheme`] of the weight dtype it multiplies —
+//! the scheme llama.cpp's CPU backend uses for that dtype (ggml's `vec_dot_type`), so that our logits
+//! carry the reference implementation's activation rounding and the conformance figures measure the
+//! kernels, not two different roundings. In `f32` arithmetic, with `rint` rounding half to even
+//! (what the reference's x86 path, `_mm256_round_ps` / `nearest_int`, does) and the result clamped
+//! to `−127 ..= 127` (it only triggers when `1 / amax` overflows for a subnormal `amax`; NaN → 0):
 //!
-//! * `amax = max |x[j]|` (starting from `+0.0`, `amax = if amax > a { amax } else { a }`),
-//! * `d = amax / 127`, `id = if d != 0 { 1 / d } else { 0 }`,
-//! * `q[j] = round_half_away_from_zero(x[j] · id)` (C `roundf`), then clamped to `−127 ..= 127`.
-//!   For finite input the clamp never triggers (`|x · id| ≤ 127.00003`); it only matters when
-//!   `1 / d` overflows for a subnormal `amax`, where ggml's C conversion is undefined.
-//!   NaN converts to 0.
+//! * **`Q8_0`** (for `q8_0`, `q4_0`, `q5_0`), per 32-element block: `amax = max |x[j]|` (from
+//!   `+0.0`, `amax = if amax > a { amax } else { a }`), `id = amax != 0 ? 127 / amax : 0`,
+//!   `q[j] = rint(x[j] · id)`, and the stored scale `d = f16(amax / 127)` (rounded to `f16` and
+//!   widened back, ties to even).
+//! * **`Q8_1`** (for `q4_1`, `q5_1`): as `Q8_0`, plus `s = f16(d₃₂ · Σ q[j])` with the unrounded `f32`
+//!   `d₃₂ = amax / 127`, which the weights' minimum term multiplies (`m_w · s`).
+//! * **`Q8_K`** (for `q4_K`, `q5_K`, `q6_K`), per 256-element super-block: `max` is the first element
+//!   of largest magnitude, sign kept; `iscale = −127 / max` (all zero: `d = 0`, quants 0),
+//!   `q[j] = rint(iscale · x[j])`, `d = 1 / iscale` kept in `f32` and repeated for each of the
+//!   super-block's eight 32-element blocks.
 //!
-//! The block also keeps `Σ q[j]` (an `i32`) for the `q4_1` minimum term (the SIMD `q4_0` kernel
-//! uses it too, for the `−8` offset). Quants are stored widened to `i16`.
-//!
+//! Every block also keeps `Σ q[j]` (an `i32`) for the k-quant minimum terms and the SIMD `q4_0`
+//! kernel's `−8` offset. Quants are stored widened to `i16`. One input multiplied by matrices of
+//! different dtypes (Q, K and V of a Q4_K_M file) is quantized once per scheme ([`QuantizedInputs`]).
+
 //! # Dot products and the fixed float accumulation order
 //!
 //! Every kernel (the plain scalar one in [`scalar`] and the SIMD128 one in `simd128`) performs
@@ -44,12 +53,11 @@
 //! `n_blocks = cols / 32`:
 //!
 //! 1. per block `b`, an exact integer sum `isum_b = Σ_j w_q[j] · x_q[j]` (`i32`; `w_q` is `qs[j]`
-//!    for `q8_0`, `nibble(j) − 8` for `q4_0` and `nibble(j)` for `q4_1`), and for `q4_1` also
-//!    `xsum_b = Σ_j x_q[j]`;
+//!    for `q8_0`, `nibble(j) − 8` for `q4_0` and `nibble(j)` for `q4_1`);
 //! 2. `term_b = (d_w · d_x) · f32(isum_b)` for `q8_0`/`q4_0`, and
-//!    `term_b = (d_w · d_x) · f32(isum_b) + (m_w · d_x) · f32(xsum_b)` for `q4_1`
-//!    (`d_w`, `m_w` the block's `f16` fields widened exactly; `d_x` the activation scale;
-//!    `f32(i)` is exact because `|i| < 2^24`);
+//!    `term_b = (d_w · d_x) · f32(isum_b) + m_w · s_x` for `q4_1`
+//!    (`d_w`, `m_w` the block's `f16` fields widened exactly; `d_x` the activation scale and `s_x`
+//!    its `Q8_1` block sum; `f32(i)` is exact because `|i| < 2^24`);
 //! 3. four accumulators starting at `+0.0`: `acc[b % 4] += term_b` for `b = 0, 1, 2, …`;
 //! 4. result `(acc[0] + acc[1]) + (acc[2] + acc[3])`.
 //!
@@ -221,6 +229,88 @@ impl DType {
     }
 }
 
+/// How a matmul's `f32` input is quantized to 8 bits for the integer kernels of one weight dtype:
+/// the rule llama.cpp's CPU backend applies for that dtype (ggml's `vec_dot_type`), so our logits
+/// carry the same activation rounding as the reference implementation the conformance tests hold
+/// us to, instead of a different rounding of our own (module docs, "Activation quantization").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum ActScheme {
+    /// ggml `block_q8_0`: 32-element blocks, scale rounded to `f16`. For `q8_0`, `q4_0`, `q5_0`.
+    Q8_0,
+    /// ggml `block_q8_1`: as `Q8_0`, plus the block's `s = f16(d · Σ q)` for the weights' minimum
+    /// term. For `q4_1`, `q5_1`.
+    Q8_1,
+    /// ggml `block_q8_K`: 256-element blocks with one `f32` scale, taken from the signed element
+    /// of largest magnitude. For `q4_K`, `q5_K`, `q6_K`.
+    Q8_K,
+}
+
+impl ActScheme {
+    /// Every scheme, in [`index`](Self::index) order.
+    pub const ALL: [ActScheme; 3] = [ActScheme::Q8_0, ActScheme::Q8_1, ActScheme::Q8_K];
+
+    /// The scheme `dtype`'s integer kernel reads, or `None` for the dtypes that read `f32`
+    /// activations directly (`f32`, `f16`).
+    pub const fn for_dtype(dtype: DType) -> Option<ActScheme> {
+        match dtype {
+            DType::F32 | DType::F16 => None,
+            DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => Some(ActScheme::Q8_0),
+            DType::Q4_1 | DType::Q5_1 => Some(ActScheme::Q8_1),
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => Some(ActScheme::Q8_K),
+        }
+    }
+
+    /// Position in [`ALL`](Self::ALL).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Elements sharing one scale.
+    pub const fn group_elems(self) -> usize {
+        match self {
+            ActScheme::Q8_0 | ActScheme::Q8_1 => QK,
+            ActScheme::Q8_K => kquant::QK_K,
+        }
+    }
+
+    /// `(d, id)` of one scale group: the scale as computed in `f32` (before any `f16` rounding)
+    /// and the multiplier the quants are rounded from.
+    fn scales(self, x: &[f32]) -> (f32, f32) {
+        match self {
+            ActScheme::Q8_0 | ActScheme::Q8_1 => {
+                let mut amax = 0.0f32;
+                for &v in x {
+                    let a = v.abs();
+                    amax = if amax > a { amax } else { a };
+                }
+                // llama.cpp's x86 `quantize_row_q8_0` / `_q8_1`: `127 / amax`, not `1 / d`.
+                (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
+            }
+            ActScheme::Q8_K => {
+                // ggml `quantize_row_q8_K_ref`: the first element of largest magnitude, sign kept.
+                let (mut amax, mut max) = (0.0f32, 0.0f32);
+                for &v in x {
+                    if v.abs() > amax {
+                        amax = v.abs();
+                        max = v;
+                    }
+                }
+                if amax == 0.0 {
+                    return (0.0, 0.0);
+                }
+                let iscale = -127.0 / max;
+                (1.0 / iscale, iscale)
+            }
+        }
+    }
+}
+
+/// `x` rounded to the nearest `f16` (ties to even), widened back.
+fn round_to_f16(x: f32) -> f32 {
+    f16_to_f32(f32_to_f16(x))
+}
+
 /// Activations quantized once to q8 blocks, so integer dot products can be used against quantized
 /// weights (see the module docs for the exact rounding).
 ///
@@ -236,8 +326,11 @@ pub struct QuantizedActivations {
     /// `i32x4.dot_i16x8_s` directly instead of sign-extending the activations for every weight row.
     /// Shape `[n_blocks × 32]`.
     qs: Vec<i16>,
-    /// Per-block `Σ qs` (used by the `q4_1` minimum term). Shape `[n_blocks]`.
+    /// Per-block `Σ qs` (the k-quant minimum terms, the SIMD `q4_0` offset). Shape `[n_blocks]`.
     sums: Vec<i32>,
+    /// Per-block `s = f16(d · Σ qs)` of [`ActScheme::Q8_1`] (the `q4_1` / `q5_1` minimum term; `0`
+    /// for the other schemes). Shape `[n_blocks]`.
+    s: Vec<f32>,
     /// The quants as `i8` too, for the relaxed-SIMD byte dot product of the 4-bit formats (`q8_0`
     /// still uses `qs`). Shape `[n_blocks × 32]`.
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
@@ -251,6 +344,7 @@ impl QuantizedActivations {
             d: Vec::new(),
             qs: Vec::new(),
             sums: Vec::new(),
+            s: Vec::new(),
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
             qs8: Vec::new(),
         }
@@ -265,6 +359,7 @@ impl QuantizedActivations {
         xq.d.try_reserve_exact(n_blocks)?;
         xq.qs.try_reserve_exact(n_blocks * QK)?;
         xq.sums.try_reserve_exact(n_blocks)?;
+        xq.s.try_reserve_exact(n_blocks)?;
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         xq.qs8.try_reserve_exact(n_blocks * QK)?;
         Ok(xq)
@@ -276,20 +371,23 @@ impl QuantizedActivations {
         let qs8 = self.qs8.capacity();
         #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
         let qs8 = 0;
-        self.d.capacity() * 4 + self.qs.capacity() * 2 + self.sums.capacity() * 4 + qs8
+        self.d.capacity() * 4 + self.qs.capacity() * 2 + self.sums.capacity() * 4 + self.s.capacity() * 4 + qs8
     }
 
-    /// Quantizes `x` (replacing the previous contents). Allocates only when `x` is longer than
-    /// anything quantized before (or than [`try_with_capacity`](Self::try_with_capacity) allowed);
-    /// if that allocation fails, the error is returned and the structure is left empty.
+    /// Quantizes `x` by `scheme` (replacing the previous contents). Allocates only when `x` is
+    /// longer than anything quantized before (or than [`try_with_capacity`](Self::try_with_capacity)
+    /// allowed); if that allocation fails, the error is returned and the structure is left empty.
     ///
-    /// Precondition: `x.len()` is a multiple of [`QK`]; a trailing partial block is ignored.
-    pub fn quantize(&mut self, x: &[f32]) -> Result<(), TryReserveError> {
-        debug_assert!(x.len().is_multiple_of(QK), "activation length {} is not a multiple of {QK}", x.len());
-        let n_blocks = x.len() / QK;
+    /// Precondition: `x.len()` is a multiple of [`QK`] (of [`kquant::QK_K`] for [`ActScheme::Q8_K`]); a
+    /// trailing partial block is ignored.
+    pub fn quantize(&mut self, scheme: ActScheme, x: &[f32]) -> Result<(), TryReserveError> {
+        let group = scheme.group_elems();
+        debug_assert!(x.len().is_multiple_of(group), "activation length {} is not a multiple of {group}", x.len());
+        let n_blocks = x.len() / group * (group / QK);
         self.d.clear();
         self.qs.clear();
         self.sums.clear();
+        self.s.clear();
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         {
             self.qs8.clear();
@@ -298,26 +396,30 @@ impl QuantizedActivations {
         self.d.try_reserve(n_blocks)?;
         self.qs.try_reserve(n_blocks * QK)?;
         self.sums.try_reserve(n_blocks)?;
-        for xb in x.chunks_exact(QK) {
-            let mut amax = 0.0f32;
-            for &v in xb {
-                let a = v.abs();
-                // ggml's MAX(amax, fabsf(v)) spelled out, NaN behaviour included.
-                amax = if amax > a { amax } else { a };
+        self.s.try_reserve(n_blocks)?;
+        for xg in x.chunks_exact(group) {
+            let (d, id) = scheme.scales(xg);
+            for xb in xg.chunks_exact(QK) {
+                let mut sum = 0i32;
+                for &v in xb {
+                    // Ties to even, as the reference's SIMD rounding (`_mm256_round_ps`) and
+                    // `nearest_int` do. `as i32` saturates and maps NaN to 0; the clamp keeps the
+                    // |q| <= 127 invariant.
+                    let q = (libm::rintf(v * id) as i32).clamp(-127, 127);
+                    sum += q;
+                    self.qs.push(q as i16);
+                    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+                    self.qs8.push(q as i8);
+                }
+                let (d_stored, s) = match scheme {
+                    ActScheme::Q8_0 => (round_to_f16(d), 0.0),
+                    ActScheme::Q8_1 => (round_to_f16(d), round_to_f16(d * sum as f32)),
+                    ActScheme::Q8_K => (d, 0.0),
+                };
+                self.d.push(d_stored);
+                self.sums.push(sum);
+                self.s.push(s);
             }
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for &v in xb {
-                // `as i32` saturates and maps NaN to 0; the clamp keeps the |q| <= 127 invariant.
-                let q = (libm::roundf(v * id) as i32).clamp(-127, 127);
-                sum += q;
-                self.qs.push(q as i16);
-                #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-                self.qs8.push(q as i8);
-            }
-            self.d.push(d);
-            self.sums.push(sum);
         }
         Ok(())
     }
@@ -360,7 +462,60 @@ impl QuantizedActivations {
             d: &self.d[blocks(self.d.len())],
             qs,
             sums: &self.sums[blocks(self.sums.len())],
+            s: &self.s[blocks(self.s.len())],
         }
+    }
+}
+
+/// One matmul input quantized by each [`ActScheme`] its weights need, each on first use: the
+/// matrices that multiply the same vector (Q, K and V; gate and up) may have different dtypes (a
+/// GGUF Q4_K_M mixes `q5_0` and `q4_K`), and each dtype's kernel reads its own scheme.
+#[derive(Clone, Debug, Default)]
+pub struct QuantizedInputs {
+    sets: [QuantizedActivations; 3],
+    /// `fresh[i]`: `sets[i]` holds the current input.
+    fresh: [bool; 3],
+}
+
+impl QuantizedInputs {
+    /// Room for `n_elems` activations in every scheme `dtypes` need, so quantizing up to that
+    /// many never allocates.
+    pub fn try_for(dtypes: impl Iterator<Item = DType>, n_elems: usize) -> Result<Self, TryReserveError> {
+        let mut inputs = QuantizedInputs::default();
+        let mut reserved = [false; 3];
+        for scheme in dtypes.filter_map(ActScheme::for_dtype) {
+            if !reserved[scheme.index()] {
+                inputs.sets[scheme.index()] = QuantizedActivations::try_with_capacity(n_elems)?;
+                reserved[scheme.index()] = true;
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Bytes held (capacity, not length).
+    pub fn capacity_bytes(&self) -> usize {
+        self.sets.iter().map(QuantizedActivations::capacity_bytes).sum()
+    }
+
+    /// Forgets the previous input: the next [`for_dtype`](Self::for_dtype) quantizes afresh.
+    pub fn new_input(&mut self) {
+        self.fresh = [false; 3];
+    }
+
+    /// `x` quantized for `dtype`'s kernel (quantized now unless it already was since the last
+    /// [`new_input`](Self::new_input)); for the `f32`-reading dtypes, an unused empty set. On an
+    /// allocation failure that scheme's set is left empty and not fresh.
+    pub fn for_dtype(&mut self, dtype: DType, x: &[f32]) -> Result<&QuantizedActivations, TryReserveError> {
+        let Some(scheme) = ActScheme::for_dtype(dtype) else {
+            return Ok(&self.sets[0]);
+        };
+        let i = scheme.index();
+        if !self.fresh[i] {
+            self.sets[i].quantize(scheme, x)?;
+            self.fresh[i] = true;
+        }
+        debug_assert_eq!(self.sets[i].len(), x.len(), "for_dtype called with a new input without new_input");
+        Ok(&self.sets[i])
     }
 }
 
@@ -372,6 +527,7 @@ pub(crate) struct XqView<'a> {
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     pub(crate) qs8: &'a [i8],
     pub(crate) sums: &'a [i32],
+    pub(crate) s: &'a [f32],
 }
 
 impl XqView<'_> {
@@ -381,7 +537,7 @@ impl XqView<'_> {
         let n = self.qs8.len() / QK;
         #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
         let n = usize::MAX;
-        self.d.len().min(self.qs.len() / QK).min(self.sums.len()).min(n)
+        self.d.len().min(self.qs.len() / QK).min(self.sums.len()).min(self.s.len()).min(n)
     }
 }
 

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 
-use super::{f16_to_f32, f32_to_f16, quantize_row, scalar, DType, QuantizedActivations, QK};
+use super::{f16_to_f32, f32_to_f16, quantize_row, scalar, ActScheme, DType, QuantizedActivations, QK};
 
 const CASES: u32 = 256;
 /// Unit roundoff of `f32` (round to nearest).
@@ -81,7 +81,9 @@ fn matrix(dtype: DType) -> impl Strategy<Value = (usize, Vec<u8>, Vec<f32>)> {
 fn check_matvec(dtype: DType, rows: usize, bytes: &[u8], x: &[f32]) -> Result<(), TestCaseError> {
     let cols = x.len();
     let mut xq = QuantizedActivations::new();
-    xq.quantize(x).expect("activations fit in memory");
+    if let Some(scheme) = ActScheme::for_dtype(dtype) {
+        xq.quantize(scheme, x).expect("activations fit in memory");
+    }
     let mut out = alloc::vec![f32::NAN; rows];
     scalar::matmul(dtype, bytes, rows, cols, 1, x, &xq, &mut out);
     let row_bytes = dtype.row_bytes(cols).unwrap();
@@ -106,7 +108,15 @@ fn check_matvec(dtype: DType, rows: usize, bytes: &[u8], x: &[f32]) -> Result<()
             let wb = &w[b * QK..(b + 1) * QK];
             let xb = &x[b * QK..(b + 1) * QK];
             let qs = &xq.qs[b * QK..(b + 1) * QK];
-            exact_q += wb.iter().zip(qs).map(|(w, &q)| w * d_x * q as f64).sum::<f64>();
+            exact_q += if dtype == DType::Q4_1 {
+                // The minimum multiplies the Q8_1 block sum `s` (an f16 of d·Σq), not d_x·Σq.
+                let m_w =
+                    f16_to_f32(u16::from_le_bytes([bytes[r * row_bytes + b * dtype.block_bytes() + 2], bytes[r * row_bytes + b * dtype.block_bytes() + 3]]))
+                        as f64;
+                wb.iter().zip(qs).map(|(w, &q)| (w - m_w) * d_x * q as f64).sum::<f64>() + m_w * xq.s[b] as f64
+            } else {
+                wb.iter().zip(qs).map(|(w, &q)| w * d_x * q as f64).sum::<f64>()
+            };
             exact_x += wb.iter().zip(xb).map(|(w, &x)| w * x as f64).sum::<f64>();
             let block = &bytes[r * row_bytes + b * dtype.block_bytes()..];
             let d_w = f16_to_f32(u16::from_le_bytes([block[0], block[1]])) as f64;
@@ -121,8 +131,15 @@ fn check_matvec(dtype: DType, rows: usize, bytes: &[u8], x: &[f32]) -> Result<()
                 }
                 _ => (d_w * d_x * q_w.iter().zip(qs).map(|(w, &q)| w * q as f64).sum::<f64>()).abs(),
             };
-            // Activation quantization: each element is within half a step d_x of its quant.
-            act_error += d_x / 2.0 * (1.0 + 1e-5) * wb.iter().map(|w| w.abs()).sum::<f64>();
+            // Activation quantization: each element is within half a step of its quant, the step
+            // being the f32 d (d_x is that d rounded to f16: at most 2^-11 · 127 steps more); q4_1's
+            // `s` is d·Σq rounded to f16 once more.
+            let d_error = d_x / 2.0 * (1.0 + 1e-5) + d_x * 127.0 / 1024.0;
+            act_error += d_error * wb.iter().map(|w| w.abs()).sum::<f64>();
+            if dtype == DType::Q4_1 {
+                let m_w = f16_to_f32(u16::from_le_bytes([block[2], block[3]])) as f64;
+                act_error += m_w.abs() * (xq.s[b] as f64).abs() / 1024.0;
+            }
         }
         let float_bound = (n_blocks.div_ceil(4) + 6) as f64 * U * 1.01 * magnitude;
         prop_assert!(
@@ -219,16 +236,20 @@ proptest! {
     #[test]
     fn activation_quantization_is_within_half_a_step(x in (1usize..5).prop_flat_map(activations)) {
         let mut xq = QuantizedActivations::new();
-        xq.quantize(&x).expect("activations fit in memory");
+        xq.quantize(ActScheme::Q8_1, &x).expect("activations fit in memory");
         for (b, xb) in x.chunks_exact(QK).enumerate() {
             let amax = xb.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
-            prop_assert_eq!(xq.d[b], amax / 127.0);
+            let d32 = amax / 127.0;
+            prop_assert_eq!(xq.d[b], f16_to_f32(f32_to_f16(d32)));
             let qs = &xq.qs[b * QK..(b + 1) * QK];
-            prop_assert_eq!(xq.sums[b], qs.iter().map(|&q| q as i32).sum::<i32>());
+            let sum = qs.iter().map(|&q| q as i32).sum::<i32>();
+            prop_assert_eq!(xq.sums[b], sum);
+            prop_assert_eq!(xq.s[b], f16_to_f32(f32_to_f16(d32 * sum as f32)));
             for (&v, &q) in xb.iter().zip(qs) {
                 prop_assert!((-127..=127).contains(&q));
-                let err = (v as f64 - xq.d[b] as f64 * q as f64).abs();
-                prop_assert!(err <= xq.d[b] as f64 / 2.0 * (1.0 + 1e-5) + 1e-30, "{} → {} · {}", v, q, xq.d[b]);
+                // Half a step of the unrounded f32 scale.
+                let err = (v as f64 - d32 as f64 * q as f64).abs();
+                prop_assert!(err <= d32 as f64 / 2.0 * (1.0 + 1e-5) + 1e-30, "{} → {} · {}", v, q, d32);
             }
         }
     }

@@ -110,7 +110,7 @@ pub(crate) fn dot_q4_1(row: &[u8], xq: XqView<'_>) -> f32 {
         let block = &row[b * Q4_1.bytes..(b + 1) * Q4_1.bytes];
         let isum = block_isum(&xq.qs[b * QK..], |j| nibble(&block[QS..], j));
         let d_x = xq.d[b];
-        acc[b % 4] += (f16_at(block, D) * d_x) * isum as f32 + (f16_at(block, M) * d_x) * xq.sums[b] as f32;
+        acc[b % 4] += (f16_at(block, D) * d_x) * isum as f32 + f16_at(block, M) * xq.s[b];
     }
     reduce4(&acc)
 }

@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::testdata::{kernel_cols, random_activations, random_weights, Rng};
-use super::{matmul, matvec, scalar, DType, QuantizedActivations, TOKEN_TILE};
+use super::{matmul, matvec, scalar, ActScheme, DType, QuantizedActivations, TOKEN_TILE};
 
 /// Runs the dispatched `matvec` / `matmul` (SIMD128 in a wasm `+simd128` build) against
 /// [`scalar`] over each dtype's row lengths (`testdata::kernel_cols`) with deterministic
@@ -42,8 +42,8 @@ fn compare(dtype: DType, rows: usize, cols: usize, n_tokens: usize, rng: &mut Rn
     let weights = random_weights(dtype, rows, cols, rng);
     let x = random_activations(n_tokens * cols, rng);
     let mut xq = QuantizedActivations::new();
-    if !dtype.reads_f32_activations() {
-        if xq.quantize(&x).is_err() {
+    if let Some(scheme) = ActScheme::for_dtype(dtype) {
+        if xq.quantize(scheme, &x).is_err() {
             return u32::MAX; // out of memory: report "not verified" rather than trap
         }
     }
@@ -60,8 +60,8 @@ fn compare(dtype: DType, rows: usize, cols: usize, n_tokens: usize, rng: &mut Rn
     let mut x1q = QuantizedActivations::new();
     let mut out = vec![0.0f32; rows];
     for x1 in x.chunks_exact(cols) {
-        if !dtype.reads_f32_activations() {
-            if x1q.quantize(x1).is_err() {
+        if let Some(scheme) = ActScheme::for_dtype(dtype) {
+            if x1q.quantize(scheme, x1).is_err() {
                 return u32::MAX;
             }
         }

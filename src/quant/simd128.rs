@@ -493,7 +493,6 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         let d_w = scales4(p, F::D_AT);
         (d_w, if F::HAS_MIN { scales4(p, F::M_AT) } else { d_w })
     };
-    let needs_sums = F::HAS_MIN || F::MINUS_8;
     let lane_mask = i32x4(if VALID > 0 { -1 } else { 0 }, if VALID > 1 { -1 } else { 0 }, if VALID > 2 { -1 } else { 0 }, if VALID > 3 { -1 } else { 0 });
     for t in 0..N {
         let xq = &acts[t];
@@ -501,24 +500,26 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         let lo = pair_sum(part(0), part(1));
         let hi = pair_sum(part(2), part(3));
         let mut isum = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(lo, hi), i32x4_shuffle::<2, 3, 6, 7>(lo, hi));
-        let (d_x, x_sum) = if VALID == 4 {
+        let (d_x, x_sum, s_x) = if VALID == 4 {
             // SAFETY: scales and sums `b0 .. b0 + 4` of this token, inside its slices.
             unsafe {
                 let d_x = v128_load(xq.d.as_ptr().add(b0) as *const v128);
-                let x_sum = if needs_sums { v128_load(xq.sums.as_ptr().add(b0) as *const v128) } else { d_x };
-                (d_x, x_sum)
+                let x_sum = if F::MINUS_8 { v128_load(xq.sums.as_ptr().add(b0) as *const v128) } else { d_x };
+                let s_x = if F::HAS_MIN { v128_load(xq.s.as_ptr().add(b0) as *const v128) } else { d_x };
+                (d_x, x_sum, s_x)
             }
         } else {
             let d = |k: usize| if k < VALID { xq.d[b0 + k] } else { 0.0 };
-            let sum = |k: usize| if needs_sums && k < VALID { xq.sums[b0 + k] } else { 0 };
-            (f32x4(d(0), d(1), d(2), d(3)), i32x4(sum(0), sum(1), sum(2), sum(3)))
+            let sum = |k: usize| if F::MINUS_8 && k < VALID { xq.sums[b0 + k] } else { 0 };
+            let s = |k: usize| if F::HAS_MIN && k < VALID { xq.s[b0 + k] } else { 0.0 };
+            (f32x4(d(0), d(1), d(2), d(3)), i32x4(sum(0), sum(1), sum(2), sum(3)), f32x4(s(0), s(1), s(2), s(3)))
         };
         if F::MINUS_8 {
             isum = i32x4_sub(isum, i32x4_shl(x_sum, 3));
         }
         let mut term = f32x4_mul(f32x4_mul(d_w, d_x), f32x4_convert_i32x4(isum));
         if F::HAS_MIN {
-            term = f32x4_add(term, f32x4_mul(f32x4_mul(m_w, d_x), f32x4_convert_i32x4(x_sum)));
+            term = f32x4_add(term, f32x4_mul(m_w, s_x));
         }
         if VALID < 4 {
             term = v128_and(term, lane_mask);

@@ -26,10 +26,17 @@ const Q4_1_BLOCK_BYTES: usize = 20;
 /// 1.4e-7 (`dot_products_match_f64_reference` prints it).
 const DOT_REL_TOL: f64 = 2.0e-6;
 
-fn xq_of(x: &[f32]) -> QuantizedActivations {
+/// `x` quantized as `dtype`'s kernel reads it (empty for the dtypes that read `f32`).
+fn xq_for(dtype: DType, x: &[f32]) -> QuantizedActivations {
     let mut xq = QuantizedActivations::new();
-    xq.quantize(x).expect("activations fit in memory");
+    if let Some(scheme) = ActScheme::for_dtype(dtype) {
+        xq.quantize(scheme, x).expect("activations fit in memory");
+    }
     xq
+}
+
+fn xq_of(x: &[f32]) -> QuantizedActivations {
+    xq_for(DType::Q8_0, x)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,21 +488,48 @@ fn first_non_finite_finds_bad_scales_and_values() {
 // Activation quantization
 
 #[test]
-fn activations_round_half_away_and_keep_f32_scale() {
+fn activations_round_half_to_even_with_ggml_scales() {
     let mut x = [0.0f32; 2 * QK];
-    x[0] = -127.0; // amax 127 -> d = 1, id = 1
+    x[0] = -127.0; // amax 127 -> d = 1, id = 127 / 127 = 1
     x[1] = 2.5;
     x[2] = -2.5;
     x[3] = 0.5;
     x[4] = 1.499_999_9;
-    x[QK] = 0.3; // second block: d = 0.3 / 127 stays f32
-    let xq = xq_of(&x);
+    x[QK] = 0.3; // second block: d = 0.3 / 127, stored rounded to f16
+    let xq = xq_for(DType::Q8_0, &x);
     assert_eq!((xq.len(), xq.n_blocks(), xq.is_empty()), (64, 2, false));
     assert_eq!(xq.d[0], 1.0);
-    assert_eq!(&xq.qs[..5], &[-127, 3, -3, 1, 1]);
-    assert_eq!(xq.sums[0], -127 + 3 - 3 + 1 + 1);
-    assert_eq!(xq.d[1], 0.3f32 / 127.0);
+    assert_eq!(&xq.qs[..5], &[-127, 2, -2, 0, 1]);
+    assert_eq!(xq.sums[0], -127 + 2 - 2 + 1);
+    assert_eq!(xq.d[1], f16_to_f32(f32_to_f16(0.3f32 / 127.0)));
+    assert_ne!(xq.d[1], 0.3f32 / 127.0, "the f32 scale must not survive");
     assert_eq!(xq.qs[QK], 127);
+    assert_eq!(xq.s, [0.0, 0.0], "q8_0 carries no block sum");
+
+    // q8_1: the same quants plus s = f16(d · Σq) with the f32 d.
+    let xq1 = xq_for(DType::Q4_1, &x);
+    assert_eq!((xq1.qs.clone(), xq1.d.clone()), (xq.qs.clone(), xq.d.clone()));
+    assert_eq!(xq1.s[0], f16_to_f32(f32_to_f16(1.0 * (-127 + 2 - 2 + 1) as f32)));
+    assert_eq!(xq1.s[1], f16_to_f32(f32_to_f16(0.3f32 / 127.0 * 127.0)));
+}
+
+#[test]
+fn q8_k_activations_take_one_f32_scale_per_256_from_the_signed_max() {
+    let mut x = [0.0f32; 2 * kquant::QK_K];
+    x[5] = 3.0;
+    x[9] = -6.35; // largest magnitude, negative: iscale = -127 / -6.35 > 0, its quant -127
+    x[40] = 1.0;
+    x[kquant::QK_K] = 0.5; // second super-block: a positive max maps to -127
+    let xq = xq_for(DType::Q4_K, &x);
+    assert_eq!(xq.n_blocks(), 2 * kquant::QK_K / QK);
+    let iscale = -127.0f32 / -6.35;
+    assert!(xq.d[..8].iter().all(|&d| d == 1.0 / iscale), "one f32 scale for the first 8 blocks");
+    assert_eq!(xq.qs[9], -127);
+    assert_eq!(xq.qs[5] as f32, libm::rintf(3.0 * iscale));
+    assert_eq!(xq.qs[40] as f32, libm::rintf(1.0 * iscale));
+    assert_eq!(xq.sums[1], xq.qs[32..64].iter().map(|&q| q as i32).sum::<i32>());
+    assert_eq!(xq.qs[kquant::QK_K], -127);
+    assert!(xq.d[8] < 0.0, "a positive maximum gives a negative scale, as ggml's q8_K does");
 }
 
 #[test]
@@ -503,20 +537,21 @@ fn activations_zero_block_and_reuse() {
     let mut xq = xq_of(&[0.0f32; QK]);
     assert_eq!((xq.d[0], xq.sums[0]), (0.0, 0));
     assert!(xq.qs.iter().all(|&q| q == 0));
-    xq.quantize(&[]).expect("activations fit in memory");
+    xq.quantize(ActScheme::Q8_0, &[]).expect("activations fit in memory");
     assert!(xq.is_empty());
     assert_eq!(xq.len(), 0);
     let mut rng = Rng::new(10);
     let x = random_activations(3 * QK, &mut rng);
-    xq.quantize(&x).expect("activations fit in memory");
+    xq.quantize(ActScheme::Q8_0, &x).expect("activations fit in memory");
     assert_eq!(xq.len(), 3 * QK);
 }
 
 #[test]
 fn activation_quantization_error_is_half_a_step() {
+    // Q8_K keeps its f32 scale (negative when the super-block's signed maximum is positive).
     let mut rng = Rng::new(11);
     let x = random_activations(1536, &mut rng);
-    let xq = xq_of(&x);
+    let xq = xq_for(DType::Q4_K, &x);
     for (b, xb) in x.chunks(QK).enumerate() {
         let d = xq.d[b];
         let mut sum = 0;
@@ -525,7 +560,7 @@ fn activation_quantization_error_is_half_a_step() {
             assert!((-127..=127).contains(&q));
             sum += q as i32;
             let err = (v as f64 - d as f64 * q as f64).abs();
-            assert!(err <= 0.5 * d as f64 * (1.0 + 1e-5), "block {b} elem {j}: {v} vs {d}·{q}");
+            assert!(err <= 0.5 * d.abs() as f64 * (1.0 + 1e-5), "block {b} elem {j}: {v} vs {d}·{q}");
         }
         assert_eq!(sum, xq.sums[b]);
     }
@@ -582,14 +617,21 @@ fn dot_products_match_f64_reference() {
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
             let x = random_activations(cols, &mut rng);
-            let xq = if dtype == DType::F32 { QuantizedActivations::new() } else { xq_of(&x) };
+            let xq = xq_for(dtype, &x);
             let mut out = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
             let a = activations_f64(dtype, &x, &xq);
             let row_bytes = dtype.row_bytes(cols).unwrap();
             for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
                 let (w, mag) = dequantize_f64(dtype, row);
-                let want: f64 = w.iter().zip(&a).map(|(w, a)| w * a).sum();
+                let mut want: f64 = w.iter().zip(&a).map(|(w, a)| w * a).sum();
+                if dtype == DType::Q4_1 {
+                    // The minimum multiplies the Q8_1 block sum `s`, not `Σ d_x · q`.
+                    for (b, block) in row.chunks_exact(dtype.block_bytes()).enumerate() {
+                        let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]])) as f64;
+                        want += m * (xq.s[b] as f64 - a[b * QK..(b + 1) * QK].iter().sum::<f64>());
+                    }
+                }
                 let scale: f64 = mag.iter().zip(&a).map(|(m, a)| m * a.abs()).sum();
                 let err = (out[r] as f64 - want).abs();
                 assert!(err <= DOT_REL_TOL * scale, "{} cols {cols} row {r}: got {} want {want} (err {err:e}, scale {scale:e})", dtype.name(), out[r]);
@@ -618,7 +660,7 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
     for b in 0..xq.n_blocks() {
         let block = &row[b * bb..(b + 1) * bb];
         let d_w = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-        let (mut isum, mut xsum) = (0i32, 0i32);
+        let mut isum = 0i32;
         for j in 0..QK {
             let x_q = xq.qs[b * QK + j] as i32;
             let w_q = match dtype {
@@ -627,12 +669,11 @@ fn spec_dot(dtype: DType, row: &[u8], x: &[f32], xq: &QuantizedActivations) -> f
                 _ => (if j < 16 { block[4 + j] & 15 } else { block[4 + j - 16] >> 4 }) as i32,
             };
             isum += w_q * x_q;
-            xsum += x_q;
         }
         let d_x = xq.d[b];
         let term = if dtype == DType::Q4_1 {
             let m_w = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
-            (d_w * d_x) * (isum as f32) + (m_w * d_x) * (xsum as f32)
+            (d_w * d_x) * (isum as f32) + m_w * xq.s[b]
         } else {
             (d_w * d_x) * (isum as f32)
         };
@@ -651,7 +692,7 @@ fn kernels_follow_the_documented_accumulation_order_bit_for_bit() {
         for &cols in QUANT_COLS.iter().chain(extra) {
             let weights = random_weights(dtype, rows, cols, &mut rng);
             let x = random_activations(cols, &mut rng);
-            let xq = if dtype == DType::F32 { QuantizedActivations::new() } else { xq_of(&x) };
+            let xq = xq_for(dtype, &x);
             let mut out = vec![f32::NAN; rows];
             let mut out_scalar = vec![f32::NAN; rows];
             matvec(dtype, &weights, rows, cols, &x, &xq, &mut out);
@@ -676,14 +717,14 @@ fn matmul_equals_per_token_matvec_bit_for_bit() {
             for n_tokens in [1, 2, 3, 4, 5, 8, 9, TOKEN_TILE, TOKEN_TILE + 7] {
                 let weights = random_weights(dtype, rows, cols, &mut rng);
                 let x = random_activations(n_tokens * cols, &mut rng);
-                let xq = xq_of(&x);
+                let xq = xq_for(dtype, &x);
                 let mut y = vec![f32::NAN; n_tokens * rows];
                 matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y);
                 let mut y_scalar = vec![f32::NAN; n_tokens * rows];
                 scalar::matmul(dtype, &weights, rows, cols, n_tokens, &x, &xq, &mut y_scalar);
                 let mut out = vec![f32::NAN; rows];
                 for (t, x1) in x.chunks_exact(cols).enumerate() {
-                    matvec(dtype, &weights, rows, cols, x1, &xq_of(x1), &mut out);
+                    matvec(dtype, &weights, rows, cols, x1, &xq_for(dtype, x1), &mut out);
                     for r in 0..rows {
                         let got = y[t * rows + r];
                         assert_eq!(got.to_bits(), out[r].to_bits(), "{} cols {cols} n {n_tokens} t {t} r {r}", dtype.name());
@@ -702,7 +743,7 @@ fn unaligned_weight_bytes_give_the_same_result() {
         let (rows, cols) = (3, 3 * dtype.block_elems().max(QK));
         let weights = random_weights(dtype, rows, cols, &mut rng);
         let x = random_activations(cols, &mut rng);
-        let xq = xq_of(&x);
+        let xq = xq_for(dtype, &x);
         let mut shifted = vec![0u8; weights.len() + 3];
         shifted[3..].copy_from_slice(&weights);
         let (mut a, mut b) = (vec![0.0f32; rows], vec![0.0f32; rows]);

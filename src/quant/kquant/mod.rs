@@ -60,8 +60,9 @@
 //! multiply-add, so their results are bit-identical (NaN payloads aside).
 //!
 //! **Quantized weights** against [`QuantizedActivations`](super::QuantizedActivations)
-//! (32-element activation blocks with an `f32` scale `d_x`, quants `x[j]` in `−127..=127`, and
-//! `xsum = Σ_j x[j]`). `b = 0, 1, …, n_blocks − 1` runs over the row's activation blocks
+//! (32-element activation blocks with a scale `d_x`, quants `x[j]` in `−127..=127`,
+//! `xsum = Σ_j x[j]`, and for `q5_1` the `Q8_1` block sum `s_x`; each dtype reads the scheme the
+//! `quant` module docs give it, "Activation quantization"). `b = 0, 1, …, n_blocks − 1` runs over the row's activation blocks
 //! (`n_blocks = cols / 32`). For the 32-element formats `b` is also the weight block; for the
 //! k-quants activation block `b` is sub-block `s = b % 8` (`q4_K`, `q5_K`) or sub-blocks
 //! `2s, 2s + 1` (`q6_K`) of super-block `b / 8`, and `d`, `dmin` are that super-block's.
@@ -74,7 +75,7 @@
 //!      + scales[2s+1] · Σ_{j≥16} (q[j] − 32) · x[j]`.
 //! 2. The block's term:
 //!    * `q5_0`, `q6_K`: `term = (d · d_x) · f32(isum)`;
-//!    * `q5_1`: `term = (d · d_x) · f32(isum) + (m · d_x) · f32(xsum)`;
+//!    * `q5_1`: `term = (d · d_x) · f32(isum) + m · s_x`;
 //!    * `q4_K`, `q5_K`: `term = (d · d_x) · f32(isum) − (dmin · d_x) · f32(msum)`.
 //! 3. Four accumulators starting at `+0.0`: `acc[b % 4] += term` for `b = 0, 1, 2, …`;
 //! 4. result `(acc[0] + acc[1]) + (acc[2] + acc[3])`.

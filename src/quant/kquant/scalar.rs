@@ -81,7 +81,7 @@ pub(crate) fn dot_q5_1(row: &[u8], xq: XqView<'_>) -> f32 {
     for (b, block) in row.chunks_exact(q5_1::BYTES).take(n_blocks).enumerate() {
         let isum = q5_1_isum(block, act_quants(&xq, b));
         let d_x = xq.d[b];
-        acc[b % 4] += (f16_at(block, q5_1::D) * d_x) * isum as f32 + (f16_at(block, q5_1::M) * d_x) * xq.sums[b] as f32;
+        acc[b % 4] += (f16_at(block, q5_1::D) * d_x) * isum as f32 + f16_at(block, q5_1::M) * xq.s[b];
     }
     reduce4(&acc)
 }

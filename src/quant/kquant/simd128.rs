@@ -498,19 +498,26 @@ unsafe fn accumulate_group<F: QFormat, const N: usize, const VALID: usize>(
         let lo = pair_sum(parts[0][t], parts[1][t]);
         let hi = pair_sum(parts[2][t], parts[3][t]);
         let isum = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(lo, hi), i32x4_shuffle::<2, 3, 6, 7>(lo, hi));
-        let (d_x, x_sum) = if VALID == 4 {
-            // SAFETY: scales and sums `b0 .. b0 + 4` of this token, inside its slices.
-            unsafe { (v128_load(xq.d.as_ptr().add(b0) as *const v128), v128_load(xq.sums.as_ptr().add(b0) as *const v128)) }
+        let (d_x, x_sum, s_x) = if VALID == 4 {
+            // SAFETY: scales, sums and `s` of blocks `b0 .. b0 + 4` of this token, inside its slices.
+            unsafe {
+                (
+                    v128_load(xq.d.as_ptr().add(b0) as *const v128),
+                    v128_load(xq.sums.as_ptr().add(b0) as *const v128),
+                    v128_load(xq.s.as_ptr().add(b0) as *const v128),
+                )
+            }
         } else {
             let d = |k: usize| if k < VALID { xq.d[b0 + k] } else { 0.0 };
             let sum = |k: usize| if k < VALID { xq.sums[b0 + k] } else { 0 };
-            (f32x4(d(0), d(1), d(2), d(3)), i32x4(sum(0), sum(1), sum(2), sum(3)))
+            let s = |k: usize| if k < VALID { xq.s[b0 + k] } else { 0.0 };
+            (f32x4(d(0), d(1), d(2), d(3)), i32x4(sum(0), sum(1), sum(2), sum(3)), f32x4(s(0), s(1), s(2), s(3)))
         };
         let mut term = f32x4_mul(f32x4_mul(d_w, d_x), f32x4_convert_i32x4(isum));
         match F::MIN {
             MinTerm::None => {}
             MinTerm::Plus => {
-                term = f32x4_add(term, f32x4_mul(f32x4_mul(m_w, d_x), f32x4_convert_i32x4(x_sum)));
+                term = f32x4_add(term, f32x4_mul(m_w, s_x));
             }
             MinTerm::MinusScaled => {
                 let msum = i32x4_mul(m_s, x_sum);

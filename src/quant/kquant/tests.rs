@@ -15,7 +15,7 @@ use super::testdata::{random_rows, F16_COLS, ROW_BLOCKS};
 use super::*;
 use crate::quant::testdata::{random_activations, Rng};
 use crate::quant::DType;
-use crate::quant::{QuantizedActivations, XqView, QK};
+use crate::quant::{ActScheme, QuantizedActivations, XqView, QK};
 
 /// Dequantization test vectors from the `gguf` package's numpy dequantizer
 /// (`harness/scripts/gen_kquant_vectors.py` regenerates them).
@@ -70,9 +70,11 @@ fn records() -> Vec<Record<'static>> {
     out
 }
 
-fn xq_of(x: &[f32]) -> QuantizedActivations {
+/// `x` quantized as `dtype`'s kernel reads it (`ActScheme::for_dtype`).
+fn xq_for(dtype: DType, x: &[f32]) -> QuantizedActivations {
     let mut xq = QuantizedActivations::new();
-    xq.quantize(x).expect("activations fit");
+    let scheme = ActScheme::for_dtype(dtype).expect("a quantized dtype");
+    xq.quantize(scheme, x).expect("activations fit");
     xq
 }
 
@@ -377,7 +379,7 @@ fn quantized_dots_match_dequantized_f64_reference() {
             for _ in 0..4 {
                 let row = random_rows(&l, 1, cols, &mut rng);
                 let x = random_activations(cols, &mut rng);
-                let xq = xq_of(&x);
+                let xq = xq_for(l, &x);
                 let xv = view(&xq);
                 let mut w = vec![0.0f32; cols];
                 dequantize(&l, &row, &mut w);
@@ -385,8 +387,19 @@ fn quantized_dots_match_dequantized_f64_reference() {
                 let (mut reference, mut mag) = (0.0f64, 0.0f64);
                 for i in 0..cols {
                     let xd = xv.d[i / QK] as f64 * xv.qs[i] as f64;
-                    reference += w[i] as f64 * xd;
+                    if l == DType::Q5_1 {
+                        // The minimum multiplies the activations' Q8_1 block sum `s`, below.
+                        reference += (w[i] - mins[i]) as f64 * xd;
+                    } else {
+                        reference += w[i] as f64 * xd;
+                    }
                     mag += ((w[i] - mins[i]).abs() as f64 + mins[i].abs() as f64) * xd.abs();
+                }
+                if l == DType::Q5_1 {
+                    for b in 0..cols / QK {
+                        reference += mins[b * QK] as f64 * xv.s[b] as f64;
+                        mag += (mins[b * QK] as f64 * xv.s[b] as f64).abs();
+                    }
                 }
                 let got = dot_of(&l)(&row, xv) as f64;
                 let err = (got - reference).abs();
@@ -423,11 +436,11 @@ fn short_inputs_compute_only_common_blocks() {
     // Violated preconditions: nothing panics, only blocks both sides hold count.
     let mut rng = Rng::new(5);
     let row = random_rows(&DType::Q6_K, 1, 512, &mut rng);
-    let xq = xq_of(&random_activations(256, &mut rng));
+    let xq = xq_for(DType::Q6_K, &random_activations(256, &mut rng));
     let one = dot_q6_k(&row[..q6_k::BYTES], view(&xq));
     assert_eq!(dot_q6_k(&row, view(&xq)).to_bits(), one.to_bits());
     assert_eq!(dot_q4_k(&row[..10], view(&xq)), 0.0);
-    let xq = xq_of(&random_activations(64, &mut rng));
+    let xq = xq_for(DType::Q5_0, &random_activations(64, &mut rng));
     assert_eq!(dot_q5_k(&random_rows(&DType::Q5_K, 1, 256, &mut rng), view(&xq)), 0.0);
     let row = random_rows(&DType::Q5_0, 1, 96, &mut rng);
     assert_eq!(dot_q5_0(&row, view(&xq)).to_bits(), dot_q5_0(&row[..44], view(&xq)).to_bits());
@@ -442,8 +455,8 @@ fn row_kernel_matches_per_token<K: crate::quant::RowKernel>(l: &DType, dot1: imp
     let row = random_rows(l, 1, cols, &mut rng);
     let x = random_activations(n_tokens * cols, &mut rng);
     let mut xq = QuantizedActivations::new();
-    if l.block_elems() > 1 {
-        xq.quantize(&x).expect("activations fit");
+    if let Some(scheme) = ActScheme::for_dtype(*l) {
+        xq.quantize(scheme, &x).expect("activations fit");
     }
     let acts: [K::Act<'_>; 4] = core::array::from_fn(|t| K::act(&x, &xq, t, cols));
     let got = K::dot(&row, acts);
@@ -456,13 +469,13 @@ fn row_kernel_matches_per_token<K: crate::quant::RowKernel>(l: &DType, dot1: imp
 #[test]
 fn scalar_row_kernels_split_batches_by_token() {
     use super::scalar::*;
-    let quantized = |dot: fn(&[u8], XqView<'_>) -> f32| move |row: &[u8], x: &[f32]| dot(row, view(&xq_of(x)));
+    let quantized = |l: DType, dot: fn(&[u8], XqView<'_>) -> f32| move |row: &[u8], x: &[f32]| dot(row, view(&xq_for(l, x)));
     row_kernel_matches_per_token::<F16Kernel>(&DType::F16, dot_f16);
-    row_kernel_matches_per_token::<Q5_0Kernel>(&DType::Q5_0, quantized(dot_q5_0));
-    row_kernel_matches_per_token::<Q5_1Kernel>(&DType::Q5_1, quantized(dot_q5_1));
-    row_kernel_matches_per_token::<Q4KKernel>(&DType::Q4_K, quantized(dot_q4_k));
-    row_kernel_matches_per_token::<Q5KKernel>(&DType::Q5_K, quantized(dot_q5_k));
-    row_kernel_matches_per_token::<Q6KKernel>(&DType::Q6_K, quantized(dot_q6_k));
+    row_kernel_matches_per_token::<Q5_0Kernel>(&DType::Q5_0, quantized(DType::Q5_0, dot_q5_0));
+    row_kernel_matches_per_token::<Q5_1Kernel>(&DType::Q5_1, quantized(DType::Q5_1, dot_q5_1));
+    row_kernel_matches_per_token::<Q4KKernel>(&DType::Q4_K, quantized(DType::Q4_K, dot_q4_k));
+    row_kernel_matches_per_token::<Q5KKernel>(&DType::Q5_K, quantized(DType::Q5_K, dot_q5_k));
+    row_kernel_matches_per_token::<Q6KKernel>(&DType::Q6_K, quantized(DType::Q6_K, dot_q6_k));
 }
 
 /// `quant::quantize_row` reproduces ggml's C reference quantizers byte for byte
