@@ -138,7 +138,9 @@ struct RawArchBlock {
     rope_kind: u32,
     norm_kind: u32,
     arch_flags: u32,
-    reserved: [u32; 3],
+    sliding_window: u32,
+    swa_pattern: u32,
+    rope_theta_local: f32,
 }
 
 /// The raw header fields, before any cross-checks.
@@ -220,7 +222,9 @@ fn read_header(bytes: &[u8]) -> Result<RawHeader> {
             rope_kind: r.u32("rope_kind")?,
             norm_kind: r.u32("norm_kind")?,
             arch_flags: r.u32("arch_flags")?,
-            reserved: [r.u32("reserved_v2")?, r.u32("reserved_v2")?, r.u32("reserved_v2")?],
+            sliding_window: r.u32("sliding_window")?,
+            swa_pattern: r.u32("swa_pattern")?,
+            rope_theta_local: f32::from_bits(r.u32("rope_theta_local")?),
         })
     } else {
         None
@@ -319,17 +323,51 @@ fn check_checksums(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<u32> {
 /// The v2 architecture block's own rules (FORMAT.md "Header v2"), in field order except
 /// `head_dim`, `rope_kind` and `norm_kind`, which [`check_hparams`] checks among the hyperparameters.
 fn check_arch_block(b: &RawArchBlock) -> Result<Arch> {
-    let arch = Arch::from_code(b.arch).ok_or_else(|| bad(Status::BadHyperparameter, "header.arch", b.arch as u64, "must be 0 llama or 1 qwen2"))?;
+    let arch =
+        Arch::from_code(b.arch).ok_or_else(|| bad(Status::BadHyperparameter, "header.arch", b.arch as u64, "must be 0 llama, 1 qwen2, 2 gemma3 or 3 qwen3"))?;
     if b.arch_flags & !ARCH_FLAG_QKV_BIAS != 0 {
         return Err(bad(Status::BadFlags, "header.arch_flags", b.arch_flags as u64, "only bit 0 (ATTN_QKV_BIAS) may be set"));
     }
     if b.arch_flags & ARCH_FLAG_QKV_BIAS != 0 && !arch.has_qkv_bias_rows() {
         return Err(bad(Status::BadFlags, "header.arch_flags", b.arch_flags as u64, "ATTN_QKV_BIAS needs an architecture with Q/K/V biases (qwen2)"));
     }
-    if let Some(&v) = b.reserved.iter().find(|&&v| v != 0) {
-        return Err(bad(Status::BadFlags, "header.reserved_v2", v as u64, "bytes 148..160 must be 0"));
-    }
     Ok(arch)
+}
+
+/// The v2 sliding-window fields (bytes 148..160): all zero, or — for an architecture with local
+/// layers (gemma3) — a window of `1..=max_context` tokens, a layer pattern of `1..=256` and a
+/// finite positive local RoPE base. Sets them in `p` (whose `arch` and `max_context` are checked).
+fn check_sliding_window(b: &RawArchBlock, p: &mut Hyperparams) -> Result<()> {
+    let hp = |field, value: u64, rule| Err(bad(Status::BadHyperparameter, field, value, rule));
+    if b.sliding_window == 0 {
+        if b.swa_pattern != 0 {
+            return hp("header.swa_pattern", b.swa_pattern as u64, "must be 0 when sliding_window is 0");
+        }
+        if b.rope_theta_local.to_bits() != 0 {
+            return hp("header.rope_theta_local", b.rope_theta_local.to_bits() as u64, "must be 0 when sliding_window is 0 (value shown as f32 bits)");
+        }
+        return Ok(());
+    }
+    if !p.arch.has_sliding_window() {
+        return hp("header.sliding_window", b.sliding_window as u64, "must be 0: only gemma3 has sliding-window layers");
+    }
+    if b.sliding_window > p.max_context {
+        return hp("header.sliding_window", b.sliding_window as u64, "must be at most max_context");
+    }
+    if b.swa_pattern == 0 || b.swa_pattern > MAX_LAYERS {
+        return hp("header.swa_pattern", b.swa_pattern as u64, "must be in 1..=256 when sliding_window is set");
+    }
+    if !(b.rope_theta_local.is_finite() && b.rope_theta_local > 0.0) {
+        return hp(
+            "header.rope_theta_local",
+            b.rope_theta_local.to_bits() as u64,
+            "must be finite and > 0 when sliding_window is set (value shown as f32 bits)",
+        );
+    }
+    p.sliding_window = b.sliding_window;
+    p.swa_pattern = b.swa_pattern;
+    p.rope_theta_local = b.rope_theta_local;
+    Ok(())
 }
 
 /// Checks the header values and returns the hyperparameters (v2: with the architecture block
@@ -391,6 +429,7 @@ fn check_hparams(h: &RawHeader) -> Result<(Hyperparams, DType)> {
             .ok_or_else(|| bad(Status::BadHyperparameter, "header.rope_kind", b.rope_kind as u64, "must be 0 interleaved or 1 neox"))?;
         p.norm =
             NormKind::from_code(b.norm_kind).ok_or_else(|| bad(Status::BadHyperparameter, "header.norm_kind", b.norm_kind as u64, "must be 0 (RMSNorm)"))?;
+        check_sliding_window(b, p)?;
     }
     // v1 is exactly what it always was: the four v1 storage modes; the other dtypes need v2.
     let quant = u8::try_from(h.quant_mode).ok().and_then(DType::from_code);

@@ -27,6 +27,9 @@ pub fn runtime_hparams(h: &Hyperparams) -> tinyrustlm::format::Hyperparams {
         rope: h.rope,
         norm: NormKind::Rms,
         qkv_bias: h.qkv_bias,
+        sliding_window: h.sliding_window,
+        swa_pattern: h.swa_pattern,
+        rope_theta_local: h.rope_theta_local,
         vocab_size: h.vocab_size,
         dim: h.dim,
         n_layers: h.n_layers,
@@ -82,8 +85,9 @@ pub struct RawPackage {
     pub n_params: u64,
     pub tensors: Vec<RawTensor>,
     pub tokenizer: Vec<u8>,
-    /// The v2 header bytes 128..160 (arch, head_dim, rope_kind, norm_kind, arch_flags, 3 ×
-    /// reserved), written after the v1 fields when present; `None` writes a 128-byte header.
+    /// The v2 header bytes 128..160 (arch, head_dim, rope_kind, norm_kind, arch_flags,
+    /// sliding_window, swa_pattern, rope_theta_local bits), written after the v1 fields when
+    /// present; `None` writes a 128-byte header.
     pub arch_block: Option<[u32; 8]>,
 }
 
@@ -338,7 +342,7 @@ fn build_with(spec: &ModelSpec, quant: Option<DType>, mut on_tensor: impl FnMut(
     }
     let arch_block = v2.then(|| {
         let flags = if h.qkv_bias { ARCH_FLAG_QKV_BIAS } else { 0 };
-        [h.arch.code(), h.head_dim, h.rope as u32, NormKind::Rms as u32, flags, 0, 0, 0]
+        [h.arch.code(), h.head_dim, h.rope as u32, NormKind::Rms as u32, flags, h.sliding_window, h.swa_pattern, h.rope_theta_local.to_bits()]
     });
     Ok(RawPackage {
         magic: *b"SLM1",

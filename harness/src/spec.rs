@@ -26,6 +26,12 @@ pub struct Hyperparams {
     pub rope: RopeKind,
     /// Q/K/V projection biases (qwen2).
     pub qkv_bias: bool,
+    /// Sliding-window span of the local layers, 0 for none (gemma3; FORMAT.md v2 `sliding_window`).
+    pub sliding_window: u32,
+    /// Layer `l` is global when `l % swa_pattern == swa_pattern − 1` (0 without a window).
+    pub swa_pattern: u32,
+    /// RoPE base of the local layers (0 without a window).
+    pub rope_theta_local: f32,
 }
 
 impl Hyperparams {
@@ -58,6 +64,9 @@ impl Hyperparams {
             head_dim: dim.checked_div(n_heads).unwrap_or(0),
             rope: RopeKind::Interleaved,
             qkv_bias: false,
+            sliding_window: 0,
+            swa_pattern: 0,
+            rope_theta_local: 0.0,
         }
     }
 
@@ -67,7 +76,11 @@ impl Hyperparams {
 
     /// Whether only SLM1 v2 can say what these are (an architecture block other than v1's).
     pub fn needs_v2(&self) -> bool {
-        self.arch != Arch::Llama || self.rope != RopeKind::Interleaved || self.qkv_bias || Some(self.head_dim) != self.dim.checked_div(self.n_heads)
+        self.arch != Arch::Llama
+            || self.rope != RopeKind::Interleaved
+            || self.qkv_bias
+            || self.sliding_window != 0
+            || Some(self.head_dim) != self.dim.checked_div(self.n_heads)
     }
 }
 

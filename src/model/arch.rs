@@ -38,6 +38,15 @@ pub struct Hyperparams {
     pub norm: NormKind,
     /// `blk.{i}.attn_q/k/v.bias` are present and added after the projections (v2 `ATTN_QKV_BIAS`).
     pub qkv_bias: bool,
+    /// Local (sliding-window) attention span in tokens: a query at position `p` of a local layer
+    /// sees the keys at `p − sliding_window + 1 ..= p`. 0: every layer is global (v2
+    /// `sliding_window`; gemma3 only).
+    pub sliding_window: u32,
+    /// With a sliding window, layer `l` is global when `l % swa_pattern == swa_pattern − 1` and
+    /// local otherwise (gemma3: 6, five local layers then one global). 0 without a window.
+    pub swa_pattern: u32,
+    /// RoPE base of the local layers (gemma3: 10 000); 0 without a window.
+    pub rope_theta_local: f32,
 }
 
 impl Hyperparams {
@@ -72,6 +81,23 @@ impl Hyperparams {
             rope: RopeKind::Interleaved,
             norm: NormKind::Rms,
             qkv_bias: false,
+            sliding_window: 0,
+            swa_pattern: 0,
+            rope_theta_local: 0.0,
+        }
+    }
+
+    /// Whether layer `layer` attends through the sliding window (a local layer).
+    pub fn is_local_layer(&self, layer: usize) -> bool {
+        self.sliding_window > 0 && self.swa_pattern > 0 && layer % self.swa_pattern as usize != self.swa_pattern as usize - 1
+    }
+
+    /// The RoPE base of layer `layer`.
+    pub fn layer_rope_theta(&self, layer: usize) -> f32 {
+        if self.is_local_layer(layer) {
+            self.rope_theta_local
+        } else {
+            self.rope_theta
         }
     }
 
@@ -90,19 +116,35 @@ impl Hyperparams {
 }
 
 /// The model families this runtime runs, with their SLM1 v2 `arch` codes. SLM1 v1 has no
-/// architecture field: every v1 package is [`Arch::Llama`]. Codes 2 (gemma3) and 3 (qwen3) are
-/// reserved for the next families and refused until they exist.
+/// architecture field: every v1 package is [`Arch::Llama`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Arch {
     Llama = 0,
     /// Llama plus biases on the Q, K and V projections, NEOX RoPE (llama.cpp `LLM_ARCH_QWEN2`).
     Qwen2 = 1,
+    /// Gemma 3 (llama.cpp `LLM_ARCH_GEMMA3`): embeddings scaled by √dim, per-head RMSNorm of Q and
+    /// K before RoPE, RMSNorm after attention and after the FFN as well as before, GeGLU (tanh
+    /// GELU), sliding-window attention on most layers with its own RoPE base, NEOX RoPE.
+    Gemma3 = 2,
+    /// Qwen3 (llama.cpp `LLM_ARCH_QWEN3`): llama with per-head RMSNorm of Q and K before RoPE and
+    /// no biases, NEOX RoPE.
+    Qwen3 = 3,
+}
+
+/// The gated feed-forward's activation: `ffn_down · (act(ffn_gate · x) ⊙ ffn_up · x)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FfnActivation {
+    /// SwiGLU: `silu(g) = g / (1 + e^−g)`.
+    Silu,
+    /// GeGLU with GELU's tanh approximation:
+    /// `0.5 · g · (1 + tanh(√(2/π) · (g + 0.044715 · g³)))`.
+    GeluTanh,
 }
 
 impl Arch {
     /// Every architecture, in code order.
-    pub const ALL: [Arch; 2] = [Arch::Llama, Arch::Qwen2];
+    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3];
 
     /// The architecture with SLM1 v2 code `code`.
     pub fn from_code(code: u32) -> Option<Arch> {
@@ -118,6 +160,8 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Gemma3 => "gemma3",
+            Arch::Qwen3 => "qwen3",
         }
     }
 
@@ -131,17 +175,38 @@ impl Arch {
         match self {
             Arch::Llama => &LLAMA,
             Arch::Qwen2 => &QWEN2,
+            Arch::Gemma3 => &GEMMA3,
+            Arch::Qwen3 => &QWEN3,
         }
     }
 
     /// The RoPE pairing the family's GGUF tensors are laid out for (llama.cpp
-    /// `llama_model_rope_type`: `LLM_ARCH_LLAMA` → `LLAMA_ROPE_TYPE_NORM`, `LLM_ARCH_QWEN2` →
-    /// `LLAMA_ROPE_TYPE_NEOX`).
+    /// `llama_model_rope_type`: `LLM_ARCH_LLAMA` → `LLAMA_ROPE_TYPE_NORM`; `QWEN2`, `QWEN3` and
+    /// `GEMMA3` → `LLAMA_ROPE_TYPE_NEOX`).
     pub const fn gguf_rope(self) -> RopeKind {
         match self {
             Arch::Llama => RopeKind::Interleaved,
-            Arch::Qwen2 => RopeKind::Neox,
+            Arch::Qwen2 | Arch::Gemma3 | Arch::Qwen3 => RopeKind::Neox,
         }
+    }
+
+    /// The feed-forward's gate activation.
+    pub const fn ffn_activation(self) -> FfnActivation {
+        match self {
+            Arch::Gemma3 => FfnActivation::GeluTanh,
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => FfnActivation::Silu,
+        }
+    }
+
+    /// Whether the token embeddings are multiplied by `√dim` (f32 `sqrtf(dim)`) before the first
+    /// layer, as Gemma does.
+    pub const fn scales_embeddings(self) -> bool {
+        matches!(self, Arch::Gemma3)
+    }
+
+    /// Whether the architecture can have sliding-window layers (v2 `sliding_window` may be set).
+    pub const fn has_sliding_window(self) -> bool {
+        matches!(self, Arch::Gemma3)
     }
 
     /// Whether the tensor table has the optional Q/K/V bias rows ([`Presence::QkvBias`]).
@@ -203,8 +268,9 @@ impl RopeKind {
     }
 }
 
-/// The normalisation before attention, before the FFN and at the end (SLM1 v2 `norm_kind`). Only
-/// RMSNorm exists today; the field leaves room for gemma3's `(1 + w)` form.
+/// The normalisation before attention, before the FFN and at the end (SLM1 v2 `norm_kind`).
+/// RMSNorm is the only kind: gemma3 GGUFs store Gemma's `(1 + w)` weights with the `1 +` folded
+/// in, so they are RMSNorm weights too. The field leaves room for other kinds (LayerNorm).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum NormKind {
@@ -248,11 +314,19 @@ pub enum Role {
     AttnQBias,
     AttnKBias,
     AttnVBias,
+    /// Per-head RMSNorm weight of the queries (`[head_dim]`, shared by every head).
+    AttnQNorm,
+    /// Per-head RMSNorm weight of the keys.
+    AttnKNorm,
+    /// RMSNorm of the attention output, before the residual add.
+    PostAttnNorm,
+    /// RMSNorm of the FFN output, before the residual add.
+    PostFfnNorm,
 }
 
 impl Role {
     /// Number of roles (the size of a role-indexed table).
-    pub const COUNT: usize = Role::AttnVBias as usize + 1;
+    pub const COUNT: usize = Role::PostFfnNorm as usize + 1;
 }
 
 /// A tensor dimension as a function of the hyperparameters.
@@ -268,6 +342,8 @@ pub enum Dim {
     KvDim,
     /// `ffn_dim`
     Ffn,
+    /// `head_dim` (per-head norm weights)
+    HeadDim,
 }
 
 impl Dim {
@@ -278,6 +354,7 @@ impl Dim {
             Dim::QDim => h.q_dim(),
             Dim::KvDim => h.kv_dim(),
             Dim::Ffn => h.ffn_dim as usize,
+            Dim::HeadDim => h.head_dim(),
         }
     }
 }
@@ -365,7 +442,7 @@ const fn t(role: Role, name: &'static str, dims: &'static [Dim], storage: Storag
     TensorDesc { role, name, dims, storage, presence: Presence::Always }
 }
 
-use Dim::{Embd, Ffn, KvDim, QDim, Vocab};
+use Dim::{Embd, Ffn, HeadDim, KvDim, QDim, Vocab};
 
 /// Llama (llama2.c `run.c`, GGUF "LLaMA"): RMSNorm, RoPE, grouped-query attention, SwiGLU.
 pub const LLAMA: ArchTable = ArchTable {
@@ -408,6 +485,49 @@ pub const QWEN2: ArchTable = ArchTable {
         t(Role::FfnGate, "ffn_gate.weight", &[Ffn, Embd], Storage::Quant),
         t(Role::FfnUp, "ffn_up.weight", &[Ffn, Embd], Storage::Quant),
         t(Role::FfnDown, "ffn_down.weight", &[Embd, Ffn], Storage::Quant),
+    ],
+    after_layers: LLAMA.after_layers,
+};
+
+/// Qwen3 (llama.cpp `LLM_ARCH_QWEN3`, Hugging Face `Qwen3ForCausalLM`): llama's tensors plus the
+/// per-head Q and K norms, each right after its projection.
+pub const QWEN3: ArchTable = ArchTable {
+    before_layers: LLAMA.before_layers,
+    per_layer: &[
+        t(Role::AttnNorm, "attn_norm.weight", &[Embd], Storage::F32),
+        t(Role::AttnQ, "attn_q.weight", &[QDim, Embd], Storage::Quant),
+        t(Role::AttnQNorm, "attn_q_norm.weight", &[HeadDim], Storage::F32),
+        t(Role::AttnK, "attn_k.weight", &[KvDim, Embd], Storage::Quant),
+        t(Role::AttnKNorm, "attn_k_norm.weight", &[HeadDim], Storage::F32),
+        t(Role::AttnV, "attn_v.weight", &[KvDim, Embd], Storage::Quant),
+        t(Role::AttnOutput, "attn_output.weight", &[Embd, QDim], Storage::Quant),
+        t(Role::FfnNorm, "ffn_norm.weight", &[Embd], Storage::F32),
+        t(Role::FfnGate, "ffn_gate.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnUp, "ffn_up.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnDown, "ffn_down.weight", &[Embd, Ffn], Storage::Quant),
+    ],
+    after_layers: LLAMA.after_layers,
+};
+
+/// Gemma 3 (llama.cpp `LLM_ARCH_GEMMA3`, Hugging Face `Gemma3ForCausalLM`): Qwen3's tensors plus
+/// the norms after attention and after the FFN. GGUF stores every norm weight with Gemma's `1 +`
+/// already added (llama.cpp's converter does it), so they are plain RMSNorm weights here.
+pub const GEMMA3: ArchTable = ArchTable {
+    before_layers: LLAMA.before_layers,
+    per_layer: &[
+        t(Role::AttnNorm, "attn_norm.weight", &[Embd], Storage::F32),
+        t(Role::AttnQ, "attn_q.weight", &[QDim, Embd], Storage::Quant),
+        t(Role::AttnQNorm, "attn_q_norm.weight", &[HeadDim], Storage::F32),
+        t(Role::AttnK, "attn_k.weight", &[KvDim, Embd], Storage::Quant),
+        t(Role::AttnKNorm, "attn_k_norm.weight", &[HeadDim], Storage::F32),
+        t(Role::AttnV, "attn_v.weight", &[KvDim, Embd], Storage::Quant),
+        t(Role::AttnOutput, "attn_output.weight", &[Embd, QDim], Storage::Quant),
+        t(Role::PostAttnNorm, "post_attention_norm.weight", &[Embd], Storage::F32),
+        t(Role::FfnNorm, "ffn_norm.weight", &[Embd], Storage::F32),
+        t(Role::FfnGate, "ffn_gate.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnUp, "ffn_up.weight", &[Ffn, Embd], Storage::Quant),
+        t(Role::FfnDown, "ffn_down.weight", &[Embd, Ffn], Storage::Quant),
+        t(Role::PostFfnNorm, "post_ffw_norm.weight", &[Embd], Storage::F32),
     ],
     after_layers: LLAMA.after_layers,
 };
@@ -516,7 +636,7 @@ mod tests {
             assert_eq!(Arch::from_code(a.code()), Some(a));
             assert_eq!(Arch::from_name(a.name()), Some(a));
         }
-        assert_eq!(Arch::from_code(2), None);
+        assert_eq!(Arch::from_code(4), None);
         assert_eq!((Arch::Llama.gguf_rope(), Arch::Qwen2.gguf_rope()), (RopeKind::Interleaved, RopeKind::Neox));
     }
 

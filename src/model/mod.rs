@@ -1,11 +1,17 @@
-//! Forward pass of the llama family (llama, qwen2) over a validated SLM1 package, weights borrowed
-//! in place. The architectures' tensors (names, shapes, storage) are data in [`arch`]; this file is
-//! their math.
+//! Forward pass of the llama family (llama, qwen2, qwen3, gemma3) over a validated SLM1 package,
+//! weights borrowed in place. The architectures' tensors (names, shapes, storage) are data in
+//! [`arch`]; this file is their math.
 //!
 //! Pipeline per block (llama2.c `run.c` order): RMSNorm → Q/K/V projections (+ biases, qwen2) →
-//! RoPE (adjacent pairs, or NEOX halves) → grouped-query attention over the KV cache → output
-//! projection + residual → RMSNorm → SwiGLU FFN + residual. Then the final norm and the LM head
-//! (tied to the embeddings or not). Every matmul runs in its own tensor's dtype.
+//! per-head RMSNorm of Q and K (qwen3, gemma3) → RoPE (adjacent pairs, or NEOX halves; gemma3's
+//! local layers with their own base) → grouped-query attention over the KV cache (gemma3's local
+//! layers over the last `sliding_window` positions only) → output projection (→ RMSNorm, gemma3)
+//! + residual → RMSNorm → gated FFN (SwiGLU, or GeGLU for gemma3) (→ RMSNorm, gemma3) + residual.
+//! Then the final norm and the LM head (tied to the embeddings or not). gemma3 also scales the
+//! embeddings by `√dim`. Every matmul runs in its own tensor's dtype.
+//!
+//! Query scaling is `1/√head_dim` for every family: gemma3's `query_pre_attn_scalar` is
+//! `head_dim` for every Gemma 3 size except the 27B, which the importer refuses (llama.cpp's rule).
 //!
 //! Tokens are processed in batches: a prompt of n tokens runs as ⌈n / MAX_BATCH⌉ passes in which
 //! every weight matrix is read once per pass (`quant::matmul`), which is what makes prefill faster
@@ -22,7 +28,7 @@ use crate::quant::{self, QuantizedInputs};
 
 pub mod arch;
 
-use arch::{Role, RopeKind};
+use arch::{FfnActivation, Role, RopeKind};
 
 /// Tokens per prefill pass. Bigger batches amortise weight reads further but grow scratch
 /// linearly (SmolLM2: ≈ 30 KB per batch row).
@@ -121,19 +127,20 @@ struct KvCache {
 
 /// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
 struct Scratch {
-    x: Vec<f32>,         // [B, dim] residual stream
-    xb: Vec<f32>,        // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
-    xb2: Vec<f32>,       // [B, dim] projection output
-    q: Vec<f32>,         // [B, q_dim]
-    k: Vec<f32>,         // [B, kv_dim]
-    v: Vec<f32>,         // [B, kv_dim]
-    hb: Vec<f32>,        // [B, ffn_dim] gate
-    hb2: Vec<f32>,       // [B, ffn_dim] up
-    att: Vec<f32>,       // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
-    kv_row: Vec<f32>,    // [head_dim] one key or value widened from an f16 cache
-    rope: Vec<f32>,      // [B, head_dim] cos, sin interleaved per batch position
-    logits: Vec<f32>,    // [vocab_size]
-    xq: QuantizedInputs, // [B, width] the current matmul input, quantized for each weight dtype's kernel
+    x: Vec<f32>,          // [B, dim] residual stream
+    xb: Vec<f32>,         // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
+    xb2: Vec<f32>,        // [B, dim] projection output
+    q: Vec<f32>,          // [B, q_dim]
+    k: Vec<f32>,          // [B, kv_dim]
+    v: Vec<f32>,          // [B, kv_dim]
+    hb: Vec<f32>,         // [B, ffn_dim] gate
+    hb2: Vec<f32>,        // [B, ffn_dim] up
+    att: Vec<f32>,        // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
+    kv_row: Vec<f32>,     // [head_dim] one key or value widened from an f16 cache
+    rope: Vec<f32>,       // [B, head_dim] cos, sin interleaved per batch position
+    rope_local: Vec<f32>, // [B, head_dim] the same for the local layers' base (empty without a window)
+    logits: Vec<f32>,     // [vocab_size]
+    xq: QuantizedInputs,  // [B, width] the current matmul input, quantized for each weight dtype's kernel
 }
 
 /// Directory indices of one transformer block's weights, as the forward pass uses them.
@@ -150,6 +157,10 @@ struct LayerWeights {
     ffn_down: usize,
     /// qwen2's Q/K/V biases, all three or none.
     qkv_bias: Option<[usize; 3]>,
+    /// qwen3's and gemma3's per-head Q and K norm weights, both or none.
+    qk_norm: Option<[usize; 2]>,
+    /// gemma3's norms of the attention output and of the FFN output, both or none.
+    post_norms: Option<[usize; 2]>,
 }
 
 /// Directory indices of every weight the forward pass reads, resolved once from the package's
@@ -190,11 +201,22 @@ impl Weights {
                         (None, None, None) => None,
                         _ => return None,
                     },
+                    qk_norm: both(r(Role::AttnQNorm), r(Role::AttnKNorm))?,
+                    post_norms: both(r(Role::PostAttnNorm), r(Role::PostFfnNorm))?,
                 })
             })();
             layers.push(layer.ok_or_else(|| missing_role(Some(l)))?);
         }
         Ok(Weights { token_embd, output_norm, lm_head: m.get(Role::Output).unwrap_or(token_embd), layers })
+    }
+}
+
+/// `Some(Some([a, b]))` for a pair, `Some(None)` for neither, `None` for one without the other.
+fn both(a: Option<usize>, b: Option<usize>) -> Option<Option<[usize; 2]>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Some([a, b])),
+        (None, None) => Some(None),
+        _ => None,
     }
 }
 
@@ -272,6 +294,7 @@ impl Model {
             att: alloc((p.n_heads / p.n_kv_heads) as usize * context_len)?,
             kv_row: alloc(p.head_dim())?,
             rope: alloc(b * p.head_dim())?,
+            rope_local: alloc(if p.sliding_window > 0 { b * p.head_dim() } else { 0 })?,
             logits: alloc(vocab)?,
             xq,
         };
@@ -286,6 +309,7 @@ impl Model {
             + scratch.att.len()
             + scratch.kv_row.len()
             + scratch.rope.len()
+            + scratch.rope_local.len()
             + scratch.logits.len();
         Ok((context_len, kv, scratch, floats * 4 + quant_bytes))
     }
@@ -365,14 +389,26 @@ impl Model {
 
         for i in 0..n {
             rope_table(&mut s.rope[i * head_dim..(i + 1) * head_dim], pos0 + i, head_dim, p.rope_theta);
+            if p.sliding_window > 0 {
+                rope_table(&mut s.rope_local[i * head_dim..(i + 1) * head_dim], pos0 + i, head_dim, p.rope_theta_local);
+            }
         }
         let embd = &pkg.tensors[w.token_embd];
         for (t, &token) in tokens.iter().enumerate() {
             embedding_row(bytes, embd, token as usize, &mut s.x[t * dim..(t + 1) * dim]);
         }
+        if p.arch.scales_embeddings() {
+            // llama.cpp's gemma3 graph: `ggml_scale(inpL, sqrtf(n_embd))`, one f32 multiply.
+            let scale = libm::sqrtf(dim as f32);
+            for x in &mut s.x[..n * dim] {
+                *x *= scale;
+            }
+        }
+        let activation = p.arch.ffn_activation();
 
         for (l, layer) in w.layers.iter().enumerate() {
             let t = |i: usize| &pkg.tensors[i];
+            let local = p.is_local_layer(l);
             // Attention.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.attn_norm)), dim, p.norm_eps);
             s.xq.new_input();
@@ -384,10 +420,16 @@ impl Model {
                 add_bias_rows(&mut s.k[..n * kv_dim], weight_f32(bytes, t(bk)));
                 add_bias_rows(&mut s.v[..n * kv_dim], weight_f32(bytes, t(bv)));
             }
+            if let Some([q_norm, k_norm]) = layer.qk_norm {
+                // Every head of every token is a row of `head_dim`, normed with the shared weight.
+                rmsnorm_rows_in_place(&mut s.q[..n * q_dim], weight_f32(bytes, t(q_norm)), head_dim, p.norm_eps);
+                rmsnorm_rows_in_place(&mut s.k[..n * kv_dim], weight_f32(bytes, t(k_norm)), head_dim, p.norm_eps);
+            }
+            let rope_of_layer = if local { &s.rope_local } else { &s.rope };
             let layer_base = l * self.context_len * kv_dim;
             for i in 0..n {
                 let pos = pos0 + i;
-                let rope = &s.rope[i * head_dim..(i + 1) * head_dim];
+                let rope = &rope_of_layer[i * head_dim..(i + 1) * head_dim];
                 apply_rope(p.rope, &mut s.q[i * q_dim..(i + 1) * q_dim], rope);
                 apply_rope(p.rope, &mut s.k[i * kv_dim..(i + 1) * kv_dim], rope);
                 let at = layer_base + pos * kv_dim;
@@ -396,24 +438,37 @@ impl Model {
             }
             let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, base: layer_base };
             for i in 0..n {
-                attention(&s.q[i * q_dim..(i + 1) * q_dim], &cache, pos0 + i + 1, &p, &mut s.att, &mut s.kv_row, &mut s.xb[i * q_dim..(i + 1) * q_dim]);
+                let n_pos = pos0 + i + 1;
+                let first = if local { n_pos.saturating_sub(p.sliding_window as usize) } else { 0 };
+                attention(&s.q[i * q_dim..(i + 1) * q_dim], &cache, first..n_pos, &p, &mut s.att, &mut s.kv_row, &mut s.xb[i * q_dim..(i + 1) * q_dim]);
             }
             s.xq.new_input();
             matmul(bytes, t(layer.attn_output), &s.xb, &mut s.xq, n, &mut s.xb2)?;
+            if let Some([post_attn, _]) = layer.post_norms {
+                rmsnorm_rows_in_place(&mut s.xb2[..n * dim], weight_f32(bytes, t(post_attn)), dim, p.norm_eps);
+            }
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
             }
 
-            // SwiGLU feed-forward.
+            // Gated feed-forward.
             rmsnorm_rows(&mut s.xb[..n * dim], &s.x[..n * dim], weight_f32(bytes, t(layer.ffn_norm)), dim, p.norm_eps);
             s.xq.new_input();
             matmul(bytes, t(layer.ffn_gate), &s.xb, &mut s.xq, n, &mut s.hb)?;
             matmul(bytes, t(layer.ffn_up), &s.xb, &mut s.xq, n, &mut s.hb2)?;
-            for (g, u) in s.hb[..n * ffn].iter_mut().zip(&s.hb2[..n * ffn]) {
-                *g = silu(*g) * *u;
+            let gate = &mut s.hb[..n * ffn];
+            match activation {
+                FfnActivation::Silu => gate.iter_mut().for_each(|g| *g = silu(*g)),
+                FfnActivation::GeluTanh => gate.iter_mut().for_each(|g| *g = gelu_tanh(*g)),
+            }
+            for (g, u) in gate.iter_mut().zip(&s.hb2[..n * ffn]) {
+                *g *= *u;
             }
             s.xq.new_input();
             matmul(bytes, t(layer.ffn_down), &s.hb, &mut s.xq, n, &mut s.xb2)?;
+            if let Some([_, post_ffn]) = layer.post_norms {
+                rmsnorm_rows_in_place(&mut s.xb2[..n * dim], weight_f32(bytes, t(post_ffn)), dim, p.norm_eps);
+            }
             for (x, d) in s.x[..n * dim].iter_mut().zip(&s.xb2[..n * dim]) {
                 *x += *d;
             }
@@ -455,12 +510,27 @@ fn embedding_row(bytes: &[u8], embd: &TensorEntry, token: usize, out: &mut [f32]
 /// not depend on the row length's rounding error.
 fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[u8], dim: usize, eps: f32) {
     for (o, xr) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-        let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
-        let inv = (1.0 / libm::sqrt(ss / dim as f64 + eps as f64)) as f32;
+        let inv = rms_inverse(xr, eps);
         for ((o, &v), w) in o.iter_mut().zip(xr).zip(weight.chunks_exact(4)) {
             *o = v * inv * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         }
     }
+}
+
+/// [`rmsnorm_rows`] with `out = x`: the same arithmetic, each row overwritten.
+fn rmsnorm_rows_in_place(rows: &mut [f32], weight: &[u8], width: usize, eps: f32) {
+    for row in rows.chunks_exact_mut(width) {
+        let inv = rms_inverse(row, eps);
+        for (v, w) in row.iter_mut().zip(weight.chunks_exact(4)) {
+            *v = *v * inv * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        }
+    }
+}
+
+/// `1 / sqrt(mean(x²) + eps)`, summed and divided in f64, rounded to f32 once.
+fn rms_inverse(x: &[f32], eps: f32) -> f32 {
+    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    (1.0 / libm::sqrt(ss / x.len() as f64 + eps as f64)) as f32
 }
 
 /// `out[t] = W · x[t]` for the first `n` rows of `x`, quantizing `x` for `W`'s kernel unless `xq`
@@ -528,35 +598,37 @@ struct LayerCache<'a> {
     base: usize,
 }
 
-/// Causal grouped-query attention for one query token over positions `0..n_pos` of one layer.
+/// Causal grouped-query attention for one query token over cached positions `positions` of one
+/// layer (`0..=p` for a query at position `p`; a local layer's window is a suffix of that).
 /// `q`, `out`: [n_heads·head_dim]; `att`: [n_heads / n_kv_heads, context_len].
 ///
 /// The loop runs over KV heads so each cached key and value is read (and, from an f16 cache,
 /// widened) once for all the query heads sharing it. Per query head the arithmetic is the plain
 /// order: scores `dot(q_h, k_t) · scale` for `t = 0, 1, …`, softmax, then `out_h += a_t · v_t` for
 /// `t = 0, 1, …`.
-fn attention(q: &[f32], cache: &LayerCache<'_>, n_pos: usize, p: &Hyperparams, att: &mut [f32], kv_row: &mut [f32], out: &mut [f32]) {
+fn attention(q: &[f32], cache: &LayerCache<'_>, positions: core::ops::Range<usize>, p: &Hyperparams, att: &mut [f32], kv_row: &mut [f32], out: &mut [f32]) {
     let head_dim = p.head_dim();
     let kv_dim = p.kv_dim();
     let group = (p.n_heads / p.n_kv_heads) as usize;
     let scale = 1.0 / libm::sqrtf(head_dim as f32);
     let stride = att.len() / group;
+    let n_pos = positions.len();
     for g in 0..p.n_kv_heads as usize {
         let heads = g * group..(g + 1) * group;
-        for t in 0..n_pos {
+        for (i, t) in positions.clone().enumerate() {
             let k = cache.keys.read(cache.base + t * kv_dim + g * head_dim, kv_row);
             for (j, h) in heads.clone().enumerate() {
-                att[j * stride + t] = dot(&q[h * head_dim..(h + 1) * head_dim], k) * scale;
+                att[j * stride + i] = dot(&q[h * head_dim..(h + 1) * head_dim], k) * scale;
             }
         }
         for j in 0..group {
             softmax(&mut att[j * stride..j * stride + n_pos]);
         }
         out[heads.start * head_dim..heads.end * head_dim].fill(0.0);
-        for t in 0..n_pos {
+        for (i, t) in positions.clone().enumerate() {
             let v = cache.values.read(cache.base + t * kv_dim + g * head_dim, kv_row);
             for (j, h) in heads.clone().enumerate() {
-                let a = att[j * stride + t];
+                let a = att[j * stride + i];
                 for (o, &vv) in out[h * head_dim..(h + 1) * head_dim].iter_mut().zip(v) {
                     *o += a * vv;
                 }
@@ -580,6 +652,15 @@ fn softmax(x: &mut [f32]) {
 
 fn silu(x: f32) -> f32 {
     x / (1.0 + libm::expf(-x))
+}
+
+/// GELU's tanh approximation in f32, written as ggml's `gelu`:
+/// `0.5 · x · (1 + tanh(√(2/π) · x · (1 + 0.044715 · x²)))`. (ggml's CPU backend may read it from
+/// an f16-indexed table instead; we compute it, so every host gives the same bits.)
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const GELU_COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)))
 }
 
 #[cfg(test)]

@@ -54,7 +54,10 @@ pub const QWEN2_DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. 
 pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
     let file = Gguf::parse(bytes)?;
     let arch_name = file.get_str("general.architecture")?.ok_or_else(|| missing("general.architecture"))?;
-    let arch = Arch::from_name(arch_name).ok_or_else(|| anyhow!("general.architecture is '{arch_name}': only 'llama' and 'qwen2' are supported"))?;
+    let arch = Arch::from_name(arch_name).ok_or_else(|| {
+        let supported: Vec<String> = Arch::ALL.iter().map(|a| format!("'{}'", a.name())).collect();
+        anyhow!("general.architecture is '{arch_name}': only {} are supported", supported.join(", "))
+    })?;
 
     let tokenizer = read_tokenizer(&file)?;
     let tied_embeddings = file.tensor("output.weight").is_none();
@@ -181,6 +184,7 @@ fn read_hparams(f: &Gguf, arch: Arch, vocab_size: u32, tied_embeddings: bool) ->
     );
     // qwen2's GGUFs carry Q/K/V biases; all three are then required (reported by name if missing).
     let qkv_bias = arch.has_qkv_bias_rows() && f.tensor("blk.0.attn_q.bias").is_some();
+    let (sliding_window, swa_pattern, rope_theta_local) = if arch == Arch::Gemma3 { gemma3_window(f, n_layers, max_context)? } else { (0, 0, 0.0) };
     Ok(Hyperparams {
         arch,
         vocab_size,
@@ -196,7 +200,32 @@ fn read_hparams(f: &Gguf, arch: Arch, vocab_size: u32, tied_embeddings: bool) ->
         head_dim,
         rope: arch.gguf_rope(),
         qkv_bias,
+        sliding_window,
+        swa_pattern,
+        rope_theta_local,
     })
+}
+
+/// Gemma 3's local attention, as llama.cpp's loader sets it (`LLM_ARCH_GEMMA3`): the window from
+/// `gemma3.attention.sliding_window`, five local layers then one global (`set_swa_pattern(6)`),
+/// local RoPE base 10 000. Variants whose math differs from what we run are refused by the key that
+/// shows it: the 27B (62 layers) scales queries by `1/√(dim / n_heads)`, and Gemma 2's logit
+/// soft-capping keys do not belong to this architecture.
+fn gemma3_window(f: &Gguf, n_layers: u32, max_context: u32) -> Result<(u32, u32, f32)> {
+    const SWA_PATTERN: u32 = 6;
+    const ROPE_THETA_LOCAL: f32 = 10_000.0;
+    ensure!(n_layers != 62, "gemma3.block_count is 62 (Gemma 3 27B): its query scale 1/sqrt(embedding_length / head_count) is not supported");
+    for k in ["gemma3.attn_logit_softcapping", "gemma3.final_logit_softcapping"] {
+        if let Some(v) = f.get_f32(k)? {
+            ensure!(v == 0.0, "{k} is {v}: logit soft-capping (Gemma 2) is not part of gemma3");
+        }
+    }
+    let key = "gemma3.attention.sliding_window";
+    let window = required_u32(f, key)?;
+    ensure!(window >= 1, "{key} is 0, must be >= 1");
+    // A window at least the context long never masks anything.
+    let window = window.min(max_context);
+    Ok((window, SWA_PATTERN, ROPE_THETA_LOCAL))
 }
 
 /// We rotate with plain RoPE: no scaling, or linear scaling by 1 (a factor of 0 means "unset" to

@@ -194,8 +194,8 @@ pub fn import_llama2c_bytes(model: &[u8], tokenizer: &[u8], progress: bool) -> R
             Role::FfnDown => per_layer(w2),
             Role::OutputNorm => Some(rms_final),
             Role::Output => wcls,
-            // llama2.c is llama: no biases (the llama table has no such rows).
-            Role::AttnQBias | Role::AttnKBias | Role::AttnVBias => None,
+            // llama2.c is llama: no biases or extra norms (the llama table has no such rows).
+            Role::AttnQBias | Role::AttnKBias | Role::AttnVBias | Role::AttnQNorm | Role::AttnKNorm | Role::PostAttnNorm | Role::PostFfnNorm => None,
         };
         let name = slot.to_string();
         let bytes = bytes.ok_or_else(|| anyhow!("llama2.c checkpoints have no tensor {name}"))?;
