@@ -85,10 +85,25 @@ pub fn v2_models() -> Vec<(&'static str, ModelSpec)> {
         ("ffn_up.weight", DType::Q4_0),
         ("ffn_down.weight", DType::Q5_K),
     ];
+    // gemma3: a window of 3 tokens on every other layer (so a short generation crosses it), Q/K
+    // norms and post norms; qwen3: the Q/K norms alone. Both with qwen2's mix of dtypes.
+    let gemma3 = harness::spec::Hyperparams {
+        arch: Arch::Gemma3,
+        head_dim: 128,
+        rope: RopeKind::Neox,
+        rope_theta: 1e6,
+        sliding_window: 3,
+        swa_pattern: 2,
+        rope_theta_local: 10_000.0,
+        ..llama.clone()
+    };
+    let qwen3 = harness::spec::Hyperparams { arch: Arch::Qwen3, head_dim: 128, rope: RopeKind::Neox, rope_theta: 1e6, ..llama.clone() };
     let untied_llama = harness::spec::Hyperparams { tied_embeddings: false, ..llama };
     vec![
         ("qwen2", with_dtypes(harness::synth::synthetic_model_for(qwen2, MODEL_SEED), qwen2_dtypes)),
         ("llama", with_dtypes(harness::synth::synthetic_model_for(untied_llama, MODEL_SEED), llama_dtypes)),
+        ("gemma3", with_dtypes(harness::synth::synthetic_model_for(gemma3, MODEL_SEED), qwen2_dtypes)),
+        ("qwen3", with_dtypes(harness::synth::synthetic_model_for(qwen3, MODEL_SEED), qwen2_dtypes)),
     ]
 }
 

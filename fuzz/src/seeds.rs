@@ -94,10 +94,13 @@ pub fn v2_package_rejections() -> Vec<(String, Vec<u8>, Status)> {
     let edits: &[PackageEdit] = &[
         ("format_version-3", |r| r.format_version = 3, Status::UnsupportedVersion),
         ("header_len-128", |r| r.header_len = 128, Status::BadHeaderLength),
-        ("arch-2", |r| arch(r)[0] = 2, Status::BadHyperparameter),
+        ("arch-4", |r| arch(r)[0] = 4, Status::BadHyperparameter),
+        ("arch-gemma3-with-qkv-bias", |r| arch(r)[0] = 2, Status::BadFlags),
         ("arch-llama-with-qkv-bias", |r| arch(r)[0] = 0, Status::BadFlags),
         ("arch_flags-bit-1", |r| arch(r)[4] |= 2, Status::BadFlags),
-        ("reserved_v2", |r| arch(r)[6] = 1, Status::BadFlags),
+        ("sliding_window-on-qwen2", |r| arch(r)[5..8].copy_from_slice(&[4, 2, 10_000f32.to_bits()]), Status::BadHyperparameter),
+        ("swa_pattern-without-a-window", |r| arch(r)[6] = 6, Status::BadHyperparameter),
+        ("rope_theta_local-without-a-window", |r| arch(r)[7] = 1, Status::BadHyperparameter),
         ("head_dim-0", |r| arch(r)[1] = 0, Status::BadHyperparameter),
         ("head_dim-odd", |r| arch(r)[1] = 127, Status::BadHyperparameter),
         ("head_dim-1026", |r| arch(r)[1] = 1026, Status::BadHyperparameter),
@@ -129,14 +132,27 @@ pub fn v2_package_rejections() -> Vec<(String, Vec<u8>, Status)> {
         ("q5_1-infinite-m", |r| infinite_scale(r, "blk.0.attn_v.weight", 0, "m"), Status::BadTensorData),
         ("f16-infinite-element", |r| infinite_scale(r, "blk.0.attn_k.weight", 7, "value"), Status::BadTensorData),
     ];
-    let (_, qwen2) = v2_models().into_iter().find(|(arch, _)| *arch == "qwen2").unwrap();
-    let good = package::build_as_shipped(&qwen2, |_| {}).unwrap();
-    edits
-        .iter()
-        .map(|(name, edit, status)| {
+    // The gemma3 seed's own rules: its window fields and the tensors only it has.
+    let gemma3_edits: &[PackageEdit] = &[
+        ("sliding_window-above-max_context", |r| arch(r)[5] = r.hparams[6] + 1, Status::BadHyperparameter),
+        ("swa_pattern-0-with-a-window", |r| arch(r)[6] = 0, Status::BadHyperparameter),
+        ("swa_pattern-257", |r| arch(r)[6] = 257, Status::BadHyperparameter),
+        ("rope_theta_local-nan", |r| arch(r)[7] = f32::NAN.to_bits(), Status::BadHyperparameter),
+        ("window-on-qwen3", |r| arch(r)[0] = 3, Status::BadHyperparameter),
+        ("post_ffw_norm-missing", |r| r.tensors.retain(|t| t.name != b"blk.1.post_ffw_norm.weight"), Status::MissingTensor),
+        ("attn_k_norm-missing", |r| r.tensors.retain(|t| t.name != b"blk.0.attn_k_norm.weight"), Status::MissingTensor),
+    ];
+    let base = |arch: &str| {
+        let (_, spec) = v2_models().into_iter().find(|(a, _)| *a == arch).unwrap();
+        package::build_as_shipped(&spec, |_| {}).unwrap()
+    };
+    let (qwen2, gemma3) = (base("qwen2"), base("gemma3"));
+    let cases = edits.iter().map(|e| ("", &qwen2, e)).chain(gemma3_edits.iter().map(|e| ("gemma3-", &gemma3, e)));
+    cases
+        .map(|(prefix, good, (name, edit, status))| {
             let mut raw = good.clone();
             edit(&mut raw);
-            (format!("reject-v2-{name}.slm"), raw.to_bytes().0, *status)
+            (format!("reject-v2-{prefix}{name}.slm"), raw.to_bytes().0, *status)
         })
         .collect()
 }

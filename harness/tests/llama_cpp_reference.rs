@@ -175,25 +175,26 @@ fn conforms(reference_file: &str, package: &str, bars: &Bars) {
 
 #[test]
 fn qwen2_5_coder_0_5b_matches_llama_cpp() {
-    // Measured 2026-12-04: argmax 368/374 (98.40 %), perplexity +0.16 %, greedy 104/104.
+    // Measured 2026-12-07 (activations quantized per weight dtype as llama.cpp does): argmax
+    // 368/374 (98.40 %), perplexity +0.37 %; greedy 76/104, one chat splitting after 12 tokens at
+    // llama.cpp's top-2 gap 0.046 (a tie).
     conforms("qwen2.5-coder-0.5b-instruct-q4_k_m.json", "qwen2.5-coder-0.5b-instruct-q4_k_m.slm", &ISSUE_BARS);
 }
 
 #[test]
 fn qwen2_5_coder_1_5b_matches_llama_cpp() {
-    // Measured 2026-12-04: argmax 364/374 (97.33 %) and perplexity −1.09 % (ours lower): short of
-    // issue 15's 98 % and 1 %. Bounds: the measured figures, rounded.
-    let bars = Bars { min_argmax_agreement: 0.97, max_perplexity_ratio_error: 0.0125, ..ISSUE_BARS };
-    conforms("qwen2.5-coder-1.5b-instruct-q4_k_m.json", "qwen2.5-coder-1.5b-instruct-q4_k_m.slm", &bars);
+    // Measured 2026-12-07: argmax 368/374 (98.40 %), perplexity −0.09 %, greedy 104/104. (With
+    // activations quantized our own way, 32-blocks with f32 scales: 97.33 % and −1.09 %.)
+    conforms("qwen2.5-coder-1.5b-instruct-q4_k_m.json", "qwen2.5-coder-1.5b-instruct-q4_k_m.slm", &ISSUE_BARS);
 }
 
 /// SmolLM2's reference is from the shipped Q4_1 GGUF, which the q4_1 package keeps bit for bit.
-/// Measured 2026-12-04: argmax 368/388 (94.85 %, short of issue 15's 98 %), perplexity −0.20 %;
-/// one greedy case splits after 27 tokens where llama.cpp's top-2 gap is 0.265 (the 135M model's
-/// logits are close together; its 8-bit activations already cost agreement with the f32 reference,
-/// README "Storage modes").
+/// Measured 2026-12-07: argmax 372/388 (95.88 %, short of issue 15's 98 %), perplexity +0.15 %;
+/// greedy 83/104, two chats splitting where llama.cpp's top-2 gap is 0.024 and 0.074 (ties). The
+/// 135M model's logits are close together (llama.cpp itself flips such steps between batched and
+/// token-by-token evaluation). Bound: the measured agreement, rounded down.
 #[test]
 fn smollm2_q4_1_matches_llama_cpp() {
-    let bars = Bars { min_argmax_agreement: 0.945, gap_tie: 0.3, ..ISSUE_BARS };
+    let bars = Bars { min_argmax_agreement: 0.955, ..ISSUE_BARS };
     conforms("smollm2-135m-instruct-q4_1.json", "smollm2-135m-q4_1.slm", &bars);
 }

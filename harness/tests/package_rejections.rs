@@ -1427,7 +1427,9 @@ mod hdr2 {
     pub const ROPE_KIND: usize = 136;
     pub const NORM_KIND: usize = 140;
     pub const ARCH_FLAGS: usize = 144;
-    pub const RESERVED_V2: usize = 148;
+    pub const SLIDING_WINDOW: usize = 148;
+    pub const SWA_PATTERN: usize = 152;
+    pub const ROPE_THETA_LOCAL: usize = 156;
 }
 
 /// A valid v2 base: qwen2 with Q/K/V biases, NEOX RoPE, `head_dim` 32 (so `n_heads · head_dim`
@@ -1489,16 +1491,143 @@ fn v2_bases_load_and_generate_with_their_architecture() {
     }
 }
 
+/// A valid gemma3 base: per-head Q/K norms, post-attention and post-FFN norms, a sliding window
+/// of 4 tokens with a layer pattern of 2 (layer 0 local, layer 1 global), NEOX RoPE,
+/// `head_dim` 32 ≠ `dim / n_heads`.
+fn gemma3_raw(tied: bool) -> RawPackage {
+    use tinyrustlm::model::arch::{Arch, RopeKind};
+    let llama = model_spec(tied).hparams;
+    let hparams = harness::spec::Hyperparams {
+        arch: Arch::Gemma3,
+        head_dim: 32,
+        rope: RopeKind::Neox,
+        rope_theta: 1e6,
+        sliding_window: 4,
+        swa_pattern: 2,
+        rope_theta_local: 10_000.0,
+        ..llama
+    };
+    package::build_as_shipped(&harness::synth::synthetic_model_for(hparams, 8), |_| {}).unwrap()
+}
+
+/// A valid qwen3 base: llama with per-head Q/K norms, NEOX RoPE, no biases.
+fn qwen3_raw(tied: bool) -> RawPackage {
+    use tinyrustlm::model::arch::{Arch, RopeKind};
+    let llama = model_spec(tied).hparams;
+    let hparams = harness::spec::Hyperparams { arch: Arch::Qwen3, head_dim: 32, rope: RopeKind::Neox, rope_theta: 1e6, ..llama };
+    package::build_as_shipped(&harness::synth::synthetic_model_for(hparams, 9), |_| {}).unwrap()
+}
+
+#[test]
+fn gemma3_and_qwen3_bases_load_and_generate() {
+    let mut rt = runtime();
+    for tied in [true, false] {
+        for (name, raw) in [("gemma3", gemma3_raw(tied)), ("qwen3", qwen3_raw(tied))] {
+            let (bytes, _) = raw.to_bytes();
+            let window = [u32_at(&bytes, hdr2::SLIDING_WINDOW), u32_at(&bytes, hdr2::SWA_PATTERN), u32_at(&bytes, hdr2::ROPE_THETA_LOCAL)];
+            let want = if name == "gemma3" { [4, 2, 10_000f32.to_bits()] } else { [0; 3] };
+            assert_eq!(window, want, "{name}: the writer puts the window fields where FORMAT.md says");
+            try_load(&mut rt, &bytes, 0).unwrap_or_else(|e| panic!("{name} base rejected: {}", e.message));
+            // Past the window: the local layer's keys start dropping out of its attention.
+            let g = rt.generate_all(PROMPT, 12, 0).unwrap();
+            assert_eq!(g.tokens.len(), 12, "{name}: {:?}", g.state);
+            rt.unload_model().unwrap();
+        }
+    }
+}
+
+#[test]
+fn gemma3_and_qwen3_rules() {
+    let gemma3: Vec<Case<RawEdit>> = vec![
+        Case {
+            name: "sliding_window above max_context",
+            edit: |r| arch_block(r)[5] = r.hparams[6] + 1,
+            want: Status::BadHyperparameter,
+            field: "header.sliding_window",
+        },
+        Case { name: "swa_pattern 0 with a window", edit: |r| arch_block(r)[6] = 0, want: Status::BadHyperparameter, field: "header.swa_pattern" },
+        Case { name: "swa_pattern 257", edit: |r| arch_block(r)[6] = 257, want: Status::BadHyperparameter, field: "header.swa_pattern" },
+        Case { name: "rope_theta_local 0 with a window", edit: |r| arch_block(r)[7] = 0, want: Status::BadHyperparameter, field: "header.rope_theta_local" },
+        Case {
+            name: "rope_theta_local NaN",
+            edit: |r| arch_block(r)[7] = f32::NAN.to_bits(),
+            want: Status::BadHyperparameter,
+            field: "header.rope_theta_local",
+        },
+        Case {
+            name: "rope_theta_local negative",
+            edit: |r| arch_block(r)[7] = (-1.0f32).to_bits(),
+            want: Status::BadHyperparameter,
+            field: "header.rope_theta_local",
+        },
+        Case { name: "arch qwen3 with a sliding window", edit: |r| arch_block(r)[0] = 3, want: Status::BadHyperparameter, field: "header.sliding_window" },
+        Case {
+            name: "post_ffw_norm missing",
+            edit: |r| r.tensors.retain(|t| t.name != b"blk.1.post_ffw_norm.weight"),
+            want: Status::MissingTensor,
+            field: "tensor[blk.1.post_ffw_norm.weight]",
+        },
+        Case {
+            name: "attn_q_norm of dim instead of head_dim",
+            edit: |r| {
+                let t = r.tensors.iter_mut().find(|t| t.name == b"blk.0.attn_q_norm.weight").unwrap();
+                t.dims = vec![64];
+                t.data = vec![0u8; 64 * 4];
+            },
+            want: Status::BadTensorShape,
+            field: "tensor[blk.0.attn_q_norm.weight].dims",
+        },
+    ];
+    let qwen3: Vec<Case<RawEdit>> = vec![
+        Case { name: "arch llama with Q/K norms", edit: |r| arch_block(r)[0] = 0, want: Status::UnknownTensor, field: "tensor[blk.0.attn_q_norm.weight]" },
+        Case {
+            name: "arch gemma3 without post norms",
+            edit: |r| arch_block(r)[0] = 2,
+            want: Status::MissingTensor,
+            field: "tensor[blk.0.post_attention_norm.weight]",
+        },
+        Case {
+            name: "attn_k_norm missing",
+            edit: |r| r.tensors.retain(|t| t.name != b"blk.0.attn_k_norm.weight"),
+            want: Status::MissingTensor,
+            field: "tensor[blk.0.attn_k_norm.weight]",
+        },
+    ];
+    let mut rt = runtime();
+    let mut failures = Vec::new();
+    for tied in [true, false] {
+        for (arch, base, cases) in [("gemma3", gemma3_raw(tied), &gemma3), ("qwen3", qwen3_raw(tied), &qwen3)] {
+            for c in cases.iter() {
+                let mut raw = base.clone();
+                (c.edit)(&mut raw);
+                let (bytes, _) = raw.to_bytes();
+                if let Err(e) = check_rejection(try_load(&mut rt, &bytes, 0), c.want, c.field) {
+                    failures.push(format!("[{arch} {}] {}: {e}", if tied { "tied" } else { "untied" }, c.name));
+                }
+            }
+            assert_usable(&mut rt, arch);
+        }
+    }
+    assert_no_failures("gemma3 and qwen3 packages", &failures);
+}
+
 #[test]
 fn v2_header_rules() {
     let cases: Vec<Case<RawEdit>> = vec![
         Case { name: "format_version 3", edit: |r| r.format_version = 3, want: Status::UnsupportedVersion, field: "header.format_version" },
         Case { name: "v2 with header_len 128", edit: |r| r.header_len = 128, want: Status::BadHeaderLength, field: "header.header_len" },
-        Case { name: "arch 2 (reserved for gemma3)", edit: |r| arch_block(r)[0] = 2, want: Status::BadHyperparameter, field: "header.arch" },
+        Case { name: "arch 4 (unknown)", edit: |r| arch_block(r)[0] = 4, want: Status::BadHyperparameter, field: "header.arch" },
+        Case { name: "arch gemma3 with ATTN_QKV_BIAS", edit: |r| arch_block(r)[0] = 2, want: Status::BadFlags, field: "header.arch_flags" },
         Case { name: "arch llama with ATTN_QKV_BIAS", edit: |r| arch_block(r)[0] = 0, want: Status::BadFlags, field: "header.arch_flags" },
         Case { name: "arch_flags bit 1", edit: |r| arch_block(r)[4] |= 2, want: Status::BadFlags, field: "header.arch_flags" },
-        Case { name: "reserved_v2[0]", edit: |r| arch_block(r)[5] = 1, want: Status::BadFlags, field: "header.reserved_v2" },
-        Case { name: "reserved_v2[2]", edit: |r| arch_block(r)[7] = 1, want: Status::BadFlags, field: "header.reserved_v2" },
+        Case {
+            name: "sliding_window on qwen2",
+            edit: |r| arch_block(r)[5..8].copy_from_slice(&[4, 2, 10_000f32.to_bits()]),
+            want: Status::BadHyperparameter,
+            field: "header.sliding_window",
+        },
+        Case { name: "swa_pattern without a window", edit: |r| arch_block(r)[6] = 6, want: Status::BadHyperparameter, field: "header.swa_pattern" },
+        Case { name: "rope_theta_local without a window", edit: |r| arch_block(r)[7] = 1, want: Status::BadHyperparameter, field: "header.rope_theta_local" },
         Case { name: "head_dim 0", edit: |r| arch_block(r)[1] = 0, want: Status::BadHyperparameter, field: "header.head_dim" },
         Case { name: "head_dim odd", edit: |r| arch_block(r)[1] = 31, want: Status::BadHyperparameter, field: "header.head_dim" },
         Case { name: "head_dim 1026", edit: |r| arch_block(r)[1] = 1026, want: Status::BadHyperparameter, field: "header.head_dim" },
@@ -1552,7 +1681,7 @@ fn v2_short_header_and_v1_with_v2_length_are_rejected() {
     let at = |o| u32_at(&good, o);
     assert_eq!((at(hdr::FORMAT_VERSION), at(hdr::HEADER_LEN), u64_at(&good, hdr::DIR_OFFSET)), (2, 160, 160));
     assert_eq!((at(hdr2::ARCH), at(hdr2::HEAD_DIM), at(hdr2::ROPE_KIND), at(hdr2::NORM_KIND), at(hdr2::ARCH_FLAGS)), (1, 32, 1, 0, 1));
-    assert_eq!([at(hdr2::RESERVED_V2), at(hdr2::RESERVED_V2 + 4), at(hdr2::RESERVED_V2 + 8)], [0; 3]);
+    assert_eq!([at(hdr2::SLIDING_WINDOW), at(hdr2::SWA_PATTERN), at(hdr2::ROPE_THETA_LOCAL)], [0; 3]);
 }
 
 #[test]

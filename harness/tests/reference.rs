@@ -1,12 +1,15 @@
 //! The wasm module against an independent f64 forward pass written here from the llama equations
 //! (not from the runtime's code): logits at every position, greedy decoding, seeded sampling,
-//! streaming, for several shapes.
+//! streaming, for several shapes — and for the other families' equations (qwen2's biases, qwen3's
+//! and gemma3's per-head Q/K norms, gemma3's post norms, GeGLU, √dim embedding scale and sliding
+//! window with its own RoPE base), written from llama.cpp's graphs.
 
 use harness::package;
 use harness::runtime::{ModuleFile, Runtime, Sampling, GEN_CONTINUE};
 use harness::spec::{ModelSpec, TensorData};
 use harness::synth::{synthetic_model, SynthShape};
 use std::sync::OnceLock;
+use tinyrustlm::model::arch::{Arch, RopeKind};
 use tinyrustlm::quant::DType;
 
 /// Max |logit difference| between the module (f32 weights, f32 arithmetic) and the f64 reference.
@@ -68,24 +71,44 @@ impl Reference {
         w.chunks_exact(cols).map(|row| row.iter().zip(x).map(|(&a, &b)| a as f64 * b).sum()).collect()
     }
 
-    fn rmsnorm(&self, x: &[f64], name: &str) -> Vec<f64> {
-        let (w, _) = self.w(name);
-        let eps = self.spec.hparams.norm_eps as f64;
-        let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
-        let inv = 1.0 / (ms + eps).sqrt();
-        x.iter().zip(w).map(|(v, &g)| v * inv * g as f64).collect()
+    fn has(&self, name: &str) -> bool {
+        self.spec.tensors.iter().any(|t| t.name == name)
     }
 
-    fn rope(&self, v: &mut [f64], pos: usize) {
+    /// RMSNorm of each `width`-wide chunk of `x` (the whole vector, or each head) with weight `name`.
+    fn rmsnorm_chunks(&self, x: &[f64], name: &str, width: usize) -> Vec<f64> {
+        let (w, _) = self.w(name);
+        let eps = self.spec.hparams.norm_eps as f64;
+        x.chunks_exact(width)
+            .flat_map(|c| {
+                let ms = c.iter().map(|v| v * v).sum::<f64>() / width as f64;
+                let inv = 1.0 / (ms + eps).sqrt();
+                c.iter().zip(w).map(move |(v, &g)| v * inv * g as f64)
+            })
+            .collect()
+    }
+
+    fn rmsnorm(&self, x: &[f64], name: &str) -> Vec<f64> {
+        self.rmsnorm_chunks(x, name, x.len())
+    }
+
+    fn add(&self, v: &mut [f64], name: &str) {
+        let (b, _) = self.w(name);
+        v.iter_mut().zip(b).for_each(|(x, &b)| *x += b as f64);
+    }
+
+    fn rope(&self, v: &mut [f64], pos: usize, base: f64) {
         let h = &self.spec.hparams;
         let hd = h.head_dim() as usize;
         for head in v.chunks_exact_mut(hd) {
             for j in 0..hd / 2 {
-                let theta = (h.rope_theta as f64).powf(-(2.0 * j as f64) / hd as f64);
+                let theta = base.powf(-(2.0 * j as f64) / hd as f64);
                 let (s, c) = (pos as f64 * theta).sin_cos();
-                let (a, b) = (head[2 * j], head[2 * j + 1]);
-                head[2 * j] = a * c - b * s;
-                head[2 * j + 1] = a * s + b * c;
+                // llama: adjacent pairs; the NEOX families: element j with j + hd/2.
+                let (ia, ib) = if h.rope == RopeKind::Neox { (j, j + hd / 2) } else { (2 * j, 2 * j + 1) };
+                let (a, b) = (head[ia], head[ib]);
+                head[ia] = a * c - b * s;
+                head[ib] = a * s + b * c;
             }
         }
     }
@@ -93,42 +116,74 @@ impl Reference {
     fn step(&mut self, token: u32) -> Vec<f64> {
         let h = self.spec.hparams.clone();
         let (dim, hd) = (h.dim as usize, h.head_dim() as usize);
+        let gemma = h.arch == Arch::Gemma3;
         let pos = self.keys[0].len();
         let (emb, _) = self.w("token_embd.weight");
         let mut x: Vec<f64> = emb[token as usize * dim..(token as usize + 1) * dim].iter().map(|&v| v as f64).collect();
+        if gemma {
+            x.iter_mut().for_each(|v| *v *= (dim as f64).sqrt());
+        }
         for l in 0..h.n_layers as usize {
             let p = format!("blk.{l}.");
+            // Gemma 3: every `swa_pattern`-th layer global, the others local.
+            let local = h.sliding_window > 0 && l % h.swa_pattern as usize != h.swa_pattern as usize - 1;
+            let base = if local { h.rope_theta_local } else { h.rope_theta } as f64;
             let xn = self.rmsnorm(&x, &format!("{p}attn_norm.weight"));
             let mut q = self.matvec(&format!("{p}attn_q.weight"), &xn);
             let mut k = self.matvec(&format!("{p}attn_k.weight"), &xn);
-            let v = self.matvec(&format!("{p}attn_v.weight"), &xn);
-            self.rope(&mut q, pos);
-            self.rope(&mut k, pos);
+            let mut v = self.matvec(&format!("{p}attn_v.weight"), &xn);
+            if self.has(&format!("{p}attn_q.bias")) {
+                self.add(&mut q, &format!("{p}attn_q.bias"));
+                self.add(&mut k, &format!("{p}attn_k.bias"));
+                self.add(&mut v, &format!("{p}attn_v.bias"));
+            }
+            if self.has(&format!("{p}attn_q_norm.weight")) {
+                q = self.rmsnorm_chunks(&q, &format!("{p}attn_q_norm.weight"), hd);
+                k = self.rmsnorm_chunks(&k, &format!("{p}attn_k_norm.weight"), hd);
+            }
+            self.rope(&mut q, pos, base);
+            self.rope(&mut k, pos, base);
             self.keys[l].push(k);
             self.values[l].push(v);
+            let first = if local { (pos + 1).saturating_sub(h.sliding_window as usize) } else { 0 };
             let group = (h.n_heads / h.n_kv_heads) as usize;
-            let mut out = vec![0f64; dim];
+            let mut out = vec![0f64; h.n_heads as usize * hd];
             for head in 0..h.n_heads as usize {
                 let kvh = head / group;
                 let qh = &q[head * hd..(head + 1) * hd];
-                let scores: Vec<f64> =
-                    self.keys[l].iter().map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
+                let scores: Vec<f64> = self.keys[l][first..]
+                    .iter()
+                    .map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for (t, w) in e.iter().enumerate() {
                     for i in 0..hd {
-                        out[head * hd + i] += w / z * self.values[l][t][kvh * hd + i];
+                        out[head * hd + i] += w / z * self.values[l][first + t][kvh * hd + i];
                     }
                 }
             }
-            let o = self.matvec(&format!("{p}attn_output.weight"), &out);
+            let mut o = self.matvec(&format!("{p}attn_output.weight"), &out);
+            if gemma {
+                o = self.rmsnorm(&o, &format!("{p}post_attention_norm.weight"));
+            }
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             let xn = self.rmsnorm(&x, &format!("{p}ffn_norm.weight"));
             let g = self.matvec(&format!("{p}ffn_gate.weight"), &xn);
             let u = self.matvec(&format!("{p}ffn_up.weight"), &xn);
-            let hmid: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
-            let d = self.matvec(&format!("{p}ffn_down.weight"), &hmid);
+            let act = |g: f64| {
+                if gemma {
+                    0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh())
+                } else {
+                    g / (1.0 + (-g).exp())
+                }
+            };
+            let hmid: Vec<f64> = g.iter().zip(&u).map(|(&g, u)| act(g) * u).collect();
+            let mut d = self.matvec(&format!("{p}ffn_down.weight"), &hmid);
+            if gemma {
+                d = self.rmsnorm(&d, &format!("{p}post_ffw_norm.weight"));
+            }
             x.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
         }
         let xn = self.rmsnorm(&x, "output_norm.weight");
@@ -157,7 +212,15 @@ fn shapes() -> Vec<(&'static str, SynthShape)> {
 }
 
 fn loaded(spec: &ModelSpec, storage: DType) -> Runtime {
-    let bytes = package::write(spec, storage).unwrap();
+    let bytes = if spec.hparams.needs_v2() {
+        let mut spec = spec.clone();
+        for t in spec.tensors.iter_mut().filter(|t| t.dims.len() == 2 && storage != DType::F32) {
+            t.data = TensorData::Encoded { dtype: storage, bytes: package::encode_tensor(t, storage).unwrap() };
+        }
+        package::build_as_shipped(&spec, |_| {}).unwrap().to_bytes().0
+    } else {
+        package::write(spec, storage).unwrap()
+    };
     let mut rt = Runtime::new(module()).unwrap();
     rt.load_model(&bytes, 0).unwrap();
     rt
@@ -165,8 +228,12 @@ fn loaded(spec: &ModelSpec, storage: DType) -> Runtime {
 
 /// Logits after the prompt and after each greedy token match the reference; so do the tokens.
 fn check_against_reference(storage: DType, tolerance: f64) {
-    for (name, shape) in shapes() {
-        let spec = synthetic_model(&shape, 7);
+    let specs = shapes().into_iter().map(|(name, shape)| (name, synthetic_model(&shape, 7))).collect();
+    check_specs_against_reference(specs, storage, tolerance);
+}
+
+fn check_specs_against_reference(specs: Vec<(&'static str, ModelSpec)>, storage: DType, tolerance: f64) {
+    for (name, spec) in specs {
         let mut rt = loaded(&spec, storage);
         let mut reference = Reference::new(&spec, storage);
         let prompt = "Hello, wasm!";
@@ -205,6 +272,30 @@ fn f32_logits_and_greedy_tokens_match_the_f64_reference() {
 #[test]
 fn q8_0_logits_and_greedy_tokens_match_the_reference_over_dequantized_weights() {
     check_against_reference(DType::Q8_0, LOGIT_TOLERANCE_Q8_0);
+}
+
+/// The v2 families on synthetic weights: qwen2 (biases), qwen3 (Q/K norms; no Qwen3 GGUF is on
+/// PyPI, so this is its test of record), gemma3 (Q/K norms, post norms, GeGLU, √dim, a window of
+/// 5 tokens on two of every three layers with its own RoPE base: the 12-token prompt plus 12
+/// generated tokens cross it), all with `head_dim` ≠ `dim / n_heads`.
+fn v2_family_specs() -> Vec<(&'static str, ModelSpec)> {
+    let llama = synthetic_model(&SynthShape { n_layers: 3, tied_embeddings: false, ..SynthShape::default() }, 11).hparams;
+    let base = harness::spec::Hyperparams { head_dim: 24, rope: RopeKind::Neox, rope_theta: 1e6, ..llama };
+    let qwen2 = harness::spec::Hyperparams { arch: Arch::Qwen2, qkv_bias: true, ..base.clone() };
+    let qwen3 = harness::spec::Hyperparams { arch: Arch::Qwen3, ..base.clone() };
+    let gemma3 =
+        harness::spec::Hyperparams { arch: Arch::Gemma3, tied_embeddings: true, sliding_window: 5, swa_pattern: 3, rope_theta_local: 10_000.0, ..base };
+    vec![
+        ("qwen2", harness::synth::synthetic_model_for(qwen2, 12)),
+        ("qwen3", harness::synth::synthetic_model_for(qwen3, 13)),
+        ("gemma3", harness::synth::synthetic_model_for(gemma3, 14)),
+    ]
+}
+
+#[test]
+fn v2_families_match_the_f64_reference() {
+    check_specs_against_reference(v2_family_specs(), DType::F32, LOGIT_TOLERANCE_F32);
+    check_specs_against_reference(v2_family_specs(), DType::Q8_0, LOGIT_TOLERANCE_Q8_0);
 }
 
 #[test]
