@@ -139,7 +139,7 @@ pub fn v2_package_rejections() -> Vec<(String, Vec<u8>, Status)> {
         ("swa_pattern-257", |r| arch(r)[6] = 257, Status::BadHyperparameter),
         ("rope_theta_local-nan", |r| arch(r)[7] = f32::NAN.to_bits(), Status::BadHyperparameter),
         ("window-on-qwen3", |r| arch(r)[0] = 3, Status::BadHyperparameter),
-        ("post_ffw_norm-missing", |r| r.tensors.retain(|t| t.name != b"blk.1.post_ffw_norm.weight"), Status::MissingTensor),
+        ("post_ffw_norm-missing", |r| r.tensors.retain(|t| t.name != b"blk.0.post_ffw_norm.weight"), Status::MissingTensor),
         ("attn_k_norm-missing", |r| r.tensors.retain(|t| t.name != b"blk.0.attn_k_norm.weight"), Status::MissingTensor),
     ];
     let base = |arch: &str| {
