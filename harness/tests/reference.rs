@@ -229,15 +229,14 @@ fn loaded(spec: &ModelSpec, storage: DType) -> Runtime {
 /// Logits after the prompt and after each greedy token match the reference; so do the tokens.
 fn check_against_reference(storage: DType, tolerance: f64) {
     let specs = shapes().into_iter().map(|(name, shape)| (name, synthetic_model(&shape, 7))).collect();
-    check_specs_against_reference(specs, storage, tolerance);
+    check_specs_against_reference(specs, storage, tolerance, "Hello, wasm!", 12);
 }
 
-fn check_specs_against_reference(specs: Vec<(&'static str, ModelSpec)>, storage: DType, tolerance: f64) {
+fn check_specs_against_reference(specs: Vec<(&'static str, ModelSpec)>, storage: DType, tolerance: f64, prompt: &str, n_steps: u32) {
     for (name, spec) in specs {
         let mut rt = loaded(&spec, storage);
         let mut reference = Reference::new(&spec, storage);
-        let prompt = "Hello, wasm!";
-        rt.generate_start(prompt, 12, 0).unwrap();
+        rt.generate_start(prompt, n_steps, 0).unwrap();
         let prompt_tokens = rt.read_u32s(harness::runtime::result_kind::PROMPT_TOKENS).unwrap();
         assert_eq!(prompt_tokens[0], 256, "{name}: BOS first");
         let mut ref_logits = Vec::new();
@@ -245,7 +244,7 @@ fn check_specs_against_reference(specs: Vec<(&'static str, ModelSpec)>, storage:
             ref_logits = reference.step(t);
         }
         let mut max_diff = 0f64;
-        for step in 0..12 {
+        for step in 0..n_steps {
             rt.generate_step(1).unwrap();
             let logits = rt.logits().unwrap();
             for (a, b) in logits.iter().zip(&ref_logits) {
@@ -279,7 +278,7 @@ fn q8_0_logits_and_greedy_tokens_match_the_reference_over_dequantized_weights() 
 /// 5 tokens on two of every three layers with its own RoPE base: the 12-token prompt plus 12
 /// generated tokens cross it), all with `head_dim` ≠ `dim / n_heads`.
 fn v2_family_specs() -> Vec<(&'static str, ModelSpec)> {
-    let llama = synthetic_model(&SynthShape { n_layers: 3, tied_embeddings: false, ..SynthShape::default() }, 11).hparams;
+    let llama = synthetic_model(&SynthShape { n_layers: 3, max_context: 256, tied_embeddings: false, ..SynthShape::default() }, 11).hparams;
     let base = harness::spec::Hyperparams { head_dim: 24, rope: RopeKind::Neox, rope_theta: 1e6, ..llama };
     let qwen2 = harness::spec::Hyperparams { arch: Arch::Qwen2, qkv_bias: true, ..base.clone() };
     let qwen3 = harness::spec::Hyperparams { arch: Arch::Qwen3, ..base.clone() };
@@ -294,8 +293,19 @@ fn v2_family_specs() -> Vec<(&'static str, ModelSpec)> {
 
 #[test]
 fn v2_families_match_the_f64_reference() {
-    check_specs_against_reference(v2_family_specs(), DType::F32, LOGIT_TOLERANCE_F32);
-    check_specs_against_reference(v2_family_specs(), DType::Q8_0, LOGIT_TOLERANCE_Q8_0);
+    check_specs_against_reference(v2_family_specs(), DType::F32, LOGIT_TOLERANCE_F32, "Hello, wasm!", 12);
+    check_specs_against_reference(v2_family_specs(), DType::Q8_0, LOGIT_TOLERANCE_Q8_0, "Hello, wasm!", 12);
+}
+
+/// gemma3's local layers keep a ring of `sliding_window + 32` positions (32: the prefill batch):
+/// the 101-token prompt (four batches) alone wraps the 37-slot ring twice, generation goes on
+/// wrapping it, and every logit still equals the reference that keeps every key.
+#[test]
+fn gemma3_window_ring_wraps_and_matches_the_reference() {
+    let gemma3 = v2_family_specs().into_iter().filter(|(name, _)| *name == "gemma3").collect();
+    let prompt = "A longer prompt, so that prefill runs in several batches and the window ring wraps around in it too.";
+    assert_eq!(prompt.len(), 100);
+    check_specs_against_reference(gemma3, DType::F32, LOGIT_TOLERANCE_F32, prompt, 60);
 }
 
 #[test]

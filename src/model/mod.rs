@@ -116,13 +116,24 @@ fn widen_f16(h: u16) -> f32 {
     f32::from_bits(magnitude | sign)
 }
 
-/// KV cache: per layer, `context_len` positions of `kv_dim` keys and values.
+/// KV cache: per layer, a ring of positions of `kv_dim` keys and values. A global layer's ring
+/// holds the whole context; a local (sliding-window) layer's only `sliding_window + MAX_BATCH`
+/// positions, enough for every query of a prefill batch to find its whole window (position `t` is
+/// in slot `t mod slots`, overwritten only by `t + slots`, past the batch's last position).
 struct KvCache {
     keys: KvStore,
     values: KvStore,
     dtype: KvDtype,
+    /// Per layer: where its ring starts (in elements) and how many positions it holds.
+    layers: Vec<LayerRing>,
     /// Number of positions filled.
     len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LayerRing {
+    base: usize,
+    slots: usize,
 }
 
 /// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
@@ -265,13 +276,22 @@ impl Model {
         }
         let context_len = if context_len == 0 { p.max_context.min(DEFAULT_CONTEXT) } else { context_len } as usize;
         let (dim, q_dim, kv_dim, ffn, vocab) = (p.dim as usize, p.q_dim(), p.kv_dim(), p.ffn_dim as usize, p.vocab_size as usize);
-        let kv_len = (p.n_layers as usize).checked_mul(context_len).and_then(|n| n.checked_mul(kv_dim));
+        let mut layers = Vec::new();
+        layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("kv_cache.layers", p.n_layers as usize * core::mem::size_of::<LayerRing>()))?;
+        let mut kv_len = Some(0usize);
+        for l in 0..p.n_layers as usize {
+            let slots = if p.is_local_layer(l) { context_len.min(p.sliding_window as usize + MAX_BATCH) } else { context_len };
+            let base = kv_len.unwrap_or(0);
+            layers.push(LayerRing { base, slots });
+            kv_len = kv_len.and_then(|n| n.checked_add(slots.checked_mul(kv_dim)?));
+        }
         let kv_len = kv_len.ok_or_else(|| oom("kv_cache", usize::MAX))?;
         let elem = if kv_dtype == KvDtype::F16 { 2 } else { 4 };
         let kv = KvCache {
             keys: KvStore::new(kv_dtype, kv_len).map_err(|_| oom("kv_cache.keys", kv_len.saturating_mul(elem)))?,
             values: KvStore::new(kv_dtype, kv_len).map_err(|_| oom("kv_cache.values", kv_len.saturating_mul(elem)))?,
             dtype: kv_dtype,
+            layers,
             len: 0,
         };
         let b = MAX_BATCH;
@@ -426,17 +446,17 @@ impl Model {
                 rmsnorm_rows_in_place(&mut s.k[..n * kv_dim], weight_f32(bytes, t(k_norm)), head_dim, p.norm_eps);
             }
             let rope_of_layer = if local { &s.rope_local } else { &s.rope };
-            let layer_base = l * self.context_len * kv_dim;
+            let ring = self.kv.layers[l];
             for i in 0..n {
                 let pos = pos0 + i;
                 let rope = &rope_of_layer[i * head_dim..(i + 1) * head_dim];
                 apply_rope(p.rope, &mut s.q[i * q_dim..(i + 1) * q_dim], rope);
                 apply_rope(p.rope, &mut s.k[i * kv_dim..(i + 1) * kv_dim], rope);
-                let at = layer_base + pos * kv_dim;
+                let at = ring.base + (pos % ring.slots) * kv_dim;
                 self.kv.keys.write(at, &s.k[i * kv_dim..(i + 1) * kv_dim]);
                 self.kv.values.write(at, &s.v[i * kv_dim..(i + 1) * kv_dim]);
             }
-            let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, base: layer_base };
+            let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, ring };
             for i in 0..n {
                 let n_pos = pos0 + i + 1;
                 let first = if local { n_pos.saturating_sub(p.sliding_window as usize) } else { 0 };
@@ -590,12 +610,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
-/// One layer's slice of the KV cache: position `t`, KV head `g` starts at
-/// `base + t · kv_dim + g · head_dim`.
+/// One layer's ring of the KV cache: position `t`, KV head `g` starts at
+/// `base + (t mod slots) · kv_dim + g · head_dim`.
 struct LayerCache<'a> {
     keys: &'a KvStore,
     values: &'a KvStore,
-    base: usize,
+    ring: LayerRing,
+}
+
+impl LayerCache<'_> {
+    fn at(&self, t: usize, kv_dim: usize, offset: usize) -> usize {
+        self.ring.base + (t % self.ring.slots) * kv_dim + offset
+    }
 }
 
 /// Causal grouped-query attention for one query token over cached positions `positions` of one
@@ -616,7 +642,7 @@ fn attention(q: &[f32], cache: &LayerCache<'_>, positions: core::ops::Range<usiz
     for g in 0..p.n_kv_heads as usize {
         let heads = g * group..(g + 1) * group;
         for (i, t) in positions.clone().enumerate() {
-            let k = cache.keys.read(cache.base + t * kv_dim + g * head_dim, kv_row);
+            let k = cache.keys.read(cache.at(t, kv_dim, g * head_dim), kv_row);
             for (j, h) in heads.clone().enumerate() {
                 att[j * stride + i] = dot(&q[h * head_dim..(h + 1) * head_dim], k) * scale;
             }
@@ -626,7 +652,7 @@ fn attention(q: &[f32], cache: &LayerCache<'_>, positions: core::ops::Range<usiz
         }
         out[heads.start * head_dim..heads.end * head_dim].fill(0.0);
         for (i, t) in positions.clone().enumerate() {
-            let v = cache.values.read(cache.base + t * kv_dim + g * head_dim, kv_row);
+            let v = cache.values.read(cache.at(t, kv_dim, g * head_dim), kv_row);
             for (j, h) in heads.clone().enumerate() {
                 let a = att[j * stride + i];
                 for (o, &vv) in out[h * head_dim..(h + 1) * head_dim].iter_mut().zip(v) {
