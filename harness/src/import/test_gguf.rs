@@ -276,6 +276,27 @@ pub fn tiny_qwen2() -> GgufBuilder {
         .tensor("blk.0.attn_v.bias", &[KV_DIM], GGML_F32, f32_bytes(&values(KV_DIM as usize, 15)))
 }
 
+/// [`tiny_llama`] as a gemma3 GGUF: `gemma3.*` keys with a sliding window of 4, per-head Q/K
+/// norms and the post-attention and post-FFN norms, tied embeddings, no chat template.
+pub fn tiny_gemma3() -> GgufBuilder {
+    let mut b = tiny_llama(false);
+    for (k, _) in b.kv.iter_mut() {
+        if let Some(rest) = k.strip_prefix("llama.") {
+            *k = format!("gemma3.{rest}");
+        }
+    }
+    let head_dim = (DIM / N_HEADS as u64) as usize;
+    let b = b
+        .set("general.architecture", s("gemma3"))
+        .set("gemma3.rope.freq_base", V::F32(1e6))
+        .kv("gemma3.attention.sliding_window", V::U32(4))
+        .remove("tokenizer.chat_template");
+    b.tensor("blk.0.attn_q_norm.weight", &[head_dim as u64], GGML_F32, f32_bytes(&values(head_dim, 16)))
+        .tensor("blk.0.attn_k_norm.weight", &[head_dim as u64], GGML_F32, f32_bytes(&values(head_dim, 17)))
+        .tensor("blk.0.post_attention_norm.weight", &[DIM], GGML_F32, f32_bytes(&values(DIM as usize, 18)))
+        .tensor("blk.0.post_ffw_norm.weight", &[DIM], GGML_F32, f32_bytes(&values(DIM as usize, 19)))
+}
+
 pub fn tiny_llama(untied: bool) -> GgufBuilder {
     let vocab = GPT2_TOKENS.len() as u64;
     let mut types = vec![token_type::NORMAL as i32; GPT2_TOKENS.len()];

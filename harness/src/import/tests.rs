@@ -387,8 +387,8 @@ fn refusals_come_before_any_tensor_is_read() {
         b.tensor_mut("token_embd.weight").data[0..2].copy_from_slice(&0x7e00u16.to_le_bytes());
         b
     };
-    let b = broken(tiny_llama(false)).set("general.architecture", s("gemma3"));
-    assert_has(&import_err(&b), &["general.architecture is 'gemma3'", "only 'llama' and 'qwen2'"]);
+    let b = broken(tiny_llama(false)).set("general.architecture", s("gemma3n"));
+    assert_has(&import_err(&b), &["general.architecture is 'gemma3n'", "only 'llama', 'qwen2', 'gemma3', 'qwen3'"]);
     let mut b = broken(tiny_llama(false));
     let t = b.tensor_mut("blk.0.ffn_down.weight");
     let n_blocks = t.ne.iter().product::<u64>() as usize / 32;
@@ -399,6 +399,44 @@ fn refusals_come_before_any_tensor_is_read() {
     assert!(!msg.contains("token_embd"), "{msg}");
     // And with the type fixed, the NaN is what is reported.
     assert_has(&import_err(&broken(tiny_llama(false))), &["token_embd.weight", "non-finite scale"]);
+}
+
+#[test]
+fn gemma3_imports_with_its_window_and_norms() {
+    let spec = import_gguf_bytes(&tiny_gemma3().build(), false).unwrap();
+    let h = &spec.hparams;
+    assert_eq!((h.arch, h.rope, h.qkv_bias, h.rope_theta), (Arch::Gemma3, RopeKind::Neox, false, 1e6));
+    assert_eq!((h.sliding_window, h.swa_pattern, h.rope_theta_local), (4, 6, 10_000.0), "llama.cpp's gemma3 pattern and local base");
+    let names: Vec<&str> = spec.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        &names[1..5],
+        ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_q_norm.weight", "blk.0.attn_k.weight"],
+        "the Q/K norms right after their projections"
+    );
+    assert!(names.contains(&"blk.0.post_attention_norm.weight") && names.contains(&"blk.0.post_ffw_norm.weight"));
+    let raw = crate::package::build_as_shipped(&spec, |_| {}).unwrap();
+    let pkg = tinyrustlm::format::parse(&raw.to_bytes().0).unwrap();
+    assert_eq!((pkg.arch, pkg.hparams.sliding_window, pkg.hparams.swa_pattern), (Arch::Gemma3, 4, 6));
+    // A window longer than the context never masks: the importer caps it at the context.
+    let spec = import_gguf_bytes(&tiny_gemma3().set("gemma3.attention.sliding_window", V::U32(4096)).build(), false).unwrap();
+    assert_eq!(spec.hparams.sliding_window, 64);
+}
+
+#[test]
+fn gemma3_variants_we_do_not_run_are_refused_by_their_keys() {
+    let cases: Vec<(GgufBuilder, &[&str])> = vec![
+        (tiny_gemma3().set("gemma3.block_count", V::U32(62)), &["gemma3.block_count is 62", "27B"]),
+        (tiny_gemma3().kv("gemma3.final_logit_softcapping", V::F32(30.0)), &["gemma3.final_logit_softcapping is 30", "soft-capping"]),
+        (tiny_gemma3().kv("gemma3.attn_logit_softcapping", V::F32(50.0)), &["gemma3.attn_logit_softcapping is 50"]),
+        (tiny_gemma3().kv("gemma3.rope.scaling.type", s("linear")).kv("gemma3.rope.scaling.factor", V::F32(8.0)), &["gemma3.rope.scaling.factor is 8"]),
+        (tiny_gemma3().remove("gemma3.attention.sliding_window"), &["'gemma3.attention.sliding_window' is missing"]),
+        (tiny_gemma3().set("gemma3.attention.sliding_window", V::U32(0)), &["gemma3.attention.sliding_window is 0"]),
+        (tiny_gemma3().set("general.architecture", s("gemma2")), &["general.architecture is 'gemma2'"]),
+        (tiny_gemma3().set("general.architecture", s("gemma3n")), &["general.architecture is 'gemma3n'"]),
+    ];
+    for (b, want) in cases {
+        assert_has(&import_err(&b), want);
+    }
 }
 
 #[test]
