@@ -891,4 +891,50 @@ mod tests {
             assert!(token < 16);
         }
     }
+
+    /// Micro-measurement, not a timed test: prints the time per `sample` call on a 262,144-token
+    /// row (Gemma 3's vocabulary) for common settings. Run with
+    /// `cargo test --release -p tinyrustlm --lib sampler::tests::measure_large_vocab -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "micro-measurement: prints figures, asserts nothing"]
+    fn measure_large_vocab() {
+        extern crate std;
+        use std::time::Instant;
+        const N_VOCAB: usize = 262_144;
+        const N_CALLS: usize = 25;
+        let mut rng = Rng::new(31);
+        // Gaussian-like logits (sum of four uniforms, sd about 2.3); "peaked" adds a few tokens far
+        // above the rest, as a language model's row usually has.
+        let flat: Vec<f32> = (0..N_VOCAB).map(|_| (0..4).map(|_| rng.next_f32() * 4.0 - 2.0).sum::<f32>()).collect();
+        let mut peaked = flat.clone();
+        for (rank, boost) in [18.0, 16.5, 15.0, 14.0, 13.0, 12.5, 12.0, 11.0].iter().enumerate() {
+            peaked[(rank * 7919 + 13) % N_VOCAB] = *boost;
+        }
+        let d = SamplingParams { temperature: 1.0, seed: 1, ..SamplingParams::default() };
+        let settings = [
+            ("greedy", SamplingParams::default()),
+            ("T=1 (nothing bounds the set)", d),
+            ("T=1 top_k=40", SamplingParams { top_k: 40, ..d }),
+            ("T=1 top_k=40 top_p=0.95", SamplingParams { top_k: 40, top_p: 0.95, ..d }),
+            ("T=0.8 top_p=0.95", SamplingParams { temperature: 0.8, top_p: 0.95, ..d }),
+            ("T=1 top_p=0.9", SamplingParams { top_p: 0.9, ..d }),
+            ("T=1 min_p=0.05", SamplingParams { min_p: 0.05, ..d }),
+            ("T=0.7 top_p=0.95 min_p=0.05", SamplingParams { temperature: 0.7, top_p: 0.95, min_p: 0.05, ..d }),
+        ];
+        for (row_name, row) in [("peaked", &peaked), ("flat", &flat)] {
+            for (name, params) in settings {
+                let mut sampler = Sampler::new(params, N_VOCAB);
+                let mut times: Vec<f64> = (0..N_CALLS)
+                    .map(|_| {
+                        let mut logits = row.clone();
+                        let t = Instant::now();
+                        core::hint::black_box(sampler.sample(&mut logits, &[]));
+                        t.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                std::println!("{row_name:>6} {name:<30} median {:>9.1} us  (min {:.1})", times[N_CALLS / 2], times[0]);
+            }
+        }
+    }
 }
