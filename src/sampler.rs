@@ -40,15 +40,16 @@
 //!    Renormalizing is folded into the target: `total` = f32 sum of the kept weights `w` in
 //!    ascending id order, `u = rng.next_f32()`, `target = u * total`. Walking the kept tokens in
 //!    ascending id order with a running f32 sum `c` of their weights, the result is the first
-//!    token with `target < c`. (The last `c` is `total` and `total >= 1`, so `target < total`
-//!    always finds one; parameters that fail validation may leave no token or a non-finite
-//!    `total`: then the result is the last kept token, or the greedy choice if none is kept.)
+//!    token with `target < c`. (`u < 1` and `total >= 1`, as the best token is kept, make
+//!    `target < total`, the last `c`, so the walk always ends on a token. Parameters that fail
+//!    validation may leave no token or a non-finite `total`: then the result is the last kept
+//!    token, or the greedy choice if none is kept.)
 //!
-//! Sums of weights are the only results that depend on an order of summation, and both (`sum`,
-//! `total`) are taken in ascending id order, never in an order found by sorting. The stable order
-//! is total, so the top-k set and the sequence of `p` values the top-p walk visits do not depend on
-//! how they are found: the implementation sorts only the leading part of the stable order that the
-//! walk reaches (see `nucleus_len`), and nothing at all when top-p is off.
+//! Every sum is taken in an order fixed by the definition alone: `sum` and `total` in ascending
+//! id order, the top-p running sum in the stable order. That order is total, so the top-k set and
+//! the sequence of `p` values the top-p walk adds do not depend on how they are found: the
+//! implementation sorts only the leading part of the stable order that the walk reaches (see
+//! `nucleus_len`), and nothing at all when top-p is off.
 //!
 //! Exactly one random number is consumed per call when `temperature > 0`, none when it is 0.
 //! Every float operation above is a basic IEEE-754 f32 operation, `libm::expf` or `libm::logf`,
