@@ -1,6 +1,6 @@
 //! Next-token selection: turns one row of logits into a token id.
 //!
-//! # Pipeline (llama.cpp order)
+//! # Pipeline (llama.cpp's stages)
 //! Each stage is spelled out exactly (operation, order, f32 arithmetic), so that another
 //! implementation given the same logits, `recent` tokens, parameters and seed picks the same ids.
 //! Only the first `min(logits.len(), n_vocab)` logits are considered, `n_vocab` being the size
@@ -20,25 +20,40 @@
 //!    step). If `0 < top_k < candidate count`, only the `top_k` candidates with the largest
 //!    logits are kept, ties broken by lower id; found by partial selection (average O(V)), not by
 //!    a full sort.
-//! 4. **Softmax with temperature.** `m` = largest candidate logit; weight
-//!    `w = libm::expf((logit - m) / temperature)` (the best weight is exactly 1). Candidates are
-//!    put in the *stable order*: weight descending, then id ascending (the weight is the
-//!    probability before the common normalization, so this is the probability order).
-//!    `sum` = f32 sum of the weights taken in that order; `p = w / sum`.
-//! 5. **Top-p** (skipped when `top_p == 1`, so rounding can never drop a tail that "off" keeps).
-//!    Walking the stable order, accumulate `p` in f32; keep the tokens up to and including the
-//!    first one at which the running sum is `>= top_p` (all of them if it never gets there).
-//! 6. **Min-p** (skipped when `min_p == 0`). Drop the tokens with `p < min_p * p_max`, `p_max`
-//!    being the first (largest) kept probability. Then drop tokens whose `p` underflowed to
-//!    exactly 0: they can never be drawn and must not become the fallback of stage 7.
-//! 7. **Draw.** Renormalizing is folded into the target: `total` = f32 sum of the kept `p` in the
-//!    stable order, `u = rng.next_f32()`, `target = u * total`. Walking the stable order with a
-//!    running f32 sum `c`, the result is the first token with `target < c`; if rounding leaves
-//!    `target` beyond the last running sum, the last kept token.
+//! 4. **Weights.** `m` = largest candidate logit; for each candidate `x = (logit - m) / temperature`
+//!    and weight `w = libm::expf(x)` (the best weight is exactly 1, so `w` is the probability
+//!    relative to the best one's). The *stable order* is weight descending, then id ascending:
+//!    the probability order, made total.
+//! 5. **Min-p** (skipped when `min_p == 0`). Drop the candidates with `x < libm::logf(min_p)`:
+//!    those whose probability is below `min_p` times the best one's. (The test is on `x`, so the
+//!    tokens it drops need no `expf` unless top-p needs their weight; the best token, `x = 0`, is
+//!    always kept.)
+//! 6. **Top-p** (skipped when `top_p == 1`, so rounding can never drop a tail that "off" keeps).
+//!    `sum` = f32 sum of the weights of *all* the candidates of stage 3 (those min-p dropped too),
+//!    taken in ascending id order; `p = w / sum`. Walking the candidates min-p kept in the stable
+//!    order, accumulate `p` in f32; keep the tokens up to and including the first one at which the
+//!    running sum is `>= top_p` (all of them if it never gets there).
+//!    Min-p and top-p each keep a leading part of the probability order, so applying min-p first
+//!    keeps what llama.cpp's order (top-p, then min-p) keeps, up to the rounding of `expf`; it lets
+//!    top-p walk only what min-p kept.
+//! 7. **Draw.** Drop the kept tokens whose weight underflowed to exactly 0: they can never be drawn.
+//!    Renormalizing is folded into the target: `total` = f32 sum of the kept weights `w` in
+//!    ascending id order, `u = rng.next_f32()`, `target = u * total`. Walking the kept tokens in
+//!    ascending id order with a running f32 sum `c` of their weights, the result is the first
+//!    token with `target < c`. (`u < 1` and `total >= 1`, as the best token is kept, make
+//!    `target < total`, the last `c`, so the walk always ends on a token. Parameters that fail
+//!    validation may leave no token or a non-finite `total`: then the result is the last kept
+//!    token, or the greedy choice if none is kept.)
+//!
+//! Every sum is taken in an order fixed by the definition alone: `sum` and `total` in ascending
+//! id order, the top-p running sum in the stable order. That order is total, so the top-k set and
+//! the sequence of `p` values the top-p walk adds do not depend on how they are found: the
+//! implementation sorts only the leading part of the stable order that the walk reaches (see
+//! `nucleus_len`), and nothing at all when top-p is off.
 //!
 //! Exactly one random number is consumed per call when `temperature > 0`, none when it is 0.
-//! Every float operation above is a basic IEEE-754 f32 operation or `libm::expf`, and every sort
-//! uses a total order, so results do not depend on the host.
+//! Every float operation above is a basic IEEE-754 f32 operation, `libm::expf` or `libm::logf`,
+//! and every sort uses a total order, so results do not depend on the host.
 
 use alloc::collections::TryReserveError;
 use alloc::vec;
@@ -182,8 +197,7 @@ impl Rng {
     }
 }
 
-/// A token still in the running: its id and, depending on the stage, its logit, its softmax weight
-/// or its probability.
+/// A token still in the running: its id and, depending on the stage, its logit or its weight.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
     id: u32,
@@ -271,75 +285,76 @@ impl Sampler {
         }
         // Drawn before anything can return early: one number per sampled token, always.
         let u = self.rng.next_f32();
-
-        // Stage 3: candidates and top-k.
+        let params = self.params;
         let candidates = &mut self.candidates;
+
+        // Stage 3: candidates (in id order) and top-k. `best_id` is the greedy choice, the answer
+        // only if parameters that failed validation leave nothing to draw from.
         candidates.clear();
         let mut max_logit = f32::NEG_INFINITY;
+        let mut best_id = 0;
         for (id, &logit) in logits.iter().enumerate() {
             if logit > f32::NEG_INFINITY {
                 candidates.push(Candidate { id: id as u32, value: logit });
-                max_logit = max_logit.max(logit);
+                if logit > max_logit {
+                    max_logit = logit;
+                    best_id = id as u32;
+                }
             }
         }
         if candidates.is_empty() {
             return 0;
         }
-        let top_k = self.params.top_k as usize;
+        let top_k = params.top_k as usize;
         if top_k > 0 && top_k < candidates.len() {
-            // Partial selection: afterwards the first top_k entries are the top_k best in the
-            // stable order (in no particular order among themselves). The order is total, so the
-            // set is the same whatever the selection algorithm does internally.
-            candidates.select_nth_unstable_by_key(top_k - 1, stable_order_key);
-            candidates.truncate(top_k);
+            keep_top_k(candidates, logits, top_k);
         }
 
-        // Stage 4: softmax with temperature.
-        for candidate in candidates.iter_mut() {
-            candidate.value = libm::expf((candidate.value - max_logit) / temperature);
-        }
-        // A full O(V log V) sort only when top_k is off; otherwise top_k entries.
-        candidates.sort_unstable_by_key(stable_order_key);
-        let sum: f32 = candidates.iter().fold(0.0, |acc, c| acc + c.value);
-        for candidate in candidates.iter_mut() {
-            candidate.value /= sum;
-        }
-
-        // Stage 5: top-p.
-        let mut n_kept = candidates.len();
-        let top_p = self.params.top_p;
-        if top_p != 1.0 {
-            let mut cumulative = 0.0f32;
-            for (i, candidate) in candidates.iter().enumerate() {
-                cumulative += candidate.value;
-                if cumulative >= top_p {
-                    n_kept = i + 1;
-                    break;
+        // Stages 4-5: weights and min-p, compacting the candidates in place (still in id order).
+        // Zero weights are dropped here already: they add nothing to the top-p walk and sit at the
+        // end of the stable order, so dropping them before stage 6 keeps what dropping them after
+        // keeps.
+        let use_min_p = params.min_p != 0.0;
+        let min_x = libm::logf(params.min_p);
+        let use_top_p = params.top_p != 1.0;
+        // `sum` is used only with top-p, and then every candidate adds its weight.
+        let mut sum = 0.0f32;
+        let mut n_kept = 0;
+        for i in 0..candidates.len() {
+            let Candidate { id, value: logit } = candidates[i];
+            let x = (logit - max_logit) / temperature;
+            let kept_by_min_p = !use_min_p || x >= min_x;
+            // Without top-p, a token min-p drops needs no weight at all.
+            if kept_by_min_p || use_top_p {
+                let w = libm::expf(x);
+                sum += w;
+                if kept_by_min_p && w > 0.0 {
+                    candidates[n_kept] = Candidate { id, value: w };
+                    n_kept += 1;
                 }
             }
         }
+        candidates.truncate(n_kept);
 
-        // Stage 6: min-p, then zero probabilities. The kept set is a prefix of the stable order,
-        // so each filter only shortens it; `.max(1)` guards parameters that skipped validation.
-        let min_p = self.params.min_p;
-        if min_p != 0.0 {
-            let threshold = min_p * candidates[0].value;
-            n_kept = candidates[..n_kept].iter().take_while(|c| c.value >= threshold).count().max(1);
+        // Stage 6: top-p. The nucleus comes back first in `candidates`, in the stable order; the
+        // draw wants it in id order again.
+        if use_top_p {
+            let n_nucleus = nucleus_len(candidates, sum, params.top_p);
+            candidates.truncate(n_nucleus);
+            candidates.sort_unstable_by_key(|c| c.id);
         }
-        n_kept = candidates[..n_kept].iter().take_while(|c| c.value > 0.0).count().max(1);
-        let kept = &candidates[..n_kept];
 
-        // Stage 7: draw.
-        let total: f32 = kept.iter().fold(0.0, |acc, c| acc + c.value);
+        // Stage 7: draw, in id order.
+        let total: f32 = candidates.iter().fold(0.0, |acc, c| acc + c.value);
         let target = u * total;
         let mut cumulative = 0.0f32;
-        for candidate in kept {
+        for candidate in candidates.iter() {
             cumulative += candidate.value;
             if target < cumulative {
                 return candidate.id;
             }
         }
-        kept[n_kept - 1].id
+        candidates.last().map_or(best_id, |c| c.id)
     }
 
     /// Stage 1. Each distinct in-vocabulary id of the window is penalized exactly once.
@@ -393,6 +408,122 @@ pub fn argmax(logits: &[f32]) -> u32 {
         }
     }
     best_id as u32
+}
+
+/// Stage 3's top-k: leaves in `candidates` the `top_k` best of them in the stable order of their
+/// logits, in id order. `candidates` must hold every token of `logits` whose logit is not `-inf`
+/// (in any order), and `top_k` must be in `1..candidates.len()`.
+fn keep_top_k(candidates: &mut Vec<Candidate>, logits: &[f32], top_k: usize) {
+    // Partial selection: afterwards the first top_k entries are the top_k best in the stable
+    // order (in no particular order among themselves). The order is total, so the set is the same
+    // whatever the selection algorithm does internally; it is the candidates whose key is at most
+    // the pivot's.
+    candidates.select_nth_unstable_by_key(top_k - 1, stable_order_key);
+    if top_k <= candidates.len() / 32 {
+        // Few: sorting them by id costs less than a pass over the row.
+        candidates.truncate(top_k);
+        candidates.sort_unstable_by_key(|c| c.id);
+    } else {
+        // Many: collect them again from the row, which is in id order already.
+        let pivot = stable_order_key(&candidates[top_k - 1]);
+        candidates.clear();
+        for (id, &logit) in logits.iter().enumerate() {
+            let candidate = Candidate { id: id as u32, value: logit };
+            if logit > f32::NEG_INFINITY && stable_order_key(&candidate) <= pivot {
+                candidates.push(candidate);
+            }
+        }
+    }
+}
+
+/// Low bits of a weight's bit pattern that [`weight_bucket`] drops: the exponent and the top 3
+/// mantissa bits remain, so a bucket spans an eighth of an octave of weights.
+const BUCKET_SHIFT: u32 = 20;
+/// Buckets of [`weight_bucket`]; weights in `[0, 1]` use `0..=1016` (`1.0` is `0x3F80_0000`).
+const N_BUCKETS: usize = 1024;
+
+/// A coarse bucket of a weight, non-decreasing in the IEEE-754 total order that
+/// [`stable_order_key`] sorts by (negative values in 0, large ones and positive NaN in the last),
+/// so the candidates of the buckets from some `b` up are always a leading part of the stable order.
+fn weight_bucket(w: f32) -> usize {
+    let bits = w.to_bits();
+    if bits >> 31 == 1 {
+        0
+    } else {
+        ((bits >> BUCKET_SHIFT) as usize).min(N_BUCKETS - 1)
+    }
+}
+
+/// Stage 6's walk: how many of `kept` (weights), taken in the stable order, top-p keeps, i.e. the
+/// position of the first at which the f32 running sum of `w / sum` is `>= top_p`, plus one, or
+/// `kept.len()` if it never gets there. On return `kept[..n]` holds those `n` in the stable order;
+/// the rest is in no particular order.
+///
+/// Only the leading part of the stable order that the walk reaches is sorted. A histogram of the
+/// weights by [`weight_bucket`] estimates (in f64, a guess only) in which bucket the running sum
+/// crosses `top_p`; the candidates of that bucket and the ones above are moved to the front by a
+/// partition, sorted and walked. If the walk has not got there (the estimate missed by rounding),
+/// the next lower non-empty bucket follows, then chunks as large as all walked so far. Every chunk
+/// is the continuation of the stable order, so the walk sees the same sequence of weights, and
+/// gives the same result, as a walk over a full sort.
+fn nucleus_len(kept: &mut [Candidate], sum: f32, top_p: f32) -> usize {
+    let n = kept.len();
+    let mut mass = [0.0f64; N_BUCKETS];
+    let mut count = [0u32; N_BUCKETS];
+    for candidate in kept.iter() {
+        let bucket = weight_bucket(candidate.value);
+        mass[bucket] += f64::from(candidate.value);
+        count[bucket] += 1;
+    }
+    // The first chunk: the buckets from the top down to the one where the estimated mass reaches
+    // top_p * sum (bucket 0, so everything, if it never does).
+    let goal = f64::from(top_p) * f64::from(sum);
+    let mut lowest = N_BUCKETS;
+    let mut estimate = 0.0f64;
+    while lowest > 0 {
+        lowest -= 1;
+        estimate += mass[lowest];
+        if estimate >= goal {
+            break;
+        }
+    }
+
+    let mut n_walked = 0;
+    let mut cumulative = 0.0f32;
+    let mut missed_before = false;
+    loop {
+        // Move the unwalked candidates of buckets >= lowest to kept[n_walked..end].
+        let mut end = n;
+        if lowest > 0 {
+            end = n_walked;
+            for i in n_walked..n {
+                if weight_bucket(kept[i].value) >= lowest {
+                    kept.swap(i, end);
+                    end += 1;
+                }
+            }
+        }
+        let chunk = &mut kept[n_walked..end];
+        chunk.sort_unstable_by_key(stable_order_key);
+        for (i, candidate) in chunk.iter().enumerate() {
+            cumulative += candidate.value / sum;
+            if cumulative >= top_p {
+                return n_walked + i + 1;
+            }
+        }
+        n_walked = end;
+        if n_walked == n {
+            return n;
+        }
+        // Extend by at least one candidate the first time, then by at least as many as are walked.
+        let want = if missed_before { n_walked } else { 1 };
+        missed_before = true;
+        let mut added = 0;
+        while lowest > 0 && added < want {
+            lowest -= 1;
+            added += count[lowest] as usize;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -759,76 +890,206 @@ mod tests {
         }
     }
 
-    /// Plain twin of stages 3-7: a full sort instead of partial selection. Pins the top-k fast
-    /// path to the same ids, bit for bit, over random rows with many ties.
+    /// Plain twin of stages 3-7 as the module docs state them: full sorts, fresh vectors, no
+    /// shortcuts (weights of every candidate, min-p on a copy, top-p over a full sort). Pins the
+    /// fast paths (top-k's two ways back to id order, the histogram-guided top-p walk, the draw
+    /// without a sort) to the same ids, bit for bit.
     fn reference_sample(logits: &[f32], params: &SamplingParams, u: f32) -> u32 {
-        let mut all: Vec<Candidate> =
+        let mut logits = logits.to_vec();
+        sanitize_logits(&mut logits);
+        // Stage 3: (id, logit) of every candidate; top-k by a full sort in the stable order.
+        let mut candidates: Vec<Candidate> =
             logits.iter().enumerate().filter(|(_, &l)| l > f32::NEG_INFINITY).map(|(id, &value)| Candidate { id: id as u32, value }).collect();
-        if all.is_empty() {
+        if candidates.is_empty() {
             return 0;
         }
-        all.sort_by(value_desc_then_id);
+        candidates.sort_by(value_desc_then_id);
+        let best_id = candidates[0].id;
         if params.top_k > 0 {
-            all.truncate(params.top_k as usize);
+            candidates.truncate(params.top_k as usize);
         }
-        let max = all[0].value;
-        for c in &mut all {
-            c.value = libm::expf((c.value - max) / params.temperature);
-        }
-        all.sort_by(value_desc_then_id);
-        let sum = all.iter().fold(0.0f32, |a, c| a + c.value);
-        let p: Vec<f32> = all.iter().map(|c| c.value / sum).collect();
-        let mut n = p.len();
+        candidates.sort_by_key(|c| c.id);
+        // Stage 4: x and w per candidate, in id order.
+        let m = candidates.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.value));
+        let x: Vec<f32> = candidates.iter().map(|c| (c.value - m) / params.temperature).collect();
+        let weights: Vec<Candidate> = candidates.iter().zip(&x).map(|(c, &x)| Candidate { id: c.id, value: libm::expf(x) }).collect();
+        // Stage 5: min-p.
+        let mut kept: Vec<Candidate> = weights.iter().zip(&x).filter(|(_, &x)| params.min_p == 0.0 || x >= libm::logf(params.min_p)).map(|(&c, _)| c).collect();
+        // Stage 6: top-p, over a full sort of what min-p kept.
         if params.top_p != 1.0 {
-            let mut cum = 0.0f32;
-            if let Some(i) = p.iter().position(|&x| {
-                cum += x;
-                cum >= params.top_p
+            let sum = weights.iter().fold(0.0f32, |a, c| a + c.value);
+            kept.sort_by(value_desc_then_id);
+            let mut running = 0.0f32;
+            if let Some(i) = kept.iter().position(|c| {
+                running += c.value / sum;
+                running >= params.top_p
             }) {
-                n = i + 1;
+                kept.truncate(i + 1);
+            }
+            kept.sort_by_key(|c| c.id);
+        }
+        // Stage 7: draw in id order.
+        kept.retain(|c| c.value != 0.0);
+        let total = kept.iter().fold(0.0f32, |a, c| a + c.value);
+        let mut running = 0.0f32;
+        for c in &kept {
+            running += c.value;
+            if u * total < running {
+                return c.id;
             }
         }
-        if params.min_p != 0.0 {
-            n = n.min(p.iter().position(|&x| x < params.min_p * p[0]).unwrap_or(n));
-        }
-        n = n.min(p.iter().position(|&x| x == 0.0).unwrap_or(n));
-        let total = p[..n].iter().fold(0.0f32, |a, &x| a + x);
-        let mut cum = 0.0f32;
-        for i in 0..n {
-            cum += p[i];
-            if u * total < cum {
-                return all[i].id;
+        kept.last().map_or(best_id, |c| c.id)
+    }
+
+    /// A logit row of one of several shapes: smooth, quantized (many ties), peaked like a language
+    /// model's, flat, or with a sprinkling of -inf, NaN and +inf.
+    fn shaped_row(rng: &mut Rng, n: usize, shape: u64) -> Vec<f32> {
+        let mut row: Vec<f32> = match shape {
+            0 => random_logits(rng, n, 8.0),
+            1 => (0..n).map(|_| ((rng.next_u64() % 16) as f32 - 8.0) * 0.5).collect(),
+            2 => (0..n).map(|_| (0..4).map(|_| rng.next_f32() * 4.0 - 2.0).sum()).collect(),
+            3 => vec![0.25; n],
+            _ => (0..n)
+                .map(|_| match rng.next_u64() % 12 {
+                    0 => f32::NEG_INFINITY,
+                    1 => f32::NAN,
+                    2 => -0.0,
+                    3 => 3.0,
+                    _ => rng.next_f32() * 6.0 - 3.0,
+                })
+                .collect(),
+        };
+        if shape == 2 {
+            // A few tokens far above the rest.
+            for boost in [14.0, 12.0, 11.5, 10.0] {
+                let id = (rng.next_u64() % n as u64) as usize;
+                row[id] = boost;
             }
         }
-        all[n - 1].id
+        if shape == 4 && rng.next_u64().is_multiple_of(4) {
+            let id = (rng.next_u64() % n as u64) as usize;
+            row[id] = f32::INFINITY;
+        }
+        row
     }
 
     #[test]
-    fn partial_selection_matches_full_sort_reference() {
+    fn fast_paths_match_the_full_sort_reference() {
+        const TOP_P: [f32; 4] = [1.0, 0.9, 0.5, 0.01];
+        const MIN_P: [f32; 3] = [0.0, 0.05, 0.5];
+        const TEMPERATURES: [f32; 4] = [0.3, 1.0, 2.5, MAX_TEMPERATURE];
         let mut case_rng = Rng::new(2024);
-        for case in 0..300 {
-            let n_vocab = 1 + (case_rng.next_u64() % 300) as usize;
-            // Quantized logits make ties common, which is where selection and sorting could differ.
-            let logits: Vec<f32> = (0..n_vocab)
-                .map(|_| match case_rng.next_u64() % 10 {
-                    0 => f32::NEG_INFINITY,
-                    1 => -0.0,
-                    _ => ((case_rng.next_u64() % 16) as f32 - 8.0) * 0.5,
+        let mut checked = 0u32;
+        for (n_vocab, n_rows) in [(1, 8), (2, 16), (3, 16), (7, 16), (300, 24), (1000, 24), (262_144, 2)] {
+            for row_index in 0..n_rows {
+                // Gemma 3's vocabulary: a language-model-like row and one with non-finite logits.
+                let shape = if n_vocab > 1000 { [2, 4][row_index] } else { row_index as u64 % 5 };
+                let logits = shaped_row(&mut case_rng, n_vocab, shape);
+                for (top_p, min_p) in TOP_P.iter().flat_map(|&p| MIN_P.iter().map(move |&m| (p, m))) {
+                    for top_k in [0, 1, 2, 40, n_vocab as u32 / 2, n_vocab as u32 - 1, n_vocab as u32 + 5] {
+                        // Every combination on the small rows; a rotating sample of the expensive
+                        // ones on the largest.
+                        checked += 1;
+                        if n_vocab > 1000 && !checked.is_multiple_of(3) {
+                            continue;
+                        }
+                        let temperature = TEMPERATURES[(case_rng.next_u64() % 4) as usize];
+                        let seed = case_rng.next_u64();
+                        let params = SamplingParams { temperature, top_k, top_p, min_p, seed, ..Default::default() };
+                        let u = Rng::new(seed).next_f32();
+                        let expected = reference_sample(&logits, &params, u);
+                        let mut sampler = Sampler::new(params, n_vocab);
+                        let got = sampler.sample(&mut logits.clone(), &[]);
+                        assert_eq!(got, expected, "n_vocab {n_vocab}, row {row_index}: {params:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_paths_match_the_reference_on_many_seeds() {
+        // Many draws from the same few rows, so that every kept token is drawn now and then,
+        // including the ones at the edges of the kept sets.
+        let mut case_rng = Rng::new(77);
+        for shape in 0..5 {
+            let logits = shaped_row(&mut case_rng, 200, shape);
+            for (top_k, top_p, min_p) in [(0, 1.0, 0.0), (0, 0.9, 0.0), (0, 1.0, 0.05), (0, 0.5, 0.05), (40, 0.9, 0.0), (150, 0.99, 0.01)] {
+                let params = SamplingParams { temperature: 1.3, top_k, top_p, min_p, seed: shape, ..Default::default() };
+                let mut sampler = Sampler::new(params, logits.len());
+                let mut stream = Rng::new(params.seed);
+                for draw in 0..300 {
+                    let expected = reference_sample(&logits, &params, stream.next_f32());
+                    assert_eq!(sampler.sample(&mut logits.clone(), &[]), expected, "shape {shape}, draw {draw}: {params:?}");
+                }
+            }
+        }
+    }
+
+    /// Full-sort twin of [`nucleus_len`].
+    fn reference_nucleus(kept: &[Candidate], sum: f32, top_p: f32) -> Vec<u32> {
+        let mut sorted = kept.to_vec();
+        sorted.sort_by(value_desc_then_id);
+        let mut running = 0.0f32;
+        let n = sorted
+            .iter()
+            .position(|c| {
+                running += c.value / sum;
+                running >= top_p
+            })
+            .map_or(sorted.len(), |i| i + 1);
+        sorted[..n].iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn nucleus_walk_matches_a_full_sort_even_when_its_estimate_misses() {
+        // A `sum` that is not the weights' sum makes the histogram's estimate miss by any factor,
+        // so every way of extending the walk is taken; the result must still be the full sort's.
+        let mut case_rng = Rng::new(5);
+        for case in 0..3000 {
+            let n = 1 + (case_rng.next_u64() % 500) as usize;
+            let weights: Vec<Candidate> = (0..n)
+                .map(|id| {
+                    let value = match case_rng.next_u64() % 6 {
+                        // Exactly on bucket edges, many ties.
+                        0 => f32::from_bits(((case_rng.next_u64() % 1017) as u32) << BUCKET_SHIFT),
+                        1 => 1.0,
+                        2 => f32::from_bits(0x3F7F_FFFF),
+                        3 => libm::expf(-(case_rng.next_f32() * 100.0)),
+                        _ => case_rng.next_f32(),
+                    };
+                    Candidate { id: id as u32, value }
                 })
                 .collect();
-            let params = SamplingParams {
-                temperature: [0.3, 1.0, 2.5][case % 3],
-                top_k: (case_rng.next_u64() % 20) as u32,
-                top_p: [1.0, 0.9, 0.5][(case / 3) % 3],
-                min_p: [0.0, 0.05, 0.3][(case / 9) % 3],
-                seed: case as u64,
-                ..Default::default()
-            };
-            let mut sampler = Sampler::new(params, n_vocab);
-            let u = Rng::new(params.seed).next_f32();
-            let expected = reference_sample(&logits, &params, u);
-            assert_eq!(sampler.sample(&mut logits.clone(), &[]), expected, "case {case}: {params:?}");
+            let true_sum = weights.iter().fold(0.0f32, |a, c| a + c.value);
+            let sum = true_sum * [1.0, 0.5, 2.0, 0.01, 100.0, 1.000_001][case % 6];
+            let top_p = [0.9, 0.5, 0.01, 0.999_999, 1e-9, 0.99][(case / 6) % 6];
+            let expected = reference_nucleus(&weights, sum, top_p);
+            let mut kept = weights.clone();
+            // Shuffle, so the walk does not start from id order.
+            for i in (1..n).rev() {
+                kept.swap(i, (case_rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            let len = nucleus_len(&mut kept, sum, top_p);
+            let got: Vec<u32> = kept[..len].iter().map(|c| c.id).collect();
+            assert_eq!(got, expected, "case {case}: sum {sum}, top_p {top_p}");
         }
+    }
+
+    #[test]
+    fn weight_buckets_follow_the_stable_order() {
+        let values =
+            [f32::NAN, f32::INFINITY, f32::MAX, 2.0, 1.0, 0.999_999_9, 0.5, 1e-30, f32::MIN_POSITIVE, 1e-45, 0.0, -0.0, -1.0, -f32::MAX, f32::NEG_INFINITY];
+        for a in values {
+            for b in values {
+                let (ka, kb) = (stable_order_key(&Candidate { id: 0, value: a }), stable_order_key(&Candidate { id: 0, value: b }));
+                if ka < kb {
+                    assert!(weight_bucket(a) >= weight_bucket(b), "{a} before {b}");
+                }
+            }
+        }
+        assert_eq!(weight_bucket(1.0), 1016);
+        assert_eq!(weight_bucket(f32::NAN), N_BUCKETS - 1);
     }
 
     #[test]
@@ -889,6 +1150,52 @@ mod tests {
             let mut sampler = Sampler::new(params, 16);
             let token = sampler.sample(&mut random_logits(&mut logit_rng, 16, 5.0), &[1, 2, 3]);
             assert!(token < 16);
+        }
+    }
+
+    /// Micro-measurement, not a timed test: prints the time per `sample` call on a 262,144-token
+    /// row (Gemma 3's vocabulary) for common settings. Run with
+    /// `cargo test --release -p tinyrustlm --lib sampler::tests::measure_large_vocab -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "micro-measurement: prints figures, asserts nothing"]
+    fn measure_large_vocab() {
+        extern crate std;
+        use std::time::Instant;
+        const N_VOCAB: usize = 262_144;
+        const N_CALLS: usize = 25;
+        let mut rng = Rng::new(31);
+        // Gaussian-like logits (sum of four uniforms, sd about 2.3); "peaked" adds a few tokens far
+        // above the rest, as a language model's row usually has.
+        let flat: Vec<f32> = (0..N_VOCAB).map(|_| (0..4).map(|_| rng.next_f32() * 4.0 - 2.0).sum::<f32>()).collect();
+        let mut peaked = flat.clone();
+        for (rank, boost) in [18.0, 16.5, 15.0, 14.0, 13.0, 12.5, 12.0, 11.0].iter().enumerate() {
+            peaked[(rank * 7919 + 13) % N_VOCAB] = *boost;
+        }
+        let d = SamplingParams { temperature: 1.0, seed: 1, ..SamplingParams::default() };
+        let settings = [
+            ("greedy", SamplingParams::default()),
+            ("T=1 (nothing bounds the set)", d),
+            ("T=1 top_k=40", SamplingParams { top_k: 40, ..d }),
+            ("T=1 top_k=40 top_p=0.95", SamplingParams { top_k: 40, top_p: 0.95, ..d }),
+            ("T=0.8 top_p=0.95", SamplingParams { temperature: 0.8, top_p: 0.95, ..d }),
+            ("T=1 top_p=0.9", SamplingParams { top_p: 0.9, ..d }),
+            ("T=1 min_p=0.05", SamplingParams { min_p: 0.05, ..d }),
+            ("T=0.7 top_p=0.95 min_p=0.05", SamplingParams { temperature: 0.7, top_p: 0.95, min_p: 0.05, ..d }),
+        ];
+        for (row_name, row) in [("peaked", &peaked), ("flat", &flat)] {
+            for (name, params) in settings {
+                let mut sampler = Sampler::new(params, N_VOCAB);
+                let mut times: Vec<f64> = (0..N_CALLS)
+                    .map(|_| {
+                        let mut logits = row.clone();
+                        let t = Instant::now();
+                        core::hint::black_box(sampler.sample(&mut logits, &[]));
+                        t.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                std::println!("{row_name:>6} {name:<30} median {:>9.1} us  (min {:.1})", times[N_CALLS / 2], times[0]);
+            }
         }
     }
 }
