@@ -111,6 +111,8 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     let char_tokens = char_tokens.map_err(|_| oom("tokenizer.char_tokens", index_bytes))?;
     let special_tokens = SortedTokens::new(&tokens, &|id| matches!(tokens.token_type(id), Some(TokenType::Control | TokenType::UserDefined)))
         .map_err(|_| oom("tokenizer.special_tokens", index_bytes))?;
+    let user_defined_tokens = SortedTokens::new(&tokens, &|id| tokens.token_type(id) == Some(TokenType::UserDefined))
+        .map_err(|_| oom("tokenizer.user_defined_tokens", index_bytes))?;
     let merges = MergeTable::new(merges, h.n_tokens).map_err(|_| oom("tokenizer.merges", (h.n_tokens as usize + 1) * 4))?;
 
     Ok(Tokenizer {
@@ -131,6 +133,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
         byte_fallback,
         char_tokens,
         special_tokens,
+        user_defined_tokens,
     })
 }
 
