@@ -72,14 +72,35 @@ pub enum ChatTemplate {
     ChatMl = 1,
     /// ChatML; a conversation without a system message gets Qwen2.5's default one.
     ChatMlQwen2 = 2,
+    /// Gemma 3's turns (`<start_of_turn>`, `<end_of_turn>`, the assistant written `model`); a system
+    /// message starts the first turn's content; no default system prompt.
+    Gemma = 3,
 }
 
 impl ChatTemplate {
+    /// Every kind, in code order.
+    pub const ALL: [ChatTemplate; 4] = [ChatTemplate::None, ChatTemplate::ChatMl, ChatTemplate::ChatMlQwen2, ChatTemplate::Gemma];
+
+    /// The kind with this SLM1 code (also the diagnostics field `chat_template`).
+    pub fn from_code(code: u32) -> Option<ChatTemplate> {
+        ChatTemplate::ALL.into_iter().find(|t| *t as u32 == code)
+    }
+
+    /// The name FORMAT.md gives the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChatTemplate::None => "none",
+            ChatTemplate::ChatMl => "chatml",
+            ChatTemplate::ChatMlQwen2 => "chatml_qwen2",
+            ChatTemplate::Gemma => "gemma",
+        }
+    }
+
     /// The system prompt the family's template puts first when a conversation has none
     /// ([`chat::render`]'s `default_system`); `None` for no template.
     pub fn default_system(self) -> Option<&'static str> {
         match self {
-            ChatTemplate::None => None,
+            ChatTemplate::None | ChatTemplate::Gemma => None,
             ChatTemplate::ChatMl => Some(chat::SMOLLM2_DEFAULT_SYSTEM),
             ChatTemplate::ChatMlQwen2 => Some(chat::QWEN2_DEFAULT_SYSTEM),
         }

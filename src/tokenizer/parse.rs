@@ -173,11 +173,9 @@ fn read_header(r: &mut Reader<'_>, vocab_size: u32) -> Result<Header> {
         4 => PreTokenizer::Llama3,
         v => return Err(err(Status::BadTokenizerKind, "tokenizer.pre_tokenizer", v as u64, "must be 0 (none), 1 (gpt2), 2 (smollm), 3 (qwen2) or 4 (llama3)")),
     };
-    let chat_template = match r.u32("chat_template")? {
-        0 => ChatTemplate::None,
-        1 => ChatTemplate::ChatMl,
-        2 => ChatTemplate::ChatMlQwen2,
-        v => return Err(err(Status::BadTokenizerKind, "tokenizer.chat_template", v as u64, "must be 0 (none), 1 (chatml) or 2 (chatml_qwen2)")),
+    let code = r.u32("chat_template")?;
+    let Some(chat_template) = ChatTemplate::from_code(code) else {
+        return Err(err(Status::BadTokenizerKind, "tokenizer.chat_template", code as u64, "must be 0 (none), 1 (chatml), 2 (chatml_qwen2) or 3 (gemma)"));
     };
     let tok_flags = r.u32("tok_flags")?;
     if tok_flags & !(FLAG_ADD_BOS | FLAG_ADD_SPACE_PREFIX) != 0 {

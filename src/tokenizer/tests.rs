@@ -330,7 +330,7 @@ fn header_rejections() {
     s.pre_tokenizer = 5;
     rejects(&s, Status::BadTokenizerKind, "tokenizer.pre_tokenizer");
     let mut s = base.clone();
-    s.chat_template = 3;
+    s.chat_template = 4;
     rejects(&s, Status::BadTokenizerKind, "tokenizer.chat_template");
     let mut s = base.clone();
     s.tok_flags = 4;

@@ -60,7 +60,7 @@ pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
         anyhow!("general.architecture is '{arch_name}': only {} are supported", supported.join(", "))
     })?;
 
-    let tokenizer = read_tokenizer(&file)?;
+    let tokenizer = read_tokenizer(&file, arch)?;
     let tied_embeddings = file.tensor("output.weight").is_none();
     let hparams = read_hparams(&file, arch, tokenizer.tokens.len() as u32, tied_embeddings)?;
 
@@ -270,7 +270,15 @@ fn convert_tensor(f: &Gguf, info: &TensorInfo, is_norm: bool) -> Result<TensorDa
     Ok(TensorData::F32(values))
 }
 
-fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
+/// The chat template of an architecture's instruction-tuned models, for a GGUF that names none.
+pub(crate) fn arch_chat_template(arch: Arch) -> ChatTemplate {
+    match arch {
+        Arch::Gemma3 => ChatTemplate::Gemma,
+        _ => ChatTemplate::None,
+    }
+}
+
+fn read_tokenizer(f: &Gguf, arch: Arch) -> Result<TokenizerSpec> {
     let model = f.get_str("tokenizer.ggml.model")?.ok_or_else(|| missing("tokenizer.ggml.model"))?;
     let kind = match model {
         "gpt2" => TokenizerKind::BpeByteLevel,
@@ -328,7 +336,11 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     let chat_template = match f.get_str("tokenizer.chat_template")? {
         Some(t) if t.contains("<|im_start|>") && t.contains(QWEN2_DEFAULT_SYSTEM) => ChatTemplate::ChatMlQwen2,
         Some(t) if t.contains("<|im_start|>") => ChatTemplate::ChatMl,
-        _ => ChatTemplate::None,
+        Some(t) if t.contains("<start_of_turn>") => ChatTemplate::Gemma,
+        Some(_) => ChatTemplate::None,
+        // No template in the file (Gemma 3 270M is a base model and ships none): the one the
+        // architecture's instruction-tuned models are trained on.
+        None => arch_chat_template(arch),
     };
     let pre = f.get_str("tokenizer.ggml.pre")?;
     let pre_tokenizer = match (kind, pre) {

@@ -359,6 +359,26 @@ fn defaults_when_optional_keys_are_missing() {
 }
 
 #[test]
+fn chat_template_kind_from_the_template_or_the_architecture() {
+    let kind = |template: Option<&str>| {
+        let b = match template {
+            Some(t) => tiny_llama(false).set("tokenizer.chat_template", s(t)),
+            None => tiny_llama(false).remove("tokenizer.chat_template"),
+        };
+        import_gguf_bytes(&b.build(), false).unwrap().tokenizer.chat_template
+    };
+    // Gemma's instruction-tuned template (its turns are what is recognised).
+    let gemma = "{{ bos_token }}{%- for message in loop_messages -%}{{ '<start_of_turn>' + role + '\\n' }}{{ message['content'] | trim }}{{ '<end_of_turn>\\n' }}{%- endfor -%}";
+    assert_eq!(kind(Some(gemma)), ChatTemplate::Gemma);
+    assert_eq!(kind(Some("{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% endfor %}")), ChatTemplate::ChatMl);
+    assert_eq!(kind(Some("[INST] {{ m.content }} [/INST]")), ChatTemplate::None, "a template we do not write");
+    // No template at all: the architecture's (gemma3 → gemma; a llama model has none).
+    assert_eq!(kind(None), ChatTemplate::None);
+    assert_eq!(super::gguf_llama::arch_chat_template(Arch::Gemma3), ChatTemplate::Gemma);
+    assert_eq!(super::gguf_llama::arch_chat_template(Arch::Qwen2), ChatTemplate::None);
+}
+
+#[test]
 fn non_llama_architecture() {
     let b = tiny_llama(false).set("general.architecture", s("gpt2"));
     assert_has(&import_err(&b), &["general.architecture is 'gpt2'", "only 'llama'"]);
