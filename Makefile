@@ -159,8 +159,9 @@ demo: wasm
 	$(PYTHON) web/serve.py --port $(DEMO_PORT)
 
 # The wrapper under Node (against `trl`, byte for byte) and the demo page in headless Chromium,
-# SmolLM2 and the Qwen2.5-Coder packages (the 1.5B is the browser test of the largest model).
-test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(QWEN05) $(QWEN15) $(WEB_DEPS) $(CHROMIUM)
+# SmolLM2, the Qwen2.5-Coder packages (the 1.5B is the browser test of the largest model) and Gemma 3
+# 270M (Node).
+test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(QWEN05) $(QWEN15) $(GEMMA) $(WEB_DEPS) $(CHROMIUM)
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node --test tests/
 
 # Prefill and decode tokens/s in Chromium for the q8_0, q4_0 and q4_1 packages, side by side with
