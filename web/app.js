@@ -55,7 +55,7 @@ const state = {
   features: { adapters: false, evaluate: false },
   diagnostics: null,
   modelName: null,
-  /** ChatML conversation so far: { role, content } */
+  /** Chat conversation so far (rendered with the package's template): { role, content } */
   messages: [],
   adapters: [],
   adapterFile: null,
