@@ -5,8 +5,8 @@
 //! Pipeline per block (llama2.c `run.c` order): RMSNorm → Q/K/V projections (+ biases, qwen2) →
 //! per-head RMSNorm of Q and K (qwen3, gemma3) → RoPE (adjacent pairs, or NEOX halves; gemma3's
 //! local layers with their own base) → grouped-query attention over the KV cache (gemma3's local
-//! layers over the last `sliding_window` positions only) → output projection (→ RMSNorm, gemma3)
-//! + residual → RMSNorm → gated FFN (SwiGLU, or GeGLU for gemma3) (→ RMSNorm, gemma3) + residual.
+//! layers over the last `sliding_window` positions only) → output projection (→ RMSNorm, gemma3) +
+//! residual → RMSNorm → gated FFN (SwiGLU, or GeGLU for gemma3) (→ RMSNorm, gemma3) + residual.
 //! Then the final norm and the LM head (tied to the embeddings or not). gemma3 also scales the
 //! embeddings by `√dim`. Every matmul runs in its own tensor's dtype.
 //!

@@ -410,8 +410,8 @@ fn refusals_come_before_any_tensor_is_read() {
         b.tensor_mut("token_embd.weight").data[0..2].copy_from_slice(&0x7e00u16.to_le_bytes());
         b
     };
-    let b = broken(tiny_llama(false)).set("general.architecture", s("gemma3"));
-    assert_has(&import_err(&b), &["general.architecture is 'gemma3'", "only 'llama' and 'qwen2'"]);
+    let b = broken(tiny_llama(false)).set("general.architecture", s("gemma2"));
+    assert_has(&import_err(&b), &["general.architecture is 'gemma2'", "only 'llama', 'qwen2', 'gemma3', 'qwen3' are supported"]);
     let mut b = broken(tiny_llama(false));
     let t = b.tensor_mut("blk.0.ffn_down.weight");
     let n_blocks = t.ne.iter().product::<u64>() as usize / 32;
