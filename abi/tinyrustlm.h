@@ -199,7 +199,9 @@ trl_status clear_stop_strings(void);
 
 /* Tokenizes text (flags: 0 or TRL_GEN_PARSE_SPECIAL); read the ids with TRL_RESULT_TOKENIZED.
  * The ids are those a prompt gets, BOS included when the tokenizer adds one: an empty text gives
- * [BOS], or no ids without BOS.
+ * [BOS], or no ids without BOS. PARSE_SPECIAL reads control-token text (`<|im_start|>`,
+ * `<start_of_turn>`) as those tokens; user-defined tokens (Gemma's runs of spaces and newlines,
+ * its HTML tags) are read as tokens either way, as llama.cpp does (TOKENIZER.md §3).
  * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, INVALID_ARGUMENT (flags), OUT_OF_MEMORY (the ids of
  * a text this long, or the tokenizer's working memory for it, do not fit). */
 trl_status tokenize(trl_ptr ptr, uint32_t len, uint32_t flags);
