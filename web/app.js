@@ -55,7 +55,7 @@ const state = {
   features: { adapters: false, evaluate: false },
   diagnostics: null,
   modelName: null,
-  /** ChatML conversation so far: { role, content } */
+  /** Chat conversation so far (rendered with the package's template): { role, content } */
   messages: [],
   adapters: [],
   adapterFile: null,
@@ -173,11 +173,11 @@ function showDiagnostics({ diagnostics: d, features }) {
 }
 
 /**
- * The package's chat template as shown (diagnostics `chat_template`, abi/FORMAT.md): both are
- * ChatML and differ in the default system prompt, so Qwen's is named.
+ * The package's chat template as shown (diagnostics `chat_template`, abi/FORMAT.md): 1 and 2 are
+ * both ChatML and differ in the default system prompt, so Qwen's is named; 3 is Gemma's turns.
  */
 function chatFormatName(template) {
-  return { 0: "none", 1: "ChatML", 2: "ChatML (Qwen)" }[template] ?? `template ${template}`;
+  return { 0: "none", 1: "ChatML", 2: "ChatML (Qwen)", 3: "Gemma" }[template] ?? `template ${template}`;
 }
 
 // ---- loading a model --------------------------------------------------------------------------

@@ -371,10 +371,28 @@ pub enum RoundTrip {
     /// `decode(encode(text))` is the text (after BOS, when one is added), with or without special
     /// tokens parsed.
     Exact,
-    /// SentencePiece with byte fallback: the text comes back after BOS when specials are not parsed.
+    /// SentencePiece with byte fallback: the text comes back after BOS when specials are not parsed,
+    /// every `▁` (U+2581, SentencePiece's space, read as a space) as a space.
     AfterBos,
     /// No byte fallback: unknown characters become `<unk>`; only the invariants hold.
     None,
+}
+
+/// `text` with every `▁` (bytes E2 96 81) a space. The bytes E2 96 81 are a character wherever they
+/// occur (E2 is never a continuation byte), so a byte search finds exactly the characters.
+pub fn spaces_for_space_symbols(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with("\u{2581}".as_bytes()) {
+            out.push(b' ');
+            i += 3;
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 thread_local! {
@@ -413,7 +431,7 @@ pub fn tokenizer(data: &[u8]) -> Outcome {
         t.decode(&ids[skip..], &mut decoded);
         match round_trip {
             RoundTrip::Exact => assert_eq!(decoded, text, "decode(encode(text)) != text; ids {ids:?}"),
-            RoundTrip::AfterBos if !parse_special => assert_eq!(decoded, text, "decode(encode(text)) != text; ids {ids:?}"),
+            RoundTrip::AfterBos if !parse_special => assert_eq!(decoded, spaces_for_space_symbols(text), "decode(encode(text)) != text; ids {ids:?}"),
             _ => {}
         }
         // Streaming, as the engine hands out text: one token's bytes at a time.

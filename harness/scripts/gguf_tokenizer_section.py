@@ -14,16 +14,18 @@ Supported `tokenizer.ggml.model` values:
   rank = its index in the list.
 - `llama` → kind bpe_sentencepiece. `▁` is stored as a space, `<0xAB>` byte tokens as the byte.
   SentencePiece has no merge list, so one is derived the way llama2.c / llama.cpp encode: every way
-  to split a normal or user-defined token into two normal / user-defined tokens is a merge producing
-  it, ranked by the produced token's score (higher score → lower rank; equal scores → equal rank,
-  which the runtime breaks leftmost-first, as llama2.c does).
+  to split a normal token into two normal tokens is a merge producing it, ranked by the produced
+  token's score (higher score → lower rank; equal scores → equal rank, which the runtime breaks
+  leftmost-first, as llama2.c does). User-defined tokens are cut out of the text before merging.
 
 Defaults from metadata: bos/eos/unk ids, ADD_BOS (`tokenizer.ggml.add_bos_token`), ADD_SPACE_PREFIX
 (`tokenizer.ggml.add_space_prefix`, SentencePiece only), pre-tokenizer (`tokenizer.ggml.pre`:
 smollm → smollm, qwen2 → qwen2, llama-bpe → llama3, else gpt2 for gpt2 models, none for llama), chat
 template (chatml_qwen2 if the template mentions `<|im_start|>` and Qwen's default system prompt,
-chatml if only `<|im_start|>`), end-of-generation ids (eos plus the ids of `<|endoftext|>`, `<|im_end|>`,
-`<|eot_id|>`, `<end_of_turn>`, `<|end|>` when present). Flags override them.
+chatml if only `<|im_start|>`, gemma if `<start_of_turn>`; with no template, gemma for the gemma3
+architecture), end-of-generation ids (eos plus the ids of `<|endoftext|>`, `<|im_end|>`, `<|eot_id|>`,
+`<end_of_turn>`, `<|end|>`, `</s>`, … when present, whatever their type; such tokens are made control tokens, as
+llama.cpp makes them). Flags override them.
 """
 import argparse
 import struct
@@ -34,12 +36,13 @@ from gguf import GGUFReader
 
 KIND = {"byte": 0, "bpe_byte_level": 1, "bpe_sentencepiece": 2}
 PRE = {"none": 0, "gpt2": 1, "smollm": 2, "qwen2": 3, "llama3": 4}
-CHAT = {"none": 0, "chatml": 1, "chatml_qwen2": 2}
+CHAT = {"none": 0, "chatml": 1, "chatml_qwen2": 2, "gemma": 3}
 QWEN2_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 GGUF_PRE = {"smollm": "smollm", "qwen2": "qwen2", "llama-bpe": "llama3"}
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 NONE_ID = 0xFFFFFFFF
-EOG_TEXTS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+# The Rust importer's EOG_TEXTS (harness/src/import/gguf_llama.rs).
+EOG_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "</s>", "<end_of_turn>", "<EOT>")
 
 
 def gpt2_unicode_to_byte():
@@ -100,7 +103,9 @@ def section_from_gguf(path, eog_ids=None, pre_tokenizer=None, chat_template=None
     bos_id = get("tokenizer.ggml.bos_token_id")
     eos_id = get("tokenizer.ggml.eos_token_id")
     unk_id = get("tokenizer.ggml.unknown_token_id")
-    template = get("tokenizer.chat_template", "")
+    template = get("tokenizer.chat_template")
+    if template is None:
+        template = "<start_of_turn>" if get("general.architecture") == "gemma3" else ""
 
     tokens = []
     if model == "gpt2":
@@ -124,7 +129,7 @@ def section_from_gguf(path, eog_ids=None, pre_tokenizer=None, chat_template=None
         for text, ty, score in zip(texts, types, scores):
             if ty == BYTE:
                 b = bytes([int(text[3:5], 16)])  # "<0xAB>"
-            elif ty in (NORMAL, USER_DEFINED):
+            elif ty == NORMAL:
                 b = text.replace("\u2581", " ").encode("utf-8")
             else:
                 b = text.encode("utf-8")
@@ -135,9 +140,10 @@ def section_from_gguf(path, eog_ids=None, pre_tokenizer=None, chat_template=None
     else:
         raise ValueError(f"tokenizer.ggml.model {model!r} is not supported")
 
+    turn_ends = {i for i, t in enumerate(texts) if t in EOG_TEXTS and types[i] != BYTE}
+    tokens = [(CONTROL, b, sc) if i in turn_ends else (ty, b, sc) for i, (ty, b, sc) in enumerate(tokens)]
     if eog_ids is None:
-        eog_ids = sorted({i for i, t in enumerate(texts) if t in EOG_TEXTS and types[i] == CONTROL}
-                         | ({eos_id} if eos_id is not None else set()))
+        eog_ids = sorted(turn_ends | ({eos_id} if eos_id is not None else set()))
     return write_section(
         kind, tokens, merges, bos_id, eos_id, unk_id,
         pre_tokenizer or default_pre,
@@ -146,13 +152,15 @@ def section_from_gguf(path, eog_ids=None, pre_tokenizer=None, chat_template=None
 
 
 def default_chat_template(template):
+    if "<start_of_turn>" in template and "<|im_start|>" not in template:
+        return "gemma"
     if "<|im_start|>" not in template:
         return "none"
     return "chatml_qwen2" if QWEN2_DEFAULT_SYSTEM in template else "chatml"
 
 
 def sentencepiece_merges(tokens):
-    mergeable = lambda ty: ty in (NORMAL, USER_DEFINED)
+    mergeable = lambda ty: ty == NORMAL
     ids = {}
     for i, (ty, b, _) in enumerate(tokens):
         if mergeable(ty) and b:

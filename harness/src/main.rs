@@ -79,13 +79,13 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Interactive chat (ChatML models), streaming the answers.
+    /// Interactive chat in the package's chat template (ChatML, Gemma), streaming the answers.
     Chat {
         #[arg(long)]
         model: PathBuf,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// System prompt (default: the model's usual one for SmolLM2).
+        /// System prompt (default: the template's own, SmolLM2's or Qwen's; Gemma's has none).
         #[arg(long)]
         system: Option<String>,
         /// Maximum tokens per answer.
@@ -241,10 +241,11 @@ struct GenerateArgs {
     max_tokens: u32,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Wrap the prompt as a user message in the model's chat format.
+    /// Wrap the prompt as a user message in the package's chat template (without it the prompt is
+    /// raw text to complete, as for a base model such as Gemma 3 270M).
     #[arg(long)]
     chat: bool,
-    /// System prompt for --chat.
+    /// System prompt for --chat (default: the template's own, if it has one).
     #[arg(long)]
     system: Option<String>,
     /// Stop when this text appears (repeatable, at most 8).
@@ -306,17 +307,15 @@ fn chat_user_turn(template: ChatTemplate, user: &str, default_system: Option<&st
 }
 
 /// The loaded package's chat template (diagnostics `chat_template`) and the system prompt a new
-/// conversation starts with: `system` when given, else the template's family default.
-fn package_chat(rt: &mut Runtime, system: &Option<String>) -> Result<(ChatTemplate, String)> {
+/// conversation starts with: `system` when given, else the template's family default (SmolLM2's
+/// or Qwen's; Gemma's template has none).
+fn package_chat(rt: &mut Runtime, system: &Option<String>) -> Result<(ChatTemplate, Option<String>)> {
     let code = rt.diagnostics()?.chat_template;
-    let template = match code {
-        0 => ChatTemplate::None,
-        1 => ChatTemplate::ChatMl,
-        2 => ChatTemplate::ChatMlQwen2,
-        other => bail!("the package's chat_template is {other}, which this trl does not know"),
-    };
-    let default = template.default_system().ok_or_else(|| anyhow!("this model's package names no chat template; drop --chat"))?;
-    Ok((template, system.clone().unwrap_or_else(|| default.to_string())))
+    let template = ChatTemplate::from_code(code).ok_or_else(|| anyhow!("the package's chat_template is {code}, which this trl does not know"))?;
+    if template == ChatTemplate::None {
+        bail!("this model's package names no chat template; drop --chat");
+    }
+    Ok((template, system.clone().or_else(|| template.default_system().map(String::from))))
 }
 
 fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
@@ -437,7 +436,8 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         "identity": { "n_params": id.n_params, "tensor_layout_crc": format!("{:08x}", id.tensor_layout_crc), "tokenizer_crc": format!("{:08x}", id.tokenizer_crc),
                       "flags": id.flags, "n_tensors": id.n_tensors },
         "artifact_crc": format!("{:08x}", pkg.artifact_crc),
-        "tokenizer": { "kind": format!("{:?}", tok.kind()), "n_tokens": tok.n_tokens(), "bos_id": tok.bos_id(), "eos_id": tok.eos_id(), "chat_template": format!("{:?}", tok.chat_template()) },
+        "tokenizer": { "kind": format!("{:?}", tok.kind()), "n_tokens": tok.n_tokens(), "n_merges": tok.n_merges(), "bos_id": tok.bos_id(), "eos_id": tok.eos_id(),
+                       "eog_ids": tok.eog_ids(), "chat_template": format!("{:?}", tok.chat_template()) },
         "tensors": tensors,
     });
     if as_json {
@@ -475,7 +475,16 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         id.n_params, id.tensor_layout_crc, id.tokenizer_crc, id.flags, id.n_tensors
     );
     println!("  artifact crc {:08x}", pkg.artifact_crc);
-    println!("  tokenizer: {:?}, {} tokens, bos {:?}, eos {:?}, chat {:?}", tok.kind(), tok.n_tokens(), tok.bos_id(), tok.eos_id(), tok.chat_template());
+    println!(
+        "  tokenizer: {:?}, {} tokens, {} merges, bos {:?}, eos {:?}, end of generation {:?}, chat {:?}",
+        tok.kind(),
+        tok.n_tokens(),
+        tok.n_merges(),
+        tok.bos_id(),
+        tok.eos_id(),
+        tok.eog_ids(),
+        tok.chat_template()
+    );
     println!("  tensors:");
     for t in &pkg.tensors {
         let dims = if t.rank == 1 { format!("[{}]", t.row_len) } else { format!("[{}, {}]", t.rows, t.row_len) };
@@ -505,7 +514,7 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
     }
     let prompt = if a.chat {
         let (template, system) = package_chat(&mut rt, &a.system)?;
-        chat_user_turn(template, &a.prompt, Some(&system), 0)?
+        chat_user_turn(template, &a.prompt, system.as_deref(), 0)?
     } else {
         a.prompt.clone()
     };
@@ -557,10 +566,10 @@ fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &
             first = true;
             continue;
         }
-        // Later turns continue the conversation: the previous answer's <|im_end|> is already in the
-        // context, so only what follows it is added.
+        // Later turns continue the conversation: the previous answer's end-of-turn token
+        // (<|im_end|>, <end_of_turn>) is already in the context, so only what follows it is added.
         let (prompt, flags) = if first {
-            (chat_user_turn(template, user, Some(&system), 0)?, GEN_PARSE_SPECIAL)
+            (chat_user_turn(template, user, system.as_deref(), 0)?, GEN_PARSE_SPECIAL)
         } else {
             (chat_user_turn(template, user, None, CHAT_CONTINUE)?, GEN_PARSE_SPECIAL | GEN_CONTINUE)
         };

@@ -112,6 +112,8 @@ pub enum ChatTemplate {
     ChatMl = 1,
     /// ChatML with Qwen2.5's default system prompt.
     ChatMlQwen2 = 2,
+    /// Gemma 3's turns, no default system prompt.
+    Gemma = 3,
 }
 
 /// GGUF token types, kept with their GGUF values.

@@ -104,10 +104,11 @@ fn is_reserved(name: &str) -> bool {
 }
 
 /// Fields the JS wrapper's diagnostics record adds, computed from others (not in the record).
-const JS_DERIVED_FIELDS: [&str; 1] = ["quant_name"];
+const JS_DERIVED_FIELDS: [&str; 2] = ["quant_name", "chat_template_name"];
 
-/// JS `Object.freeze` objects that are not ABI constant groups (camelCase options, dtype names).
-const JS_OTHER_FROZEN: [&str; 2] = ["DTypeName", "DEFAULT_SAMPLING"];
+/// JS `Object.freeze` objects that are not ABI constant groups (camelCase options, dtype and chat
+/// template names).
+const JS_OTHER_FROZEN: [&str; 3] = ["DTypeName", "ChatTemplateName", "DEFAULT_SAMPLING"];
 
 fn table_diagnostics() -> BTreeMap<String, (usize, String)> {
     DIAGNOSTICS_FIELDS.iter().map(|f| (f.name.to_string(), (f.offset, f.ty().name().to_string()))).collect()

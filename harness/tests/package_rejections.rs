@@ -1220,7 +1220,7 @@ fn tokenizer_header_and_token_table_rules() {
             field: "tokenizer.n_tokens",
         },
         Case { name: "pre_tokenizer 5", edit: TokEdit::Bytes(|t| put_u32(t, tok::PRE_TOKENIZER, 5)), want: BadTokenizerKind, field: "tokenizer.pre_tokenizer" },
-        Case { name: "chat_template 3", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 3)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
+        Case { name: "chat_template 4", edit: TokEdit::Bytes(|t| put_u32(t, tok::CHAT_TEMPLATE, 4)), want: BadTokenizerKind, field: "tokenizer.chat_template" },
         Case {
             name: "tok_flags bit 2",
             edit: TokEdit::Bytes(|t| {

@@ -39,14 +39,36 @@ pub struct ChatMessage<'a> {
 // ChatML as SmolLM2's template writes it: `<|im_start|>{role}\n{content}<|im_end|>\n` per message.
 const IM_START: &str = "<|im_start|>";
 const IM_END: &str = "<|im_end|>";
-const GENERATION_PROMPT: &str = "<|im_start|>assistant\n";
-/// What follows `<|im_end|>` before the next turn; the end-of-turn token itself is already in the
-/// KV cache when a conversation continues.
+const CHATML_GENERATION_PROMPT: &str = "<|im_start|>assistant\n";
+
+// Gemma 3's template: `<start_of_turn>{role}\n{content}<end_of_turn>\n` per message, the assistant's
+// role written `model`; BOS comes from the tokenizer (`ADD_BOS`), not from the text.
+const START_OF_TURN: &str = "<start_of_turn>";
+const END_OF_TURN: &str = "<end_of_turn>";
+const GEMMA_GENERATION_PROMPT: &str = "<start_of_turn>model\n";
+/// Gemma's template puts a leading system message's content, then this, before the first turn's.
+const GEMMA_SYSTEM_SEPARATOR: &str = "\n\n";
+
+/// What follows the end-of-turn token (`<|im_end|>`, `<end_of_turn>`) before the next turn, in both
+/// families; the token itself is already in the KV cache when a conversation continues.
 const AFTER_END_OF_TURN: &str = "\n";
 
 /// Renders `messages` with `template`. Without [`CHAT_CONTINUE`], `default_system` (if given) is put
 /// first when the first message is not a `system` message, as SmolLM2's template does with
 /// [`SMOLLM2_DEFAULT_SYSTEM`].
+///
+/// - ChatML (`ChatMl`, `ChatMlQwen2`): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, roles
+///   and contents as given; `CHAT_ADD_GENERATION_PROMPT` appends `<|im_start|>assistant\n`.
+/// - `Gemma` (Gemma 3's template): `<start_of_turn>{role}\n{content}<end_of_turn>\n` per message,
+///   `assistant` written `model`, every content trimmed of surrounding whitespace (the template's
+///   Jinja `trim`: Python's `str.strip`, Unicode White_Space and U+001C..=U+001F). A first `system`
+///   message has no turn of its own: its content (untrimmed), then `"\n\n"`, starts the next
+///   message's content. `CHAT_ADD_GENERATION_PROMPT` appends `<start_of_turn>model\n`. The template
+///   has no default system prompt; roles are not checked for alternation.
+///
+/// With `CHAT_CONTINUE` the text starts with the `"\n"` that follows the end-of-turn token in the
+/// cache, and messages are turns as they come (a `system` message is a turn of that role), so that
+/// the continued text is exactly the suffix of the whole conversation's.
 ///
 /// Errors: `INVALID_ARGUMENT` for a package without a chat template, unknown flags, or a default
 /// system prompt with [`CHAT_CONTINUE`]; `OUT_OF_MEMORY` if the text does not fit (one allocation,
@@ -59,44 +81,85 @@ pub fn render(template: ChatTemplate, messages: &[ChatMessage<'_>], default_syst
     if continuing && default_system.is_some() {
         return Err(Error::new(Status::InvalidArgument, "chat.default_system", 0, "a continued conversation already has its system prompt"));
     }
+    if template == ChatTemplate::None {
+        return Err(Error::new(Status::InvalidArgument, "tokenizer.chat_template", ChatTemplate::None as u64, "the package names no chat template"));
+    }
+    let system = match messages.first() {
+        Some(m) if m.role == "system" => None,
+        _ if continuing => None,
+        _ => default_system.map(|content| ChatMessage { role: "system", content }),
+    };
+    let add_generation_prompt = flags & CHAT_ADD_GENERATION_PROMPT != 0;
+    let write = |sink: &mut dyn FnMut(&str)| write_conversation(template, system.as_ref(), messages, continuing, add_generation_prompt, sink);
+    // Measure, reserve once, then write into the room reserved.
+    let mut len = Some(0usize);
+    write(&mut |part| len = len.and_then(|l| l.checked_add(part.len())));
+    let oom = || Error::new(Status::OutOfMemory, "chat.prompt", len.unwrap_or(usize::MAX) as u64, "allocation failed (bytes requested)");
+    let mut out = Vec::new();
+    out.try_reserve_exact(len.ok_or_else(oom)?).map_err(|_| oom())?;
+    write(&mut |part| out.extend_from_slice(part.as_bytes()));
+    debug_assert_eq!(Some(out.len()), len);
+    Ok(out)
+}
+
+/// The conversation's text, part by part: `system` (the default system prompt, when it applies)
+/// goes before `messages`.
+fn write_conversation(
+    template: ChatTemplate,
+    system: Option<&ChatMessage<'_>>,
+    messages: &[ChatMessage<'_>],
+    continuing: bool,
+    add_generation_prompt: bool,
+    sink: &mut dyn FnMut(&str),
+) {
+    if continuing {
+        sink(AFTER_END_OF_TURN);
+    }
     match template {
-        ChatTemplate::None => {
-            Err(Error::new(Status::InvalidArgument, "tokenizer.chat_template", ChatTemplate::None as u64, "the package names no chat template"))
-        }
+        ChatTemplate::None => {}
         // Both families write the same ChatML; they differ only in the default system prompt, which
         // the caller passes (`ChatTemplate::default_system`).
         ChatTemplate::ChatMl | ChatTemplate::ChatMlQwen2 => {
-            let system = match messages.first() {
-                Some(m) if m.role == "system" => None,
-                _ if continuing => None,
-                _ => default_system.map(|content| ChatMessage { role: "system", content }),
-            };
-            let turns = || system.iter().chain(messages);
-            let turn_len = |m: &ChatMessage<'_>| IM_START.len() + m.role.len() + 1 + m.content.len() + IM_END.len() + 1;
-            let len = turns()
-                .map(turn_len)
-                .chain(continuing.then_some(AFTER_END_OF_TURN.len()))
-                .chain((flags & CHAT_ADD_GENERATION_PROMPT != 0).then_some(GENERATION_PROMPT.len()))
-                .try_fold(0usize, usize::checked_add);
-            let oom = || Error::new(Status::OutOfMemory, "chat.prompt", len.unwrap_or(usize::MAX) as u64, "allocation failed (bytes requested)");
-            let mut out = Vec::new();
-            out.try_reserve_exact(len.ok_or_else(oom)?).map_err(|_| oom())?;
-            // Within the room reserved above.
-            if continuing {
-                out.extend_from_slice(AFTER_END_OF_TURN.as_bytes());
-            }
-            for m in turns() {
+            for m in system.into_iter().chain(messages) {
                 for part in [IM_START, m.role, "\n", m.content, IM_END, "\n"] {
-                    out.extend_from_slice(part.as_bytes());
+                    sink(part);
                 }
             }
-            if flags & CHAT_ADD_GENERATION_PROMPT != 0 {
-                out.extend_from_slice(GENERATION_PROMPT.as_bytes());
+            if add_generation_prompt {
+                sink(CHATML_GENERATION_PROMPT);
             }
-            debug_assert_eq!(Some(out.len()), len);
-            Ok(out)
+        }
+        ChatTemplate::Gemma => {
+            // A leading system message (the caller's, or the default) prefixes the first turn.
+            let (prefix, turns) = match (system, messages.split_first()) {
+                (Some(s), _) => (Some(s.content), messages),
+                (None, Some((first, rest))) if first.role == "system" && !continuing => (Some(first.content), rest),
+                _ => (None, messages),
+            };
+            for (i, m) in turns.iter().enumerate() {
+                let role = if m.role == "assistant" { "model" } else { m.role };
+                for part in [START_OF_TURN, role, "\n"] {
+                    sink(part);
+                }
+                if let (0, Some(prefix)) = (i, prefix) {
+                    sink(prefix);
+                    sink(GEMMA_SYSTEM_SEPARATOR);
+                }
+                for part in [jinja_trim(m.content), END_OF_TURN, "\n"] {
+                    sink(part);
+                }
+            }
+            if add_generation_prompt {
+                sink(GEMMA_GENERATION_PROMPT);
+            }
         }
     }
+}
+
+/// Jinja's `trim` filter, which is Python's `str.strip()`: Unicode White_Space, and U+001C..=U+001F,
+/// which Python also counts as whitespace.
+fn jinja_trim(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 /// Bytes of the smallest encoded message: its two length words.
@@ -203,6 +266,77 @@ mod tests {
         );
         assert_eq!(ChatTemplate::ChatMl.default_system(), Some(SMOLLM2_DEFAULT_SYSTEM));
         assert_eq!(ChatTemplate::None.default_system(), None);
+    }
+
+    fn gemma(messages: &[ChatMessage<'_>], default_system: Option<&str>, flags: u32) -> alloc::string::String {
+        alloc::string::String::from_utf8(render(ChatTemplate::Gemma, messages, default_system, flags).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn gemma_turns_with_the_assistant_written_model() {
+        // Gemma 3's template with add_generation_prompt (its `{{ bos_token }}` is the tokenizer's BOS).
+        assert_eq!(gemma(&[USER], None, CHAT_ADD_GENERATION_PROMPT), "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+        assert_eq!(ChatTemplate::Gemma.default_system(), None);
+        let chat = [USER, ChatMessage { role: "assistant", content: "Hello!" }, ChatMessage { role: "user", content: "And you?" }];
+        assert_eq!(
+            gemma(&chat, None, 0),
+            "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nAnd you?<end_of_turn>\n"
+        );
+        assert_eq!(gemma(&[], None, CHAT_ADD_GENERATION_PROMPT), "<start_of_turn>model\n");
+        assert_eq!(gemma(&[], None, 0), "");
+    }
+
+    #[test]
+    fn gemma_puts_the_system_message_before_the_first_turns_content() {
+        let own = [ChatMessage { role: "system", content: "Be brief." }, USER];
+        let want = "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n";
+        assert_eq!(gemma(&own, None, CHAT_ADD_GENERATION_PROMPT), want);
+        // A default system prompt (`trl --system`) is the same as a leading system message, and a
+        // system message of the caller's replaces it.
+        assert_eq!(gemma(&[USER], Some("Be brief."), CHAT_ADD_GENERATION_PROMPT), want);
+        assert_eq!(gemma(&own, Some("Other."), CHAT_ADD_GENERATION_PROMPT), want);
+        // Nothing follows the system message: the template drops it.
+        assert_eq!(gemma(&own[..1], None, CHAT_ADD_GENERATION_PROMPT), "<start_of_turn>model\n");
+        // A later system message is a turn of its own, role as given.
+        let later = [USER, ChatMessage { role: "system", content: "S" }];
+        assert_eq!(gemma(&later, None, 0), "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>system\nS<end_of_turn>\n");
+    }
+
+    #[test]
+    fn gemma_trims_contents_as_its_template_does() {
+        // `message['content'] | trim`; the system content is not trimmed (`messages[0]['content'] + '\n\n'`).
+        let chat = [ChatMessage { role: "system", content: " S\n" }, ChatMessage { role: "user", content: "\n\t Hi there \u{3000}\u{1f}" }];
+        assert_eq!(gemma(&chat, None, 0), "<start_of_turn>user\n S\n\n\nHi there<end_of_turn>\n");
+        assert_eq!(jinja_trim("\u{a0}\u{85}x y\u{2028}"), "x y");
+        assert_eq!(jinja_trim("\u{200b}x"), "\u{200b}x", "zero-width space is not whitespace");
+        assert_eq!(jinja_trim(" \r\n"), "");
+    }
+
+    #[test]
+    fn a_continued_gemma_conversation_is_the_suffix_of_the_whole_one() {
+        let answer = "Hello!";
+        let system = ChatMessage { role: "system", content: "Be brief." };
+        let first = gemma(&[system, USER], None, CHAT_ADD_GENERATION_PROMPT);
+        let in_cache = alloc::format!("{first}{answer}<end_of_turn>");
+        let next = ChatMessage { role: "user", content: "And you?" };
+        let whole = gemma(&[system, USER, ChatMessage { role: "assistant", content: answer }, next], None, CHAT_ADD_GENERATION_PROMPT);
+        let continued = gemma(&[next], None, CHAT_ADD_GENERATION_PROMPT | CHAT_CONTINUE);
+        assert_eq!(continued, "\n<start_of_turn>user\nAnd you?<end_of_turn>\n<start_of_turn>model\n");
+        assert_eq!(alloc::format!("{in_cache}{continued}"), whole);
+        // Continuing, a system message is a turn (the whole conversation's would be one there too).
+        let s = ChatMessage { role: "system", content: "S" };
+        assert_eq!(gemma(&[s], None, CHAT_CONTINUE), "\n<start_of_turn>system\nS<end_of_turn>\n");
+        let e = render(ChatTemplate::Gemma, &[next], Some("S"), CHAT_CONTINUE).unwrap_err();
+        assert_eq!(e.field.as_str(), "chat.default_system");
+    }
+
+    #[test]
+    fn template_codes_round_trip() {
+        for t in ChatTemplate::ALL {
+            assert_eq!(ChatTemplate::from_code(t as u32), Some(t));
+        }
+        assert_eq!(ChatTemplate::from_code(4), None);
+        assert_eq!(ChatTemplate::Gemma.name(), "gemma");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Tokenizer: the SLM1 tokenizer section (`abi/FORMAT.md`), text → token ids, token ids → text.
 //!
 //! `encode` runs, in order (the exact rules are in `abi/TOKENIZER.md`):
-//! 1. special tokens: with `parse_special`, control and user-defined tokens are cut out of the text
-//!    (leftmost, then longest match) and emitted as they are; the stretches between are fragments;
+//! 1. special tokens: user-defined tokens, and with `parse_special` control tokens too, are cut out
+//!    of the text (leftmost, then longest match) and emitted as they are; the stretches between are
+//!    fragments;
 //! 2. dummy prefix: with `ADD_SPACE_PREFIX`, a space is put before the fragment that starts the text;
 //! 3. pre-tokenizer (`pretokenize`): each fragment is split into pieces;
 //! 4. initial symbols: bytes (`bpe_byte_level`) or characters with byte fallback
-//!    (`bpe_sentencepiece`);
+//!    (`bpe_sentencepiece`, where `▁` U+2581 is read as a space);
 //! 5. BPE merges by rank (`bpe`).
 //!
 //! Decoding is the concatenation of token bytes; [`StreamDecoder`] releases it as whole characters.
@@ -71,14 +72,35 @@ pub enum ChatTemplate {
     ChatMl = 1,
     /// ChatML; a conversation without a system message gets Qwen2.5's default one.
     ChatMlQwen2 = 2,
+    /// Gemma 3's turns (`<start_of_turn>`, `<end_of_turn>`, the assistant written `model`); a system
+    /// message starts the first turn's content; no default system prompt.
+    Gemma = 3,
 }
 
 impl ChatTemplate {
+    /// Every kind, in code order.
+    pub const ALL: [ChatTemplate; 4] = [ChatTemplate::None, ChatTemplate::ChatMl, ChatTemplate::ChatMlQwen2, ChatTemplate::Gemma];
+
+    /// The kind with this SLM1 code (also the diagnostics field `chat_template`).
+    pub fn from_code(code: u32) -> Option<ChatTemplate> {
+        ChatTemplate::ALL.into_iter().find(|t| *t as u32 == code)
+    }
+
+    /// The name FORMAT.md gives the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChatTemplate::None => "none",
+            ChatTemplate::ChatMl => "chatml",
+            ChatTemplate::ChatMlQwen2 => "chatml_qwen2",
+            ChatTemplate::Gemma => "gemma",
+        }
+    }
+
     /// The system prompt the family's template puts first when a conversation has none
     /// ([`chat::render`]'s `default_system`); `None` for no template.
     pub fn default_system(self) -> Option<&'static str> {
         match self {
-            ChatTemplate::None => None,
+            ChatTemplate::None | ChatTemplate::Gemma => None,
             ChatTemplate::ChatMl => Some(chat::SMOLLM2_DEFAULT_SYSTEM),
             ChatTemplate::ChatMlQwen2 => Some(chat::QWEN2_DEFAULT_SYSTEM),
         }
@@ -95,6 +117,9 @@ pub enum TokenType {
     Unused = 5,
     Byte = 6,
 }
+
+/// SentencePiece's space symbol `▁` (U+2581), read as a space when encoding `bpe_sentencepiece` text.
+const SPACE_SYMBOL: &[u8] = "\u{2581}".as_bytes();
 
 /// "No token" in the byte tables below (token ids are < 2^18, so this is never an id).
 const NO_TOKEN: u32 = u32::MAX;
@@ -166,6 +191,9 @@ pub struct Tokenizer {
     char_tokens: lookup::SortedTokens,
     /// Control and user-defined tokens with bytes: what `parse_special` matches.
     special_tokens: lookup::SortedTokens,
+    /// User-defined tokens with bytes: matched without `parse_special` too (llama.cpp and Hugging
+    /// Face `tokenizers` always cut them out; only control tokens need the flag).
+    user_defined_tokens: lookup::SortedTokens,
 }
 
 impl Tokenizer {
@@ -175,8 +203,8 @@ impl Tokenizer {
     }
 
     /// Appends the tokens of `text` to `out`, starting with BOS if the section sets `ADD_BOS`.
-    /// With `parse_special`, control and user-defined tokens written in the text become those tokens;
-    /// without, they are plain text. `text` may be any bytes. A byte the vocabulary has no token
+    /// User-defined tokens written in the text always become those tokens; control tokens do with
+    /// `parse_special`, and are plain text without it. `text` may be any bytes. A byte the vocabulary has no token
     /// for becomes `unk_id`, or is dropped when there is none; [`Encoded::unencodable_bytes`]
     /// counts them (`decode(encode(text)) == text` needs 0). The only error is OUT_OF_MEMORY (the
     /// ids or the working memory for a text this long do not fit); `out` may then hold a prefix.
@@ -192,9 +220,10 @@ impl Tokenizer {
         }
         let mut scratch = bpe::Scratch::new();
         let mut encoded = Encoded::default();
+        let specials = if parse_special { &self.special_tokens } else { &self.user_defined_tokens };
         let mut pos = 0;
         while pos < text.len() {
-            let special = if parse_special { self.special_tokens.find_next(&self.tokens, text, pos) } else { None };
+            let special = specials.find_next(&self.tokens, text, pos);
             let end = special.map_or(text.len(), |(start, _, _)| start);
             if end > pos {
                 self.encode_fragment(&text[pos..end], pos == 0, &mut scratch, &mut encoded, out).map_err(oom)?;
@@ -272,12 +301,17 @@ impl Tokenizer {
             return;
         }
         // SentencePiece: a character that is a token is one symbol; otherwise each of its bytes is
-        // its byte token, or unencodable. An ill-formed byte is a character.
+        // its byte token, or unencodable. An ill-formed byte is a character. `▁` is SentencePiece's
+        // space: llama.cpp writes every space as `▁` before merging, so a `▁` in the text is a space
+        // to it, and to us (tokens store `▁` as a space).
         let mut i = 0;
         while i < piece.len() {
             // `char_tokens` holds only well-formed characters, so an ill-formed byte never matches.
             let len = utf8::decode_at(piece, i).map_or(1, |(_, len)| len);
-            let character = &piece[i..i + len];
+            let character = match &piece[i..i + len] {
+                SPACE_SYMBOL => b" ",
+                c => c,
+            };
             match self.char_tokens.find(&self.tokens, character) {
                 Some(id) => symbols.push(id),
                 None => {
@@ -381,6 +415,11 @@ impl Tokenizer {
 
     /// Bytes this tokenizer holds on the heap (for diagnostics).
     pub fn heap_bytes(&self) -> usize {
-        self.eog_ids.capacity() * 4 + self.tokens.heap_bytes() + self.merges.heap_bytes() + self.char_tokens.heap_bytes() + self.special_tokens.heap_bytes()
+        self.eog_ids.capacity() * 4
+            + self.tokens.heap_bytes()
+            + self.merges.heap_bytes()
+            + self.char_tokens.heap_bytes()
+            + self.special_tokens.heap_bytes()
+            + self.user_defined_tokens.heap_bytes()
     }
 }

@@ -111,6 +111,8 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
     let char_tokens = char_tokens.map_err(|_| oom("tokenizer.char_tokens", index_bytes))?;
     let special_tokens = SortedTokens::new(&tokens, &|id| matches!(tokens.token_type(id), Some(TokenType::Control | TokenType::UserDefined)))
         .map_err(|_| oom("tokenizer.special_tokens", index_bytes))?;
+    let user_defined_tokens = SortedTokens::new(&tokens, &|id| tokens.token_type(id) == Some(TokenType::UserDefined))
+        .map_err(|_| oom("tokenizer.user_defined_tokens", index_bytes))?;
     let merges = MergeTable::new(merges, h.n_tokens).map_err(|_| oom("tokenizer.merges", (h.n_tokens as usize + 1) * 4))?;
 
     Ok(Tokenizer {
@@ -131,6 +133,7 @@ pub(super) fn parse(section: &[u8], vocab_size: u32) -> Result<Tokenizer> {
         byte_fallback,
         char_tokens,
         special_tokens,
+        user_defined_tokens,
     })
 }
 
@@ -170,11 +173,9 @@ fn read_header(r: &mut Reader<'_>, vocab_size: u32) -> Result<Header> {
         4 => PreTokenizer::Llama3,
         v => return Err(err(Status::BadTokenizerKind, "tokenizer.pre_tokenizer", v as u64, "must be 0 (none), 1 (gpt2), 2 (smollm), 3 (qwen2) or 4 (llama3)")),
     };
-    let chat_template = match r.u32("chat_template")? {
-        0 => ChatTemplate::None,
-        1 => ChatTemplate::ChatMl,
-        2 => ChatTemplate::ChatMlQwen2,
-        v => return Err(err(Status::BadTokenizerKind, "tokenizer.chat_template", v as u64, "must be 0 (none), 1 (chatml) or 2 (chatml_qwen2)")),
+    let code = r.u32("chat_template")?;
+    let Some(chat_template) = ChatTemplate::from_code(code) else {
+        return Err(err(Status::BadTokenizerKind, "tokenizer.chat_template", code as u64, "must be 0 (none), 1 (chatml), 2 (chatml_qwen2) or 3 (gemma)"));
     };
     let tok_flags = r.u32("tok_flags")?;
     if tok_flags & !(FLAG_ADD_BOS | FLAG_ADD_SPACE_PREFIX) != 0 {

@@ -330,7 +330,7 @@ fn header_rejections() {
     s.pre_tokenizer = 5;
     rejects(&s, Status::BadTokenizerKind, "tokenizer.pre_tokenizer");
     let mut s = base.clone();
-    s.chat_template = 3;
+    s.chat_template = 4;
     rejects(&s, Status::BadTokenizerKind, "tokenizer.chat_template");
     let mut s = base.clone();
     s.tok_flags = 4;
@@ -471,9 +471,12 @@ fn byte_level_encoding() {
     assert_eq!(encode(&t, b"he 12", false), [id(b"he"), id(b" "), id(b"1"), id(b"2")]);
     // A character split over merges: 世 = e4 b8 96.
     assert_eq!(encode(&t, "世".as_bytes(), false), [id("世".as_bytes())]);
-    // Specials: leftmost, then longest; plain text without parse_special.
+    // Specials: leftmost, then longest; control tokens are plain text without parse_special,
+    // user-defined ones are cut out either way (as llama.cpp and Hugging Face do).
     assert_eq!(encode(&t, b"he<|end|>!<|end|>", true), [id(b"he"), 257, 256]);
     assert_eq!(encode(&t, b"<tool>x", true), [258, id(b"x")]);
+    assert_eq!(encode(&t, b"<tool>x", false), [258, id(b"x")]);
+    assert_eq!(encode(&t, b"he<tool><|end|>", false)[..2], [id(b"he"), 258]);
     assert_eq!(encode(&t, b"<|end", true), encode(&t, b"<|end", false));
     let plain = encode(&t, b"<|end|>", false);
     assert!(plain.len() > 1 && !plain.contains(&256));
@@ -498,6 +501,26 @@ fn sentencepiece_encoding() {
     // Specials with parse_special; the prefix goes only before a fragment that starts the text.
     assert_eq!(encode(&t, b"<s>a", true), [1, 1, id("a")]);
     assert_eq!(encode(&t, b"a</s>b", true), [1, id(" a"), 2, id("b")]);
+    // `▁` (U+2581) is SentencePiece's space: read as one, as llama.cpp does.
+    assert_eq!(encode(&t, "a\u{2581}bc".as_bytes(), false), encode(&t, b"a bc", false));
+    assert_eq!(encode(&t, "\u{2581}\u{2581}".as_bytes(), false), [1, id("  "), id(" ")], "the dummy prefix and two spaces");
+}
+
+#[test]
+fn sentencepiece_user_defined_tokens_are_cut_out_without_parse_special() {
+    // Gemma's vocabulary has "\n", runs of spaces and HTML tags as user-defined tokens: text never
+    // merges into them or across them.
+    let mut s = sentencepiece();
+    let nl = s.add(USER_DEFINED, b"\n");
+    let tag = s.add(USER_DEFINED, b"<b>");
+    let t = s.parse().unwrap();
+    let id = |b: &str| s.id(b.as_bytes());
+    for parse_special in [false, true] {
+        assert_eq!(encode(&t, b"a\nbc<b>", parse_special), [1, id(" a"), nl, id("bc"), tag]);
+    }
+    // Control tokens still need parse_special.
+    assert_eq!(encode(&t, b"a</s>", true), [1, id(" a"), 2]);
+    assert_ne!(encode(&t, b"a</s>", false)[2], 2);
 }
 
 #[test]

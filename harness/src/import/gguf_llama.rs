@@ -24,8 +24,9 @@ pub const DEFAULT_ROPE_THETA: f32 = 10_000.0;
 /// SLM1 tokenizer section: at most 16 end-of-generation ids.
 pub const MAX_EOG_IDS: usize = 16;
 
-/// Texts of control tokens that end a turn or a document (the end-of-generation texts of
-/// llama.cpp's `llama_vocab`, as far as they name ends of turns).
+/// Texts of tokens that end a turn or a document (the end-of-generation texts of llama.cpp's
+/// `llama_vocab`, as far as they name ends of turns). llama.cpp ends generation on such a token
+/// whatever its type, and makes it a control token when it is not one; so does the importer.
 pub const EOG_TEXTS: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "</s>", "<end_of_turn>", "<EOT>"];
 /// Fill-in-the-middle sentinels (pad, repository, file separator) that llama.cpp also ends
 /// generation on: a chat model that emits one has left the conversation. SmolLM2's `<reponame>`
@@ -59,7 +60,7 @@ pub fn import_gguf_bytes(bytes: &[u8], progress: bool) -> Result<ModelSpec> {
         anyhow!("general.architecture is '{arch_name}': only {} are supported", supported.join(", "))
     })?;
 
-    let tokenizer = read_tokenizer(&file)?;
+    let tokenizer = read_tokenizer(&file, arch)?;
     let tied_embeddings = file.tensor("output.weight").is_none();
     let hparams = read_hparams(&file, arch, tokenizer.tokens.len() as u32, tied_embeddings)?;
 
@@ -269,7 +270,15 @@ fn convert_tensor(f: &Gguf, info: &TensorInfo, is_norm: bool) -> Result<TensorDa
     Ok(TensorData::F32(values))
 }
 
-fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
+/// The chat template of an architecture's instruction-tuned models, for a GGUF that names none.
+pub(crate) fn arch_chat_template(arch: Arch) -> ChatTemplate {
+    match arch {
+        Arch::Gemma3 => ChatTemplate::Gemma,
+        _ => ChatTemplate::None,
+    }
+}
+
+fn read_tokenizer(f: &Gguf, arch: Arch) -> Result<TokenizerSpec> {
     let model = f.get_str("tokenizer.ggml.model")?.ok_or_else(|| missing("tokenizer.ggml.model"))?;
     let kind = match model {
         "gpt2" => TokenizerKind::BpeByteLevel,
@@ -327,7 +336,11 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
     let chat_template = match f.get_str("tokenizer.chat_template")? {
         Some(t) if t.contains("<|im_start|>") && t.contains(QWEN2_DEFAULT_SYSTEM) => ChatTemplate::ChatMlQwen2,
         Some(t) if t.contains("<|im_start|>") => ChatTemplate::ChatMl,
-        _ => ChatTemplate::None,
+        Some(t) if t.contains("<start_of_turn>") => ChatTemplate::Gemma,
+        Some(_) => ChatTemplate::None,
+        // No template in the file (Gemma 3 270M is a base model and ships none): the one the
+        // architecture's instruction-tuned models are trained on.
+        None => arch_chat_template(arch),
     };
     let pre = f.get_str("tokenizer.ggml.pre")?;
     let pre_tokenizer = match (kind, pre) {
@@ -359,7 +372,7 @@ fn read_tokenizer(f: &Gguf) -> Result<TokenizerSpec> {
         }
         _ => sentencepiece_merges(&tokens)?,
     };
-    let eog_ids = eog_ids(&tokens, texts, [eos_id, eot_id, eom_id])?;
+    let eog_ids = eog_ids(&mut tokens, texts, [eos_id, eot_id, eom_id])?;
 
     Ok(TokenizerSpec { kind, tokens, merges, bos_id, eos_id, unk_id, pre_tokenizer, chat_template, add_bos, add_space_prefix, eog_ids })
 }
@@ -433,13 +446,19 @@ fn byte_level_merges(texts: &[String], list: &[String]) -> Result<Vec<MergeSpec>
     Ok(merges)
 }
 
-/// eos/eot/eom plus every control or user-defined token whose text ends a turn ([`EOG_TEXTS`]) or
-/// is a FIM sentinel llama.cpp stops on ([`FIM_EOG_TEXTS`]); ascending, without repeats.
-fn eog_ids(tokens: &[TokenSpec], texts: &[String], specials: [Option<u32>; 3]) -> Result<Vec<u32>> {
+/// eos/eot/eom, every token whose text ends a turn ([`EOG_TEXTS`]; made a control token if it is
+/// not one, as llama.cpp does: Gemma's user-defined `</s>`, Qwen2.5's normal one), and every control
+/// or user-defined token that is a FIM sentinel llama.cpp stops on ([`FIM_EOG_TEXTS`]); ascending,
+/// without repeats. Called after the merges are made, which follow the vocabulary's own types.
+fn eog_ids(tokens: &mut [TokenSpec], texts: &[String], specials: [Option<u32>; 3]) -> Result<Vec<u32>> {
     let mut ids: Vec<u32> = specials.into_iter().flatten().collect();
     for (id, text) in texts.iter().enumerate() {
-        let special = matches!(tokens[id].token_type, token_type::CONTROL | token_type::USER_DEFINED);
-        if special && (EOG_TEXTS.contains(&text.as_str()) || FIM_EOG_TEXTS.contains(&text.as_str())) {
+        let token = &mut tokens[id];
+        let special = matches!(token.token_type, token_type::CONTROL | token_type::USER_DEFINED);
+        if EOG_TEXTS.contains(&text.as_str()) && token.token_type != token_type::BYTE {
+            token.token_type = token_type::CONTROL;
+            ids.push(id as u32);
+        } else if special && FIM_EOG_TEXTS.contains(&text.as_str()) {
             ids.push(id as u32);
         }
     }

@@ -1,10 +1,10 @@
 //! Merge tables for SentencePiece-BPE vocabularies, which ship scores instead of merges.
 //!
-//! llama2.c's `encode` (run.c) repeatedly merges the adjacent pair whose concatenation is a
-//! vocabulary token with the highest score, the leftmost pair on ties. The same encoder, written as
-//! SLM1 merges: every way of splitting a token `t` into two tokens `a ++ b` is a merge
-//! `(a, b) → t`, and its rank is `t`'s position among the distinct scores, highest first, so
-//! "lowest rank, leftmost on ties" picks exactly the pair llama2.c picks.
+//! llama2.c's `encode` (run.c) and llama.cpp's `llm_tokenizer_spm` repeatedly merge the adjacent
+//! pair whose concatenation is a vocabulary token with the highest score, the leftmost pair on ties.
+//! The same encoder, written as SLM1 merges: every way of splitting a normal token `t` into two
+//! normal tokens `a ++ b` is a merge `(a, b) → t`, and its rank is `t`'s position among the distinct
+//! scores, highest first, so "lowest rank, leftmost on ties" picks exactly the pair they pick.
 
 use std::collections::HashMap;
 
@@ -12,10 +12,13 @@ use anyhow::{ensure, Result};
 
 use crate::spec::{token_type, MergeSpec, TokenSpec};
 
-/// Tokens that text can be merged into or out of. Byte tokens only appear by byte fallback,
-/// control/unknown/unused tokens never come from text.
+/// Tokens that text can be merged into or out of: normal ones. Byte tokens only appear by byte
+/// fallback, control/unknown/unused tokens never come from text, and user-defined tokens are cut out
+/// of the text before merging (the runtime does so, as llama.cpp does): Gemma's runs of spaces are
+/// user-defined, and a merge into one would join spaces llama.cpp leaves apart (it merges `▁`, which
+/// those tokens do not contain; the runtime reads `▁` in the text as a space).
 fn mergeable(t: &TokenSpec) -> bool {
-    t.token_type == token_type::NORMAL || t.token_type == token_type::USER_DEFINED
+    t.token_type == token_type::NORMAL
 }
 
 /// A UTF-8 character starts at `i` unless the byte there is a continuation byte (0b10xx_xxxx).

@@ -350,9 +350,32 @@ fn defaults_when_optional_keys_are_missing() {
     assert_eq!((spec.hparams.rope_theta, spec.hparams.n_kv_heads), (10000.0, 2));
     let tok = &spec.tokenizer;
     assert_eq!((tok.pre_tokenizer, tok.chat_template, tok.add_bos), (PreTokenizer::Gpt2, ChatTemplate::None, false));
-    assert!(tok.tokens.iter().all(|t| t.token_type == token_type::NORMAL));
-    // Without token types nothing is a control token: only eos ends generation.
-    assert_eq!(tok.eog_ids, vec![2]);
+    // Without token types every token is normal, except that end-of-turn texts (`<|endoftext|>`,
+    // `<|im_end|>`) end generation and become control tokens, as llama.cpp makes them.
+    let control: Vec<usize> = tok.tokens.iter().enumerate().filter(|(_, t)| t.token_type != token_type::NORMAL).map(|(i, _)| i).collect();
+    assert_eq!(control, [0, 2]);
+    assert!(control.iter().all(|&i| tok.tokens[i].token_type == token_type::CONTROL));
+    assert_eq!(tok.eog_ids, vec![0, 2]);
+}
+
+#[test]
+fn chat_template_kind_from_the_template_or_the_architecture() {
+    let kind = |template: Option<&str>| {
+        let b = match template {
+            Some(t) => tiny_llama(false).set("tokenizer.chat_template", s(t)),
+            None => tiny_llama(false).remove("tokenizer.chat_template"),
+        };
+        import_gguf_bytes(&b.build(), false).unwrap().tokenizer.chat_template
+    };
+    // Gemma's instruction-tuned template (its turns are what is recognised).
+    let gemma = "{{ bos_token }}{%- for message in loop_messages -%}{{ '<start_of_turn>' + role + '\\n' }}{{ message['content'] | trim }}{{ '<end_of_turn>\\n' }}{%- endfor -%}";
+    assert_eq!(kind(Some(gemma)), ChatTemplate::Gemma);
+    assert_eq!(kind(Some("{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% endfor %}")), ChatTemplate::ChatMl);
+    assert_eq!(kind(Some("[INST] {{ m.content }} [/INST]")), ChatTemplate::None, "a template we do not write");
+    // No template at all: the architecture's (gemma3 → gemma; a llama model has none).
+    assert_eq!(kind(None), ChatTemplate::None);
+    assert_eq!(super::gguf_llama::arch_chat_template(Arch::Gemma3), ChatTemplate::Gemma);
+    assert_eq!(super::gguf_llama::arch_chat_template(Arch::Qwen2), ChatTemplate::None);
 }
 
 #[test]
@@ -661,6 +684,35 @@ fn sentencepiece_vocabulary_imports() {
     let b = tiny_spm().set("tokenizer.ggml.add_space_prefix", V::Bool(false)).set("tokenizer.ggml.add_bos_token", V::Bool(false));
     let tok = import_gguf_bytes(&b.build(), false).unwrap().tokenizer;
     assert!(!tok.add_bos && !tok.add_space_prefix);
+}
+
+/// Gemma's vocabulary in small: runs of spaces, `\n` and `</s>` are user-defined (stored as they
+/// read, spaces as spaces), `<end_of_turn>` is control.
+#[test]
+fn sentencepiece_user_defined_tokens_are_not_merged_and_end_of_turn_texts_become_control() {
+    let tokens = ["<unk>", "<s>", "</eos>", "<0x0A>", "<0x41>", "▁", "a", "b", "▁a", "ab", "▁ab", "  ", "\n", "</s>", "<end_of_turn>", "<|im_end|>"];
+    let types = [2, 3, 3, 6, 6, 1, 1, 1, 1, 1, 1, 4, 4, 4, 3, 1];
+    let scores = [0.0, 0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -4.0, -5.0, 0.0, 0.0, 0.0, 0.0, -6.0];
+    let mut b = tiny_spm()
+        .set("llama.vocab_size", V::U32(tokens.len() as u32))
+        .set("tokenizer.ggml.tokens", strs(&tokens))
+        .set("tokenizer.ggml.token_type", V::Arr(T_I32, types.iter().map(|&t| V::I32(t)).collect()))
+        .set("tokenizer.ggml.scores", V::Arr(T_F32, scores.iter().map(|&x| V::F32(x)).collect()));
+    b.tensor_mut("token_embd.weight").ne = vec![DIM, tokens.len() as u64];
+    b.tensor_mut("token_embd.weight").data = quant_data(GGML_Q8_0, 32 * tokens.len(), 1);
+    let tok = import_gguf_bytes(&b.build(), false).unwrap().tokenizer;
+    // "  " = " " + " " is not a merge: the runtime cuts user-defined tokens out of the text, and a
+    // run of `▁` (read as spaces) stays apart, as in llama.cpp.
+    let merges: Vec<(u32, u32, u32, u32)> = tok.merges.iter().map(|m| (m.left, m.right, m.result, m.rank)).collect();
+    assert_eq!(merges, vec![(5, 6, 8, 0), (6, 7, 9, 0), (5, 9, 10, 1), (8, 7, 10, 1)]);
+    // End-of-turn texts end generation whatever their type and become control tokens (llama.cpp
+    // overrides their type), so `</s>` in a prompt is text unless special tokens are parsed.
+    assert_eq!(tok.eog_ids, vec![2, 13, 14, 15]);
+    let ty = |id: usize| tok.tokens[id].token_type;
+    assert_eq!(
+        (ty(11), ty(12), ty(13), ty(14), ty(15)),
+        (token_type::USER_DEFINED, token_type::USER_DEFINED, token_type::CONTROL, token_type::CONTROL, token_type::CONTROL)
+    );
 }
 
 #[test]
