@@ -1,4 +1,6 @@
-// Gemma 3 270M through the JavaScript wrapper under Node: the package names Gemma's chat template,
+// Gemma 3 270M in headless Chromium through the demo page's worker (loads, names Gemma's template,
+// a greedy chat answer byte-identical to `trl generate --chat --json`), and through the JavaScript
+// wrapper under Node: the package names Gemma's chat template,
 // formatChat renders Gemma's turns (llama.cpp's text for the same conversation), chat() and raw
 // completion are byte-identical to `trl generate` with and without --chat, and a chat answer that
 // ends on <end_of_turn> would be continued from the cache. Needs `make gemma` (skipped without it).
@@ -7,8 +9,9 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 
+import { launch, startServer } from "./browser.js";
 import { ChatTemplateName, TinyRustLM } from "../../abi/tinyrustlm.mjs";
 import { MODELS, WASM, comparable, trl } from "./helpers.mjs";
 
@@ -80,5 +83,49 @@ describe("Gemma 3 270M under Node", { skip: skipWithout(GEMMA) }, () => {
     // continuation itself is exercised on SmolLM2 (wrapper.test.mjs); here, that the wrapper knows
     // Gemma's token and its id (tokenize adds BOS for Gemma).
     assert.deepEqual(lm._endOfTurn(), { text: "<end_of_turn>", id: 106 });
+  });
+});
+
+describe("Gemma 3 270M in Chromium", { skip: skipWithout(GEMMA) }, () => {
+  const QUESTION = "What is the capital of France?";
+  let server;
+  let browser;
+  let page;
+
+  before(async () => {
+    server = await startServer();
+    browser = await launch();
+    page = browser.page;
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.body.dataset.busy === "idle", null, { timeout: 120_000 });
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.stop();
+  });
+
+  const idle = (timeout) => page.waitForFunction(() => document.body.dataset.busy === "idle", null, { timeout });
+  const field = (name) => page.textContent(`#diagnostics dd[data-field="${name}"]`);
+
+  it("the demo page loads the package and answers a chat as trl does", async () => {
+    await page.selectOption("#model-select", "gemma-3-270m-q4_k_m.slm");
+    await page.click("#model-load-url");
+    await idle(600_000);
+    assert.equal(await page.isVisible("#error"), false, await page.textContent("#error"));
+    assert.equal(await field("Layout CRC"), trl(["inspect", GEMMA, "--json"]).identity.tensor_layout_crc);
+    assert.equal(await field("Chat format"), "Gemma");
+    const expected = trl(["generate", "--model", GEMMA, "--chat", "--prompt", QUESTION, "-n", String(MAX_TOKENS), "--json"]);
+    await page.check('input[name="mode"][value="chat"]');
+    await page.fill("#temperature", "0");
+    await page.fill("#repeat-penalty", "1");
+    await page.fill("#max-tokens", String(MAX_TOKENS));
+    await page.fill("#prompt", QUESTION);
+    await page.click("#send");
+    await idle(300_000);
+    assert.equal(await page.isVisible("#error"), false, await page.textContent("#error"));
+    assert.deepEqual(JSON.parse(await page.textContent("#last-prompt-tokens")), expected.prompt_tokens);
+    assert.deepEqual(JSON.parse(await page.textContent("#last-tokens")), expected.tokens);
+    assert.deepEqual(browser.problems, []);
   });
 });
