@@ -5,13 +5,17 @@
 //! (`make model`, `make models-all`) is held to them here:
 //!
 //! - tokenization without special-token parsing: every case's ids equal llama.cpp's;
-//! - chat: the runtime's rendering of each conversation is the reference text, and its ids equal
-//!   llama.cpp's tokenization of that text with special tokens parsed;
+//! - chat: the module's rendering of each conversation (`render_chat`, the package's template and
+//!   default system prompt) is the reference text — ChatML, or Gemma's format where the file says
+//!   `"template": "gemma"` — and its ids equal llama.cpp's tokenization of that text with special
+//!   tokens parsed;
 //! - scoring the text: argmax agreement with llama.cpp's logits ≥ [`ISSUE_ARGMAX_AGREEMENT`] and
-//!   perplexity within [`ISSUE_PERPLEXITY_RATIO_ERROR`] (measured per-model bounds where a model falls short: [`Bars`]);
-//! - greedy continuations agree up to the first step where llama.cpp's own top-2 logit gap is below
-//!   [`GAP_TIE`] (there either choice is a correct implementation's); the agreeing prefix and the gap
-//!   where they split are printed.
+//!   perplexity within [`ISSUE_PERPLEXITY_RATIO_ERROR`] (measured per-model bounds where a model falls
+//!   short: [`Bars`]), over at least [`Bars::min_scored_tokens`] tokens;
+//! - greedy continuations (of chat prompts, and for Gemma 3, a base model, of raw texts too) agree up
+//!   to the first step where llama.cpp's own top-2 logit gap is below [`GAP_TIE`] (there either
+//!   choice is a correct implementation's); the agreeing prefix and the gap where they split are
+//!   printed.
 //!
 //! The 1.5B model runs in `make test` too (wasm32, 1.1 GB package), so the suite also shows it loads
 //! and generates inside 4 GiB. A missing package fails the suite: CI must never pass by skipping.
@@ -21,8 +25,7 @@ use std::sync::OnceLock;
 
 use harness::runtime::{ModuleFile, Runtime, GEN_PARSE_SPECIAL};
 use serde_json::Value;
-use tinyrustlm::tokenizer::chat::{self, ChatMessage, CHAT_ADD_GENERATION_PROMPT};
-use tinyrustlm::tokenizer::ChatTemplate;
+use tinyrustlm::tokenizer::chat::{ChatMessage, CHAT_ADD_GENERATION_PROMPT};
 
 /// Issue 15's bars: argmax agreement with llama.cpp's logits over the scored text, and
 /// |our perplexity / llama.cpp's − 1|.
@@ -34,15 +37,22 @@ const ISSUE_PERPLEXITY_RATIO_ERROR: f64 = 0.01;
 /// sums, ours included.
 const GAP_TIE: f64 = 0.1;
 
+/// Issue 16: teacher-forced scoring over at least this many tokens (Gemma 3's reference scores
+/// SCORE_TEXT + SCORE_TEXT_EXTENSION, 943 tokens, past its 512-token sliding window).
+const ISSUE16_MIN_SCORED_TOKENS: usize = 500;
+
 /// What one model is held to. Where a model does not reach issue 15's bars the bound is the
 /// measured figure rounded down (so a regression fails) and the README says the bar is not met.
 struct Bars {
     min_argmax_agreement: f64,
     max_perplexity_ratio_error: f64,
     gap_tie: f64,
+    /// Scored positions the reference must have (the files written before issue 16 have ~380).
+    min_scored_tokens: usize,
 }
 
-const ISSUE_BARS: Bars = Bars { min_argmax_agreement: ISSUE_ARGMAX_AGREEMENT, max_perplexity_ratio_error: ISSUE_PERPLEXITY_RATIO_ERROR, gap_tie: GAP_TIE };
+const ISSUE_BARS: Bars =
+    Bars { min_argmax_agreement: ISSUE_ARGMAX_AGREEMENT, max_perplexity_ratio_error: ISSUE_PERPLEXITY_RATIO_ERROR, gap_tie: GAP_TIE, min_scored_tokens: 0 };
 
 fn module() -> &'static ModuleFile {
     static M: OnceLock<ModuleFile> = OnceLock::new();
@@ -74,14 +84,6 @@ fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
-fn template_of(rt: &mut Runtime) -> ChatTemplate {
-    match rt.diagnostics().unwrap().chat_template {
-        1 => ChatTemplate::ChatMl,
-        2 => ChatTemplate::ChatMlQwen2,
-        other => panic!("chat template {other} is not a ChatML kind"),
-    }
-}
-
 /// Every reference check for one model; failures are collected so one run reports all of them.
 fn conforms(reference_file: &str, package: &str, bars: &Bars) {
     let r = reference(reference_file);
@@ -102,9 +104,11 @@ fn conforms(reference_file: &str, package: &str, bars: &Bars) {
     }
     eprintln!("{package}: tokenization {agree}/{} cases equal llama.cpp's", cases.len());
 
-    // Chat prompts: rendered text and its ids.
-    let template = template_of(&mut rt);
-    for case in r["chat"]["cases"].as_array().unwrap() {
+    // Chat prompts: the module's rendering (the package's template and default system prompt) and
+    // the ids of the reference text.
+    let chat_cases = r["chat"]["cases"].as_array().unwrap();
+    let (mut texts_equal, mut ids_equal) = (0, 0);
+    for case in chat_cases {
         let system = case["system"].as_str();
         let mut messages = Vec::new();
         if let Some(s) = system {
@@ -113,21 +117,32 @@ fn conforms(reference_file: &str, package: &str, bars: &Bars) {
         for m in case["messages"].as_array().unwrap() {
             messages.push(ChatMessage { role: m["role"].as_str().unwrap(), content: m["content"].as_str().unwrap() });
         }
-        let text = String::from_utf8(chat::render(template, &messages, template.default_system(), CHAT_ADD_GENERATION_PROMPT).unwrap()).unwrap();
         let want = case["text"].as_str().unwrap();
-        if text != want {
-            failures.push(format!("chat text {text:?}, reference {want:?}"));
+        match rt.render_chat(&messages, CHAT_ADD_GENERATION_PROMPT) {
+            Ok(text) if text == want => texts_equal += 1,
+            Ok(text) => failures.push(format!("chat text {text:?}, reference {want:?}")),
+            Err(e) => failures.push(format!("render_chat for the reference {want:?}: {e:#}")),
         }
         let got = rt.tokenize(want, true).unwrap();
-        if got != ids(&case["ids"]) {
+        if got == ids(&case["ids"]) {
+            ids_equal += 1;
+        } else {
             failures.push(format!("chat ids of {want:?}: {got:?}, llama.cpp {:?}", ids(&case["ids"])));
         }
     }
+    eprintln!(
+        "{package}: chat ({} template) texts {texts_equal}/{n} and ids {ids_equal}/{n} equal llama.cpp's",
+        r["chat"]["template"].as_str().unwrap_or("?"),
+        n = chat_cases.len()
+    );
 
     // Scoring: argmax agreement and perplexity over the reference text's tokens.
     let s = &r["score"];
     let tokens = ids(&s["tokens"]);
     let want_argmax = ids(&s["argmax"]);
+    if tokens.len() < bars.min_scored_tokens {
+        failures.push(format!("the reference scores {} tokens, fewer than {}", tokens.len(), bars.min_scored_tokens));
+    }
     let scores = rt.score_tokens(&tokens, 1, 0).unwrap();
     // Ours: argmax after every prefix tokens[..=i]; llama.cpp's `argmax[i]` is the same position.
     let n = want_argmax.len().min(scores.argmax.len());
@@ -148,7 +163,8 @@ fn conforms(reference_file: &str, package: &str, bars: &Bars) {
         failures.push(format!("perplexity {ppl} vs llama.cpp {want_ppl}: more than {} apart", bars.max_perplexity_ratio_error));
     }
 
-    // Greedy chat continuations: the agreeing prefix, and where a split is allowed.
+    // Greedy continuations (chat prompts; raw texts where the case says "kind": "completion"): the
+    // agreeing prefix, and where a split is allowed.
     for case in r["greedy"]["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
         let want = ids(&case["tokens"]);
@@ -160,7 +176,8 @@ fn conforms(reference_file: &str, package: &str, bars: &Bars) {
         }
         let prefix = g.tokens.iter().zip(&want).take_while(|(a, b)| a == b).count();
         let split = if prefix < want.len() { format!(", split where llama.cpp's top-2 gap is {:.3}", gaps[prefix]) } else { String::new() };
-        eprintln!("{package}: greedy {:?}: {prefix}/{} tokens agree{split}", case["prompt"].as_str().unwrap_or(""), want.len());
+        let kind = case["kind"].as_str().unwrap_or("chat");
+        eprintln!("{package}: greedy {kind} {:?}: {prefix}/{} tokens agree{split}", case["prompt"].as_str().unwrap_or(""), want.len());
         // A split is allowed at or after the first near-tie.
         let first_tie = gaps.iter().position(|&g| g < bars.gap_tie).unwrap_or(want.len());
         if prefix < want.len().min(first_tie) && g.tokens.len() > prefix {
@@ -197,4 +214,24 @@ fn qwen2_5_coder_1_5b_matches_llama_cpp() {
 fn smollm2_q4_1_matches_llama_cpp() {
     let bars = Bars { min_argmax_agreement: 0.955, ..ISSUE_BARS };
     conforms("smollm2-135m-instruct-q4_1.json", "smollm2-135m-q4_1.slm", &bars);
+}
+
+/// Gemma 3 270M (the pretrained model; its GGUF has no chat template, so the chat section is
+/// Gemma's format as llama.cpp's built-in "gemma" template writes it, and greedy continuations of
+/// raw texts are checked beside the chats). Scored over 943 tokens, past the 512-token sliding
+/// window of 15 of its 18 layers. Measured 2026-12-07: argmax 895/943 (94.91 %, short of the 98 %
+/// bar), perplexity +0.19 %. Not a forward-pass error as far as we can tell: against an f64 forward
+/// pass of the same dequantized weights (numpy, no activation quantization) llama.cpp agrees on
+/// 95.65 % and we on 95.97 % of the argmaxes, with a mean |Δ NLL| per token of 0.068 and 0.071 and
+/// the same quantiles (median 0.041 / 0.045, 99th percentile 0.39 / 0.37): both implementations are
+/// as close to the exact result, and the model's top-2 logits are close at many positions (62 of
+/// 943 within 0.1 in f64). Bound: the measured figure, rounded down. Greedy: 140/256 tokens, two
+/// of the eight continuations whole, the others splitting where llama.cpp's top-2 gap is 0.03–0.81;
+/// at four of the six splits the f64 pass's gap is below 0.07, and llama.cpp's own top-2 difference
+/// is up to 0.65 away from the f64 pass's there (on the other side of it once), so gaps below 0.3
+/// count as ties here.
+#[test]
+fn gemma3_270m_matches_llama_cpp() {
+    let bars = Bars { min_argmax_agreement: 0.945, gap_tie: 0.3, min_scored_tokens: ISSUE16_MIN_SCORED_TOKENS, ..ISSUE_BARS };
+    conforms("gemma-3-270m-q4_k_m.json", "gemma-3-270m-q4_k_m.slm", &bars);
 }
