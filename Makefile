@@ -116,11 +116,11 @@ examples: wasm harness
 # `make bench LLAMA_CPP_SITE=DIR LLAMA_CPP_LIB_PATH=DIR/with/libllama.so`), on SmolLM2 in every
 # storage mode (Q4_K_M made from the shipped Q4_1 GGUF by llama.cpp's quantizer, cached where the
 # bench's llama.cpp side caches its requantized files, then packed as shipped) and on Qwen2.5-Coder
-# 0.5B and 1.5B Q4_K_M beside their GGUFs. Results land in target/bench/results.{json,md}.
+# 0.5B and 1.5B and Gemma 3 270M Q4_K_M beside their GGUFs. Results land in target/bench/results.{json,md}.
 LLAMA_CPP_SITE ?= .cache/llama-cpp-python
 SMOLLM_Q4_K_M_GGUF := .cache/smollm2-q4_k_m.gguf
-BENCH_EXTRA = $(foreach m,$(QWEN_MODELS),--extra "$(subst -instruct-q4_k_m,,$(m)) q4_k_m=$(MODELS)/$(m).slm=$(TRL_CACHE)/gguf/$(m).gguf")
-bench: wasm wasm-relaxed harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) | $(LLAMA_CPP_SITE)/llama_cpp
+BENCH_EXTRA = $(foreach m,$(QWEN_MODELS) gemma-3-270m-q4_k_m,--extra "$(subst -q4_k_m,,$(subst -instruct-q4_k_m,,$(m))) q4_k_m=$(MODELS)/$(m).slm=$(TRL_CACHE)/gguf/$(m).gguf")
+bench: wasm wasm-relaxed harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) $(GEMMA) | $(LLAMA_CPP_SITE)/llama_cpp
 	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --wasm-relaxed $(RELAXED_WASM) $(BENCH_EXTRA) $(BENCH_ARGS)
 
 $(SMOLLM_Q4_K_M_GGUF): $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
@@ -197,18 +197,20 @@ fuzz-smoke: wasm
 	FUZZ_SMOKE_RUNS=$(FUZZ_SMOKE_RUNS) fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
 # ---- llama.cpp reference data (harness/tests/data/reference/) -----------------------------------
-# Tokenizer ids, ChatML prompt ids, per-token scores and greedy continuations from llama.cpp
-# (llama-cpp-python 0.3.36 as an oracle, 1 thread) for each real GGUF; see scripts/llama_cpp_reference.py.
-# Qwen GGUFs are taken from $(TRL_CACHE)/gguf (scripts/fetch_models.py assembles them); absent ones are skipped.
+# Tokenizer ids, chat prompt ids (ChatML; Gemma's format for Gemma 3), per-token scores and greedy
+# continuations from llama.cpp (llama-cpp-python 0.3.36 as an oracle, 1 thread) for each real GGUF; see
+# scripts/llama_cpp_reference.py. The Qwen and Gemma GGUFs are taken from $(TRL_CACHE)/gguf
+# (scripts/fetch_models.py assembles them); absent ones are skipped. On an idle 2-core machine SmolLM2
+# takes about a minute and Gemma 3 270M two (it scores 943 tokens; ~1 GB of logits over its 262k vocabulary).
 REF_LLAMA_CPP ?= $(TRL_CACHE)/llama-cpp-python
 REF_DIR       := harness/tests/data/reference
-REF_QWEN      := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
+REF_MODELS    := $(QWEN_MODELS) gemma-3-270m-q4_k_m
 REF_RUN       = PYTHONPATH=$(REF_LLAMA_CPP) nice -n 10 $(PYTHON) scripts/llama_cpp_reference.py
 .PHONY: reference-data
 $(REF_LLAMA_CPP)/llama_cpp:
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PYTHON) -m pip install --quiet --target $(REF_LLAMA_CPP) llama-cpp-python==0.3.36
 reference-data: $(GGUF) | $(REF_LLAMA_CPP)/llama_cpp
 	$(REF_RUN) --gguf $(GGUF) -o $(REF_DIR)/smollm2-135m-instruct-q4_1.json
-	@for m in $(REF_QWEN); do g=$(TRL_CACHE)/gguf/$$m.gguf; \
+	@for m in $(REF_MODELS); do g=$(TRL_CACHE)/gguf/$$m.gguf; \
 	  if [ -f $$g ]; then echo "$$m"; $(REF_RUN) --gguf $$g -o $(REF_DIR)/$$m.json || exit 1; \
 	  else echo "skipping $$m: $$g not found (python3 scripts/fetch_models.py $$m)"; fi; done
