@@ -96,6 +96,14 @@ describe("demo page in Chromium", { skip: skipWithoutModel }, () => {
   });
 
   it("Stop aborts mid-generation, the page stays responsive, and the engine carries on", async () => {
+    // A seed whose story does not end early with the page's sampling (top-k 40, top-p 0.95): with
+    // the page's default seed 42 it reaches end-of-text after 49 tokens, before a click can land.
+    // Checked first with trl, so a change of arithmetic that shortens it fails here, not as a
+    // timeout on a disabled Stop button.
+    const LONG_SEED = "3";
+    const story = trl(["generate", "--model", Q8_0, "--prompt", "Once upon a time", "-n", "300", "--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--seed", LONG_SEED, "--json"]);
+    assert.equal(story.tokens.length, 300, `seed ${LONG_SEED} must not end the story within 300 tokens`);
+    await page.fill("#seed", LONG_SEED);
     await send("raw", "Once upon a time", { maxTokens: 2000, temperature: 0.8 });
     await page.waitForFunction(() => (document.querySelector("#transcript .msg:last-child .text")?.textContent.length ?? 0) > 20, null, { timeout: GENERATE_TIMEOUT_MS });
     // The page's thread keeps running timers while the worker generates. A frozen page would show
@@ -128,6 +136,7 @@ describe("demo page in Chromium", { skip: skipWithoutModel }, () => {
     const n = (await lastTokens()).length;
     assert.ok(n > 0 && n < 2000, `${n} tokens before the stop`);
     assert.equal(await page.isVisible("#error"), false);
+    await page.fill("#seed", "42");
     // The same greedy request again: identical output.
     await send("raw", PROMPT, { maxTokens: 16 });
     await idle();
