@@ -373,8 +373,24 @@ fn read_tokenizer(f: &Gguf, arch: Arch) -> Result<TokenizerSpec> {
         _ => sentencepiece_merges(&tokens)?,
     };
     let eog_ids = eog_ids(&mut tokens, texts, [eos_id, eot_id, eom_id])?;
+    check_distinct_bytes(&tokens, texts)?;
 
     Ok(TokenizerSpec { kind, tokens, merges, bos_id, eos_id, unk_id, pre_tokenizer, chat_template, add_bos, add_space_prefix, eog_ids })
+}
+
+/// The runtime's token rule (FORMAT.md, tokenizer section): no two tokens with bytes have the same
+/// bytes, except that a byte token may share its byte with one token of another type (`<0x41>` and
+/// `A`). Checked here so a vocabulary that breaks it is refused by its key, not packed into a
+/// package the runtime refuses (the gguf fuzz target found two `<0x08>` tokens).
+fn check_distinct_bytes(tokens: &[TokenSpec], texts: &[String]) -> Result<()> {
+    let mut first: HashMap<(&[u8], bool), usize> = HashMap::with_capacity(tokens.len());
+    for (id, t) in tokens.iter().enumerate().filter(|(_, t)| !t.bytes.is_empty()) {
+        if let Some(&earlier) = first.get(&(t.bytes.as_slice(), t.token_type == token_type::BYTE)) {
+            bail!("{KEY_TOKENS}[{id}] '{}' has the same bytes as {KEY_TOKENS}[{earlier}] '{}': tokens must differ", texts[id], texts[earlier]);
+        }
+        first.insert((t.bytes.as_slice(), t.token_type == token_type::BYTE), id);
+    }
+    Ok(())
 }
 
 /// GPT-2's `bytes_to_unicode` inverted: code point → byte. The printable bytes `!`..=`~`,
