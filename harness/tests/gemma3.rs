@@ -10,10 +10,13 @@
 //! llama.cpp's `llama_chat_apply_template` writes with its `gemma` template, tokenized with special
 //! tokens parsed. They equal Gemma 3's own Jinja template for these conversations.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
 
-use harness::runtime::{ModuleFile, Runtime, GEN_PARSE_SPECIAL};
+use std::path::PathBuf;
+
+use common::{models_dir, module};
+
+use harness::runtime::{Runtime, GEN_PARSE_SPECIAL};
 use tinyrustlm::tokenizer::chat::{ChatMessage, CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE};
 use tinyrustlm::tokenizer::ChatTemplate;
 
@@ -22,18 +25,8 @@ const BOS: u32 = 2;
 const START_OF_TURN: u32 = 105;
 const END_OF_TURN: u32 = 106;
 
-fn module() -> &'static ModuleFile {
-    static M: OnceLock<ModuleFile> = OnceLock::new();
-    M.get_or_init(|| {
-        let path = harness::default_wasm_path();
-        assert!(path.exists(), "{} is missing: run `make wasm`", path.display());
-        ModuleFile::load(&path).unwrap()
-    })
-}
-
 fn package_path() -> PathBuf {
-    let dir = std::env::var("TRL_MODELS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
-    dir.join(PACKAGE)
+    models_dir().join(PACKAGE)
 }
 
 fn package_bytes() -> Vec<u8> {

@@ -12,6 +12,12 @@ use harness::synth::{synthetic_model, SynthShape};
 use tinyrustlm::error::Status;
 use tinyrustlm::quant::DType;
 
+/// Where the real models' packages are: `$TRL_MODELS`, else the checkout's `models/` (`make model`,
+/// `make models-all`).
+pub fn models_dir() -> std::path::PathBuf {
+    std::env::var("TRL_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
+}
+
 /// Seed of every synthetic package in these tests.
 pub const SEED: u64 = 0x5EED_0001;
 /// Prompt and length of the greedy run that shows an instance still works.
