@@ -379,6 +379,16 @@ fn chat_template_kind_from_the_template_or_the_architecture() {
 }
 
 #[test]
+fn repeated_token_bytes_are_refused_naming_both_tokens() {
+    // Token 3 written again in place of token 4 (no merge uses either): two tokens with the same
+    // bytes, which the runtime's tokenizer section refuses.
+    let mut tokens: Vec<&str> = GPT2_TOKENS.to_vec();
+    tokens[4] = tokens[3];
+    let b = tiny_llama(false).set("tokenizer.ggml.tokens", strs(&tokens));
+    assert_has(&import_err(&b), &["tokenizer.ggml.tokens[4] '<repo_name>'", "same bytes as tokenizer.ggml.tokens[3]"]);
+}
+
+#[test]
 fn non_llama_architecture() {
     let b = tiny_llama(false).set("general.architecture", s("gpt2"));
     assert_has(&import_err(&b), &["general.architecture is 'gpt2'", "only 'llama'"]);
