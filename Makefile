@@ -49,6 +49,32 @@ wasm-relaxed: target
 $(RELAXED_SELFTEST_WASM): target $(shell find src -name '*.rs') Cargo.toml
 	RUSTFLAGS="$(RELAXED_RUSTFLAGS)" cargo build --profile wasm --target $(WASM_TARGET) -p tinyrustlm --features kernel-selftest --target-dir target/relaxed-selftest
 
+# The threaded flavour (README "Threads", abi/THREADS.md): shared imported memory and atomics, so
+# a host can run workers on the same memory. Shared memory needs `core`/`alloc` rebuilt with
+# +atomics (`-Z build-std`), and the pinned toolchain has no `rust-src` (rustup cannot fetch
+# components here), so this one build uses Debian's rustc-web, its library sources and lld-19
+# (`make threads-toolchain`, apt). The other flavours keep building with the pinned toolchain.
+THREADS_WASM      := target/threads/$(WASM_TARGET)/wasm/tinyrustlm.wasm
+THREADS_RUSTC     ?= /usr/bin/rustc
+THREADS_CARGO     ?= /usr/bin/cargo
+THREADS_LINKER    ?= /usr/bin/wasm-ld-19
+# 4 GiB maximum, as the single-thread flavours; the host creates the memory with these bounds.
+THREADS_RUSTFLAGS := -C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 -C linker=$(THREADS_LINKER) \
+	-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 -C link-arg=--export=__stack_pointer
+THREADS_PACKAGES  := rustc-web cargo-web rust-web-src lld-19
+
+.PHONY: wasm-threads threads-toolchain
+threads-toolchain:
+	@[ -x $(THREADS_RUSTC) ] && [ -x $(THREADS_CARGO) ] && [ -x $(THREADS_LINKER) ] && [ -d /usr/lib/rustlib/src/rust/library/core ] || { \
+	  echo "installing Debian's $(THREADS_PACKAGES) (the threaded module's toolchain)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(THREADS_PACKAGES); }
+
+wasm-threads: threads-toolchain
+	RUSTC=$(THREADS_RUSTC) RUSTC_BOOTSTRAP=1 RUSTFLAGS="$(THREADS_RUSTFLAGS)" $(THREADS_CARGO) build --profile wasm --target $(WASM_TARGET) \
+	  -p tinyrustlm --target-dir target/threads -Z build-std=core,alloc
+	@ls -l $(THREADS_WASM) | awk '{print "module (threads): " $$5 " bytes"}'
+
 harness:
 	cargo build --release -p harness
 

@@ -133,14 +133,37 @@ struct State {
 
 struct Global(RefCell<Option<State>>);
 
-// SAFETY: the module is built for wasm32 without the `atomics` feature, so there is exactly one
-// thread and exports never run concurrently; the RefCell catches re-entrancy (there is none: the
-// only import, the clock, cannot call back).
+// SAFETY: in the single-thread flavours (no `atomics`) there is one thread and exports never run
+// concurrently. In the threaded flavour every export that touches the state holds `STATE_LOCK`
+// for its whole body, so two host threads calling exports at once are serialized; workers inside
+// `worker_run` never touch the state. The RefCell catches re-entrancy (there is none: the only
+// import, the clock, cannot call back).
 unsafe impl Sync for Global {}
 
 static STATE: Global = Global(RefCell::new(None));
 
+/// Held while an export runs (threaded flavour): the engine is one session, not a concurrent one.
+#[cfg(target_feature = "atomics")]
+static STATE_LOCK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    #[cfg(target_feature = "atomics")]
+    {
+        use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        // Exports are short or are the generation itself; a second host thread spins rather than
+        // waits so that the lock also works where waiting traps (a browser's main thread).
+        while STATE_LOCK.compare_exchange_weak(false, true, Acquire, Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+        let r = with_state_unlocked(f);
+        STATE_LOCK.store(false, Release);
+        r
+    }
+    #[cfg(not(target_feature = "atomics"))]
+    with_state_unlocked(f)
+}
+
+fn with_state_unlocked<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let mut guard = STATE.0.borrow_mut();
     let state = guard.get_or_insert_with(|| State { engine: Engine::new(now_ms), buffers: HostBuffers(Vec::new()), last_error: InlineStr::empty() });
     f(state)
@@ -336,6 +359,51 @@ pub extern "C" fn last_error(dst_ptr: u32, dst_cap: u32, len_out_ptr: u32) -> u3
         });
         s.status(r)
     })
+}
+
+// ---- Threaded flavour only (`abi/THREADS.md`) ----------------------------------------------
+
+/// Error of a worker export, as a status and the text `last_error` gives.
+#[cfg(target_feature = "atomics")]
+fn worker_error(e: crate::pool::WorkerError, worker: u32) -> Error {
+    use crate::pool::WorkerError;
+    match e {
+        WorkerError::BadIndex => Error::new(Status::InvalidArgument, "worker", worker as u64, "must be below TRL_MAX_WORKERS"),
+        WorkerError::OutOfMemory => Error::new(Status::OutOfMemory, "worker", worker as u64, "the worker's stack could not be allocated"),
+        WorkerError::WrongState => {
+            Error::new(Status::WrongState, "worker", worker as u64, "needs a stack from worker_stack_top and must not be running already")
+        }
+    }
+}
+
+#[cfg(target_feature = "atomics")]
+#[no_mangle]
+pub extern "C" fn worker_stack_top(worker: u32) -> u32 {
+    with_state(|s| match crate::pool::worker_stack_top(worker) {
+        Ok(top) => top as u32,
+        Err(e) => {
+            s.fail(worker_error(e, worker));
+            0
+        }
+    })
+}
+
+/// Runs on a worker instance: never touches the engine's state (that is the leader's), only the
+/// pool. Returns when `stop_workers` is called.
+#[cfg(target_feature = "atomics")]
+#[no_mangle]
+pub extern "C" fn worker_run(worker: u32) -> u32 {
+    match crate::pool::worker_run(worker) {
+        Ok(()) => Status::Ok.code(),
+        Err(e) => worker_error(e, worker).status.code(),
+    }
+}
+
+#[cfg(target_feature = "atomics")]
+#[no_mangle]
+pub extern "C" fn stop_workers() -> u32 {
+    crate::pool::stop_workers();
+    Status::Ok.code()
 }
 
 #[cfg(feature = "kernel-selftest")]

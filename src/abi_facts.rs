@@ -21,7 +21,8 @@ pub const ABI_VERSION: u32 = 1;
 pub const MAX_ERROR_LEN: u32 = 384;
 
 /// Numeric constants of the header that belong to no group below (`#define NAME value`).
-pub const HEADER_SCALARS: &[(&str, u32)] = &[("TRL_ABI_VERSION", ABI_VERSION), ("TRL_MAX_ERROR_LEN", MAX_ERROR_LEN)];
+pub const HEADER_SCALARS: &[(&str, u32)] =
+    &[("TRL_ABI_VERSION", ABI_VERSION), ("TRL_MAX_ERROR_LEN", MAX_ERROR_LEN), ("TRL_MAX_WORKERS", crate::pool::MAX_WORKERS)];
 
 /// Generates a `#[repr(u32)]` enum in which every variant is also a row of its table: `ALL` (the
 /// variants in code order), `TABLE` (header name suffix and code), `name`, `meaning`, and a module
@@ -385,6 +386,15 @@ pub const EXPORTS: &[Function] = &[
     export("last_error", &[("dst_ptr", I32), ("dst_cap", I32), ("len_out_ptr", I32)], I32),
 ];
 
+/// What the threaded flavour exports beside [`EXPORTS`] (`abi/THREADS.md`): a worker's stack, the
+/// worker loop a host runs on each worker instance, and the call that ends those loops.
+pub const THREAD_EXPORTS: &[Function] =
+    &[export("worker_stack_top", &[("worker", I32)], I32), export("worker_run", &[("worker", I32)], I32), export("stop_workers", &[], I32)];
+
+/// The threaded flavour's global naming the stack pointer, exported (mutable) so a host can point
+/// each worker instance at its own stack before `worker_run`.
+pub const STACK_POINTER_GLOBAL: &str = "__stack_pointer";
+
 /// The module's linear memory, exported under this name.
 pub const EXPORTED_MEMORY: &str = "memory";
 
@@ -412,6 +422,7 @@ const fn exports_distinct(fns: &[Function]) -> bool {
 }
 
 const _: () = assert!(exports_distinct(EXPORTS), "EXPORTS: an export is listed twice");
+const _: () = assert!(exports_distinct(THREAD_EXPORTS), "THREAD_EXPORTS: an export is listed twice");
 
 #[cfg(test)]
 mod tests {

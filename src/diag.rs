@@ -34,6 +34,9 @@ pub struct Diagnostics {
     /// Input bytes of the last `tokenize` or `generate_start` text that no token covers (dropped, or
     /// the unknown token): 0 means the ids decode back to the text.
     pub unencodable_bytes: u32,
+    /// Threads that share the matrix products: 1 plus the workers inside `worker_run` (threaded
+    /// flavour); 1 in the single-thread flavours.
+    pub threads: u32,
 }
 
 /// A field's type in the record.
@@ -126,7 +129,8 @@ pub const FIELDS: &[DiagnosticsField] = &[
     field("total_generated_tokens", 112, U64(|d| d.total_generated_tokens)),
     // Input bytes of the last tokenize / generate_start text that no token covers (was reserved, 0).
     field("unencodable_bytes", 120, U32(|d| d.unencodable_bytes)),
-    field("reserved", 124, U32(|_| 0)),
+    // 1 + workers inside worker_run (was reserved, 0).
+    field("threads", 124, U32(|d| d.threads)),
 ];
 
 /// The fields tile the record: each starts where the previous one ended, on a multiple of its own
@@ -206,6 +210,7 @@ mod tests {
             chat_template: 1,
             total_generated_tokens: 1 << 33,
             unencodable_bytes: 19,
+            threads: 3,
         };
         let b = d.to_bytes();
         let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
@@ -214,6 +219,6 @@ mod tests {
         assert_eq!((u32_at(16), u32_at(20), f32_at(24), f32_at(28), u64_at(32)), (5, 6, 1.5, 2.5, 1 << 40));
         assert_eq!((u32_at(44), u32_at(48), u64_at(56), u64_at(64), u64_at(72)), (8, 9, 11, 12, 13));
         assert_eq!((u32_at(80), u32_at(84), u64_at(88), f32_at(96), f32_at(100)), (14, 15, 16, 17.5, 18.5));
-        assert_eq!((u32_at(104), u32_at(108), u64_at(112), u32_at(120), u32_at(124)), (1, 1, 1 << 33, 19, 0));
+        assert_eq!((u32_at(104), u32_at(108), u64_at(112), u32_at(120), u32_at(124)), (1, 1, 1 << 33, 19, 3));
     }
 }

@@ -627,7 +627,7 @@ impl Engine {
 
     pub fn diagnostics(&self, linear_memory_bytes: u64) -> Diagnostics {
         let Some(l) = &self.loaded else {
-            return Diagnostics { linear_memory_bytes, ..Default::default() };
+            return Diagnostics { linear_memory_bytes, threads: crate::pool::threads(), ..Default::default() };
         };
         let s = &l.session;
         let m = &l.model;
@@ -657,6 +657,7 @@ impl Engine {
             kv_dtype: m.kv_dtype() as u32,
             total_generated_tokens: l.total_generated,
             unencodable_bytes: l.unencodable_bytes,
+            threads: crate::pool::threads(),
         }
     }
 }

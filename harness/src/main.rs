@@ -19,6 +19,10 @@ struct Cli {
     /// The TinyRustLM module to run (default: the release build of this checkout).
     #[arg(long, global = true)]
     wasm: Option<PathBuf>,
+    /// Threads sharing the work of generate, chat, perplexity and tokenize (default: the machine's
+    /// cores; more than 1 runs the threaded module, same tokens as 1).
+    #[arg(long, global = true)]
+    threads: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -283,9 +287,9 @@ struct PerplexityArgs {
     context: u32,
 }
 
-fn perplexity(wasm: &Option<PathBuf>, a: &PerplexityArgs) -> Result<()> {
+fn perplexity(host: &Host, a: &PerplexityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let mut rt = open_runtime(wasm, &a.model, a.context, false)?;
+    let mut rt = open_runtime(host, &a.model, a.context, false)?;
     let t0 = std::time::Instant::now();
     let p = harness::perplexity::score_text(&mut rt, &text)?;
     if a.json {
@@ -318,13 +322,15 @@ fn package_chat(rt: &mut Runtime, system: &Option<String>) -> Result<(ChatTempla
     Ok((template, system.clone().or_else(|| template.default_system().map(String::from))))
 }
 
-fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
-    let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
-    if !wasm_path.exists() {
-        bail!("module {} not found: run `make` first or pass --wasm", wasm_path.display());
-    }
-    let file = ModuleFile::load(&wasm_path)?;
-    let mut rt = Runtime::new(&file)?;
+/// The module a command runs (`--wasm`) and its thread count (`--threads`).
+struct Host {
+    wasm: Option<PathBuf>,
+    threads: Option<u32>,
+}
+
+fn open_runtime(host: &Host, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
+    let (file, threads) = harness::open_module(&host.wasm, host.threads)?;
+    let mut rt = Runtime::with_threads(&file, threads, None)?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let flags = if kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 };
     rt.load_model_with_flags(&bytes, context, flags).with_context(|| format!("loading {}", model.display()))?;
@@ -333,11 +339,12 @@ fn open_runtime(wasm: &Option<PathBuf>, model: &Path, context: u32, kv_f16: bool
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let host = Host { wasm: cli.wasm.clone(), threads: cli.threads };
     match &cli.command {
         Command::Pack(a) => pack(a),
         Command::Inspect { package, json } => inspect(package, *json),
         Command::Tokenize { model, text, no_special, json } => {
-            let mut rt = open_runtime(&cli.wasm, model, 0, false)?;
+            let mut rt = open_runtime(&host, model, 0, false)?;
             let ids = rt.tokenize(text, !no_special)?;
             // Bytes no token covers are dropped (or the unknown token): never silently.
             let unencodable = rt.diagnostics()?.unencodable_bytes;
@@ -351,8 +358,8 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate(a) => generate(&cli.wasm, a),
-        Command::Perplexity(a) => perplexity(&cli.wasm, a),
+        Command::Generate(a) => generate(&host, a),
+        Command::Perplexity(a) => perplexity(&host, a),
         Command::Bench(a) => bench(&cli.wasm, a),
         Command::Adapter(a) => harness::adapter::cli::run(a),
         Command::Eval(a) => harness::evidence::eval(&cli.wasm, a),
@@ -360,7 +367,7 @@ fn main() -> Result<()> {
         Command::Lineage(a) => harness::evidence::lineage(a),
         Command::Teach(a) => harness::examples::teach(&cli.wasm, a),
         Command::Examples { dir, check } => examples(&cli.wasm, dir, *check),
-        Command::Chat { model, sampling, system, max_tokens, context } => chat(&cli.wasm, model, sampling, system, *max_tokens, *context),
+        Command::Chat { model, sampling, system, max_tokens, context } => chat(&host, model, sampling, system, *max_tokens, *context),
     }
 }
 
@@ -493,8 +500,8 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
-    let mut rt = open_runtime(wasm, &a.model, a.context, a.kv_f16)?;
+fn generate(host: &Host, a: &GenerateArgs) -> Result<()> {
+    let mut rt = open_runtime(host, &a.model, a.context, a.kv_f16)?;
     for path in &a.adapter {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let t0 = std::time::Instant::now();
@@ -547,8 +554,8 @@ fn generate(wasm: &Option<PathBuf>, a: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn chat(wasm: &Option<PathBuf>, model: &Path, sampling: &SamplingArgs, system: &Option<String>, max_tokens: u32, context: u32) -> Result<()> {
-    let mut rt = open_runtime(wasm, model, context, false)?;
+fn chat(host: &Host, model: &Path, sampling: &SamplingArgs, system: &Option<String>, max_tokens: u32, context: u32) -> Result<()> {
+    let mut rt = open_runtime(host, model, context, false)?;
     rt.set_sampling(&sampling.to_sampling())?;
     let (template, system) = package_chat(&mut rt, system)?;
     eprintln!("chat with {} — empty line or Ctrl-D to quit, /reset to start over", model.display());

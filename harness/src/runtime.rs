@@ -4,13 +4,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
-use wasmtime::{Caller, Engine, Instance, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
+use anyhow::{anyhow, bail, Context, Result};
+use wasmtime::{Caller, Engine, Instance, Linker, Memory, MemoryType, Module, SharedMemory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
 
 /// ABI facts as the runtime's tables define them (`tinyrustlm::abi_facts`): `read_result` kinds as
 /// `result_kind::TEXT`, ..., and the `load_model` / `generate_start` flags.
 pub use tinyrustlm::abi_facts::{result_kind, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL, LOAD_KV_F16};
-use tinyrustlm::abi_facts::{FieldType, GenState, Status, DIAGNOSTICS_FIELDS, DIAGNOSTICS_LEN};
+use tinyrustlm::abi_facts::{FieldType, GenState, Status, DIAGNOSTICS_FIELDS, DIAGNOSTICS_LEN, IMPORT_MODULE, STACK_POINTER_GLOBAL};
 
 /// A failed export call: the status code and the module's error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,8 @@ pub struct Diagnostics {
     pub chat_template: u32,
     pub total_generated_tokens: u64,
     pub unencodable_bytes: u32,
+    /// Threads sharing the matrix products (1 + running workers).
+    pub threads: u32,
 }
 
 impl Diagnostics {
@@ -109,6 +111,7 @@ impl Diagnostics {
             chat_template: u32_at("chat_template"),
             total_generated_tokens: u64_at("total_generated_tokens"),
             unencodable_bytes: u32_at("unencodable_bytes"),
+            threads: u32_at("threads"),
         })
     }
 }
@@ -128,6 +131,8 @@ pub struct ModuleFile {
 impl ModuleFile {
     pub fn load(path: &Path) -> Result<ModuleFile> {
         let mut config = wasmtime::Config::new();
+        // The threaded flavour imports a shared memory that this host creates (`abi/THREADS.md`).
+        config.wasm_threads(true).shared_memory(true);
         // `TRL_PERFMAP=1` writes /tmp/perf-PID.map so `perf record` can name the module's functions
         // (build the module unstripped for names: `CARGO_PROFILE_WASM_STRIP=false`).
         if std::env::var_os("TRL_PERFMAP").is_some() {
@@ -138,7 +143,7 @@ impl ModuleFile {
         Ok(ModuleFile { engine, module })
     }
 
-    /// Import names of the module (should be only `env.trl_now_ms`).
+    /// Import names of the module (`env.trl_now_ms`, and `env.memory` for the threaded flavour).
     pub fn imports(&self) -> Vec<String> {
         self.module.imports().map(|i| format!("{}.{}", i.module(), i.name())).collect()
     }
@@ -151,13 +156,65 @@ impl ModuleFile {
     pub fn module(&self) -> &Module {
         &self.module
     }
+
+    /// The shared memory the threaded flavour imports (`env.memory`), or `None` for a module that
+    /// owns its memory (the single-thread flavours).
+    pub fn shared_memory_import(&self) -> Option<MemoryType> {
+        self.module.imports().find_map(|i| match i.ty() {
+            wasmtime::ExternType::Memory(m) if i.module() == IMPORT_MODULE && i.name() == "memory" && m.is_shared() => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Whether the module can run workers (the threaded flavour).
+    pub fn is_threaded(&self) -> bool {
+        self.shared_memory_import().is_some()
+    }
+}
+
+/// The module's linear memory: its own, or the shared one this host made for the threaded flavour.
+enum LinearMemory {
+    Own(Memory),
+    Shared(SharedMemory),
+}
+
+/// Worker threads of a threaded instance: each runs `worker_run` on its own instance of the module
+/// over the shared memory until `stop_workers`.
+struct Workers {
+    handles: Vec<std::thread::JoinHandle<Result<u32>>>,
 }
 
 /// One instance of the module.
 pub struct Runtime {
     store: Store<HostState>,
     instance: Instance,
-    memory: Memory,
+    memory: LinearMemory,
+    workers: Option<Workers>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Workers park inside the module until told to stop; a dropped runtime must not leave them.
+        if let Err(e) = self.stop_workers() {
+            eprintln!("warning: stopping the module's workers: {e:#}");
+        }
+    }
+}
+
+fn linker(file: &ModuleFile, store: &mut Store<HostState>, shared: Option<&SharedMemory>) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(&file.engine);
+    linker.func_wrap(IMPORT_MODULE, "trl_now_ms", |caller: Caller<'_, HostState>| -> f64 { caller.data().start.elapsed().as_secs_f64() * 1000.0 })?;
+    if let Some(memory) = shared {
+        linker.define(&mut *store, IMPORT_MODULE, "memory", memory.clone())?;
+    }
+    Ok(linker)
+}
+
+/// The cells `[ptr, ptr + len)` of a shared memory, or an error if they run past its end.
+fn shared_range(m: &SharedMemory, ptr: u32, len: usize) -> Result<&[std::cell::UnsafeCell<u8>]> {
+    let data = m.data();
+    let start = ptr as usize;
+    start.checked_add(len).and_then(|end| data.get(start..end)).ok_or_else(|| anyhow!("[{ptr}, +{len}) is outside the module's memory ({} bytes)", data.len()))
 }
 
 impl Runtime {
@@ -167,17 +224,80 @@ impl Runtime {
 
     /// An instance whose linear memory may not grow beyond `max_bytes` (memory-exhaustion tests).
     pub fn with_memory_limit(file: &ModuleFile, max_bytes: Option<usize>) -> Result<Runtime> {
+        Self::with_threads(file, 1, max_bytes)
+    }
+
+    /// An instance sharing its matrix products among `threads` threads (the caller's and
+    /// `threads - 1` workers); `threads` must be 1 for a module that is not the threaded flavour.
+    /// Returns once every worker has entered `worker_run`, so the first call already uses them.
+    pub fn with_threads(file: &ModuleFile, threads: u32, max_bytes: Option<usize>) -> Result<Runtime> {
+        anyhow::ensure!(threads >= 1, "--threads must be at least 1");
         let mut builder = StoreLimitsBuilder::new();
         if let Some(max) = max_bytes {
             builder = builder.memory_size(max);
         }
         let mut store = Store::new(&file.engine, HostState { start: Instant::now(), limits: builder.build() });
         store.limiter(|s| &mut s.limits);
-        let mut linker = Linker::new(&file.engine);
-        linker.func_wrap("env", "trl_now_ms", |caller: Caller<'_, HostState>| -> f64 { caller.data().start.elapsed().as_secs_f64() * 1000.0 })?;
-        let instance = linker.instantiate(&mut store, &file.module)?;
-        let memory = instance.get_memory(&mut store, "memory").context("module exports no memory")?;
-        Ok(Runtime { store, instance, memory })
+        let Some(ty) = file.shared_memory_import() else {
+            anyhow::ensure!(
+                threads == 1,
+                "this module is single-threaded (no shared memory): use the threaded flavour (`make wasm-threads`) for {threads} threads"
+            );
+            let instance = linker(file, &mut store, None)?.instantiate(&mut store, &file.module)?;
+            let memory = instance.get_memory(&mut store, "memory").context("module exports no memory")?;
+            return Ok(Runtime { store, instance, memory: LinearMemory::Own(memory), workers: None });
+        };
+        // The module's own minimum; the maximum is its declared one, or what `max_bytes` allows.
+        let max_pages = match max_bytes {
+            Some(max) => (max as u64 / 65536).max(ty.minimum()),
+            None => ty.maximum().context("the shared memory import declares no maximum")?,
+        };
+        let memory = SharedMemory::new(&file.engine, MemoryType::shared(ty.minimum() as u32, max_pages as u32)).map_err(anyhow::Error::from)?;
+        let instance = linker(file, &mut store, Some(&memory))?.instantiate(&mut store, &file.module)?;
+        let mut rt = Runtime { store, instance, memory: LinearMemory::Shared(memory.clone()), workers: None };
+        let mut handles = Vec::new();
+        for worker in 0..threads - 1 {
+            let top = rt.func::<u32, u32>("worker_stack_top")?.call(&mut rt.store, worker).map_err(anyhow::Error::from)?;
+            if top == 0 {
+                let message = rt.last_error()?;
+                rt.workers = Some(Workers { handles });
+                return Err(AbiError { status: Status::OutOfMemory.code(), message }.into());
+            }
+            let (file, memory) = (file.clone(), memory.clone());
+            handles.push(std::thread::spawn(move || -> Result<u32> {
+                let mut store = Store::new(&file.engine, HostState { start: Instant::now(), limits: StoreLimitsBuilder::new().build() });
+                let instance = linker(&file, &mut store, Some(&memory))?.instantiate(&mut store, &file.module)?;
+                let sp = instance.get_global(&mut store, STACK_POINTER_GLOBAL).context("the threaded module exports no __stack_pointer")?;
+                sp.set(&mut store, wasmtime::Val::I32(top as i32)).map_err(anyhow::Error::from)?;
+                let run = instance.get_typed_func::<u32, u32>(&mut store, "worker_run").map_err(anyhow::Error::from)?;
+                run.call(&mut store, worker).map_err(anyhow::Error::from).context("worker_run trapped")
+            }));
+        }
+        rt.workers = Some(Workers { handles });
+        // Wait for the workers to check in (they only speed things up; results never depend on it).
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while rt.diagnostics()?.threads < threads {
+            if let Some(done) = rt.workers.as_ref().and_then(|w| w.handles.iter().position(|h| h.is_finished())) {
+                let h = rt.workers.as_mut().unwrap().handles.remove(done);
+                let status = h.join().map_err(|_| anyhow!("a worker thread panicked"))??;
+                bail!("worker_run returned {} ({}) at start", status, status_name(status));
+            }
+            anyhow::ensure!(Instant::now() < deadline, "workers did not start within 30 s");
+            std::thread::yield_now();
+        }
+        Ok(rt)
+    }
+
+    /// Ends the workers' loops and joins their threads; a worker that failed is reported.
+    pub fn stop_workers(&mut self) -> Result<()> {
+        let Some(workers) = self.workers.take() else { return Ok(()) };
+        let s = self.call_status("stop_workers", ())?;
+        self.check(s)?;
+        for h in workers.handles {
+            let status = h.join().map_err(|_| anyhow!("a worker thread panicked"))??;
+            anyhow::ensure!(status == 0, "worker_run returned {} ({})", status, status_name(status));
+        }
+        Ok(())
     }
 
     fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(&mut self, name: &str) -> Result<TypedFunc<P, R>> {
@@ -199,7 +319,10 @@ impl Runtime {
     }
 
     pub fn memory_size(&self) -> usize {
-        self.memory.data_size(&self.store)
+        match &self.memory {
+            LinearMemory::Own(m) => m.data_size(&self.store),
+            LinearMemory::Shared(m) => m.data_size(),
+        }
     }
 
     pub fn alloc(&mut self, size: u32) -> Result<u32> {
@@ -218,12 +341,30 @@ impl Runtime {
     }
 
     pub fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
-        self.memory.write(&mut self.store, ptr as usize, bytes).map_err(|e| anyhow!("writing host buffer: {e}"))
+        match &self.memory {
+            LinearMemory::Own(m) => m.write(&mut self.store, ptr as usize, bytes).map_err(|e| anyhow!("writing host buffer: {e}")),
+            LinearMemory::Shared(m) => {
+                let cells = shared_range(m, ptr, bytes.len())?;
+                // SAFETY: the range is inside the shared memory (checked). The host writes only
+                // buffers the module gave it with `alloc` and does so while no export runs, and
+                // workers touch only the leader's job data, so no thread accesses these bytes now.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), cells.as_ptr() as *mut u8, bytes.len()) };
+                Ok(())
+            }
+        }
     }
 
     pub fn read(&self, ptr: u32, len: usize) -> Result<Vec<u8>> {
         let mut out = vec![0u8; len];
-        self.memory.read(&self.store, ptr as usize, &mut out).map_err(|e| anyhow!("reading module memory: {e}"))?;
+        match &self.memory {
+            LinearMemory::Own(m) => m.read(&self.store, ptr as usize, &mut out).map_err(|e| anyhow!("reading module memory: {e}"))?,
+            LinearMemory::Shared(m) => {
+                let cells = shared_range(m, ptr, len)?;
+                // SAFETY: in bounds (checked); no export runs while the host reads, so no thread
+                // writes these bytes now (see `write`).
+                unsafe { std::ptr::copy_nonoverlapping(cells.as_ptr() as *const u8, out.as_mut_ptr(), len) };
+            }
+        }
         Ok(out)
     }
 

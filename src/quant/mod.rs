@@ -581,6 +581,10 @@ pub fn matmul(dtype: DType, bytes: &[u8], rows: usize, cols: usize, n_tokens: us
 /// `cols = 1024`) stay cache-resident while every weight row streams past them once.
 pub const TOKEN_TILE: usize = 32;
 
+/// Fewest weight rows in one chunk of a threaded matmul: below this the hand-off costs more than
+/// the rows.
+const MIN_ROWS_PER_CHUNK: usize = 16;
+
 /// Tokens sharing one decode of a weight block in the SIMD matmul kernel.
 pub(crate) const TOKEN_GROUP: usize = 4;
 
@@ -646,24 +650,29 @@ pub(crate) fn drive_matmul<K: RowKernel>(
     let y_stride = rows;
     let n_tokens = n_tokens.min(y.len() / y_stride);
     // (`row_bytes == 0` only for `cols == 0`: every row is empty and present.)
-    let rows = bytes.len().checked_div(row_bytes).map_or(rows, |n| rows.min(n));
-    for tile_start in (0..n_tokens).step_by(TOKEN_TILE) {
-        let tile_end = n_tokens.min(tile_start + TOKEN_TILE);
-        for r in 0..rows {
-            let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
-            let mut t = tile_start;
-            while t + TOKEN_GROUP <= tile_end {
-                let acts: [K::Act<'_>; TOKEN_GROUP] = core::array::from_fn(|i| K::act(x, xq, t + i, cols));
-                for (i, v) in K::dot(row, acts).into_iter().enumerate() {
-                    y[(t + i) * y_stride + r] = v;
+    let computed_rows = bytes.len().checked_div(row_bytes).map_or(rows, |n| rows.min(n));
+    // Weight rows are shared out among the pool's threads in blocks; each output element is one
+    // `K::dot` whichever thread runs it, so the bits do not depend on the thread count.
+    crate::pool::for_each_column_block(&mut y[..n_tokens * y_stride], y_stride, MIN_ROWS_PER_CHUNK, &|mut block| {
+        let block_rows = block.cols();
+        for tile_start in (0..n_tokens).step_by(TOKEN_TILE) {
+            let tile_end = n_tokens.min(tile_start + TOKEN_TILE);
+            for r in block_rows.start..block_rows.end.min(computed_rows) {
+                let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
+                let mut t = tile_start;
+                while t + TOKEN_GROUP <= tile_end {
+                    let acts: [K::Act<'_>; TOKEN_GROUP] = core::array::from_fn(|i| K::act(x, xq, t + i, cols));
+                    for (i, v) in K::dot(row, acts).into_iter().enumerate() {
+                        block.set(t + i, r, v);
+                    }
+                    t += TOKEN_GROUP;
                 }
-                t += TOKEN_GROUP;
-            }
-            while t < tile_end {
-                let [v] = K::dot(row, [K::act(x, xq, t, cols)]);
-                y[t * y_stride + r] = v;
-                t += 1;
+                while t < tile_end {
+                    let [v] = K::dot(row, [K::act(x, xq, t, cols)]);
+                    block.set(t, r, v);
+                    t += 1;
+                }
             }
         }
-    }
+    });
 }
