@@ -149,6 +149,8 @@ export interface Diagnostics {
   total_generated_tokens: number;
   /** Input bytes of the last tokenize / generate text that no token covers (0: the ids decode back to it). */
   unencodable_bytes: number;
+  /** Threads sharing the matrix products: 1 + running workers (threaded module), else 1. */
+  threads: number;
 }
 
 /** Parses a diagnostics record (at least 128 bytes). */

@@ -427,7 +427,9 @@ trl_status run_eval(trl_ptr ptr, uint32_t len, uint32_t flags);
  *                                           the last tokenize / generate_start
  *                                           text no token covers (dropped, or
  *                                           the unknown token; TOKENIZER.md)
- *                                      124 u32  reserved (0)
+ *                                      124 u32  threads: 1 + workers inside
+ *                                           worker_run (threaded flavour;
+ *                                           1 otherwise; THREADS.md)
  *   44 u32  context_len
  *   48 u32  adapters_applied
  *   52 u32  assembly_state_crc: state_0 = CRC32 of the 24-byte model identity (n_params u64,
@@ -446,6 +448,33 @@ trl_status read_diagnostics(trl_ptr dst_ptr, uint32_t dst_cap);
  * Errors: OUT_OF_BOUNDS, INVALID_ARGUMENT (len_out_ptr overlapping the destination). */
 #define TRL_MAX_ERROR_LEN 384u
 trl_status last_error(trl_ptr dst_ptr, uint32_t dst_cap, trl_ptr len_out_ptr);
+
+/* ---- Threads (the threaded flavour only; THREADS.md) ------------------------------------------ */
+
+/* The threaded flavour imports its memory (`env.memory`, shared, the module's own minimum and a
+ * maximum of 65536 pages) instead of exporting `memory`, and exports the three calls below and the
+ * mutable i32 global `__stack_pointer`. A host instantiates the module once more per worker on the
+ * same memory, points the worker instance's `__stack_pointer` at worker_stack_top(i) (asked of
+ * the leader) and calls worker_run(i) there. Every other export is called on the leader only.
+ * Results are bit-identical for any number of workers, none included. */
+#define TRL_MAX_WORKERS 63u
+
+/* The top of worker `worker`'s stack (256 KiB from the module's heap, allocated on the first call
+ * for that index, the same address after). Returns 0 on failure: last_error says why
+ * (INVALID_ARGUMENT: worker >= TRL_MAX_WORKERS; OUT_OF_MEMORY: no room for the stack). */
+trl_ptr worker_stack_top(uint32_t worker);
+
+/* Called on a worker instance, whose `__stack_pointer` is worker_stack_top(worker): takes part in
+ * the leader's matrix products, sleeping in memory.atomic.wait32 when idle (so it must run where
+ * waiting is allowed: a Web Worker, not a browser's main thread). Returns TRL_STATUS_OK after
+ * stop_workers. Errors (returned at once, without waiting): INVALID_ARGUMENT (worker >=
+ * TRL_MAX_WORKERS), WRONG_STATE (no stack for that index, or a worker_run for it is running). Does
+ * not set last_error (the leader's). */
+trl_status worker_run(uint32_t worker);
+
+/* Makes every running worker_run return (stacks are kept: worker_run may be called again). Never
+ * fails. Generation keeps working with the leader alone, with the same bits. */
+trl_status stop_workers(void);
 
 #ifdef __cplusplus
 }

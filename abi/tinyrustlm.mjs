@@ -323,6 +323,7 @@ export function parseDiagnostics(bytes) {
     chat_template_name: ChatTemplateName[chat_template] ?? null,
     total_generated_tokens: u64(112),
     unencodable_bytes: u32(120),
+    threads: u32(124),
   };
 }
 

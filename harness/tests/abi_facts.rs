@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use tinyrustlm::abi_facts::{
     Function, WasmType, ABI_VERSION, CONSTANT_GROUPS, DIAGNOSTICS_FIELDS, DIAGNOSTICS_LEN, EXPORTED_MEMORY, EXPORTS, HEADER_SCALARS, IMPORTS, IMPORT_MODULE,
-    LINKER_GLOBALS, TOKENIZE_KNOWN,
+    LINKER_GLOBALS, STACK_POINTER_GLOBAL, THREAD_EXPORTS, TOKENIZE_KNOWN,
 };
 
 fn read_abi_file(name: &str) -> String {
@@ -69,8 +69,9 @@ fn signature(f: &Function) -> Signature {
     (f.params.iter().map(|&(n, t)| (n.to_string(), t)).collect(), f.result)
 }
 
+/// The header declares every export of either flavour.
 fn table_exports() -> BTreeMap<String, Signature> {
-    EXPORTS.iter().map(|f| (f.name.to_string(), signature(f))).collect()
+    EXPORTS.iter().chain(THREAD_EXPORTS).map(|f| (f.name.to_string(), signature(f))).collect()
 }
 
 /// Every numeric `#define` the header must hold: `TRL_STATUS_OK` -> 0, ...
@@ -308,8 +309,22 @@ fn types_only(f: &Function) -> (Vec<WasmType>, Option<WasmType>) {
 
 #[test]
 fn module_exports_and_imports_match_the_tables() {
-    let module = common::module().module();
+    check_module(common::module().module(), false, &harness::default_wasm_path().display().to_string());
+}
+
+/// The threaded flavour: the same exports plus THREAD_EXPORTS and a mutable `__stack_pointer`; its
+/// memory imported (shared) instead of exported.
+#[test]
+fn threaded_module_exports_and_imports_match_the_tables() {
+    let path = harness::threads_wasm_path();
+    assert!(path.exists(), "{} is missing: run `make wasm-threads` (these tests never skip)", path.display());
+    let file = harness::runtime::ModuleFile::load(&path).unwrap();
+    check_module(file.module(), true, &path.display().to_string());
+}
+
+fn check_module(module: &wasmtime::Module, threaded: bool, what: &str) {
     let mut diff = Diff::default();
+    let mut mutable_globals = BTreeSet::new();
     let (mut functions, mut memories, mut globals, mut others) = (BTreeMap::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for e in module.exports() {
         match e.ty() {
@@ -325,6 +340,8 @@ fn module_exports_and_imports_match_the_tables() {
             wasmtime::ExternType::Global(g) => {
                 if matches!(g.content(), wasmtime::ValType::I32) && g.mutability() == wasmtime::Mutability::Const {
                     globals.insert(e.name().to_string());
+                } else if matches!(g.content(), wasmtime::ValType::I32) {
+                    mutable_globals.insert(e.name().to_string());
                 } else {
                     diff.0.push(format!("global {} is not an immutable i32", e.name()));
                 }
@@ -334,9 +351,14 @@ fn module_exports_and_imports_match_the_tables() {
             }
         }
     }
-    diff.maps("exported function (params, result)", &EXPORTS.iter().map(|f| (f.name.to_string(), types_only(f))).collect(), &functions);
-    diff.sets("exported memory", &BTreeSet::from([EXPORTED_MEMORY.to_string()]), &memories);
+    let thread_exports = if threaded { THREAD_EXPORTS } else { &[] };
+    let exports = EXPORTS.iter().chain(thread_exports).map(|f| (f.name.to_string(), types_only(f))).collect();
+    diff.maps("exported function (params, result)", &exports, &functions);
+    let memory = if threaded { BTreeSet::new() } else { BTreeSet::from([EXPORTED_MEMORY.to_string()]) };
+    diff.sets("exported memory", &memory, &memories);
     diff.sets("exported global", &LINKER_GLOBALS.iter().map(|s| s.to_string()).collect(), &globals);
+    let stack_pointer = if threaded { BTreeSet::from([STACK_POINTER_GLOBAL.to_string()]) } else { BTreeSet::new() };
+    diff.sets("exported mutable i32 global", &stack_pointer, &mutable_globals);
     diff.sets("other export", &BTreeSet::new(), &others);
 
     let mut imports = BTreeMap::new();
@@ -349,11 +371,16 @@ fn module_exports_and_imports_match_the_tables() {
                 }
                 Err(msg) => diff.0.push(msg),
             },
+            wasmtime::ExternType::Memory(m) if threaded && key == format!("{IMPORT_MODULE}.memory") => {
+                if !m.is_shared() || m.maximum() != Some(65536) || m.is_64() {
+                    diff.0.push(format!("import {key}: not a shared 32-bit memory with a maximum of 65536 pages"));
+                }
+            }
             _ => diff.0.push(format!("import {key} is not a function")),
         }
     }
     diff.maps("import (params, result)", &IMPORTS.iter().map(|f| (format!("{IMPORT_MODULE}.{}", f.name), types_only(f))).collect(), &imports);
-    diff.assert_none(&harness::default_wasm_path().display().to_string());
+    diff.assert_none(what);
 }
 
 // ---- the JS wrapper and its type declarations ----------------------------------------------------
