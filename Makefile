@@ -81,9 +81,9 @@ harness:
 unit:
 	cargo test --release -p tinyrustlm --lib
 
-conformance: wasm wasm-relaxed $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05) $(QWEN15) $(GEMMA)
+conformance: wasm wasm-relaxed wasm-threads $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05) $(QWEN15) $(GEMMA)
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_RELAXED_SELFTEST_WASM=$(abspath $(RELAXED_SELFTEST_WASM)) \
-	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
+	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_THREADS_WASM=$(abspath $(THREADS_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
 # Guard rails: formatting, and clippy with warnings denied (every `unsafe` block needs its
 # `// SAFETY:` line; `#![deny(unsafe_code)]` at the crate root names the modules allowed to have any).
@@ -128,7 +128,8 @@ models-all: model $(QWEN05) $(QWEN15) $(GEMMA)
 gemma: $(GEMMA)
 
 # Builds RUN_MODEL first when it is one of the packages above.
-run: wasm harness $(RUN_MODEL)
+# All cores by default (the threaded module; `trl --threads N` to choose), the same answer as one.
+run: wasm wasm-threads harness $(RUN_MODEL)
 	$(TRL) generate --model $(RUN_MODEL) $(if $(filter-out 0,$(RUN_CHAT)),--chat) --prompt "$(PROMPT)" -n 128
 
 # examples/: the evidence loop on a synthetic parent, rewritten from a seed (harness/tests/examples.rs
@@ -137,7 +138,8 @@ run: wasm harness $(RUN_MODEL)
 examples: wasm harness
 	$(TRL) examples examples
 
-# Speed, side by side in one run: wasm (wasmtime), native, and llama.cpp (llama-cpp-python from
+# Speed, side by side in one run: wasm (wasmtime; the threaded module at 1 and 2 threads beside
+# llama.cpp at 1 and 2, `BENCH_ARGS="--thread-counts 1,2,4"` for others), native, and llama.cpp (llama-cpp-python from
 # LLAMA_CPP_SITE, installed into .cache on first use; to use another build, e.g.
 # `make bench LLAMA_CPP_SITE=DIR LLAMA_CPP_LIB_PATH=DIR/with/libllama.so`), on SmolLM2 in every
 # storage mode (Q4_K_M made from the shipped Q4_1 GGUF by llama.cpp's quantizer, cached where the
@@ -146,8 +148,8 @@ examples: wasm harness
 LLAMA_CPP_SITE ?= .cache/llama-cpp-python
 SMOLLM_Q4_K_M_GGUF := .cache/smollm2-q4_k_m.gguf
 BENCH_EXTRA = $(foreach m,$(QWEN_MODELS) gemma-3-270m-q4_k_m,--extra "$(subst -q4_k_m,,$(subst -instruct-q4_k_m,,$(m))) q4_k_m=$(MODELS)/$(m).slm=$(TRL_CACHE)/gguf/$(m).gguf")
-bench: wasm wasm-relaxed harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) $(GEMMA) | $(LLAMA_CPP_SITE)/llama_cpp
-	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --wasm-relaxed $(RELAXED_WASM) $(BENCH_EXTRA) $(BENCH_ARGS)
+bench: wasm wasm-relaxed wasm-threads harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) $(GEMMA) | $(LLAMA_CPP_SITE)/llama_cpp
+	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --wasm-relaxed $(RELAXED_WASM) --wasm-threads $(THREADS_WASM) $(BENCH_EXTRA) $(BENCH_ARGS)
 
 $(SMOLLM_Q4_K_M_GGUF): $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
 	@mkdir -p $(dir $@)

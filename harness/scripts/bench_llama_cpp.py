@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""llama.cpp side of `trl bench`: single-threaded load, prefill and decode timings as JSON.
+"""llama.cpp side of `trl bench`: load, prefill and decode timings as JSON, at --threads threads.
 
 The shipped SmolLM2 GGUF is Q4_1; with --quant, other storage modes are made from it with llama.cpp's
 own quantizer (cached in --cache as smollm2-QUANT.gguf). Without --quant the GGUF runs as given
@@ -19,6 +19,7 @@ ap.add_argument("--cache", required=True)
 ap.add_argument("--prompt", required=True)
 ap.add_argument("--decode", type=int, default=128)
 ap.add_argument("--runs", type=int, default=3)
+ap.add_argument("--threads", type=int, default=1, help="n_threads and n_threads_batch")
 a = ap.parse_args()
 
 path = a.gguf
@@ -38,7 +39,7 @@ loads, prefills, decodes = [], [], []
 n_prompt = 0
 for _ in range(a.runs):
     t = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, n_threads=1, n_threads_batch=1, verbose=False)
+    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
     loads.append((time.perf_counter() - t) * 1000)
     tokens = llm.tokenize(a.prompt.encode(), add_bos=False, special=True)
     n_prompt = len(tokens)

@@ -42,6 +42,8 @@ pub struct Figures {
     pub package_bytes: u64,
     pub kv_cache_bytes: u64,
     pub runs: usize,
+    /// Threads the engine ran with (ours: 1 + workers; llama.cpp: n_threads and n_threads_batch).
+    pub threads: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +133,7 @@ impl Samples {
             package_bytes: 0,
             kv_cache_bytes: 0,
             runs: cfg.runs,
+            threads: 1,
         }
     }
 }
@@ -140,14 +143,29 @@ pub const WASM_ENGINE: &str = "tinyrustlm wasm (wasmtime)";
 /// Engine label of the relaxed-SIMD flavour.
 pub const WASM_RELAXED_ENGINE: &str = "tinyrustlm wasm, relaxed SIMD (wasmtime)";
 
+/// Engine label of the threaded flavour at `threads` threads.
+pub fn wasm_threads_engine(threads: u32) -> String {
+    format!("tinyrustlm wasm, threaded module (wasmtime, {threads} thread{})", if threads == 1 { "" } else { "s" })
+}
+
+/// Engine label of llama.cpp at `threads` threads.
+pub fn llama_cpp_engine(threads: u32) -> String {
+    format!("llama.cpp native ({threads} thread{})", if threads == 1 { "" } else { "s" })
+}
+
 pub fn bench_wasm(module: &ModuleFile, label: &str, engine: &str, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
+    bench_wasm_threads(module, 1, label, engine, package, cfg)
+}
+
+/// [`bench_wasm`] with `threads` threads (the threaded module; 1 for the others).
+pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine: &str, package: &Path, cfg: &BenchConfig) -> Result<Figures> {
     let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
     let mut samples = Samples::default();
     let mut peak = 0u64;
     let mut quant = String::new();
     let mut kv_cache_bytes = 0;
     for _ in 0..cfg.runs {
-        let mut rt = Runtime::new(module)?;
+        let mut rt = Runtime::with_threads(module, threads, None)?;
         let t = Instant::now();
         let ptr = rt.alloc(bytes.len() as u32)?;
         rt.write(ptr, &bytes)?;
@@ -175,6 +193,7 @@ pub fn bench_wasm(module: &ModuleFile, label: &str, engine: &str, package: &Path
     let mut figures = samples.figures(label, engine, package, quant, cfg, peak);
     figures.package_bytes = bytes.len() as u64;
     figures.kv_cache_bytes = kv_cache_bytes;
+    figures.threads = threads;
     Ok(figures)
 }
 
@@ -254,6 +273,7 @@ impl LlamaCppPython {
 
 /// Which GGUF llama.cpp runs: the file as given, or the shipped one requantized to a storage mode
 /// by llama.cpp's quantizer (cached in `--cache` by the script).
+#[derive(Clone, Copy)]
 pub enum LlamaGguf<'a> {
     AsIs(&'a Path),
     Requantized { source: &'a Path, quant: &'a str },
@@ -282,8 +302,9 @@ fn python_path(site: &Path) -> std::ffi::OsString {
     std::env::join_paths(paths).unwrap_or_else(|_| site.as_os_str().to_owned())
 }
 
-/// llama.cpp through llama-cpp-python, single-threaded, on the same prompt as the other engines.
-pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf: LlamaGguf, prompt: &str, cfg: &BenchConfig) -> Result<Figures> {
+/// llama.cpp through llama-cpp-python at `threads` threads (prefill and decode), on the same
+/// prompt as the other engines.
+pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf: LlamaGguf, prompt: &str, cfg: &BenchConfig, threads: u32) -> Result<Figures> {
     let site = python.site()?;
     let (gguf_args, quant) = match gguf {
         LlamaGguf::AsIs(path) => (vec![path.display().to_string()], label.to_string()),
@@ -295,7 +316,7 @@ pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf:
         .arg("--gguf")
         .args(&gguf_args)
         .args(["--cache", &cache.display().to_string()])
-        .args(["--prompt", prompt, "--decode", &cfg.decode_tokens.to_string(), "--runs", &cfg.runs.to_string()])
+        .args(["--prompt", prompt, "--decode", &cfg.decode_tokens.to_string(), "--runs", &cfg.runs.to_string(), "--threads", &threads.to_string()])
         .env("PYTHONPATH", python_path(site))
         .output()
         .context("running bench_llama_cpp.py")?;
@@ -304,7 +325,7 @@ pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf:
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok(Figures {
         label: label.into(),
-        engine: "llama.cpp native (1 thread)".into(),
+        engine: llama_cpp_engine(threads),
         package: v["gguf"].as_str().unwrap_or_default().to_string(),
         quant,
         load_ms: f("load_ms"),
@@ -317,6 +338,7 @@ pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf:
         package_bytes: 0,
         kv_cache_bytes: 0,
         runs: cfg.runs,
+        threads,
     })
 }
 
@@ -348,24 +370,29 @@ pub fn markdown(report: &Report) -> String {
         report.results.first().map_or(0, |r| r.prefill_tokens),
         report.results.first().map_or(0, |r| r.decode_tokens)
     );
-    s.push_str("| storage | engine | load ms (copy ms) | prefill tok/s | decode tok/s | peak memory MB |\n|---|---|---|---|---|---|\n");
+    s.push_str("| storage | engine | threads | load ms (copy ms) | prefill tok/s | decode tok/s | peak memory MB |\n|---|---|---|---|---|---|---|\n");
     for r in &report.results {
         let copy = if r.copy_ms.is_nan() { String::new() } else { format!(" ({:.0})", r.copy_ms) };
         let mem = if r.peak_memory_bytes == 0 { "–".to_string() } else { format!("{:.0}", r.peak_memory_bytes as f64 / 1048576.0) };
         s.push_str(&format!(
-            "| {} | {} | {:.0}{} | {:.1} | {:.1} | {} |\n",
-            r.label, r.engine, r.load_ms, copy, r.prefill_tokens_per_s, r.decode_tokens_per_s, mem
+            "| {} | {} | {} | {:.0}{} | {:.1} | {:.1} | {} |\n",
+            r.label, r.engine, r.threads, r.load_ms, copy, r.prefill_tokens_per_s, r.decode_tokens_per_s, mem
         ));
     }
-    // Ratios against llama.cpp where both were measured in this run.
+    // Ratios against llama.cpp at the same thread count where both were measured in this run.
     let mut ratios = String::new();
     for w in report.results.iter().filter(|r| r.engine.starts_with("tinyrustlm wasm")) {
-        let llama = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.label == w.label);
+        let llama = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.label == w.label && r.threads == w.threads);
         let against_llama = |ours: f64, theirs: Option<f64>| theirs.map_or("–".to_string(), |t| format!("{:.2}", ours / t));
         ratios.push_str(&format!(
-            "| {}{} | {} | {} | {:.2} | {} |\n",
+            "| {}{} | {} | {} | {} | {:.2} | {} |\n",
             w.label,
-            if w.engine == WASM_RELAXED_ENGINE { " (relaxed SIMD)" } else { "" },
+            match w.engine.as_str() {
+                WASM_RELAXED_ENGINE => " (relaxed SIMD)",
+                WASM_ENGINE => "",
+                _ => " (threaded module)",
+            },
+            w.threads,
             against_llama(w.decode_tokens_per_s, llama.map(|l| l.decode_tokens_per_s)),
             against_llama(w.prefill_tokens_per_s, llama.map(|l| l.prefill_tokens_per_s)),
             w.load_ms / w.copy_ms,
@@ -374,9 +401,28 @@ pub fn markdown(report: &Report) -> String {
     }
     if !ratios.is_empty() {
         s.push_str(
-            "\n| storage | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy | peak memory ÷ (package + KV cache) |\n|---|---|---|---|---|\n",
+            "\n| storage | threads | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy | peak memory ÷ (package + KV cache) |\n|---|---|---|---|---|---|\n",
         );
         s.push_str(&ratios);
+    }
+    // Scaling: each multi-thread row against the same engine's 1-thread row of the same run.
+    let mut scaling = String::new();
+    for r in report.results.iter().filter(|r| r.threads > 1) {
+        let base_engine = if r.engine.starts_with("llama.cpp") { llama_cpp_engine(1) } else { wasm_threads_engine(1) };
+        if let Some(one) = report.results.iter().find(|o| o.label == r.label && o.engine == base_engine) {
+            scaling.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.2} |\n",
+                r.label,
+                if r.engine.starts_with("llama.cpp") { "llama.cpp" } else { "ours (threaded module)" },
+                r.threads,
+                r.decode_tokens_per_s / one.decode_tokens_per_s,
+                r.prefill_tokens_per_s / one.prefill_tokens_per_s
+            ));
+        }
+    }
+    if !scaling.is_empty() {
+        s.push_str("\n| storage | engine | threads | decode ÷ 1 thread | prefill ÷ 1 thread |\n|---|---|---|---|---|\n");
+        s.push_str(&scaling);
     }
     s
 }
@@ -411,6 +457,7 @@ mod tests {
             package_bytes: 0,
             kv_cache_bytes: 0,
             runs: 1,
+            threads: 1,
         }
     }
 
@@ -437,9 +484,9 @@ mod tests {
             row("smol q4_k_m", WASM_ENGINE, 10.0, 10.0),
         ];
         let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results });
-        assert!(md.contains("| qwen q4_k_m | 0.75 | 0.25 | 2.00 | 1.10 |"), "{md}");
+        assert!(md.contains("| qwen q4_k_m | 1 | 0.75 | 0.25 | 2.00 | 1.10 |"), "{md}");
         // No package size known: the memory ratio is left blank rather than invented.
-        assert!(md.contains("| smol q4_k_m | 0.01 | 0.01 | 2.00 | – |"), "{md}");
+        assert!(md.contains("| smol q4_k_m | 1 | 0.01 | 0.01 | 2.00 | – |"), "{md}");
     }
 
     #[test]
@@ -449,6 +496,22 @@ mod tests {
         ours.package_bytes = 200;
         ours.kv_cache_bytes = 100;
         let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results: vec![ours] });
-        assert!(md.contains("| solo | – | – | 2.00 | 1.00 |"), "{md}");
+        assert!(md.contains("| solo | 1 | – | – | 2.00 | 1.00 |"), "{md}");
+    }
+
+    #[test]
+    fn thread_rows_pair_with_the_same_thread_count_and_scale_against_one_thread() {
+        let at = |threads: u32, r: Figures| Figures { threads, ..r };
+        let results = vec![
+            at(1, row("q8_0", &wasm_threads_engine(1), 100.0, 20.0)),
+            at(2, row("q8_0", &wasm_threads_engine(2), 190.0, 36.0)),
+            at(1, row("q8_0", &llama_cpp_engine(1), 200.0, 40.0)),
+            at(2, row("q8_0", &llama_cpp_engine(2), 400.0, 60.0)),
+        ];
+        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results });
+        assert!(md.contains("| q8_0 (threaded module) | 2 | 0.60 | 0.47 |"), "{md}");
+        assert!(md.contains("| q8_0 (threaded module) | 1 | 0.50 | 0.50 |"), "{md}");
+        assert!(md.contains("| q8_0 | ours (threaded module) | 2 | 1.80 | 1.90 |"), "{md}");
+        assert!(md.contains("| q8_0 | llama.cpp | 2 | 1.50 | 2.00 |"), "{md}");
     }
 }

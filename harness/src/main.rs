@@ -133,6 +133,13 @@ struct BenchArgs {
     /// default one on the same package.
     #[arg(long)]
     wasm_relaxed: Option<PathBuf>,
+    /// The threaded module (`make wasm-threads`): adds rows at each of --thread-counts, and
+    /// llama.cpp rows at the same counts.
+    #[arg(long)]
+    wasm_threads: Option<PathBuf>,
+    /// Thread counts for the threaded module and llama.cpp (with --wasm-threads).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    thread_counts: Vec<u32>,
     #[arg(long, default_value = ".cache")]
     cache: PathBuf,
     /// An existing llama-cpp-python (a folder holding `llama_cpp/`, put on PYTHONPATH; default
@@ -624,6 +631,8 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
     let wasm_path = wasm.clone().unwrap_or_else(harness::default_wasm_path);
     let module = ModuleFile::load(&wasm_path)?;
     let relaxed = a.wasm_relaxed.as_deref().map(ModuleFile::load).transpose()?;
+    let threaded = a.wasm_threads.as_deref().map(ModuleFile::load).transpose()?;
+    let llama_threads: Vec<u32> = if threaded.is_some() { a.thread_counts.clone() } else { vec![1] };
     let cfg = BenchConfig {
         runs: a.runs,
         prompt_tokens: a.prompt_tokens,
@@ -677,6 +686,14 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
             eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", r.load_ms, r.prefill_tokens_per_s, r.decode_tokens_per_s);
             results.push(r);
         }
+        if let Some(threaded) = &threaded {
+            for &n in &a.thread_counts {
+                eprintln!("{q}: wasm, threaded module, {n} thread(s)…");
+                let r = bench_wasm_threads(threaded, n, q, &wasm_threads_engine(n), &package, &cfg)?;
+                eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", r.load_ms, r.prefill_tokens_per_s, r.decode_tokens_per_s);
+                results.push(r);
+            }
+        }
         let mut rt = Runtime::new(&module)?;
         rt.load_model(&std::fs::read(&package)?, 512)?;
         let prompt = prompt_of(&mut rt, a.prompt_tokens)?;
@@ -688,10 +705,12 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
             results.push(n);
         }
         if let (true, Some(llama_gguf)) = (a.llama_cpp, llama_gguf) {
-            eprintln!("{q}: llama.cpp…");
-            let l = bench_llama_cpp(&python, &a.cache, q, llama_gguf, &prompt, &cfg)?;
-            eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", l.load_ms, l.prefill_tokens_per_s, l.decode_tokens_per_s);
-            results.push(l);
+            for &n in &llama_threads {
+                eprintln!("{q}: llama.cpp, {n} thread(s)…");
+                let l = bench_llama_cpp(&python, &a.cache, q, llama_gguf.clone(), &prompt, &cfg, n)?;
+                eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", l.load_ms, l.prefill_tokens_per_s, l.decode_tokens_per_s);
+                results.push(l);
+            }
         }
     }
     let report = Report { machine: machine_description(), module_bytes: std::fs::metadata(&wasm_path)?.len(), results };
