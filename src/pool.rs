@@ -93,6 +93,89 @@ pub fn for_each_column_block(out: &mut [f32], width: usize, min_cols: usize, f: 
     run(n_chunks, &run_chunk);
 }
 
+/// Calls `f` once per block of consecutive units of `out` (units of `unit_len` elements, `out.len()`
+/// a multiple of it), each block of at least `min_units` units (except possibly the last) and with
+/// exclusive access to its part of `out`, on whichever threads of the pool are free.
+pub fn for_each_unit_block(out: &mut [f32], unit_len: usize, min_units: usize, f: &(dyn Fn(Range<usize>, &mut [f32]) + Sync)) {
+    let n_units = out.len().checked_div(unit_len).unwrap_or(0);
+    if n_units == 0 {
+        return;
+    }
+    let n_chunks = (n_units / min_units.max(1)).clamp(1, threads() as usize * CHUNKS_PER_THREAD).min(u16::MAX as usize);
+    let ptr = out.as_mut_ptr() as usize;
+    let run_chunk = |c: usize| {
+        let units = c * n_units / n_chunks..(c + 1) * n_units / n_chunks;
+        // SAFETY: `units` lies inside `0..n_units` and the chunks of one call partition it, each
+        // run exactly once, so this sub-slice of `out` (borrowed mutably for the whole call) is
+        // disjoint from every other chunk's and nothing else touches it while `f` runs.
+        let block = unsafe { core::slice::from_raw_parts_mut((ptr as *mut f32).add(units.start * unit_len), units.len() * unit_len) };
+        f(units, block);
+    };
+    run(n_chunks, &run_chunk);
+}
+
+/// Scratch buffers for pool jobs: `n_slots` slices of `slot_len` f32s. A chunk borrows a free one
+/// for as long as it runs ([`ScratchSlots::with_slot`]), so jobs need no per-thread state and the
+/// results do not depend on which slot a chunk got (a chunk overwrites what it reads).
+pub struct ScratchSlots {
+    buf: alloc::vec::Vec<f32>,
+    slot_len: usize,
+    /// Bit `i`: slot `i` is borrowed.
+    in_use: core::sync::atomic::AtomicU64,
+}
+
+/// Most slots a [`ScratchSlots`] holds (bits of its mask).
+const MAX_SLOTS: usize = 64;
+
+impl ScratchSlots {
+    pub fn try_new(n_slots: usize, slot_len: usize) -> Result<ScratchSlots, alloc::collections::TryReserveError> {
+        let mut slots = ScratchSlots { buf: alloc::vec::Vec::new(), slot_len, in_use: core::sync::atomic::AtomicU64::new(0) };
+        slots.try_grow(n_slots)?;
+        Ok(slots)
+    }
+
+    pub fn n_slots(&self) -> usize {
+        self.buf.len().checked_div(self.slot_len).unwrap_or(0)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.buf.len() * 4
+    }
+
+    /// At least `n_slots` slots (at most 64): called between jobs, so a pool that gained workers
+    /// gets one slot per thread. Fails without changing anything.
+    pub fn try_grow(&mut self, n_slots: usize) -> Result<(), alloc::collections::TryReserveError> {
+        let want = n_slots.min(MAX_SLOTS) * self.slot_len;
+        if want > self.buf.len() {
+            self.buf.try_reserve_exact(want - self.buf.len())?;
+            self.buf.resize(want, 0.0);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a slot no other chunk holds, waiting (spinning) while all are borrowed.
+    pub fn with_slot<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+        let n = self.n_slots();
+        assert!(n > 0, "ScratchSlots without slots");
+        let slot = loop {
+            let used = self.in_use.load(Acquire);
+            let free = (!used).trailing_zeros() as usize;
+            if free < n && self.in_use.compare_exchange_weak(used, used | 1 << free, AcqRel, Acquire).is_ok() {
+                break free;
+            }
+            core::hint::spin_loop();
+        };
+        // SAFETY: bit `slot` of `in_use` is ours until the release below, so no other chunk
+        // borrows this slice meanwhile; it lies inside `buf` (slot < n_slots), which `&self` keeps
+        // alive and unmoved (`try_grow` needs `&mut self`).
+        let scratch = unsafe { core::slice::from_raw_parts_mut((self.buf.as_ptr() as *mut f32).add(slot * self.slot_len), self.slot_len) };
+        let r = f(scratch);
+        self.in_use.fetch_and(!(1 << slot), Release);
+        r
+    }
+}
+
 /// Threads that take part in a job: the caller plus the workers now inside `worker_run`.
 pub fn threads() -> u32 {
     1 + imp::running_workers()
@@ -132,6 +215,9 @@ mod imp {
         done: AtomicU32,
         /// Bumped when a job is published or the workers are told to stop; workers sleep on it.
         wake: AtomicI32,
+        /// Workers about to sleep or asleep on `wake`: publishing notifies only when there are some
+        /// (a notify is a call into the host, too dear for every matrix product of a decode step).
+        sleeping: AtomicU32,
         /// Bumped by `stop_workers`; a worker returns when it differs from its value at entry.
         stop: AtomicU32,
         /// Workers inside `worker_run`.
@@ -147,6 +233,7 @@ mod imp {
         job: AtomicUsize::new(0),
         done: AtomicU32::new(0),
         wake: AtomicI32::new(0),
+        sleeping: AtomicU32::new(0),
         stop: AtomicU32::new(0),
         running: AtomicU32::new(0),
         busy: AtomicU64::new(0),
@@ -269,10 +356,14 @@ mod imp {
                 core::hint::spin_loop();
                 spins += 1;
             }
+            // Announce the sleep before re-checking `wake` inside the wait: a publisher bumps `wake`
+            // before it reads `sleeping` (both SeqCst), so either it sees us and notifies, or our
+            // wait sees the new `wake` and returns at once. No wake-up is lost.
+            POOL.sleeping.fetch_add(1, SeqCst);
             // SAFETY: `wake` is a live, aligned i32 in linear memory; waiting returns at once if it
-            // no longer holds `wake` (a job or a stop was published after we read it), so no
-            // wake-up is lost. Only workers wait, and hosts run them where waiting is allowed.
+            // no longer holds `wake`. Only workers wait, and hosts run them where waiting is allowed.
             unsafe { memory_atomic_wait32(POOL.wake.as_ptr(), wake, -1) };
+            POOL.sleeping.fetch_sub(1, SeqCst);
         }
         POOL.running.fetch_sub(1, AcqRel);
         POOL.busy.fetch_and(!bit, AcqRel);
@@ -285,9 +376,11 @@ mod imp {
     }
 
     fn wake_all() {
-        POOL.wake.fetch_add(1, Release);
-        // SAFETY: `wake` is a live, aligned i32 in linear memory; notify only wakes waiters.
-        unsafe { memory_atomic_notify(POOL.wake.as_ptr(), u32::MAX) };
+        POOL.wake.fetch_add(1, SeqCst);
+        if POOL.sleeping.load(SeqCst) > 0 {
+            // SAFETY: `wake` is a live, aligned i32 in linear memory; notify only wakes waiters.
+            unsafe { memory_atomic_notify(POOL.wake.as_ptr(), u32::MAX) };
+        }
     }
 
     /// Takes and runs chunks of the current job until none is left unclaimed.
@@ -376,6 +469,27 @@ mod tests {
                 assert_eq!(*v, i as f32 + 1.0, "rows {rows} width {width}");
             }
         }
+    }
+
+    #[test]
+    fn unit_blocks_cover_every_unit_once_and_slots_are_exclusive() {
+        let slots = ScratchSlots::try_new(2, 3).unwrap();
+        for (n_units, unit_len, min_units) in [(1, 4, 1), (7, 3, 2), (40, 2, 1)] {
+            let mut out = vec![0.0f32; n_units * unit_len];
+            for_each_unit_block(&mut out, unit_len, min_units, &|units, block| {
+                assert_eq!(block.len(), units.len() * unit_len);
+                slots.with_slot(|scratch| {
+                    scratch.fill(units.start as f32);
+                    for (u, v) in units.clone().zip(block.chunks_exact_mut(unit_len)) {
+                        v.fill(u as f32 + scratch[0] - units.start as f32);
+                    }
+                });
+            });
+            for (i, v) in out.iter().enumerate() {
+                assert_eq!(*v, (i / unit_len) as f32);
+            }
+        }
+        assert_eq!(slots.in_use.load(core::sync::atomic::Ordering::Relaxed), 0, "every slot is given back");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::buffer::AlignedBytes;
 use crate::error::{oom, Error, Result, Status};
 use crate::field;
 use crate::format::{Hyperparams, Package, TensorEntry};
+use crate::pool;
 use crate::quant::{self, QuantizedInputs};
 
 pub mod arch;
@@ -139,16 +140,17 @@ struct LayerRing {
 
 /// Activation buffers, allocated once per model. Shapes with `B` = `MAX_BATCH` rows.
 struct Scratch {
-    x: Vec<f32>,          // [B, dim] residual stream
-    xb: Vec<f32>,         // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
-    xb2: Vec<f32>,        // [B, dim] projection output
-    q: Vec<f32>,          // [B, q_dim]
-    k: Vec<f32>,          // [B, kv_dim]
-    v: Vec<f32>,          // [B, kv_dim]
-    hb: Vec<f32>,         // [B, ffn_dim] gate
-    hb2: Vec<f32>,        // [B, ffn_dim] up
-    att: Vec<f32>,        // [n_heads / n_kv_heads, context_len] scores of one KV head's query heads
-    kv_row: Vec<f32>,     // [head_dim] one key or value widened from an f16 cache
+    x: Vec<f32>,   // [B, dim] residual stream
+    xb: Vec<f32>,  // [B, max(dim, q_dim)] normed input (stride dim) / attention output (stride q_dim)
+    xb2: Vec<f32>, // [B, dim] projection output
+    q: Vec<f32>,   // [B, q_dim]
+    k: Vec<f32>,   // [B, kv_dim]
+    v: Vec<f32>,   // [B, kv_dim]
+    hb: Vec<f32>,  // [B, ffn_dim] gate
+    hb2: Vec<f32>, // [B, ffn_dim] up
+    // Per attention chunk (one per thread): [n_heads / n_kv_heads, context_len] scores of one KV
+    // head's query heads, then [head_dim] for one key or value widened from an f16 cache.
+    att_slots: pool::ScratchSlots,
     rope: Vec<f32>,       // [B, head_dim] cos, sin interleaved per batch position
     rope_local: Vec<f32>, // [B, head_dim] the same for the local layers' base (empty without a window)
     logits: Vec<f32>,     // [vocab_size]
@@ -312,8 +314,7 @@ impl Model {
             v: alloc(b * kv_dim)?,
             hb: alloc(b * ffn)?,
             hb2: alloc(b * ffn)?,
-            att: alloc((p.n_heads / p.n_kv_heads) as usize * context_len)?,
-            kv_row: alloc(p.head_dim())?,
+            att_slots: pool::ScratchSlots::try_new(1, att_slot_len(&p, context_len)).map_err(|_| oom("scratch.att", att_slot_len(&p, context_len) * 4))?,
             rope: alloc(b * p.head_dim())?,
             rope_local: alloc(if p.sliding_window > 0 { b * p.head_dim() } else { 0 })?,
             logits: alloc(vocab)?,
@@ -327,8 +328,7 @@ impl Model {
             + scratch.v.len()
             + scratch.hb.len()
             + scratch.hb2.len()
-            + scratch.att.len()
-            + scratch.kv_row.len()
+            + scratch.att_slots.bytes() / 4
             + scratch.rope.len()
             + scratch.rope_local.len()
             + scratch.logits.len();
@@ -357,6 +357,7 @@ impl Model {
     pub fn kv_dtype(&self) -> KvDtype {
         self.kv.dtype
     }
+    /// Activation buffers in bytes, attention slots for every thread that has run included.
     pub fn scratch_bytes(&self) -> usize {
         self.scratch_bytes
     }
@@ -398,6 +399,15 @@ impl Model {
     /// activation quantizer was sized at load for a full batch, so it does not allocate here; if
     /// it ever had to and could not, the error comes back before `kv.len` moves.
     fn forward_batch(&mut self, tokens: &[u32], want_logits: bool) -> Result<()> {
+        let threads = pool::threads() as usize;
+        if self.scratch.att_slots.n_slots() < threads {
+            // A slot per thread lets them all run attention at once; if memory refuses, the
+            // threads take turns on the slots there are, with the same bits.
+            let before = self.scratch.att_slots.bytes();
+            if self.scratch.att_slots.try_grow(threads).is_ok() {
+                self.scratch_bytes += self.scratch.att_slots.bytes() - before;
+            }
+        }
         let p = self.package.hparams;
         let n = tokens.len();
         let (dim, q_dim, kv_dim, ffn) = (p.dim as usize, p.q_dim(), p.kv_dim(), p.ffn_dim as usize);
@@ -458,11 +468,20 @@ impl Model {
                 self.kv.values.write(at, &s.v[i * kv_dim..(i + 1) * kv_dim]);
             }
             let cache = LayerCache { keys: &self.kv.keys, values: &self.kv.values, ring };
-            for i in 0..n {
-                let n_pos = pos0 + i + 1;
-                let first = if local { n_pos.saturating_sub(p.sliding_window as usize) } else { 0 };
-                attention(&s.q[i * q_dim..(i + 1) * q_dim], &cache, first..n_pos, &p, &mut s.att, &mut s.kv_row, &mut s.xb[i * q_dim..(i + 1) * q_dim]);
-            }
+            // One unit per (token, KV head): its query heads' outputs are consecutive in `xb`.
+            let n_kv_heads = p.n_kv_heads as usize;
+            let (q, slots) = (&s.q, &s.att_slots);
+            let group_len = q_dim / n_kv_heads;
+            pool::for_each_unit_block(&mut s.xb[..n * q_dim], group_len, 1, &|units, out| {
+                slots.with_slot(|scratch| {
+                    for (unit, out) in units.zip(out.chunks_exact_mut(group_len)) {
+                        let (i, g) = (unit / n_kv_heads, unit % n_kv_heads);
+                        let n_pos = pos0 + i + 1;
+                        let first = if local { n_pos.saturating_sub(p.sliding_window as usize) } else { 0 };
+                        attention(&q[i * q_dim..(i + 1) * q_dim], &cache, first..n_pos, g, &p, scratch, out);
+                    }
+                })
+            });
             s.xq.new_input();
             matmul(bytes, t(layer.attn_output), &s.xb, &mut s.xq, n, &mut s.xb2)?;
             if let Some([post_attn, _]) = layer.post_norms {
@@ -625,43 +644,50 @@ impl LayerCache<'_> {
     }
 }
 
-/// Causal grouped-query attention for one query token over cached positions `positions` of one
-/// layer (`0..=p` for a query at position `p`; a local layer's window is a suffix of that).
-/// `q`, `out`: [n_heads·head_dim]; `att`: [n_heads / n_kv_heads, context_len].
+/// Causal grouped-query attention for one query token and one KV head `g` over cached positions
+/// `positions` of one layer (`0..=p` for a query at position `p`; a local layer's window is a
+/// suffix of that). `q`: [n_heads·head_dim], the token's queries; `out`: [group·head_dim], the
+/// outputs of the query heads sharing KV head `g`; `scratch`: an attention slot
+/// ([`att_slot_len`]).
 ///
-/// The loop runs over KV heads so each cached key and value is read (and, from an f16 cache,
-/// widened) once for all the query heads sharing it. Per query head the arithmetic is the plain
-/// order: scores `dot(q_h, k_t) · scale` for `t = 0, 1, …`, softmax, then `out_h += a_t · v_t` for
-/// `t = 0, 1, …`.
-fn attention(q: &[f32], cache: &LayerCache<'_>, positions: core::ops::Range<usize>, p: &Hyperparams, att: &mut [f32], kv_row: &mut [f32], out: &mut [f32]) {
+/// Each cached key and value is read (and, from an f16 cache, widened) once for all the query
+/// heads sharing it. Per query head the arithmetic is the plain order: scores
+/// `dot(q_h, k_t) · scale` for `t = 0, 1, …`, softmax, then `out_h += a_t · v_t` for `t = 0, 1, …`.
+/// KV heads are independent, so they may run on different threads with the same bits.
+fn attention(q: &[f32], cache: &LayerCache<'_>, positions: core::ops::Range<usize>, g: usize, p: &Hyperparams, scratch: &mut [f32], out: &mut [f32]) {
     let head_dim = p.head_dim();
     let kv_dim = p.kv_dim();
     let group = (p.n_heads / p.n_kv_heads) as usize;
     let scale = 1.0 / libm::sqrtf(head_dim as f32);
+    let (att, kv_row) = scratch.split_at_mut(scratch.len() - head_dim);
     let stride = att.len() / group;
     let n_pos = positions.len();
-    for g in 0..p.n_kv_heads as usize {
-        let heads = g * group..(g + 1) * group;
-        for (i, t) in positions.clone().enumerate() {
-            let k = cache.keys.read(cache.at(t, kv_dim, g * head_dim), kv_row);
-            for (j, h) in heads.clone().enumerate() {
-                att[j * stride + i] = dot(&q[h * head_dim..(h + 1) * head_dim], k) * scale;
-            }
+    let heads = g * group..(g + 1) * group;
+    for (i, t) in positions.clone().enumerate() {
+        let k = cache.keys.read(cache.at(t, kv_dim, g * head_dim), kv_row);
+        for (j, h) in heads.clone().enumerate() {
+            att[j * stride + i] = dot(&q[h * head_dim..(h + 1) * head_dim], k) * scale;
         }
-        for j in 0..group {
-            softmax(&mut att[j * stride..j * stride + n_pos]);
-        }
-        out[heads.start * head_dim..heads.end * head_dim].fill(0.0);
-        for (i, t) in positions.clone().enumerate() {
-            let v = cache.values.read(cache.at(t, kv_dim, g * head_dim), kv_row);
-            for (j, h) in heads.clone().enumerate() {
-                let a = att[j * stride + i];
-                for (o, &vv) in out[h * head_dim..(h + 1) * head_dim].iter_mut().zip(v) {
-                    *o += a * vv;
-                }
+    }
+    for j in 0..group {
+        softmax(&mut att[j * stride..j * stride + n_pos]);
+    }
+    out.fill(0.0);
+    for (i, t) in positions.enumerate() {
+        let v = cache.values.read(cache.at(t, kv_dim, g * head_dim), kv_row);
+        for (j, o) in out.chunks_exact_mut(head_dim).enumerate() {
+            let a = att[j * stride + i];
+            for (o, &vv) in o.iter_mut().zip(v) {
+                *o += a * vv;
             }
         }
     }
+}
+
+/// One attention slot: scores of a KV head's query heads over the whole context, and one widened
+/// key or value row.
+fn att_slot_len(p: &Hyperparams, context_len: usize) -> usize {
+    (p.n_heads / p.n_kv_heads) as usize * context_len + p.head_dim()
 }
 
 fn softmax(x: &mut [f32]) {
