@@ -707,7 +707,7 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
         if let (true, Some(llama_gguf)) = (a.llama_cpp, llama_gguf) {
             for &n in &llama_threads {
                 eprintln!("{q}: llama.cpp, {n} thread(s)…");
-                let l = bench_llama_cpp(&python, &a.cache, q, llama_gguf.clone(), &prompt, &cfg, n)?;
+                let l = bench_llama_cpp(&python, &a.cache, q, llama_gguf, &prompt, &cfg, n)?;
                 eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", l.load_ms, l.prefill_tokens_per_s, l.decode_tokens_per_s);
                 results.push(l);
             }
