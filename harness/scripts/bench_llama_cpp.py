@@ -2,15 +2,18 @@
 """llama.cpp side of `trl bench`: load, prefill and decode timings as JSON, at --threads threads.
 
 The shipped SmolLM2 GGUF is Q4_1; with --quant, other storage modes are made from it with llama.cpp's
-own quantizer (cached in --cache as smollm2-QUANT.gguf). Without --quant the GGUF runs as given
+own quantizer (cached in --cache as smollm2-135m-instruct-QUANT.gguf, the name scripts/fetch_models.py
+gives the requantized files it checks, so `make bench` runs the very Q4_K_M file its package was
+packed from). Without --quant the GGUF runs as given
 (the Qwen2.5 Q4_K_M files). Prefill evaluates the whole prompt in one batch; decode feeds back greedy tokens one
 at a time without stopping at end-of-generation, like `trl bench` does with IGNORE_EOG.
 """
 import argparse, json, os, statistics, sys, time
 import llama_cpp
 
-# llama_ftype values (llama.h): ALL_F32, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q4_K_M.
-FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q4_k_m": 15}
+# llama_ftype values (llama.h): ALL_F32, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q4_K_M,
+# MOSTLY_Q6_K (as quantize_gguf.py has them).
+FTYPES = {"f32": 0, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q4_k_m": 15, "q6_k": 18}
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--gguf", required=True)
@@ -24,7 +27,7 @@ a = ap.parse_args()
 
 path = a.gguf
 if a.quant is not None and a.quant != "q4_1":
-    path = os.path.join(a.cache, f"smollm2-{a.quant}.gguf")
+    path = os.path.join(a.cache, f"smollm2-135m-instruct-{a.quant}.gguf")
     if not os.path.exists(path):
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = FTYPES[a.quant]
