@@ -281,6 +281,17 @@ fn every_reference_is_of_a_manifest_gguf() {
 /// at four of the six splits the f64 pass's gap is below 0.07, and llama.cpp's own top-2 difference
 /// is up to 0.65 away from the f64 pass's there (on the other side of it once), so gaps below 0.3
 /// count as ties here.
+///
+/// 94.9 % is this model's noise floor, not an error we can remove (2026-12-07): any change of
+/// rounding moves ~45 of the 943 argmaxes. llama.cpp against itself: with an f32 KV cache instead
+/// of f16 it agrees with its own default on 901/943, with flash attention on 896/943. Ours against
+/// itself: only the attention q·k dot product summed in f64 instead of f32 moves 47 argmaxes
+/// (NLL at position 3 already by 0.19). Emulating llama.cpp's roundings one at a time or together —
+/// its f16 GELU table, its f16 KV cache with Q and the softmax probabilities rounded to f16 for the
+/// f16 mat-muls, its f32 iterated RoPE angles — gave 894–903/943 in the combinations run, every pair of
+/// these variants (and llama.cpp's) 32–53 flips apart with mean |Δ NLL| 0.076–0.086; most flips are
+/// where llama.cpp's top-2 gap is below 0.3. Only a bit-exact copy of one llama.cpp build would
+/// reach 98 %.
 #[test]
 fn gemma3_270m_matches_llama_cpp() {
     let bars = Bars { min_argmax_agreement: 0.945, gap_tie: 0.3, min_scored_tokens: ISSUE16_MIN_SCORED_TOKENS, ..ISSUE_BARS };
