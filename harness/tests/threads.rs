@@ -1,7 +1,7 @@
 //! The threaded flavour (`make wasm-threads`, `abi/THREADS.md`): the logits after every step and
 //! the tokens are bit-identical for 1, 2, 3 and 4 threads (more threads than this machine's cores
 //! included) and equal to the single-thread module's, for every storage mode of the real models
-//! (SmolLM2 f32, q8_0, q4_0, q4_1; the Q4_K_M mixes of Qwen2.5 and Gemma 3, whose tensors span
+//! (SmolLM2 f32, q8_0, q4_0, q4_1 and its llama.cpp-requantized Q4_K_M and Q6_K; the Q4_K_M mixes of Qwen2.5 and Gemma 3, whose tensors span
 //! q4_K, q5_0, q6_K, q8_0, f16 and f32), for the synthetic qwen2/qwen3/gemma3 families, greedy and
 //! seeded sampling, f32 and f16 KV caches. A generation stopped between steps and followed by a new
 //! prompt gives the new prompt's tokens; a worker that cannot get its stack is a status, not a hang.
@@ -101,7 +101,7 @@ fn real_package(name: &str) -> Vec<u8> {
 
 #[test]
 fn smollm2_every_storage_mode_same_bits_for_any_thread_count() {
-    for mode in ["f32", "q8_0", "q4_0", "q4_1"] {
+    for mode in ["f32", "q8_0", "q4_0", "q4_1", "q4_k_m", "q6_k"] {
         let package = real_package(&format!("smollm2-135m-{mode}.slm"));
         let name = format!("SmolLM2 {mode}");
         check(&Case { name: &name, package: &package, prompt: "The three primary colors are", n_new: 6, sampling: greedy(), load_flags: 0 });
