@@ -272,6 +272,12 @@ mod imp {
         }
     }
 
+    impl Default for LockedDlmalloc {
+        fn default() -> LockedDlmalloc {
+            LockedDlmalloc::new()
+        }
+    }
+
     // SAFETY: every access to the heap goes through `with_heap`, which holds the lock.
     unsafe impl Sync for LockedDlmalloc {}
 
