@@ -9,7 +9,8 @@
 //     for await (const text of lm.chat([{ role: "user", content: "Hi!" }])) process.stdout.write(text);
 //
 // Threads (abi/THREADS.md): load the threaded module (`make wasm-threads`) and the wrapper starts its
-// workers (Node `worker_threads`, Web Workers in browsers and Deno), one per core unless told:
+// workers (`node:worker_threads` in Node and Deno, module Web Workers in browsers), one per core
+// unless told:
 //
 //     const lm = await TinyRustLM.load(DEFAULT_THREADS_WASM_URL, { threads: 2 });
 //     lm.threads;                // 2, or 1 with lm.threadsFallbackReason saying why
@@ -640,10 +641,10 @@ export class TinyRustLM {
    * Compiles (or reuses) the module and instantiates it.
    *
    * With the threaded flavour (`make wasm-threads`, {@link DEFAULT_THREADS_WASM_URL}) the wrapper
-   * makes the shared memory and starts `threads - 1` worker threads (abi/THREADS.md: Node
-   * `worker_threads`, a module `Worker` in browsers and Deno), and resolves once every one of them
-   * works on the model's matrix products; the output is bit-identical for any thread count. Workers
-   * do not keep a Node process alive; {@link close} stops them.
+   * makes the shared memory and starts `threads - 1` worker threads (abi/THREADS.md: Node's and
+   * Deno's `node:worker_threads`, a module `Worker` in browsers), and resolves once every one of
+   * them works on the model's matrix products; the output is bit-identical for any thread count.
+   * Workers do not keep a Node or Deno process alive; {@link close} stops them.
    *
    * Where memory cannot be shared (a page that is not cross-origin isolated, no SharedArrayBuffer,
    * no Worker), the threaded module cannot even be instantiated: `options.fallback`, the
