@@ -214,21 +214,22 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-# Serves the repository on 127.0.0.1 and prints the page's address (Ctrl-C stops it).
-demo: wasm
+# Serves the repository on 127.0.0.1 (cross-origin isolated: COOP/COEP) and prints the page's
+# address (Ctrl-C stops it). The page runs the threaded module on every core, or the single-thread one.
+demo: wasm wasm-threads
 	$(PYTHON) web/serve.py --port $(DEMO_PORT)
 
 # The wrapper under Node (against `trl`, byte for byte) and the demo page in headless Chromium,
 # SmolLM2, the Qwen2.5-Coder packages (the 1.5B is the browser test of the largest model) and Gemma 3
-# 270M (Node).
-test-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(QWEN05) $(QWEN15) $(GEMMA) $(WEB_DEPS) $(CHROMIUM)
+# 270M (Node); the threaded module on 1-4 threads in Node, 2 in Deno, every core in Chromium.
+test-web: wasm wasm-threads harness $(MODELS)/smollm2-135m-q8_0.slm $(QWEN05) $(QWEN15) $(GEMMA) $(WEB_DEPS) $(CHROMIUM)
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node --test tests/
 
 # Prefill and decode tokens/s in Chromium for the q8_0, q4_0 and q4_1 packages, side by side with
 # wllama (llama.cpp in WebAssembly, npm, 1 thread) on GGUFs of the same weights (figures only).
 # Results land in target/bench/web.{json,md}.
 BENCH_WEB_GGUFS := $(MODELS)/smollm2-135m-q8_0.gguf $(MODELS)/smollm2-135m-q4_0.gguf
-bench-web: wasm harness $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(BENCH_WEB_GGUFS) $(WEB_DEPS) $(CHROMIUM)
+bench-web: wasm wasm-threads harness $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(BENCH_WEB_GGUFS) $(WEB_DEPS) $(CHROMIUM)
 	cd web && CHROMIUM=$(CHROMIUM) TRL_MODELS=$(abspath $(MODELS)) node tests/bench-web.mjs $(BENCH_WEB_ARGS)
 
 # GGUFs in other storage modes for wllama, made from the shipped Q4_1 GGUF by llama.cpp's own

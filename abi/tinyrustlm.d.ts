@@ -91,6 +91,10 @@ export const ChatTemplateName: Readonly<Record<number, "none" | "chatml" | "chat
 export const SMOLLM_SYSTEM: string;
 /** Where `make wasm` puts the module, relative to tinyrustlm.mjs. */
 export const DEFAULT_WASM_URL: URL;
+/** Where `make wasm-threads` puts the threaded module, relative to tinyrustlm.mjs. */
+export const DEFAULT_THREADS_WASM_URL: URL;
+/** The script each worker thread runs (tinyrustlm-worker.mjs beside tinyrustlm.mjs). */
+export const WORKER_URL: URL;
 /** Greedy decoding with the header's defaults. */
 export const DEFAULT_SAMPLING: Readonly<Required<SamplingOptions>>;
 
@@ -112,6 +116,9 @@ export type ModelSource = ArrayBuffer | ArrayBufferView | Blob | Response | URL 
 
 /** Compiles the module (streaming when fetched with the application/wasm type). */
 export function compileModule(source?: WasmSource): Promise<WebAssembly.Module>;
+/** The declared limits (64 KiB pages) of the threaded module's imported memory; null for a module
+ *  that owns its memory (the single-thread flavours). */
+export function importedMemoryLimits(module: WebAssembly.Module): Promise<{ minimum: number; maximum: number | null; shared: boolean } | null>;
 
 /** The 128-byte diagnostics record (layout version 1), field names as in the header. */
 export interface Diagnostics {
@@ -270,12 +277,39 @@ export interface EvalResult {
   sidecar: any;
 }
 
+/** Options of TinyRustLM.load for the threaded module (abi/THREADS.md). */
+export interface LoadOptions {
+  /** Threads in all (the leader and threads - 1 workers) for the threaded module; default: the
+   *  host's cores (`os.availableParallelism()`, `navigator.hardwareConcurrency`), at most 64. */
+  threads?: number;
+  /** The single-thread module loaded where memory cannot be shared (a page that is not
+   *  cross-origin isolated); default DEFAULT_WASM_URL; null: throw instead. */
+  fallback?: WasmSource | null;
+  /** The shared memory's maximum in bytes (threaded module only; default 4 GiB). */
+  maxMemoryBytes?: number;
+  /** The worker script; default WORKER_URL. */
+  workerUrl?: string | URL;
+}
+
 /** One instance of the module: one model, one conversation at a time. */
 export class TinyRustLM {
-  /** Compiles (or reuses) the module and instantiates it. */
-  static load(wasm?: WasmSource): Promise<TinyRustLM>;
-  /** Wraps an instance that was given the `env.trl_now_ms` import. */
-  constructor(instance: WebAssembly.Instance);
+  /**
+   * Compiles (or reuses) the module and instantiates it. The threaded module gets a shared memory
+   * and threads - 1 workers (resolves when all work); where memory cannot be shared the fallback
+   * single-thread module is loaded and threadsFallbackReason says why.
+   */
+  static load(wasm?: WasmSource, options?: LoadOptions): Promise<TinyRustLM>;
+  /** Wraps an instance that was given the module's imports (`env.trl_now_ms`; for the threaded
+   *  module also `env.memory`, passed here as `memory`). Starts no workers. */
+  constructor(instance: WebAssembly.Instance, options?: { memory?: WebAssembly.Memory });
+  /** Threads sharing the work: 1 + running workers (1 for the single-thread module, after close()). */
+  readonly threads: number;
+  /** Whether this instance runs the threaded module (shared memory). */
+  readonly threaded: boolean;
+  /** Why this instance runs on 1 thread although threads were asked for, or null. */
+  threadsFallbackReason: string | null;
+  /** Stops and joins the workers; the instance keeps working alone with the same output. */
+  close(): Promise<void>;
   /** Optional exports present in this build. */
   readonly features: Readonly<{ adapters: boolean; evaluate: boolean }>;
   readonly abiVersion: number;

@@ -8,6 +8,17 @@
 //     await lm.loadModel("smollm2-135m-q8_0.slm", { onProgress: (p) => console.log(p.loaded, p.total) });
 //     for await (const text of lm.chat([{ role: "user", content: "Hi!" }])) process.stdout.write(text);
 //
+// Threads (abi/THREADS.md): load the threaded module (`make wasm-threads`) and the wrapper starts its
+// workers (`node:worker_threads` in Node and Deno, module Web Workers in browsers), one per core
+// unless told:
+//
+//     const lm = await TinyRustLM.load(DEFAULT_THREADS_WASM_URL, { threads: 2 });
+//     lm.threads;                // 2, or 1 with lm.threadsFallbackReason saying why
+//     await lm.close();          // stops and joins the workers (the instance keeps working alone)
+//
+// Where memory cannot be shared (a page that is not cross-origin isolated) it loads the
+// single-thread module instead, sets `threadsFallbackReason` and warns on the console once.
+//
 // Conventions
 // - Methods and options are camelCase. Records that mirror a record of the ABI or of `trl ... --json`
 //   (diagnostics, generation results) keep its snake_case field names, so the C header, the CLI's JSON
@@ -141,6 +152,8 @@ const DIAGNOSTICS_LEN = 128;
 const SCRATCH_CAP = 16384;
 /** `last_error` messages are short; longer ones are cut here (must not exceed SCRATCH_CAP). */
 const ERROR_CAP = 4096;
+/** The buffer `last_error` is read into when there is no memory for the scratch buffer. */
+const SMALL_ERROR_CAP = 512;
 /** Largest buffer wasm32 can address (`alloc` takes a u32). */
 const MAX_U32 = 0xffffffff;
 
@@ -246,6 +259,12 @@ function asBytes(source) {
 /** Where `make wasm` puts the module, relative to this file (used when no source is given). */
 export const DEFAULT_WASM_URL = new URL("../target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
 
+/** Where `make wasm-threads` puts the threaded module, relative to this file. */
+export const DEFAULT_THREADS_WASM_URL = new URL("../target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
+
+/** The script each worker thread runs (beside this file). */
+export const WORKER_URL = new URL("./tinyrustlm-worker.mjs", import.meta.url);
+
 /**
  * Compiles the TinyRustLM module (it can then be instantiated many times).
  * Sources: a URL or URL string (fetched and compiled while it streams in; in Node a path or file:
@@ -257,24 +276,135 @@ export const DEFAULT_WASM_URL = new URL("../target/wasm32-unknown-unknown/wasm/t
 export async function compileModule(source = DEFAULT_WASM_URL) {
   if (source instanceof WebAssembly.Module) return source;
   const bytes = asBytes(source);
-  if (bytes) return WebAssembly.compile(bytes);
+  if (bytes) return compileBytes(bytes);
   const path = nodeFilePath(source);
   if (path !== null) {
     const { readFile } = await import("node:fs/promises");
-    return WebAssembly.compile(await readFile(path));
+    return compileBytes(await readFile(path));
   }
   const response = typeof Response !== "undefined" && source instanceof Response ? source : await fetch(source);
   if (!response.ok) throw new Error(`fetching the module: HTTP ${response.status} ${response.statusText} for ${response.url || source}`);
   if (typeof WebAssembly.compileStreaming === "function" && (response.headers.get("content-type") || "").startsWith("application/wasm")) {
-    return WebAssembly.compileStreaming(response);
+    // A copy of the body is kept for the memory import's limits (read only for the threaded flavour).
+    const copy = response.clone();
+    const module = await WebAssembly.compileStreaming(response);
+    if (importsMemory(module)) moduleLimits.set(module, memoryImportLimits(new Uint8Array(await copy.arrayBuffer())));
+    else copy.body?.cancel().catch(() => {});
+    return module;
   }
   // A server that does not say application/wasm: compile from the whole body instead.
-  return WebAssembly.compile(await response.arrayBuffer());
+  return compileBytes(new Uint8Array(await response.arrayBuffer()));
 }
 
-/** The module's one import: a monotonic clock in milliseconds, only used for tokens/s. */
-function imports() {
-  return { env: { trl_now_ms: () => performance.now() } };
+/** @private The declared limits of each compiled module's memory import, when its bytes were seen. */
+const moduleLimits = new WeakMap();
+
+async function compileBytes(bytes) {
+  const module = await WebAssembly.compile(bytes);
+  if (importsMemory(module)) moduleLimits.set(module, memoryImportLimits(bytes));
+  return module;
+}
+
+/** Whether a module imports its memory (`env.memory`: the threaded flavour) instead of exporting it. */
+function importsMemory(module) {
+  return WebAssembly.Module.imports(module).some((i) => i.kind === "memory" && i.module === "env" && i.name === "memory");
+}
+
+/**
+ * @private Reads the limits of the `env.memory` import from a module's bytes (the import section;
+ * JavaScript's reflection does not give them): { minimum, maximum, shared } in 64 KiB pages.
+ */
+function memoryImportLimits(bytes) {
+  let at = 8; // magic and version
+  const byte = () => {
+    if (at >= bytes.length) throw new Error("the module's import section ends early");
+    return bytes[at++];
+  };
+  const uleb = () => {
+    let result = 0;
+    let scale = 1;
+    for (;;) {
+      const b = byte();
+      result += (b & 0x7f) * scale;
+      if (b < 0x80) return result;
+      scale *= 128;
+    }
+  };
+  const name = () => {
+    const len = uleb();
+    at += len;
+    return decoder.decode(bytes.subarray(at - len, at));
+  };
+  const limits = () => {
+    const flags = byte();
+    const minimum = uleb();
+    const maximum = flags & 1 ? uleb() : null;
+    return { minimum, maximum, shared: (flags & 2) !== 0 };
+  };
+  while (at < bytes.length) {
+    const id = byte();
+    const size = uleb();
+    const end = at + size;
+    if (id === 2) {
+      for (let n = uleb(); n > 0; n--) {
+        const [module, field, kind] = [name(), name(), byte()];
+        if (kind === 0) uleb(); // function: type index
+        else if (kind === 1) (byte(), limits()); // table: reference type, limits
+        else if (kind === 2) {
+          const l = limits();
+          if (module === "env" && field === "memory") return l;
+        } else if (kind === 3) (byte(), byte()); // global: value type, mutability
+        else if (kind === 4) (byte(), uleb()); // tag: attribute, type index
+        else throw new Error(`unknown import kind ${kind} in the module's import section`);
+      }
+    }
+    at = end;
+  }
+  throw new Error("the module imports no env.memory");
+}
+
+/**
+ * The declared limits of the threaded module's imported memory, in 64 KiB pages (a host makes the
+ * shared memory with these; abi/THREADS.md), or null for a module that owns its memory (the
+ * single-thread flavours). A module compiled elsewhere (whose bytes this wrapper never saw) is
+ * probed: the smallest shared memory it links against is its minimum.
+ * @param {WebAssembly.Module} module
+ * @returns {Promise<{ minimum: number, maximum: number | null, shared: boolean } | null>}
+ */
+export async function importedMemoryLimits(module) {
+  if (!importsMemory(module)) return null;
+  const known = moduleLimits.get(module);
+  if (known) return known;
+  const links = async (pages) => {
+    try {
+      await WebAssembly.instantiate(module, imports(new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true })));
+      return true;
+    } catch (e) {
+      if (e instanceof WebAssembly.LinkError) return false;
+      throw e;
+    }
+  };
+  let [low, high] = [0, 1];
+  while (!(await links(high))) [low, high] = [high, high * 2];
+  while (high - low > 1) {
+    const mid = (low + high) >>> 1;
+    if (await links(mid)) high = mid;
+    else low = mid;
+  }
+  const limits = { minimum: high, maximum: MAX_PAGES, shared: true };
+  moduleLimits.set(module, limits);
+  return limits;
+}
+
+/**
+ * The module's imports: a monotonic clock in milliseconds, only used for tokens/s, and for the
+ * threaded flavour the shared memory the host made.
+ * @param {WebAssembly.Memory} [memory]
+ */
+function imports(memory) {
+  const env = { trl_now_ms: () => performance.now() };
+  if (memory !== undefined) env.memory = memory;
+  return { env };
 }
 
 // ---- Diagnostics ----------------------------------------------------------------------------------
@@ -413,6 +543,95 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 const ADAPTER_EXPORTS = ["validate_adapter_delta", "apply_adapter_delta", "remove_last_adapter", "reset_adapters"];
 const EVAL_EXPORTS = ["run_eval"];
 
+// ---- Threads (abi/THREADS.md) -------------------------------------------------------------------
+
+/** The threaded flavour's extra exports (worker_run is called by tinyrustlm-worker.mjs). */
+const THREAD_EXPORTS = ["worker_stack_top", "worker_run", "stop_workers"];
+/** `TRL_MAX_WORKERS`: workers one instance can run, so at most MAX_WORKERS + 1 threads in all. */
+const MAX_WORKERS = 63;
+/** The shared memory's maximum in 64 KiB pages (4 GiB, the module's declared maximum). */
+const MAX_PAGES = 65536;
+/** How long load() waits for every worker to enter worker_run. */
+const WORKER_START_TIMEOUT_MS = 30_000;
+/** How long close() waits for a worker's worker_run to return before terminating it anyway. */
+const WORKER_STOP_TIMEOUT_MS = 5_000;
+
+/** Threads the host has: `os.availableParallelism()` in Node, `navigator.hardwareConcurrency` elsewhere. */
+async function hostThreads() {
+  if (isNode) {
+    const os = await import("node:os");
+    return typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+  }
+  return globalThis.navigator?.hardwareConcurrency || 1;
+}
+
+/** Why this host cannot run the threaded module, or null when it can. */
+function sharedMemoryUnavailable() {
+  if (globalThis.crossOriginIsolated === false) {
+    return "the page is not cross-origin isolated (crossOriginIsolated is false): shared memory needs the headers " +
+      "Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp";
+  }
+  if (typeof SharedArrayBuffer === "undefined") return "this host has no SharedArrayBuffer";
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  } catch (e) {
+    return `this host cannot make a shared WebAssembly.Memory (${e?.message ?? e})`;
+  }
+  if (!isNode && typeof Worker !== "function") return "this host has no Worker";
+  return null;
+}
+
+/**
+ * @private Starts one worker thread running tinyrustlm-worker.mjs with `data` ({ module, memory,
+ * index, top }). `done` resolves with worker_run's status when it returns, and rejects when the
+ * thread fails (a trap, a script that did not load, a thread that ended early).
+ */
+async function spawnWorker(url, data) {
+  let settle;
+  const done = new Promise((resolve, reject) => (settle = { resolve, reject }));
+  const onMessage = (m) => {
+    if (m?.type === "exit") settle.resolve(m.status);
+    else if (m?.type === "error") settle.reject(new Error(`worker ${data.index}: ${m.message}`));
+  };
+  let terminate;
+  // Deno runs `node:worker_threads` too, whose workers (unlike its Web Workers) can be unref'd.
+  if (isNode || typeof Deno !== "undefined") {
+    const { Worker: NodeWorker } = await import("node:worker_threads");
+    // The script is a file: options that apply to `node -e` code only are not passed on.
+    const execArgv = (globalThis.process?.execArgv ?? []).filter((a, i, all) => !a.startsWith("--input-type") && all[i - 1] !== "--input-type");
+    const w = new NodeWorker(url, { workerData: data, name: `tinyrustlm-worker-${data.index}`, execArgv });
+    w.on("message", onMessage);
+    w.on("error", (e) => settle.reject(new Error(`worker ${data.index}: ${e?.message ?? e}`)));
+    w.on("exit", (code) => settle.reject(new Error(`worker ${data.index}: its thread ended (exit code ${code}) before worker_run returned`)));
+    // A worker must never keep the process alive: close() ends it, and so does the process's exit
+    // (the thread is terminated: a worker parked in worker_run is woken for it). After the
+    // listeners, which would ref it again.
+    w.unref();
+    terminate = () => w.terminate().catch(() => {});
+  } else {
+    const w = new Worker(url, { type: "module", name: `tinyrustlm-worker-${data.index}` });
+    w.onmessage = (e) => onMessage(e.data);
+    w.onerror = (e) => {
+      e.preventDefault?.();
+      settle.reject(new Error(`worker ${data.index}: ${e.message || "the worker script failed to load"}`));
+    };
+    w.onmessageerror = () => settle.reject(new Error(`worker ${data.index}: a message could not be deserialized`));
+    w.postMessage(data);
+    terminate = () => w.terminate();
+  }
+  const worker = { index: data.index, done, settled: null, terminate };
+  done.then((status) => (worker.settled = { status }), (error) => (worker.settled = { error }));
+  return worker;
+}
+
+/** The status a module's error text starts with ("OUT_OF_MEMORY: ..."), or `fallback`. */
+function statusOfMessage(message, fallback) {
+  const name = /^([A-Z_]+):/.exec(message)?.[1];
+  return name !== undefined && name in Status ? Status[name] : fallback;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
  * One instance of the TinyRustLM module: one model, one conversation at a time.
  * Create it with {@link TinyRustLM.load}.
@@ -420,26 +639,77 @@ const EVAL_EXPORTS = ["run_eval"];
 export class TinyRustLM {
   /**
    * Compiles (or reuses) the module and instantiates it.
+   *
+   * With the threaded flavour (`make wasm-threads`, {@link DEFAULT_THREADS_WASM_URL}) the wrapper
+   * makes the shared memory and starts `threads - 1` worker threads (abi/THREADS.md: Node's and
+   * Deno's `node:worker_threads`, a module `Worker` in browsers), and resolves once every one of
+   * them works on the model's matrix products; the output is bit-identical for any thread count.
+   * Workers do not keep a Node or Deno process alive; {@link close} stops them.
+   *
+   * Where memory cannot be shared (a page that is not cross-origin isolated, no SharedArrayBuffer,
+   * no Worker), the threaded module cannot even be instantiated: `options.fallback`, the
+   * single-thread module, is loaded instead, on 1 thread; {@link threadsFallbackReason} says why and
+   * the reason is written once with `console.warn`. A single-thread module given `threads` > 1 also
+   * runs on 1 thread and says so.
    * @param {string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module} [wasm]
    *   the module; defaults to the `make wasm` build beside this checkout ({@link DEFAULT_WASM_URL})
+   * @param {LoadOptions} [options]
    * @returns {Promise<TinyRustLM>}
+   * @throws {TrlError} OUT_OF_MEMORY (no memory for a worker's stack; `maxMemoryBytes`), or the
+   *   status `worker_run` returned at once; an Error when a worker thread fails to start
    */
-  static async load(wasm) {
+  static async load(wasm, options = {}) {
+    const { threads, fallback = DEFAULT_WASM_URL, maxMemoryBytes, workerUrl = WORKER_URL } = options;
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads: ${threads} is not a whole number ≥ 1`);
     const module = await compileModule(wasm);
-    const instance = await WebAssembly.instantiate(module, imports());
-    return new TinyRustLM(instance);
+    if (!importsMemory(module)) {
+      const lm = new TinyRustLM(await WebAssembly.instantiate(module, imports()));
+      if (threads > 1) lm._fallBack("this module is a single-thread flavour (it has no shared memory): threads need the threaded module (`make wasm-threads`)");
+      return lm;
+    }
+    const unavailable = sharedMemoryUnavailable();
+    if (unavailable !== null) {
+      if (fallback === null) throw new Error(`the threaded module cannot run here: ${unavailable}`);
+      const lm = await TinyRustLM.load(fallback);
+      if (lm._shared) throw new Error("options.fallback is the threaded module too: give the single-thread module (`make wasm`)");
+      lm._fallBack(`${unavailable}; running the single-thread module`);
+      return lm;
+    }
+    const limits = await importedMemoryLimits(module);
+    let maximum = limits.maximum ?? MAX_PAGES;
+    if (maxMemoryBytes !== undefined) maximum = Math.max(limits.minimum, Math.min(maximum, Math.floor(maxMemoryBytes / 65536)));
+    const memory = new WebAssembly.Memory({ initial: limits.minimum, maximum, shared: true });
+    const lm = new TinyRustLM(await WebAssembly.instantiate(module, imports(memory)), { memory });
+    const wanted = Math.min(threads ?? (await hostThreads()), MAX_WORKERS + 1);
+    await lm._startWorkers(module, wanted - 1, workerUrl);
+    return lm;
   }
 
   /**
-   * Wraps an instance made elsewhere (it must have been given the `env.trl_now_ms` import).
+   * Wraps an instance made elsewhere (it must have been given the module's imports: `env.trl_now_ms`,
+   * and for the threaded flavour `env.memory`, which is then passed here too). Starts no workers.
    * Prefer {@link TinyRustLM.load}.
    * @param {WebAssembly.Instance} instance
+   * @param {{ memory?: WebAssembly.Memory }} [options] the memory the instance imports, if it does
    */
-  constructor(instance) {
+  constructor(instance, { memory } = {}) {
     /** @private */
     this._x = instance.exports;
     /** @private */
-    this._memory = /** @type {WebAssembly.Memory} */ (instance.exports.memory);
+    this._memory = /** @type {WebAssembly.Memory} */ (memory ?? instance.exports.memory);
+    if (!(this._memory instanceof WebAssembly.Memory)) throw new TypeError("the instance exports no memory: pass the memory it imports as { memory }");
+    /** @private whether the memory is shared (the threaded flavour) */
+    this._shared = typeof SharedArrayBuffer !== "undefined" && this._memory.buffer instanceof SharedArrayBuffer;
+    /** @private running worker threads (see _startWorkers) */
+    this._workers = [];
+    /** @private set once a worker failed: the instance is then discarded (abi/THREADS.md, "Failures") */
+    this._workerFailure = null;
+    /**
+     * Why this instance runs on 1 thread although more were asked for (or the threaded module was
+     * given), or null. Set when the wrapper fell back to the single-thread module.
+     * @type {string | null}
+     */
+    this.threadsFallbackReason = null;
     const version = this._x.abi_version();
     if (version !== ABI_VERSION) throw new Error(`module speaks ABI version ${version}; this wrapper speaks ${ABI_VERSION}`);
     /** @private one reusable buffer for small results and out-lengths */
@@ -475,6 +745,109 @@ export class TinyRustLM {
     return this._memory.buffer.byteLength;
   }
 
+  // ---- threads ----
+
+  /**
+   * Threads sharing the work: 1 + the running workers (1 for the single-thread module and after
+   * {@link close}).
+   * @returns {number}
+   */
+  get threads() {
+    return 1 + this._workers.length;
+  }
+
+  /** Whether this instance runs the threaded module (its memory is shared). @returns {boolean} */
+  get threaded() {
+    return this._shared;
+  }
+
+  /**
+   * Stops the worker threads and waits until they ended (`stop_workers`, then each thread is
+   * joined or terminated). The instance keeps working on the calling thread alone, with the same
+   * output. Does nothing when no worker runs. Call it between requests (a generation may be open).
+   * @returns {Promise<void>}
+   */
+  async close() {
+    const workers = this._workers;
+    if (workers.length === 0) return;
+    this._workers = [];
+    // A worker still starting enters worker_run after a stop_workers call and would wait there:
+    // the call is repeated until every worker has returned.
+    const deadline = performance.now() + WORKER_STOP_TIMEOUT_MS;
+    const allDone = Promise.all(workers.map((w) => w.done.catch(() => {})));
+    for (;;) {
+      this._x.stop_workers();
+      if (workers.every((w) => w.settled !== null) || performance.now() > deadline) break;
+      await Promise.race([allDone, sleep(10)]);
+    }
+    for (const w of workers) w.terminate();
+  }
+
+  /** @private Records and announces a fall-back to one thread. */
+  _fallBack(reason) {
+    this.threadsFallbackReason = reason;
+    console.warn(`TinyRustLM: running on 1 thread: ${reason}`);
+  }
+
+  /**
+   * @private Starts `count` workers (abi/THREADS.md, "Starting workers") and waits until each is
+   * inside worker_run (diagnostics `threads`). On any failure the workers started so far are
+   * stopped and the error is thrown: a TrlError for a status, an Error for a thread that failed.
+   */
+  async _startWorkers(module, count, workerUrl) {
+    // Every stack first: a worker that cannot have one fails load() before any thread starts.
+    const tops = [];
+    for (let index = 0; index < count; index++) {
+      const top = this._x.worker_stack_top(index);
+      if (top === 0) {
+        const message = this._lastError();
+        throw new TrlError(statusOfMessage(message, Status.OUT_OF_MEMORY), message, "worker_stack_top");
+      }
+      tops.push(top);
+    }
+    try {
+      for (const [index, top] of tops.entries()) {
+        const worker = await spawnWorker(workerUrl, { module, memory: this._memory, index, top });
+        this._workers.push(worker);
+        worker.done.then(
+          (status) => this._workers.includes(worker) &&
+            this._workerFailed(new TrlError(status || Status.WRONG_STATE, `worker ${index}: worker_run returned ${statusName(status)} without stop_workers`, "worker_run")),
+          (error) => this._workers.includes(worker) && this._workerFailed(error),
+        );
+      }
+      const deadline = performance.now() + WORKER_START_TIMEOUT_MS;
+      for (;;) {
+        if (this._workerFailure) throw this._workerFailure;
+        if (this.diagnostics().threads >= count + 1) break;
+        if (performance.now() > deadline) throw new Error(`the workers did not start within ${WORKER_START_TIMEOUT_MS / 1000} s`);
+        await sleep(1);
+      }
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /**
+   * @private A worker failed (a trap, a thread that died) or left worker_run unasked. At start
+   * this fails load(); later the leader may be waiting on that worker's share of a job, so the
+   * instance is discarded: every later call throws WRONG_STATE naming the failure.
+   */
+  _workerFailed(error) {
+    if (this._workerFailure) return;
+    this._workerFailure = error;
+    const workers = this._workers;
+    this._workers = [];
+    const real = this._x;
+    real.stop_workers();
+    for (const w of workers) w.terminate();
+    const message = `a worker thread of this instance failed (${error.message}); the instance is discarded: load a new one`;
+    const refuse = (name) => () => {
+      throw new TrlError(Status.WRONG_STATE, message, name);
+    };
+    this._x = Object.fromEntries(Object.entries(real).map(([name, v]) => [name, typeof v === "function" ? refuse(name) : v]));
+  }
+
   // ---- memory plumbing (private) ----
 
   /** @private Fresh view: memory.buffer is replaced whenever the module grows its memory. */
@@ -493,14 +866,29 @@ export class TinyRustLM {
    */
   _lastError() {
     let buf = this._scratch;
+    let cap = ERROR_CAP;
+    let lenAt = buf + SCRATCH_CAP;
+    let temporary = false;
     if (buf === 0) {
       buf = this._scratch = this._x.alloc(SCRATCH_CAP + 4);
-      if (buf === 0) return "(error text unavailable: no memory for it)";
+      lenAt = buf + SCRATCH_CAP;
+      if (buf === 0) {
+        // Memory is nearly full: a small buffer for this one text.
+        cap = SMALL_ERROR_CAP;
+        buf = this._x.alloc(cap + 4);
+        if (buf === 0) return "(error text unavailable: no memory for it)";
+        lenAt = buf + cap;
+        temporary = true;
+      }
     }
-    const s = this._x.last_error(buf, ERROR_CAP, buf + SCRATCH_CAP);
-    if (s !== 0) return `(error text unavailable: last_error returned ${s})`;
-    const len = Math.min(this._u32(buf + SCRATCH_CAP), ERROR_CAP);
-    return new TextDecoder().decode(this._bytes(buf, len));
+    try {
+      const s = this._x.last_error(buf, cap, lenAt);
+      if (s !== 0) return `(error text unavailable: last_error returned ${s})`;
+      const len = Math.min(this._u32(lenAt), cap);
+      return new TextDecoder().decode(this._bytes(buf, len).slice()); // a copy: browsers decode no shared memory
+    } finally {
+      if (temporary) this._x.dealloc(buf);
+    }
   }
 
   /** @private Throws a TrlError for a non-zero status. */
@@ -586,7 +974,7 @@ export class TinyRustLM {
       this._check(this._x.read_result(ResultKind.TEXT, scratch, SCRATCH_CAP, scratch + SCRATCH_CAP), "read_result");
       const len = this._u32(scratch + SCRATCH_CAP);
       if (len === 0) return text;
-      text += decoder.decode(this._bytes(scratch, len));
+      text += decoder.decode(this._bytes(scratch, len).slice());
     }
   }
 
@@ -1200,6 +1588,12 @@ export const DEFAULT_SAMPLING = Object.freeze({
  * @typedef {{ phase: "read" | "validate" | "done", loaded: number, total: number | null }} LoadProgress
  * @typedef {{ contextLength?: number, kvF16?: boolean, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} LoadModelOptions
  * @typedef {ArrayBuffer | ArrayBufferView | Blob | Response | URL | string} ModelSource
+ * @typedef {{ threads?: number, fallback?: string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module | null,
+ *   maxMemoryBytes?: number, workerUrl?: string | URL }} LoadOptions
+ *   `threads`: threads in all for the threaded module (default: the host's cores, at most 64);
+ *   `fallback`: the single-thread module to load where memory cannot be shared (default
+ *   {@link DEFAULT_WASM_URL}; null: throw instead); `maxMemoryBytes`: the shared memory's maximum
+ *   (threaded module only; default 4 GiB); `workerUrl`: the worker script (default {@link WORKER_URL})
  * @typedef {{ state: number, stop_reason: number, prompt_tokens: number, generated_tokens: number }} GenerationState
  * @typedef {{ prompt_tokens: number[], tokens: number[], stop_reason: number, state: number, text?: string }} GenerationResult
  * @typedef {ReturnType<typeof parseDiagnostics>} Diagnostics

@@ -2,7 +2,10 @@
 // while the model loads, generates or evaluates.
 //
 // Query parameters: ?model=NAME.slm selects a package from models/ (and ?autoload=1 loads it);
-// ?wasm=URL picks another module build.
+// ?wasm=URL picks another module build; ?threads=N runs the threaded module on N threads (default:
+// the machine's cores). The threaded module (`make wasm-threads`) needs a cross-origin isolated page
+// (web/serve.py sends the COOP/COEP headers); elsewhere the single-thread one runs, and the page
+// says why.
 
 import { renderLineage, readPackets } from "./lineage.js";
 
@@ -142,6 +145,7 @@ function showDiagnostics({ diagnostics: d, features }) {
         ["Model", state.modelName ?? "(loaded)"],
         ["Storage", d.quant_name],
         ["Parameters", d.n_params.toLocaleString("en")],
+        ["Threads", String(d.threads)],
         ["Decode", `${d.decode_tokens_per_s.toFixed(1)} tok/s`],
         ["Prefill", `${d.prefill_tokens_per_s.toFixed(1)} tok/s`],
         ["Last prompt", `${d.prompt_tokens} tokens`],
@@ -157,7 +161,7 @@ function showDiagnostics({ diagnostics: d, features }) {
         ["Chat format", chatFormatName(d.chat_template)],
         ["Tokens since load", String(d.total_generated_tokens)],
       ]
-    : [["Model", "none"], ["Linear memory", bytes(d.linear_memory_bytes)]];
+    : [["Model", "none"], ["Threads", String(d.threads)], ["Linear memory", bytes(d.linear_memory_bytes)]];
   const dl = $("diagnostics");
   dl.replaceChildren(
     ...rows.flatMap(([k, v]) => {
@@ -503,16 +507,31 @@ document.addEventListener("drop", (e) => {
 
 // ---- start ----------------------------------------------------------------------------------------
 
+const SINGLE_THREAD_WASM = "../target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm";
+const THREADS_WASM = "../target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm";
+
+/** Shows how many threads the runtime runs on, and why only one when more were wanted. */
+function showThreads({ threads, threadsFallbackReason }) {
+  const el = $("threads");
+  el.dataset.threads = String(threads);
+  el.dataset.fallback = threadsFallbackReason ? "1" : "0";
+  el.textContent = `Running on ${threads} thread${threads === 1 ? "" : "s"}` + (threadsFallbackReason ? ` — ${threadsFallbackReason}.` : ".");
+}
+
 async function start() {
-  const wasmUrl = new URL(params.get("wasm") ?? "../target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", location.href).href;
+  const wasmUrl = new URL(params.get("wasm") ?? THREADS_WASM, location.href).href;
+  const fallbackUrl = new URL(SINGLE_THREAD_WASM, location.href).href;
+  const threads = params.has("threads") ? Number(params.get("threads")) : undefined;
   try {
-    const { features } = await request("init", { wasmUrl });
+    const init = await request("init", { wasmUrl, fallbackUrl, threads });
+    const { features } = init;
     state.features = features;
+    showThreads(init);
     $("adapter-support").textContent = features.adapters ? "Apply adapters made for the loaded model; remove them to return to the parent." : "This build of the module has no adapter exports.";
     $("eval-support").textContent = features.evaluate ? "Run an eval-case file (.jsonl) greedily and download its sidecar." : "This build of the module has no eval export.";
     setStatus("Runtime ready. Load a model.");
   } catch (e) {
-    showError({ ...e, message: `Could not start the runtime from ${wasmUrl} (run \`make wasm\`, then \`make demo\`): ${e.message}` });
+    showError({ ...e, message: `Could not start the runtime from ${wasmUrl} (run \`make wasm wasm-threads\`, then \`make demo\`): ${e.message}` });
     setBusy("broken");
     return;
   }

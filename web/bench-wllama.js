@@ -1,9 +1,10 @@
 // The wllama side of the browser benchmark: llama.cpp compiled to WebAssembly, from npm, served from
-// web/node_modules, on one thread and the CPU only, running the same prompt and the same number of
-// greedy tokens (end-of-generation ignored) as bench-worker.js runs on our module. Two releases:
+// web/node_modules, on the CPU only, running the same prompt and the same number of greedy tokens
+// (end-of-generation ignored) as bench-worker.js runs on our module. Two releases:
 //
 // - `@wllama/wllama` 3.x, the current one: one build (memory64, JSPI, compiled with pthreads) run
-//   with n_threads=1. It wraps llama-server's `server-context` and takes prompts as text only (a
+//   with n_threads=1, or more on a cross-origin isolated page (its pthreads then share the work, as
+//   our workers do; the bench page is served with COOP/COEP). It wraps llama-server's `server-context` and takes prompts as text only (a
 //   token-id array makes its worker fail), so it gets our prompt text and the run fails unless
 //   llama.cpp's tokenizer cuts it into as many tokens as ours did. Timing comes from llama.cpp's own
 //   per-request timings: prompt_ms is the prompt's forward pass plus sampling the first token;
@@ -44,27 +45,28 @@ async function fetchBlob(url) {
 }
 
 /**
- * Loads `ggufUrl` into wllama (`release` "3" or "2"; 1 thread, no WebGPU) and runs one short
+ * Loads `ggufUrl` into wllama (`release` "3" with `threads` threads, or "2" on 1; no WebGPU) and runs one short
  * untimed warm-up. The returned object's `run(decodeTokens)` times one greedy generation from the
  * prompt (`prompt` text for 3.x, `promptIds` for 2.x; `promptIds.length` tokens either way);
  * `close()` ends wllama's worker.
  */
-export async function openWllama({ release, ggufUrl, prompt, promptIds, nCtx, onProgress = () => {} }) {
+export async function openWllama({ release, threads = 1, ggufUrl, prompt, promptIds, nCtx, onProgress = () => {} }) {
   onProgress("downloading");
   const blob = await fetchBlob(ggufUrl);
   const open = release === "3" ? openWllama3 : release === "2" ? openWllama2 : null;
   if (!open) throw new Error(`unknown wllama release ${release}`);
   onProgress("loading");
-  return open({ blob, package: ggufUrl.split("/").pop(), prompt, promptIds, nCtx });
+  if (release === "2" && threads !== 1) throw new Error("wllama 2.x runs its single-thread build only here (threads 1)");
+  return open({ blob, package: ggufUrl.split("/").pop(), prompt, promptIds, nCtx, threads });
 }
 
-async function openWllama3({ blob, package: pkg, prompt, promptIds, nCtx }) {
+async function openWllama3({ blob, package: pkg, prompt, promptIds, nCtx, threads }) {
   const version = await versionOf("@wllama/wllama");
   const wllama = new Wllama3({ default: asset("@wllama/wllama/esm/wasm/wllama.wasm") }, { suppressNativeLog: true, logger });
   try {
     const t0 = performance.now();
     await wllama.loadModel([blob], {
-      n_threads: 1,
+      n_threads: threads,
       n_gpu_layers: 0, // CPU (WebAssembly SIMD) only, as our module runs
       n_ctx: nCtx,
       n_batch: nCtx, // the whole prompt in one batch, as generate_start does
@@ -72,7 +74,9 @@ async function openWllama3({ blob, package: pkg, prompt, promptIds, nCtx }) {
       seed: 1,
     });
     const loadMs = performance.now() - t0;
-    if (wllama.isMultithread() || wllama.getNumThreads() !== 1) throw new Error(`wllama ${version} runs ${wllama.getNumThreads()} threads, wanted 1`);
+    if (wllama.isMultithread() !== threads > 1 || wllama.getNumThreads() !== threads) {
+      throw new Error(`wllama ${version} runs ${wllama.getNumThreads()} threads, wanted ${threads}` + (threads > 1 && !crossOriginIsolated ? " (the page is not cross-origin isolated)" : ""));
+    }
     const completion = (text, maxTokens) =>
       wllama.createCompletion({
         prompt: text,
@@ -84,7 +88,7 @@ async function openWllama3({ blob, package: pkg, prompt, promptIds, nCtx }) {
     // The first generation after loading pays one-time setup; ours gets the same warm-up.
     await completion(prompt.slice(0, 64), 4);
     return {
-      info: { engine: `wllama ${version} (1 thread)`, wllama_version: version, llama_cpp_version: Wllama3.getLibllamaVersion(), package: pkg, load_ms: loadMs, context: nCtx },
+      info: { engine: `wllama ${version}`, threads, wllama_version: version, llama_cpp_version: Wllama3.getLibllamaVersion(), package: pkg, load_ms: loadMs, context: nCtx },
       async run(decodeTokens) {
         const t = performance.now();
         const r = await completion(prompt, decodeTokens);
@@ -137,7 +141,7 @@ async function openWllama2({ blob, package: pkg, promptIds, nCtx }) {
     };
     await generate(promptIds.slice(0, 16), 4); // warm-up, as for 3.x and ours
     return {
-      info: { engine: `wllama ${version} single-thread build`, wllama_version: version, llama_cpp_version: Wllama2.getLibllamaVersion(), package: pkg, load_ms: loadMs, context: nCtx },
+      info: { engine: `wllama ${version} single-thread build`, threads: 1, wllama_version: version, llama_cpp_version: Wllama2.getLibllamaVersion(), package: pkg, load_ms: loadMs, context: nCtx },
       async run(decodeTokens) {
         const g = await generate(promptIds, decodeTokens);
         return {

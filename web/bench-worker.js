@@ -2,11 +2,12 @@
 // wasmtime: a prompt of exactly `promptTokens` tokens cut from the same prose, prefill =
 // generate_start, decode = `decodeTokens` greedy tokens with end-of-generation ignored.
 //
-// Messages: {cmd: "load", wasmUrl, modelUrl, promptTokens} → {loaded: {load_ms, quant, prompt,
+// Messages: {cmd: "load", wasmUrl, threads, modelUrl, promptTokens} → {loaded: {load_ms, quant, prompt,
 // prompt_ids, ...}} (the prompt goes to wllama too); then {cmd: "run", decodeTokens} →
 // {sample: {prefill_tokens_per_s, decode_tokens_per_s, tokens, text}} as many times as the page
 // wants, so that it can alternate our runs with wllama's and all see the same machine load.
-// Failures come back as {error}.
+// Failures come back as {error}. `threads` > 1 needs the threaded module (`wasmUrl`) and a
+// cross-origin isolated page; the run fails rather than fall back to fewer threads.
 
 import { TinyRustLM, GenState } from "../abi/tinyrustlm.mjs";
 
@@ -38,12 +39,13 @@ let lm = null;
 let prompt = null;
 let promptIds = null;
 
-async function load({ wasmUrl, modelUrl, promptTokens }) {
+async function load({ wasmUrl, threads = 1, modelUrl, promptTokens }) {
   postMessage({ progress: "downloading" });
   const response = await fetch(modelUrl);
   if (!response.ok) throw new Error(`HTTP ${response.status} for ${modelUrl}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
-  lm = await TinyRustLM.load(wasmUrl);
+  lm = await TinyRustLM.load(wasmUrl, { threads, fallback: null });
+  if (lm.threads !== threads) throw new Error(`the module runs ${lm.threads} threads, wanted ${threads}${lm.threadsFallbackReason ? `: ${lm.threadsFallbackReason}` : ""}`);
   postMessage({ progress: "loading" });
   const t0 = performance.now();
   await lm.loadModel(bytes);
@@ -56,7 +58,8 @@ async function load({ wasmUrl, modelUrl, promptTokens }) {
   lm.readText();
   const d = lm.diagnostics();
   return {
-    engine: "tinyrustlm wasm (browser worker)",
+    engine: lm.threaded ? "tinyrustlm wasm threaded (browser worker)" : "tinyrustlm wasm (browser worker)",
+    threads: lm.diagnostics().threads,
     package: modelUrl.split("/").pop(),
     quant: d.quant_name,
     load_ms: loadMs,

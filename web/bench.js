@@ -1,8 +1,11 @@
 // The browser benchmark page: for each storage mode, our module (web/bench-worker.js, in a Web Worker
-// as the demo runs it) and wllama (web/bench-wllama.js: llama.cpp in WebAssembly, 1 thread; the
-// current 3.x release and 2.4.0's single-thread build) on a GGUF of the same weights, given the same
-// prompt. All engines are loaded side by side and their runs alternate, so all see the same machine
-// load. `make bench-web` drives the page in headless Chromium and reads #results.
+// as the demo runs it) and wllama (web/bench-wllama.js: llama.cpp in WebAssembly; the current 3.x
+// release and 2.4.0's single-thread build) on a GGUF of the same weights, given the same prompt, at
+// each thread count of ?threads= (default 1,2): ours on 1 thread is the single-thread module, on more
+// the threaded module (`make wasm-threads`); wllama 3.x runs n_threads of each count, 2.4.0 one. More
+// than one thread needs a cross-origin isolated page (web/serve.py sends COOP/COEP). All engines are
+// loaded side by side and their runs alternate, so all see the same machine load. `make bench-web`
+// drives the page in headless Chromium and reads #results.
 
 import { openWllama } from "./bench-wllama.js";
 
@@ -19,12 +22,15 @@ const config = {
   runs: Number(params.get("runs") ?? 3),
   promptTokens: Number(params.get("prompt") ?? 128),
   decodeTokens: Number(params.get("decode") ?? 128),
+  threads: (params.get("threads") ?? "1,2").split(",").filter(Boolean).map(Number),
 };
+if (!config.threads.every((t) => Number.isInteger(t) && t >= 1)) throw new Error(`threads: ${params.get("threads")} is not a list of thread counts`);
 // wllama releases to run: "3" (@wllama/wllama), "2" (wllama-2, the 2.4.0 single-thread build); "0": none.
 const releases = (params.get("wllama") ?? "3,2").split(",").filter((r) => r && r !== "0");
 // wllama's context: the prompt, the generated tokens and headroom, rounded up to 256.
 const nCtx = Math.ceil((config.promptTokens + config.decodeTokens + 64) / 256) * 256;
 const wasmUrl = new URL(params.get("wasm") ?? "../target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", location.href).href;
+const threadsWasmUrl = new URL(params.get("threadsWasm") ?? "../target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", location.href).href;
 const modelUrl = (file) => new URL(`../models/${file}`, location.href).href;
 const statusLine = document.getElementById("status");
 /** Shows progress on the page and in the console (`make bench-web` echoes "[bench]" lines). */
@@ -39,8 +45,8 @@ function median(v) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Our module in a worker: load(), then run() as often as wanted, then close(). */
-async function openOurs(model) {
+/** Our module in a worker on `threads` threads: load(), then run() as often as wanted, then close(). */
+async function openOurs(model, threads) {
   const worker = new Worker(new URL("./bench-worker.js", import.meta.url), { type: "module" });
   const call = (message) =>
     new Promise((resolve, reject) => {
@@ -52,7 +58,7 @@ async function openOurs(model) {
       worker.postMessage(message);
     });
   try {
-    const info = await call({ cmd: "load", wasmUrl, modelUrl: modelUrl(model), promptTokens: config.promptTokens });
+    const info = await call({ cmd: "load", wasmUrl: threads > 1 ? threadsWasmUrl : wasmUrl, threads, modelUrl: modelUrl(model), promptTokens: config.promptTokens });
     return { info, run: (decodeTokens) => call({ cmd: "run", decodeTokens }), close: () => worker.terminate() };
   } catch (e) {
     worker.terminate();
@@ -75,14 +81,6 @@ function summarize(info, samples) {
   };
 }
 
-/** How many leading items (characters or tokens) two greedy continuations of one prompt share. */
-function agreeing(a, b) {
-  if (a == null || b == null) return null;
-  let n = 0;
-  while (n < a.length && n < b.length && a[n] === b[n]) n++;
-  return n;
-}
-
 function row(cells) {
   const tr = document.createElement("tr");
   for (const v of cells) {
@@ -95,43 +93,38 @@ function row(cells) {
 
 const fixed = (v, d = 1) => (v == null ? "–" : v.toFixed(d));
 
+/**
+ * One storage mode: ours at every thread count, then each wllama release (3.x at every thread
+ * count, 2.4.0 on 1), loaded side by side; `runs` rounds in which every engine runs once.
+ */
 async function measure(quant) {
-  const ours = await openOurs(`smollm2-135m-${quant}.slm`);
-  const others = [];
+  const opened = [];
   try {
+    for (const threads of config.threads) {
+      opened.push({ side: "ours", ...(await openOurs(`smollm2-135m-${quant}.slm`, threads)) });
+    }
+    const { prompt, prompt_ids } = opened[0].info;
     for (const release of releases) {
       const gguf = GGUF_OF[quant];
-      others.push(await openWllama({
-        release,
-        ggufUrl: modelUrl(gguf),
-        prompt: ours.info.prompt,
-        promptIds: ours.info.prompt_ids,
-        nCtx,
-        onProgress: (p) => status(`${gguf} (wllama ${release}): ${p}`),
-      }));
+      for (const threads of release === "3" ? config.threads : [1]) {
+        opened.push({
+          side: "wllama",
+          ...(await openWllama({ release, threads, ggufUrl: modelUrl(gguf), prompt, promptIds: prompt_ids, nCtx, onProgress: (p) => status(`${gguf} (wllama ${release}, ${threads} threads): ${p}`) })),
+        });
+      }
     }
-    const engines = [ours, ...others];
-    const samples = engines.map(() => []);
+    const samples = opened.map(() => []);
     for (let run = 0; run < config.runs; run++) {
       status(`${quant}: run ${run + 1} of ${config.runs}`);
-      for (const [i, engine] of engines.entries()) samples[i].push(await engine.run(config.decodeTokens));
+      for (const [i, engine] of opened.entries()) samples[i].push(await engine.run(config.decodeTokens));
     }
-    const { prompt, prompt_ids, ...oursInfo } = ours.info;
-    const entry = { quant, prompt, ours: summarize(oursInfo, samples[0]), wllama: [] };
-    for (const [i, other] of others.entries()) {
-      const wl = summarize(other.info, samples[i + 1]);
-      entry.wllama.push({
-        ...wl,
-        decode_ratio: entry.ours.decode_tokens_per_s / wl.decode_tokens_per_s,
-        prefill_ratio: entry.ours.prefill_tokens_per_s / wl.prefill_tokens_per_s,
-        agreeing_chars: agreeing(entry.ours.text, wl.text),
-        agreeing_tokens: agreeing(entry.ours.tokens, wl.tokens),
-      });
-    }
-    return entry;
+    const engines = opened.map((e, i) => {
+      const { prompt: _p, prompt_ids: _ids, ...info } = e.info;
+      return { side: e.side, ...summarize(info, samples[i]) };
+    });
+    return { quant, prompt, prompt_ids, engines };
   } finally {
-    ours.close();
-    for (const other of others) await other.close();
+    for (const e of opened) await e.close();
   }
 }
 
@@ -141,16 +134,11 @@ try {
   for (const quant of quants) {
     const entry = await measure(quant);
     results.push(entry);
-    const { ours } = entry;
-    row([quant, ours.engine, ours.package, fixed(ours.load_ms, 0), fixed(ours.prefill_tokens_per_s), fixed(ours.decode_tokens_per_s), "", ""]);
-    for (const wl of entry.wllama) {
-      row([quant, wl.engine, wl.package, fixed(wl.load_ms, 0), fixed(wl.prefill_tokens_per_s), fixed(wl.decode_tokens_per_s),
-        `${fixed(wl.decode_ratio, 2)}×`, `${fixed(wl.prefill_ratio, 2)}×`]);
-    }
+    for (const e of entry.engines) row([quant, e.engine, String(e.threads), e.package, fixed(e.load_ms, 0), fixed(e.prefill_tokens_per_s), fixed(e.decode_tokens_per_s)]);
   }
   status("Done.");
   document.getElementById("results").textContent = JSON.stringify(
-    { userAgent: navigator.userAgent, hardwareConcurrency: navigator.hardwareConcurrency, ...config, wllamaContext: releases.length ? nCtx : null, results },
+    { userAgent: navigator.userAgent, hardwareConcurrency: navigator.hardwareConcurrency, crossOriginIsolated, ...config, wllamaContext: releases.length ? nCtx : null, results },
     null, 2);
 } catch (e) {
   status(`Failed: ${e.message}`);

@@ -31,9 +31,26 @@ function requireModule() {
 }
 
 const ops = {
-  async init({ wasmUrl }) {
-    lm = await TinyRustLM.load(wasmUrl);
-    return { features: lm.features, abiVersion: lm.abiVersion };
+  // The threaded module with `threads` threads (default: the machine's cores) where this worker is
+  // cross-origin isolated, else the single-thread module `fallbackUrl` (the wrapper decides and
+  // says why in threadsFallbackReason). A threaded module that is not built is also a fall-back.
+  async init({ wasmUrl, fallbackUrl, threads }) {
+    const options = { threads, fallback: fallbackUrl };
+    try {
+      lm = await TinyRustLM.load(wasmUrl, options);
+    } catch (e) {
+      if (!(fallbackUrl && /^fetching the module: HTTP 404/.test(e?.message))) throw e;
+      lm = await TinyRustLM.load(fallbackUrl);
+      lm.threadsFallbackReason = `${wasmUrl} is not built (make wasm-threads); running the single-thread module`;
+    }
+    return {
+      features: lm.features,
+      abiVersion: lm.abiVersion,
+      threads: lm.threads,
+      threaded: lm.threaded,
+      threadsFallbackReason: lm.threadsFallbackReason,
+      crossOriginIsolated: self.crossOriginIsolated === true,
+    };
   },
 
   async load({ source, contextLength }, id) {

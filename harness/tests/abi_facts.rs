@@ -452,15 +452,24 @@ fn js_wrapper_matches_the_tables() {
     diff.maps("parseDiagnostics read (offset, type)", &fields, &reads);
     diff.sets("parseDiagnostics field", &table_js_diagnostics_names(), &keys);
 
-    // Every export the wrapper calls exists, with as many arguments as it takes.
-    let arity: BTreeMap<String, usize> = EXPORTS.iter().map(|f| (f.name.to_string(), f.params.len())).collect();
-    for (name, counts) in calls(&js, "this._x.") {
-        match arity.get(&name) {
-            None => diff.0.push(format!("the wrapper calls this._x.{name}, which is not an export")),
-            Some(&n) if counts.iter().any(|&c| c != n) => diff.0.push(format!("the wrapper calls {name} with {counts:?} arguments; it takes {n}")),
-            Some(_) => {}
+    // Every export the wrapper (and its worker script) calls exists, with as many arguments as it
+    // takes; the threaded flavour's exports count (the wrapper calls them only on that flavour).
+    let arity: BTreeMap<String, usize> = EXPORTS.iter().chain(THREAD_EXPORTS).map(|f| (f.name.to_string(), f.params.len())).collect();
+    let worker = strip_line_comments(&read_abi_file("tinyrustlm-worker.mjs"));
+    for (file, src, prefix) in [("tinyrustlm.mjs", &js, "this._x."), ("tinyrustlm-worker.mjs", &worker, "exports.")] {
+        for (name, counts) in calls(src, prefix) {
+            match arity.get(&name) {
+                None => diff.0.push(format!("{file} calls {prefix}{name}, which is not an export")),
+                Some(&n) if counts.iter().any(|&c| c != n) => diff.0.push(format!("{file} calls {name} with {counts:?} arguments; it takes {n}")),
+                Some(_) => {}
+            }
         }
     }
+    diff.expect("worker script's stack pointer global", Some(STACK_POINTER_GLOBAL.to_string()), between(&worker, "exports.", ".value = top").map(String::from));
+    let thread_exports = between(&js, "const THREAD_EXPORTS = [", "]").expect("const THREAD_EXPORTS in tinyrustlm.mjs");
+    let thread_exports: BTreeSet<String> = thread_exports.split(',').map(|n| n.trim().trim_matches('"').to_string()).filter(|n| !n.is_empty()).collect();
+    diff.sets("THREAD_EXPORTS", &THREAD_EXPORTS.iter().map(|f| f.name.to_string()).collect(), &thread_exports);
+    diff.expect("MAX_WORKERS", Some(tinyrustlm::pool::MAX_WORKERS.to_string()), between(&js, "const MAX_WORKERS = ", ";").map(String::from));
     for list in ["const ADAPTER_EXPORTS = [", "const EVAL_EXPORTS = ["] {
         let names = between(&js, list, "]").unwrap_or_else(|| panic!("{list} in tinyrustlm.mjs"));
         for name in names.split(',').map(|n| n.trim().trim_matches('"')).filter(|n| !n.is_empty()) {

@@ -13,9 +13,13 @@ import { ROOT } from "./helpers.mjs";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
-/** Starts web/serve.py on a free port; resolves to { url, stop }. */
-export function startServer() {
-  const child = spawn(process.env.PYTHON ?? "python3", [join(ROOT, "web/serve.py"), "--port", "0", "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
+/**
+ * Starts web/serve.py on a free port; resolves to { url, stop }. `isolated: false` leaves out the
+ * COOP/COEP headers (the page is then not cross-origin isolated).
+ */
+export function startServer({ isolated = true } = {}) {
+  const args = [join(ROOT, "web/serve.py"), "--port", "0", "--quiet", ...(isolated ? [] : ["--no-isolation"])];
+  const child = spawn(process.env.PYTHON ?? "python3", args, { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("web/serve.py did not start in 10 s")), 10_000);
     child.once("error", reject);

@@ -1,6 +1,8 @@
 // The demo page in real (headless) Chromium: the runtime in a Web Worker loads SmolLM2, generates
 // greedily — token for token what the wasmtime harness produces — stops on request and carries on,
-// and shows errors plainly. Leaves target/web/screenshot.png behind.
+// and shows errors plainly. Served with COOP/COEP (web/serve.py), the page is cross-origin isolated
+// and runs the threaded module on every core; served without them, it runs the single-thread
+// module and says why. Leaves target/web/screenshot.png behind.
 // Run: `make test-web` (needs chromium, `npm ci` in web/, `make wasm harness model`).
 
 import assert from "node:assert/strict";
@@ -54,6 +56,15 @@ describe("demo page in Chromium", { skip: skipWithoutModel }, () => {
 
   it("starts the runtime in a worker and lists the packages in models/", async () => {
     assert.match(await page.textContent("#status"), /Runtime ready/);
+    // Cross-origin isolated, so the threaded module runs on every core (the rest of this file's
+    // generations compare its tokens with trl's).
+    const { isolated, cores } = await page.evaluate(() => ({ isolated: crossOriginIsolated, cores: navigator.hardwareConcurrency }));
+    assert.equal(isolated, true, "serve.py's COOP/COEP headers make the page cross-origin isolated");
+    const threads = Number(await page.getAttribute("#threads", "data-threads"));
+    assert.equal(threads, Math.min(cores, 64), await page.textContent("#threads"));
+    assert.ok(threads > 1 || cores === 1, `${threads} threads on ${cores} cores`);
+    assert.equal(await page.getAttribute("#threads", "data-fallback"), "0");
+    assert.equal(await page.textContent('#diagnostics dd[data-field="Threads"]'), String(threads), "diagnostics: every worker runs");
     const options = await page.$$eval("#model-select option", (os) => os.map((o) => o.value));
     assert.ok(options.includes("smollm2-135m-q8_0.slm"), `models offered: ${options}`);
     assert.equal(await page.isVisible("#error"), false);
@@ -276,5 +287,44 @@ describe("demo page in Chromium", { skip: skipWithoutModel }, () => {
     await send("raw", "hello", { maxTokens: 12 });
     await idle();
     assert.deepEqual(await lastTokens(), base.tokens);
+  });
+});
+
+describe("demo page without cross-origin isolation", () => {
+  let server;
+  let browser;
+
+  after(async () => {
+    await browser?.close();
+    server?.stop();
+  });
+
+  it("runs the single-thread module on 1 thread, says why, and gives the same tokens", async () => {
+    server = await startServer({ isolated: false });
+    browser = await launch();
+    const { page } = browser;
+    const warnings = [];
+    page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.body.dataset.busy === "idle", null, { timeout: LOAD_TIMEOUT_MS });
+    assert.equal(await page.evaluate(() => crossOriginIsolated), false);
+    assert.equal(await page.getAttribute("#threads", "data-threads"), "1");
+    assert.equal(await page.getAttribute("#threads", "data-fallback"), "1");
+    assert.match(await page.textContent("#threads"), /Running on 1 thread — the page is not cross-origin isolated/);
+    assert.ok(warnings.some((w) => /running on 1 thread/.test(w)), `the wrapper warns: ${warnings}`);
+    const model = syntheticModel();
+    await page.setInputFiles("#model-file", { name: "synthetic.slm", mimeType: "application/octet-stream", buffer: readFileSync(model) });
+    await page.waitForFunction(() => document.body.dataset.busy === "idle", null, { timeout: LOAD_TIMEOUT_MS });
+    await page.check('input[name="mode"][value="raw"]');
+    await page.fill("#temperature", "0");
+    await page.fill("#repeat-penalty", "1");
+    await page.fill("#max-tokens", "12");
+    await page.fill("#prompt", "hello");
+    await page.click("#send");
+    await page.waitForFunction(() => document.body.dataset.busy === "idle", null, { timeout: GENERATE_TIMEOUT_MS });
+    const expected = trl(["generate", "--model", model, "--prompt", "hello", "-n", "12", "--json"]);
+    assert.deepEqual(JSON.parse(await page.textContent("#last-tokens")), expected.tokens);
+    assert.equal(await page.textContent('#diagnostics dd[data-field="Threads"]'), "1");
+    assert.deepEqual(browser.problems, []);
   });
 });

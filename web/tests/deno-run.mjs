@@ -1,12 +1,15 @@
 // Run by Deno (not Node) from deno.test.mjs: the wrapper, unchanged, under Deno's own loader,
 // fetch(file:) and timers. Prints one JSON object for the Node side to compare with `trl`.
-//   deno run --allow-read tests/deno-run.mjs WASM_PATH MODEL_PATH PROMPT N
+//   deno run --allow-read tests/deno-run.mjs WASM_PATH MODEL_PATH PROMPT N [THREADS]
+// With THREADS (and the threaded module) the wrapper starts THREADS - 1 workers; the script never
+// calls close(), so Deno exiting at the end shows the workers do not keep it alive.
 
 import { TinyRustLM, TrlError } from "../../abi/tinyrustlm.mjs";
 
-const [wasm, model, prompt, n] = Deno.args;
+const [wasm, model, prompt, n, threadsArg] = Deno.args;
 const toUrl = (p) => new URL(`file://${p}`);
-const lm = await TinyRustLM.load(toUrl(wasm));
+const lm = await TinyRustLM.load(toUrl(wasm), threadsArg ? { threads: Number(threadsArg) } : {});
+const threads = { wrapper: lm.threads, diagnostics: lm.diagnostics().threads };
 let progress = 0;
 await lm.loadModel(toUrl(model), { onProgress: () => progress++ });
 const greedy = await lm.complete(prompt, { maxTokens: Number(n) });
@@ -27,4 +30,4 @@ try {
 } catch (e) {
   error = { isTrlError: e instanceof TrlError, status: e.status };
 }
-console.log(JSON.stringify({ progress, greedy, abortName, again, error }));
+console.log(JSON.stringify({ progress, greedy, abortName, again, error, threads }));

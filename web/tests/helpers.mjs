@@ -9,6 +9,8 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const WASM = join(ROOT, "target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm");
+/** The threaded flavour (`make wasm-threads`, abi/THREADS.md). */
+export const THREADS_WASM = join(ROOT, "target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm");
 export const TRL = join(ROOT, "target/release/trl");
 export const MODELS = process.env.TRL_MODELS ?? join(ROOT, "models");
 export const Q8_0 = join(MODELS, "smollm2-135m-q8_0.slm");

@@ -407,13 +407,13 @@ describe("pure helpers", () => {
     v.setUint32(52, 0xdeadbeef, true); v.setBigUint64(56, 2n ** 40n, true); v.setBigUint64(64, 12n, true);
     v.setBigUint64(72, 13n, true); v.setUint32(80, 14, true); v.setUint32(84, 15, true); v.setBigUint64(88, 16n, true);
     v.setFloat32(96, 17.5, true); v.setFloat32(100, 18.5, true); v.setUint32(104, 0, true); v.setUint32(108, 1, true);
-    v.setBigUint64(112, 20n, true); v.setUint32(120, 21, true);
+    v.setBigUint64(112, 20n, true); v.setUint32(120, 21, true); v.setUint32(124, 22, true);
     assert.deepEqual(parseDiagnostics(b), {
       layout_version: 1, layout_len: 128, model_loaded: true, quant_mode: 2, quant_name: "q4_0", prompt_tokens: 5, generated_tokens: 6,
       prefill_tokens_per_s: 1.5, decode_tokens_per_s: 2.5, peak_scratch_bytes: 7, kv_len: 8, context_len: 9, adapters_applied: 10,
       assembly_state_crc: 0xdeadbeef, package_bytes: 2 ** 40, kv_cache_bytes: 12, n_params: 13, tensor_layout_crc: 14, tokenizer_crc: 15,
       linear_memory_bytes: 16, prefill_ms: 17.5, decode_ms: 18.5, kv_dtype: 0, chat_template: 1, chat_template_name: "chatml",
-      total_generated_tokens: 20, unencodable_bytes: 21,
+      total_generated_tokens: 20, unencodable_bytes: 21, threads: 22,
     });
     v.setUint32(108, 3, true);
     assert.equal(parseDiagnostics(b).chat_template_name, "gemma");
