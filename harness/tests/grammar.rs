@@ -4,7 +4,9 @@
 //!   SmolLM2: every output is a prefix of a sentence, a complete one whenever the generation says
 //!   it ended complete (checked by the runtime's matcher run natively, and JSON by serde_json).
 //! - The JSON Schemas of `tests/data/json_schemas/` × several prompts on SmolLM2 and a few on
-//!   Qwen2.5: every output parses and validates with the independent `jsonschema` crate.
+//!   Qwen2.5: every output parses and validates with the independent `jsonschema` crate. (Recursive
+//!   `$ref`s are unit-tested in `src/grammar/json_schema.rs`: a small model given a recursive schema
+//!   may nest until max tokens, which is the model's choice, not a grammar error.)
 //! - Bad grammars and schemas: their status, the rule or path named, and nothing changed.
 //! - Max tokens before the grammar is complete: GRAMMAR_INCOMPLETE, never passed off as valid.
 //! - Seeded sampling under a grammar repeats itself; unconstrained generation keeps its tokens.
@@ -71,7 +73,8 @@ fn llama_cpp_example_grammars_constrain_smollm2() {
         rt.set_grammar(&gbnf, false).unwrap_or_else(|e| panic!("{file}: {e:#}"));
         let g = rt.generate_all(&chat_prompt(ChatTemplate::ChatMl, user), 40, GEN_PARSE_SPECIAL).unwrap();
         let reason = g.state.stop_reason;
-        let complete = ended_complete(reason);
+        // MAX_TOKENS under a grammar means the output was complete where it was cut.
+        let complete = ended_complete(reason) || reason == stop_reason::MAX_TOKENS;
         eprintln!("{file}: stop {reason}, {:?}", g.text);
         if !matches(&gbnf, false, &g.text, complete) {
             failures.push(format!("{file}: {:?} (stop {reason}) is not {}", g.text, if complete { "a sentence" } else { "a prefix" }));
