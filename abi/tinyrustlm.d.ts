@@ -64,6 +64,14 @@ export const Status: Readonly<{
   EVAL_BAD_MATCH_RULE: 86;
   EVAL_LIMIT_EXCEEDED: 87;
   EVAL_NO_CASES: 88;
+  GRAMMAR_SYNTAX: 96;
+  GRAMMAR_UNDEFINED_RULE: 97;
+  GRAMMAR_LEFT_RECURSION: 98;
+  GRAMMAR_EMPTY_LANGUAGE: 99;
+  GRAMMAR_LIMIT_EXCEEDED: 100;
+  SCHEMA_INVALID: 101;
+  SCHEMA_UNSUPPORTED: 102;
+  SCHEMA_TOO_DEEP: 103;
 }>;
 
 /** The header's name for a status code ("CONTEXT_FULL"), or "STATUS_<n>" for an unknown code. */
@@ -75,14 +83,17 @@ export const LoadFlags: Readonly<{ KV_F16: 1 }>;
 export const GenFlags: Readonly<{ PARSE_SPECIAL: 1; CONTINUE: 2; IGNORE_EOG: 4 }>;
 /** `render_chat` flags (`TRL_CHAT_*`). */
 export const ChatFlags: Readonly<{ ADD_GENERATION_PROMPT: 1; CONTINUE: 2; NO_DEFAULT_SYSTEM: 4 }>;
+/** `set_grammar` flags (`TRL_GRAMMAR_*`). */
+export const GrammarFlags: Readonly<{ JSON_SCHEMA: 1 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind: Readonly<{
   TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6; CHAT_PROMPT: 7; SCORE_LOGPROBS: 8; SCORE_ARGMAX: 9;
+  GRAMMAR_STATS: 10; GRAMMAR: 11;
 }>;
 /** Generation states (`TRL_STATE_*`). */
 export const GenState: Readonly<{ IDLE: 0; RUNNING: 1; FINISHED: 2 }>;
 /** Why a generation finished (`TRL_STOP_*`). */
-export const StopReason: Readonly<{ NONE: 0; END_OF_GENERATION: 1; MAX_TOKENS: 2; STOP_STRING: 3; CONTEXT_FULL: 4 }>;
+export const StopReason: Readonly<{ NONE: 0; END_OF_GENERATION: 1; MAX_TOKENS: 2; STOP_STRING: 3; CONTEXT_FULL: 4; GRAMMAR_COMPLETE: 5; GRAMMAR_INCOMPLETE: 6 }>;
 /** Storage dtype names by code (FORMAT.md). */
 export const DTypeName: Readonly<Record<number, "f32" | "q8_0" | "q4_0" | "q4_1">>;
 /** Chat template names by code (FORMAT.md, tokenizer section `chat_template`). */
@@ -221,6 +232,10 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Set before starting (otherwise the settings in force are kept). */
   sampling?: SamplingOptions;
+  /** Constrain the output to JSON valid against this schema (an object or its JSON text; README "Structured output"). */
+  jsonSchema?: object | string;
+  /** Constrain the output to this GBNF grammar. Without jsonSchema or grammar the call is unconstrained. */
+  grammar?: string;
   /** Replace the stop strings before starting. */
   stop?: string[];
 }
@@ -231,6 +246,9 @@ export interface ChatOptions {
   signal?: AbortSignal;
   sampling?: SamplingOptions;
   stop?: string[];
+  /** As in GenerateOptions: constrain the answer (none: unconstrained). */
+  jsonSchema?: object | string;
+  grammar?: string;
   /** Put first when messages[0] is not a system message; default: the package's template's own (SMOLLM_SYSTEM for SmolLM2, none for Gemma), null for none. */
   defaultSystem?: string | null;
   /** Continue the KV cache when the messages extend the previous chat (default true). */
@@ -327,6 +345,8 @@ export class TinyRustLM {
   setSampling(options?: SamplingOptions): void;
   setStopStrings(strings: string[]): void;
 
+  /** Constrain later generations by a JSON Schema or GBNF grammar; with neither, clear it. */
+  setGrammar(options?: { jsonSchema?: object | string; grammar?: string }): void;
   /** Token ids of a text, as a prompt is encoded (with BOS when the tokenizer adds one). */
   tokenize(text: string, options?: { parseSpecial?: boolean }): number[];
   /** Streams text chunks; abort with options.signal. Returns the result (with text) when done. */

@@ -122,6 +122,16 @@ extern "C" {
 #define TRL_STATUS_EVAL_BAD_MATCH_RULE    86u  /* match is not "exact", "trim" or "prefix" */
 #define TRL_STATUS_EVAL_LIMIT_EXCEEDED    87u  /* file > 1 MiB, > 512 cases, a string over its cap, nesting */
 #define TRL_STATUS_EVAL_NO_CASES          88u  /* a header and no cases */
+/* Grammars and JSON Schemas (set_grammar; README "Structured output"). last_error names the rule
+ * (GBNF: `grammar.rule[NAME] (byte offset) = OFFSET`) or the schema path (`schema.properties.age.format`). */
+#define TRL_STATUS_GRAMMAR_SYNTAX          96u  /* the GBNF text does not parse */
+#define TRL_STATUS_GRAMMAR_UNDEFINED_RULE  97u  /* a rule referenced but never defined; no root rule */
+#define TRL_STATUS_GRAMMAR_LEFT_RECURSION  98u  /* a rule can start with itself (also (x?)*-style repetitions) */
+#define TRL_STATUS_GRAMMAR_EMPTY_LANGUAGE  99u  /* the grammar admits no string */
+#define TRL_STATUS_GRAMMAR_LIMIT_EXCEEDED 100u  /* text > 1 MiB, > 16384 rules or 2^20 symbols, a bound > 1024 */
+#define TRL_STATUS_SCHEMA_INVALID         101u  /* not JSON, or a keyword of the wrong type or impossible value */
+#define TRL_STATUS_SCHEMA_UNSUPPORTED     102u  /* a keyword or combination outside the subset, by path */
+#define TRL_STATUS_SCHEMA_TOO_DEEP        103u  /* schema nesting over 32 levels (JSON over 128) */
 
 typedef uint32_t trl_status;
 typedef uint32_t trl_ptr; /* offset into the module's linear memory */
@@ -190,6 +200,30 @@ trl_status set_sampling(float temperature, uint32_t top_k, float top_p, float mi
 trl_status add_stop_string(trl_ptr ptr, uint32_t len);
 /* Removes every stop string. Never fails (no model is needed). */
 trl_status clear_stop_strings(void);
+
+/* ---- Grammar-constrained generation (README "Structured output") --------------------------- */
+
+/* Compiles a grammar that every following generation is constrained by, replacing the previous
+ * one: [ptr, ptr+len) is GBNF text (llama.cpp's format), or with TRL_GRAMMAR_JSON_SCHEMA a JSON
+ * Schema of the supported subset (compiled to GBNF; read it back with TRL_RESULT_GRAMMAR). No model
+ * is needed; a generation already running keeps the grammar it started with.
+ * At each step only tokens that keep the output a prefix of a sentence of the grammar can be
+ * sampled (the others get logit -inf before the sampler, whose arithmetic is otherwise unchanged,
+ * so greedy and seeded sampling stay reproducible); end-of-generation tokens only where the output
+ * is complete (never with TRL_GEN_IGNORE_EOG). A generation ends with TRL_STOP_GRAMMAR_COMPLETE when
+ * the output is complete and no token can extend it, and with TRL_STOP_GRAMMAR_INCOMPLETE when
+ * max_new_tokens run out (or no token can continue) before it is complete: such text is not a
+ * sentence of the grammar. Stop strings still apply and cut the text wherever they match (the cut
+ * text is not checked against the grammar); CONTEXT_FULL ends it as always. Each generate_start,
+ * CONTINUE included, starts at the grammar's beginning. The first constrained generation builds a
+ * byte trie of the vocabulary (once per load); masks are cached per grammar state (TRL_RESULT_GRAMMAR_STATS).
+ * Errors (nothing changes, the previous grammar stays): OUT_OF_BOUNDS, INVALID_ARGUMENT (len 0,
+ * flags), OUT_OF_MEMORY, TRL_STATUS_GRAMMAR_* and TRL_STATUS_SCHEMA_* (96..103). */
+trl_status set_grammar(trl_ptr ptr, uint32_t len, uint32_t flags);
+/* Later generations are unconstrained. Never fails (no model is needed). */
+trl_status clear_grammar(void);
+
+#define TRL_GRAMMAR_JSON_SCHEMA 1u /* the bytes are a JSON Schema (the supported subset), compiled to a grammar */
 
 /* ---- Tokens and generation ---------------------------------------------------------------- */
 
@@ -367,6 +401,12 @@ trl_status reset_adapters(void);
                                        ln P(token | the tokens before it); 0 bytes before any */
 #define TRL_RESULT_SCORE_ARGMAX  9u /* u32 per scored position of the last successful score_tokens
                                        (one more than SCORE_LOGPROBS); 0 bytes before any */
+#define TRL_RESULT_GRAMMAR_STATS 10u /* 32 bytes, of the current generation: u32 constrained (0/1),
+                                       u32 masked_steps, u32 mask_cache_hits, u32 mask_cache_entries,
+                                       f32 mask_ms (computing and applying masks), u32 trie_nodes,
+                                       f32 trie_build_ms, u32 grammar_rules */
+#define TRL_RESULT_GRAMMAR       11u /* GBNF text of the grammar set_grammar set (for a JSON Schema the
+                                       grammar it compiled to); 0 bytes when none */
 
 #define TRL_STATE_IDLE     0u
 #define TRL_STATE_RUNNING  1u
@@ -377,6 +417,8 @@ trl_status reset_adapters(void);
 #define TRL_STOP_MAX_TOKENS        2u
 #define TRL_STOP_STOP_STRING       3u
 #define TRL_STOP_CONTEXT_FULL      4u
+#define TRL_STOP_GRAMMAR_COMPLETE  5u /* the output is a complete sentence and no token can extend it */
+#define TRL_STOP_GRAMMAR_INCOMPLETE 6u /* max_new_tokens (or every token) ran out before the output was complete */
 
 /* Copies a result to [dst_ptr, dst_ptr+dst_cap) and stores the byte count at len_out_ptr (4 bytes).
  * TEXT: writes as many unread bytes as fit, cut on a character boundary, and consumes them

@@ -97,6 +97,15 @@ export const Status = Object.freeze({
   EVAL_BAD_MATCH_RULE: 86,
   EVAL_LIMIT_EXCEEDED: 87,
   EVAL_NO_CASES: 88,
+  // Grammars and JSON Schemas (96..=111; README, "Structured output").
+  GRAMMAR_SYNTAX: 96,
+  GRAMMAR_UNDEFINED_RULE: 97,
+  GRAMMAR_LEFT_RECURSION: 98,
+  GRAMMAR_EMPTY_LANGUAGE: 99,
+  GRAMMAR_LIMIT_EXCEEDED: 100,
+  SCHEMA_INVALID: 101,
+  SCHEMA_UNSUPPORTED: 102,
+  SCHEMA_TOO_DEEP: 103,
 });
 
 /**
@@ -119,16 +128,22 @@ export const GenFlags = Object.freeze({ PARSE_SPECIAL: 1, CONTINUE: 2, IGNORE_EO
 /** `render_chat` flags (`TRL_CHAT_*`). */
 export const ChatFlags = Object.freeze({ ADD_GENERATION_PROMPT: 1, CONTINUE: 2, NO_DEFAULT_SYSTEM: 4 });
 
+/** `set_grammar` flags (`TRL_GRAMMAR_*`). */
+export const GrammarFlags = Object.freeze({ JSON_SCHEMA: 1 });
+
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind = Object.freeze({
   TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5, EVAL_SIDECAR: 6, CHAT_PROMPT: 7, SCORE_LOGPROBS: 8, SCORE_ARGMAX: 9,
+  GRAMMAR_STATS: 10, GRAMMAR: 11,
 });
 
 /** Generation states (`TRL_STATE_*`). */
 export const GenState = Object.freeze({ IDLE: 0, RUNNING: 1, FINISHED: 2 });
 
 /** Why a generation finished (`TRL_STOP_*`). */
-export const StopReason = Object.freeze({ NONE: 0, END_OF_GENERATION: 1, MAX_TOKENS: 2, STOP_STRING: 3, CONTEXT_FULL: 4 });
+export const StopReason = Object.freeze({
+  NONE: 0, END_OF_GENERATION: 1, MAX_TOKENS: 2, STOP_STRING: 3, CONTEXT_FULL: 4, GRAMMAR_COMPLETE: 5, GRAMMAR_INCOMPLETE: 6,
+});
 
 /** Storage dtype codes (FORMAT.md, "Dtypes"), as reported in `diagnostics().quant_mode`. */
 export const DTypeName = Object.freeze({ 0: "f32", 1: "q8_0", 2: "q4_0", 3: "q4_1" });
@@ -1136,6 +1151,25 @@ export class TinyRustLM {
     }
   }
 
+  // ---- grammar-constrained generation ----
+
+  /**
+   * Constrains the following generations: `{ jsonSchema }` (an object or its JSON text) or
+   * `{ grammar }` (GBNF text); with neither, generation is unconstrained again (clear_grammar).
+   * @param {{ jsonSchema?: object | string, grammar?: string }} options
+   * @throws {TrlError} GRAMMAR_* / SCHEMA_* (the message names the rule or schema path)
+   */
+  setGrammar({ jsonSchema, grammar } = {}) {
+    if (jsonSchema !== undefined && jsonSchema !== null) {
+      const text = typeof jsonSchema === "string" ? jsonSchema : JSON.stringify(jsonSchema);
+      this._withInput(text, "set_grammar", (ptr, len) => this._x.set_grammar(ptr, len, GrammarFlags.JSON_SCHEMA));
+    } else if (grammar !== undefined && grammar !== null) {
+      this._withInput(grammar, "set_grammar", (ptr, len) => this._x.set_grammar(ptr, len, 0));
+    } else {
+      this._check(this._x.clear_grammar(), "clear_grammar");
+    }
+  }
+
   // ---- tokens and generation ----
 
   /**
@@ -1171,6 +1205,8 @@ export class TinyRustLM {
       signal?.throwIfAborted();
       if (options.sampling) this.setSampling(options.sampling);
       if (options.stop) this.setStopStrings(options.stop);
+      // Each call says its own constraint: none means unconstrained.
+      this.setGrammar(options);
       const flags = (parseSpecial ? GenFlags.PARSE_SPECIAL : 0) | (options.continue ? GenFlags.CONTINUE : 0) | (ignoreEog ? GenFlags.IGNORE_EOG : 0);
       this._transcript = null;
       this._withInput(prompt, "generate_start", (ptr, len) => this._x.generate_start(ptr, len, maxTokens, flags));
@@ -1273,6 +1309,7 @@ export class TinyRustLM {
       const full = this.formatChat(messages, { defaultSystem });
       if (options.sampling) this.setSampling(options.sampling);
       if (options.stop) this.setStopStrings(options.stop);
+      this.setGrammar(options);
       const base = GenFlags.PARSE_SPECIAL | (options.ignoreEog ? GenFlags.IGNORE_EOG : 0);
       const known = this._transcript;
       this._transcript = null;
@@ -1582,9 +1619,11 @@ export const DEFAULT_SAMPLING = Object.freeze({
  * @typedef {{ temperature?: number, topK?: number, topP?: number, minP?: number,
  *   repetitionPenalty?: number, repetitionWindow?: number, seed?: number | bigint }} SamplingOptions
  * @typedef {{ maxTokens?: number, parseSpecial?: boolean, continue?: boolean, ignoreEog?: boolean,
- *   signal?: AbortSignal, sampling?: SamplingOptions, stop?: string[] }} GenerateOptions
+ *   signal?: AbortSignal, sampling?: SamplingOptions, stop?: string[], jsonSchema?: object | string,
+ *   grammar?: string }} GenerateOptions
  * @typedef {{ maxTokens?: number, ignoreEog?: boolean, signal?: AbortSignal, sampling?: SamplingOptions,
- *   stop?: string[], defaultSystem?: string | null, reuseContext?: boolean }} ChatOptions
+ *   stop?: string[], defaultSystem?: string | null, reuseContext?: boolean, jsonSchema?: object | string,
+ *   grammar?: string }} ChatOptions
  * @typedef {{ phase: "read" | "validate" | "done", loaded: number, total: number | null }} LoadProgress
  * @typedef {{ contextLength?: number, kvF16?: boolean, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} LoadModelOptions
  * @typedef {ArrayBuffer | ArrayBufferView | Blob | Response | URL | string} ModelSource

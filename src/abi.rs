@@ -250,6 +250,19 @@ pub extern "C" fn clear_stop_strings() -> u32 {
 }
 
 #[no_mangle]
+pub extern "C" fn set_grammar(ptr: u32, len: u32, flags: u32) -> u32 {
+    export(|engine, buffers| engine.set_grammar(buffers.slice(ptr, len, "grammar")?, flags))
+}
+
+#[no_mangle]
+pub extern "C" fn clear_grammar() -> u32 {
+    export(|engine, _| {
+        engine.clear_grammar();
+        Ok(())
+    })
+}
+
+#[no_mangle]
 pub extern "C" fn tokenize(ptr: u32, len: u32, flags: u32) -> u32 {
     export(|engine, buffers| engine.tokenize(buffers.slice(ptr, len, "text")?, flags))
 }

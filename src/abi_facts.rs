@@ -116,7 +116,8 @@ const fn str_eq(a: &str, b: &str) -> bool {
 abi_enum! {
     /// Stable numeric status codes (the return value of every export), `TRL_STATUS_*`. Call-level
     /// errors are 1..=15, SLM1 package errors 16..=63, adapter errors 64..=79 (FORMAT.md
-    /// "Adapters"), eval case-file errors 80..=95 (FORMAT.md "Eval cases and sidecars").
+    /// "Adapters"), eval case-file errors 80..=95 (FORMAT.md "Eval cases and sidecars"), grammar and JSON Schema
+    /// errors 96..=111 (README "Structured output").
     pub enum Status in status {
         Ok = 0 => OK: "success",
         OutOfBounds = 1 => OUT_OF_BOUNDS: "a (ptr, len) is not inside one live host buffer, or ptr + len overflows",
@@ -175,6 +176,14 @@ abi_enum! {
         EvalBadMatchRule = 86 => EVAL_BAD_MATCH_RULE: "match is not \"exact\", \"trim\" or \"prefix\"",
         EvalLimitExceeded = 87 => EVAL_LIMIT_EXCEEDED: "file > 1 MiB, > 512 cases, a string over its cap, nesting",
         EvalNoCases = 88 => EVAL_NO_CASES: "a header and no cases",
+        GrammarSyntax = 96 => GRAMMAR_SYNTAX: "the GBNF text does not parse (the field names the rule, the value is the byte offset)",
+        GrammarUndefinedRule = 97 => GRAMMAR_UNDEFINED_RULE: "a rule is referenced but never defined, or there is no root rule",
+        GrammarLeftRecursion = 98 => GRAMMAR_LEFT_RECURSION: "a rule can start with itself (directly, through nullable rules, or a repetition of something empty)",
+        GrammarEmptyLanguage = 99 => GRAMMAR_EMPTY_LANGUAGE: "the grammar admits no string",
+        GrammarLimitExceeded = 100 => GRAMMAR_LIMIT_EXCEEDED: "grammar text over 1 MiB, over 16384 rules or 2^20 symbols, a repetition bound over 1024",
+        SchemaInvalid = 101 => SCHEMA_INVALID: "the JSON Schema is not JSON, or a keyword has the wrong type or an impossible value (the field names its path)",
+        SchemaUnsupported = 102 => SCHEMA_UNSUPPORTED: "a keyword (or combination) outside the supported subset, named by its path",
+        SchemaTooDeep = 103 => SCHEMA_TOO_DEEP: "the schema nests deeper than 32 levels (or its JSON deeper than 128)",
     }
 }
 
@@ -191,6 +200,8 @@ abi_enum! {
         ChatPrompt = 7 => CHAT_PROMPT: "the UTF-8 text of the last successful render_chat (whole value)",
         ScoreLogprobs = 8 => SCORE_LOGPROBS: "f32 LE per scored token: ln P(token | the tokens before it), from the last successful score_tokens",
         ScoreArgmax = 9 => SCORE_ARGMAX: "u32 LE per scored position: the most likely next token there, from the last successful score_tokens",
+        GrammarStats = 10 => GRAMMAR_STATS: "32 bytes: constrained, masked_steps, mask_cache_hits, mask_cache_entries (u32), mask_ms (f32), trie_nodes (u32), trie_build_ms (f32), grammar_rules (u32)",
+        Grammar = 11 => GRAMMAR: "the GBNF text of the grammar set_grammar set (for a JSON Schema, the grammar it compiled to); empty when none",
     }
 }
 
@@ -211,6 +222,8 @@ abi_enum! {
         MaxTokens = 2 => MAX_TOKENS: "max_new_tokens were generated",
         StopString = 3 => STOP_STRING: "the output reached a stop string",
         ContextFull = 4 => CONTEXT_FULL: "the KV cache has no room for another token",
+        GrammarComplete = 5 => GRAMMAR_COMPLETE: "the output is a complete sentence of the grammar and no token can extend it",
+        GrammarIncomplete = 6 => GRAMMAR_INCOMPLETE: "max_new_tokens ran out, or no token could continue, before the output was a complete sentence of the grammar",
     }
 }
 
@@ -274,6 +287,13 @@ flag_set! {
     }
 }
 
+flag_set! {
+    /// `set_grammar` flags, `TRL_GRAMMAR_*`: without JSON_SCHEMA the bytes are GBNF.
+    GRAMMAR_FLAGS, GRAMMAR_KNOWN {
+        GRAMMAR_JSON_SCHEMA = 1 => "JSON_SCHEMA": "the bytes are a JSON Schema (the supported subset), compiled to a grammar",
+    }
+}
+
 /// The `TRL_GEN_*` bits `tokenize` accepts (it has no flags of its own).
 pub const TOKENIZE_KNOWN: u32 = GEN_PARSE_SPECIAL;
 
@@ -298,6 +318,7 @@ const fn flag_entries<const N: usize>(flags: &[Flag]) -> [(&'static str, u32); N
 const LOAD_FLAG_ENTRIES: [(&str, u32); LOAD_FLAGS.len()] = flag_entries(LOAD_FLAGS);
 const GEN_FLAG_ENTRIES: [(&str, u32); GEN_FLAGS.len()] = flag_entries(GEN_FLAGS);
 const CHAT_FLAG_ENTRIES: [(&str, u32); CHAT_FLAGS.len()] = flag_entries(CHAT_FLAGS);
+const GRAMMAR_FLAG_ENTRIES: [(&str, u32); GRAMMAR_FLAGS.len()] = flag_entries(GRAMMAR_FLAGS);
 
 /// Every named numeric constant of the ABI, by group.
 pub const CONSTANT_GROUPS: &[ConstantGroup] = &[
@@ -308,6 +329,7 @@ pub const CONSTANT_GROUPS: &[ConstantGroup] = &[
     ConstantGroup { header_prefix: "TRL_LOAD_", js_object: "LoadFlags", entries: &LOAD_FLAG_ENTRIES },
     ConstantGroup { header_prefix: "TRL_GEN_", js_object: "GenFlags", entries: &GEN_FLAG_ENTRIES },
     ConstantGroup { header_prefix: "TRL_CHAT_", js_object: "ChatFlags", entries: &CHAT_FLAG_ENTRIES },
+    ConstantGroup { header_prefix: "TRL_GRAMMAR_", js_object: "GrammarFlags", entries: &GRAMMAR_FLAG_ENTRIES },
 ];
 
 /// A WebAssembly value type, as the module's type section declares an export's signature.
@@ -369,6 +391,8 @@ pub const EXPORTS: &[Function] = &[
     ),
     export("add_stop_string", &[("ptr", I32), ("len", I32)], I32),
     export("clear_stop_strings", &[], I32),
+    export("set_grammar", &[("ptr", I32), ("len", I32), ("flags", I32)], I32),
+    export("clear_grammar", &[], I32),
     export("tokenize", &[("ptr", I32), ("len", I32), ("flags", I32)], I32),
     export("generate_start", &[("ptr", I32), ("len", I32), ("max_new_tokens", I32), ("flags", I32)], I32),
     export("generate_step", &[("max_steps", I32)], I32),

@@ -4,6 +4,7 @@
 //! Every method validates before it mutates, so a call that returns an error leaves the engine as it
 //! was (the ABI header promises this and the conformance suite checks it).
 
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 
 use crate::adapter::AdapterStack;
@@ -11,6 +12,9 @@ use crate::buffer::AlignedBytes;
 use crate::diag::Diagnostics;
 use crate::error::{oom, Error, Result, Status};
 use crate::format::ModelIdentity;
+use crate::grammar::matcher::Matcher;
+use crate::grammar::trie::{self, MaskCache, VocabTrie};
+use crate::grammar::Grammar;
 use crate::model::{self, Model};
 use crate::quant::DType;
 use crate::sampler::{Sampler, SamplingParams};
@@ -19,7 +23,9 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 // Flags, result kinds, generation states and stop reasons are ABI facts (`crate::abi_facts`).
 pub use crate::abi_facts::{GenState, ResultKind, StopReason, GEN_CONTINUE, GEN_IGNORE_EOG, GEN_PARSE_SPECIAL, LOAD_KV_F16};
-use crate::abi_facts::{CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE, CHAT_KNOWN, CHAT_NO_DEFAULT_SYSTEM, GEN_KNOWN, LOAD_KNOWN, TOKENIZE_KNOWN};
+use crate::abi_facts::{
+    CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE, CHAT_KNOWN, CHAT_NO_DEFAULT_SYSTEM, GEN_KNOWN, GRAMMAR_JSON_SCHEMA, GRAMMAR_KNOWN, LOAD_KNOWN, TOKENIZE_KNOWN,
+};
 
 /// Stop strings: few and short, because every generated token is checked against all of them.
 pub const MAX_STOP_STRINGS: usize = 8;
@@ -42,6 +48,13 @@ struct Session {
     read: usize,
     prefill_ms: f64,
     decode_ms: f64,
+    /// The grammar's position when the generation is constrained.
+    matcher: Option<Matcher>,
+    /// Time spent computing and applying token masks, and how many steps were masked.
+    mask_ms: f64,
+    masked_steps: u32,
+    /// The mask cache's hit count when the generation started.
+    cache_hits_at_start: u64,
 }
 
 impl Session {
@@ -60,6 +73,10 @@ impl Session {
             read: 0,
             prefill_ms: 0.0,
             decode_ms: 0.0,
+            matcher: None,
+            mask_ms: 0.0,
+            masked_steps: 0,
+            cache_hits_at_start: 0,
         }
     }
 }
@@ -84,6 +101,12 @@ struct Loaded {
     assembly_state_crc: u32,
     /// Applied adapters with their undo logs; `assembly_state_crc` stays the parent's (state 0).
     adapters: AdapterStack,
+    /// The vocabulary's byte trie, built by the first constrained generation, and its build time.
+    vocab_trie: Option<VocabTrie>,
+    trie_build_ms: f64,
+    /// Token masks of the current grammar by matcher state; the mask of the running step.
+    mask_cache: MaskCache,
+    mask: Vec<u64>,
 }
 
 /// What `score_tokens` computed: `logprobs[j]` is ln P(token `first_scored + j`) and `argmax[j]` the
@@ -101,6 +124,9 @@ pub struct Scores {
 pub struct Settings {
     sampling: SamplingParams,
     stop_strings: Vec<Vec<u8>>,
+    /// The grammar every generation is constrained by, with a serial number naming it (its masks
+    /// are cached under that number).
+    grammar: Option<(u64, Rc<Grammar>)>,
 }
 
 impl Settings {
@@ -134,6 +160,8 @@ pub struct Engine {
     /// Sidecar of the last successful eval run (`ResultKind::EvalSidecar`), opaque here: written by
     /// `crate::eval`, which drives the engine through this public API.
     eval_sidecar: Vec<u8>,
+    /// Serial number of the last grammar set.
+    grammar_serial: u64,
 }
 
 fn wrong_state(field: &'static str, rule: &'static str) -> Error {
@@ -152,7 +180,7 @@ fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
 
 impl Engine {
     pub fn new(clock: fn() -> f64) -> Engine {
-        Engine { loaded: None, settings: Settings::default(), clock, eval_sidecar: Vec::new() }
+        Engine { loaded: None, settings: Settings::default(), clock, eval_sidecar: Vec::new(), grammar_serial: 0 }
     }
 
     fn loaded(&self) -> Result<&Loaded> {
@@ -215,6 +243,10 @@ impl Engine {
             unencodable_bytes: 0,
             assembly_state_crc: crc32fast::hash(&identity.to_bytes()),
             adapters: AdapterStack::new(),
+            vocab_trie: None,
+            trie_build_ms: 0.0,
+            mask_cache: MaskCache::default(),
+            mask: Vec::new(),
         });
         Ok(())
     }
@@ -250,6 +282,27 @@ impl Engine {
 
     pub fn clear_stop_strings(&mut self) {
         self.settings.stop_strings.clear();
+    }
+
+    /// Compiles a grammar (GBNF, or with `GRAMMAR_JSON_SCHEMA` a JSON Schema) that every following
+    /// generation is constrained by, replacing the previous one. Needs no model; a generation
+    /// already running keeps the grammar it started with.
+    pub fn set_grammar(&mut self, source: &[u8], flags: u32) -> Result<()> {
+        if flags & !GRAMMAR_KNOWN != 0 {
+            return Err(invalid("flags", flags as u64, "only JSON_SCHEMA (1) is defined"));
+        }
+        if source.is_empty() {
+            return Err(invalid("grammar.len", 0, "the grammar or schema text is empty"));
+        }
+        let grammar = crate::grammar::compile(source, flags & GRAMMAR_JSON_SCHEMA != 0)?;
+        self.grammar_serial += 1;
+        self.settings.grammar = Some((self.grammar_serial, Rc::new(grammar)));
+        Ok(())
+    }
+
+    /// Generations from now on are unconstrained.
+    pub fn clear_grammar(&mut self) {
+        self.settings.grammar = None;
     }
 
     /// The sampling parameters and stop strings the next generation will use.
@@ -399,6 +452,7 @@ impl Engine {
             return Err(invalid("flags", flags as u64, "only PARSE_SPECIAL (1), CONTINUE (2) and IGNORE_EOG (4) are defined"));
         }
         let sampling = self.settings.sampling;
+        let grammar = self.settings.grammar.clone();
         let clock = self.clock;
         let l = self.loaded_mut()?;
         let continuing = flags & GEN_CONTINUE != 0;
@@ -433,6 +487,28 @@ impl Engine {
             return Err(Error::new(Status::ContextFull, "prompt_tokens", (base + tokens.len()) as u64, "prompt does not fit in the context"));
         }
         l.context_tokens.try_reserve(base + tokens.len()).map_err(|_| oom("context_tokens", (base + tokens.len()) * 4))?;
+        // A grammar needs the vocabulary's trie (built once; not state a host can see) and a mask
+        // buffer; its mask cache starts over when the grammar changed.
+        let matcher = match &grammar {
+            Some((serial, g)) => {
+                if l.vocab_trie.is_none() {
+                    let t0 = clock();
+                    let tok = &l.tokenizer;
+                    l.vocab_trie = Some(VocabTrie::build(tok, |id| tok.is_end_of_generation(id))?);
+                    l.trie_build_ms = clock() - t0;
+                }
+                let words = l.vocab_trie.as_ref().map_or(0, VocabTrie::mask_words);
+                if l.mask.len() != words {
+                    l.mask.try_reserve_exact(words).map_err(|_| oom("grammar.mask", words * 8))?;
+                    l.mask.resize(words, 0);
+                }
+                if l.mask_cache.grammar_serial != *serial {
+                    l.mask_cache = MaskCache::new(*serial);
+                }
+                Some(Matcher::new(g.clone()))
+            }
+            None => None,
+        };
 
         // Commit.
         l.unencodable_bytes = encoded.unencodable_bytes.min(u32::MAX as usize) as u32;
@@ -457,6 +533,8 @@ impl Engine {
         session.max_new_tokens = max_new_tokens;
         session.ignore_eog = flags & GEN_IGNORE_EOG != 0;
         session.prefill_ms = prefill_ms;
+        session.matcher = matcher;
+        session.cache_hits_at_start = l.mask_cache.hits;
         l.session = session;
         l.work_logits.copy_from_slice(l.model.logits());
         if max_new_tokens == 0 {
@@ -493,6 +571,27 @@ impl Engine {
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),
             }
+            // Under a grammar: which tokens may come next, decided before the model runs, so a
+            // sentence no token can extend ends here without a wasted forward pass.
+            let mut eog_allowed = !l.session.ignore_eog;
+            if let (Some(m), Some(trie)) = (l.session.matcher.as_mut(), l.vocab_trie.as_ref()) {
+                let t = clock();
+                let (n_allowed, complete) = match l.mask_cache.get(trie, m) {
+                    Ok((mask, n)) => {
+                        l.mask.copy_from_slice(mask);
+                        (n, m.is_complete())
+                    }
+                    Err(_) if done > 0 => break,
+                    Err(e) => return Err(e),
+                };
+                l.session.masked_steps += 1;
+                l.session.mask_ms += clock() - t;
+                eog_allowed &= complete;
+                if n_allowed == 0 {
+                    finish(l, if complete { StopReason::GrammarComplete } else { StopReason::GrammarIncomplete });
+                    break;
+                }
+            }
             if let Some(t) = l.session.unfed {
                 if l.model.kv_len() >= l.model.context_len() {
                     finish(l, StopReason::ContextFull);
@@ -506,6 +605,20 @@ impl Engine {
             let window = l.sampler.params().repetition_window as usize;
             let recent = &l.context_tokens[l.context_tokens.len().saturating_sub(window)..];
             let mut logits = core::mem::take(&mut l.work_logits);
+            if l.session.matcher.is_some() {
+                // Forbidden tokens get -inf, which the sampler never picks; its arithmetic on the
+                // others is unchanged. End of generation only where the sentence is complete.
+                let t = clock();
+                trie::apply(&l.mask, &mut logits);
+                if eog_allowed {
+                    for &id in l.tokenizer.eog_ids().iter().chain(l.tokenizer.eos_id().as_ref()) {
+                        if let (Some(x), Some(&y)) = (logits.get_mut(id as usize), l.model.logits().get(id as usize)) {
+                            *x = y;
+                        }
+                    }
+                }
+                l.session.mask_ms += clock() - t;
+            }
             let token = l.sampler.sample(&mut logits, recent);
             // Keep the logits as they were before the sampler rewrote them.
             logits.copy_from_slice(l.model.logits());
@@ -519,6 +632,17 @@ impl Engine {
             }
             let before = l.session.text.len();
             let piece = l.tokenizer.decode_piece(l.context_tokens.last().copied(), token);
+            if let Some(m) = l.session.matcher.as_mut() {
+                // Only allowed tokens reach here; `false` would need every allowed logit to be
+                // -inf, and then the text is not passed off as a sentence.
+                if !m.accept_bytes(piece) {
+                    l.session.generated.pop();
+                    l.session.unfed = None;
+                    l.total_generated -= 1;
+                    finish(l, StopReason::GrammarIncomplete);
+                    break;
+                }
+            }
             l.session.decoder.push(piece, &mut l.session.text);
             if let Some(cut) = find_stop(&l.session.text, before, stops) {
                 l.session.text.truncate(cut);
@@ -529,7 +653,8 @@ impl Engine {
             }
             l.session.released = l.session.text.len() - held_back(&l.session.text, stops);
             if l.session.generated.len() as u64 >= l.session.max_new_tokens as u64 {
-                finish(l, StopReason::MaxTokens);
+                let incomplete = l.session.matcher.as_ref().is_some_and(|m| !m.is_complete());
+                finish(l, if incomplete { StopReason::GrammarIncomplete } else { StopReason::MaxTokens });
                 break;
             }
         }
@@ -590,6 +715,21 @@ impl Engine {
             ResultKind::ChatPrompt => whole_bytes(&l.chat_prompt, dst),
             ResultKind::ScoreLogprobs => whole(&mut l.score.logprobs.iter().map(|x| x.to_le_bytes()), l.score.logprobs.len(), dst),
             ResultKind::ScoreArgmax => whole(&mut l.score.argmax.iter().map(|t| t.to_le_bytes()), l.score.argmax.len(), dst),
+            ResultKind::GrammarStats => {
+                let f = |x: f64| (x as f32).to_bits();
+                let words = [
+                    s.matcher.is_some() as u32,
+                    s.masked_steps,
+                    (l.mask_cache.hits - s.cache_hits_at_start.min(l.mask_cache.hits)).min(u32::MAX as u64) as u32,
+                    l.mask_cache.len() as u32,
+                    f(s.mask_ms),
+                    l.vocab_trie.as_ref().map_or(0, VocabTrie::n_nodes) as u32,
+                    f(l.trie_build_ms),
+                    s.matcher.as_ref().map_or(0, |m| m.grammar().n_rules()) as u32,
+                ];
+                whole(&mut words.iter().map(|w| w.to_le_bytes()), 8, dst)
+            }
+            ResultKind::Grammar => whole_bytes(self.settings.grammar.as_ref().map_or(&[][..], |(_, g)| g.source().as_bytes()), dst),
             ResultKind::State => {
                 let words = [s.state as u32, s.stop_reason as u32, s.prompt_tokens.len() as u32, s.generated.len() as u32];
                 whole(&mut words.iter().map(|w| w.to_le_bytes()), 4, dst)

@@ -3,7 +3,7 @@
 //!
 //! Modules in pipeline order: [`format`] parses SLM1 packages, [`quant`] holds the tensor block
 //! layouts and matvec kernels, [`tokenizer`] turns text into ids and back, [`model`] runs the
-//! forward pass, [`sampler`] picks tokens, [`pool`] shares matrix products among the host's threads, [`score`] rates a text token by token, [`adapter`] turns the model into a descendant, [`diag`]
+//! forward pass, [`grammar`] masks the tokens a grammar forbids, [`sampler`] picks tokens, [`pool`] shares matrix products among the host's threads, [`score`] rates a text token by token, [`adapter`] turns the model into a descendant, [`diag`]
 //! reports, [`engine`] ties them into a session and `abi` (wasm only) exports it. [`abi_facts`]
 //! holds every fact of the ABI a host sees (status codes, flags, result kinds, the export list, the
 //! diagnostics layout) as tables, on every target.
@@ -29,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod format;
+pub mod grammar;
 pub mod model;
 pub mod pool;
 pub mod quant;

@@ -277,6 +277,12 @@ struct GenerateArgs {
     /// Apply this adapter after loading (repeatable: applied in order).
     #[arg(long)]
     adapter: Vec<PathBuf>,
+    /// Constrain the output to this GBNF grammar (README "Structured output").
+    #[arg(long, conflicts_with = "json_schema")]
+    grammar: Option<PathBuf>,
+    /// Constrain the output to JSON valid against this JSON Schema (the supported subset).
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -526,6 +532,11 @@ fn generate(host: &Host, a: &GenerateArgs) -> Result<()> {
     for s in &a.stop {
         rt.add_stop_string(s)?;
     }
+    let constrained = a.grammar.as_ref().map(|p| (p, false)).or(a.json_schema.as_ref().map(|p| (p, true)));
+    if let Some((path, schema)) = constrained {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        rt.set_grammar(&bytes, schema).with_context(|| format!("compiling {}", path.display()))?;
+    }
     let prompt = if a.chat {
         let (template, system) = package_chat(&mut rt, &a.system)?;
         chat_user_turn(template, &a.prompt, system.as_deref(), 0)?
@@ -546,17 +557,33 @@ fn generate(host: &Host, a: &GenerateArgs) -> Result<()> {
         g
     };
     let diag = rt.diagnostics()?;
+    let stats = rt.grammar_stats()?;
+    let stop = tinyrustlm::abi_facts::StopReason::from_code(generation.state.stop_reason).map_or("?", |r| r.name());
     if a.json {
         println!(
             "{}",
             json!({ "prompt_tokens": generation.prompt_tokens, "tokens": generation.tokens, "text": generation.text,
-                    "stop_reason": generation.state.stop_reason, "diagnostics": diag })
+                    "stop_reason": generation.state.stop_reason, "stop": stop, "diagnostics": diag,
+                    "grammar": if stats.constrained { json!(stats) } else { json!(null) } })
         );
     } else {
         eprintln!(
-            "[{} prompt tokens, {} generated; prefill {:.1} tok/s, decode {:.1} tok/s]",
+            "[{} prompt tokens, {} generated; prefill {:.1} tok/s, decode {:.1} tok/s; stop {stop}]",
             diag.prompt_tokens, diag.generated_tokens, diag.prefill_tokens_per_s, diag.decode_tokens_per_s
         );
+        if stats.constrained {
+            eprintln!(
+                "[grammar: {} rules; masks {:.1} ms over {} steps ({:.2} ms/token), {} cache hits, {} masks cached; trie {} nodes built in {:.0} ms]",
+                stats.grammar_rules,
+                stats.mask_ms,
+                stats.masked_steps,
+                stats.mask_ms / stats.masked_steps.max(1) as f32,
+                stats.mask_cache_hits,
+                stats.mask_cache_entries,
+                stats.trie_nodes,
+                stats.trie_build_ms
+            );
+        }
     }
     Ok(())
 }

@@ -431,6 +431,36 @@ impl Runtime {
         self.check(s)
     }
 
+    /// Constrains the following generations by a GBNF grammar, or (`json_schema`) a JSON Schema.
+    pub fn set_grammar(&mut self, text: &[u8], json_schema: bool) -> Result<()> {
+        let flags = if json_schema { tinyrustlm::abi_facts::GRAMMAR_JSON_SCHEMA } else { 0 };
+        let ptr = self.put(text)?;
+        let s = self.call_status("set_grammar", (ptr, text.len() as u32, flags));
+        self.free(ptr)?;
+        let s = s?;
+        self.check(s)
+    }
+
+    pub fn clear_grammar(&mut self) -> Result<()> {
+        let s = self.call_status("clear_grammar", ())?;
+        self.check(s)
+    }
+
+    /// `TRL_RESULT_GRAMMAR_STATS` of the current generation.
+    pub fn grammar_stats(&mut self) -> Result<GrammarStats> {
+        let w = self.read_u32s(result_kind::GRAMMAR_STATS)?;
+        Ok(GrammarStats {
+            constrained: w[0] != 0,
+            masked_steps: w[1],
+            mask_cache_hits: w[2],
+            mask_cache_entries: w[3],
+            mask_ms: f32::from_bits(w[4]),
+            trie_nodes: w[5],
+            trie_build_ms: f32::from_bits(w[6]),
+            grammar_rules: w[7],
+        })
+    }
+
     pub fn tokenize(&mut self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
         let ptr = self.put(text.as_bytes())?;
         let s = self.call_status("tokenize", (ptr, text.len() as u32, parse_special as u32));
@@ -605,6 +635,19 @@ impl Runtime {
         let text = self.read_text()?;
         self.finish(text)
     }
+}
+
+/// `TRL_RESULT_GRAMMAR_STATS`: what masking cost the current generation.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GrammarStats {
+    pub constrained: bool,
+    pub masked_steps: u32,
+    pub mask_cache_hits: u32,
+    pub mask_cache_entries: u32,
+    pub mask_ms: f32,
+    pub trie_nodes: u32,
+    pub trie_build_ms: f32,
+    pub grammar_rules: u32,
 }
 
 /// Sampling settings as `set_sampling` takes them.
