@@ -158,8 +158,7 @@ fn json_schema_outputs_validate_on_qwen() {
 fn person_schema_gives_a_valid_object_on_every_seed() {
     let mut rt = real(SMOLLM2, 1024);
     let bytes = std::fs::read(data("json_schemas/person.json")).unwrap();
-    let runs: Vec<(&str, Sampling)> =
-        (1..=4).map(|seed| ("Describe a fictional person", Sampling { temperature: 1.0, seed, ..Sampling::default() })).collect();
+    let runs: Vec<(&str, Sampling)> = (1..=4).map(|seed| ("Describe a fictional person", Sampling { temperature: 1.0, seed, ..Sampling::default() })).collect();
     schemas_validate(&mut rt, ChatTemplate::ChatMl, &runs, Some(&["person.json"]), 128);
     // Reproducible: the same seed gives the same tokens.
     rt.set_grammar(&bytes, true).unwrap();

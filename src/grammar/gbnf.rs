@@ -39,9 +39,8 @@ struct Parser<'a> {
 
 /// Parses GBNF text and compiles it (see the module docs for the syntax).
 pub fn parse(src: &[u8]) -> Result<Grammar> {
-    let text = core::str::from_utf8(src).map_err(|e| {
-        Error::new(Status::GrammarSyntax, "grammar (byte offset)", e.valid_up_to() as u64, "the grammar must be UTF-8 text")
-    })?;
+    let text = core::str::from_utf8(src)
+        .map_err(|e| Error::new(Status::GrammarSyntax, "grammar (byte offset)", e.valid_up_to() as u64, "the grammar must be UTF-8 text"))?;
     let mut p = Parser { src: text, at: 0, b: Builder::default(), by_name: BTreeMap::new(), first_use: BTreeMap::new(), current: String::new(), generated: 0 };
     p.space(true);
     while p.at < p.src.len() {

@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn reads_values_and_refuses_bad_json() {
         let v = parse(br#" {"a": [1, -2.5e3, "x\u00e9\n"], "b": {"c": null, "d": true}} "#).unwrap();
-        assert_eq!(v.get("a"), Some(&Value::Array(alloc::vec![Value::Number(1.0, "1".into()), Value::Number(-2500.0, "-2.5e3".into()), Value::Str("xé\n".into())])));
+        assert_eq!(
+            v.get("a"),
+            Some(&Value::Array(alloc::vec![Value::Number(1.0, "1".into()), Value::Number(-2500.0, "-2.5e3".into()), Value::Str("xé\n".into())]))
+        );
         let mut s = String::new();
         v.write(&mut s);
         assert_eq!(s, r#"{"a":[1,-2.5e3,"xé\n"],"b":{"c":null,"d":true}}"#);

@@ -228,7 +228,8 @@ impl Compiler<'_> {
             }
         }
         let has = |kw: &str| s.get(kw).is_some();
-        let constraints: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).filter(|k| !ANNOTATIONS.contains(k) && !["$defs", "definitions"].contains(k)).collect();
+        let constraints: Vec<&str> =
+            fields.iter().map(|(k, _)| k.as_str()).filter(|k| !ANNOTATIONS.contains(k) && !["$defs", "definitions"].contains(k)).collect();
         let alone = |kw: &str, allowed: &[&str]| -> Result<()> {
             match constraints.iter().find(|k| **k != kw && !allowed.contains(k)) {
                 Some(other) => Err(unsupported(path, other, "cannot be combined with $ref, anyOf, oneOf, enum or const here")),
@@ -410,9 +411,14 @@ impl Compiler<'_> {
         let mut first_next = String::new();
         for k in (0..n).rev() {
             let req = required.contains(&props[k].0.as_str());
-            let rest_body =
-                if rest_next.is_empty() { alloc::format!("\",\" ws {}", kvs[k]) } else { alloc::format!("\",\" ws {} {rest_next}", kvs[k]) };
-            let rest_body = if req { rest_body } else if rest_next.is_empty() { alloc::format!("({rest_body})?") } else { alloc::format!("{rest_body} | {rest_next}") };
+            let rest_body = if rest_next.is_empty() { alloc::format!("\",\" ws {}", kvs[k]) } else { alloc::format!("\",\" ws {} {rest_next}", kvs[k]) };
+            let rest_body = if req {
+                rest_body
+            } else if rest_next.is_empty() {
+                alloc::format!("({rest_body})?")
+            } else {
+                alloc::format!("{rest_body} | {rest_next}")
+            };
             let first_body = if rest_next.is_empty() { kvs[k].clone() } else { alloc::format!("{} {rest_next}", kvs[k]) };
             let first_body = if req {
                 first_body
@@ -637,7 +643,9 @@ mod tests {
         for (s, ok) in [("-2", true), ("-2.5", false), ("-1.5", true), ("2.999", true), ("3", false), ("0.5", true), ("-3", false), ("-0.25", true)] {
             assert_eq!(accepts(&n, s), ok, "{s}");
         }
-        let r = compile(r##"{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["v","next"]}},"$ref":"#/$defs/node"}"##);
+        let r = compile(
+            r##"{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["v","next"]}},"$ref":"#/$defs/node"}"##,
+        );
         assert!(accepts(&r, r#"{"v": 1, "next": {"v": 2, "next": null}}"#));
         let p = compile(r#"{"type":"string","pattern":"^[A-Z]{2}-\\d{3}$"}"#);
         assert!(accepts(&p, r#""AB-123""#) && !accepts(&p, r#""AB-12""#));

@@ -187,9 +187,8 @@ impl Builder {
         let mut rule_alts = Vec::new();
         rule_alts.try_reserve_exact(self.rules.len() + 1).map_err(|_| oom("grammar.rules", self.rules.len() * 4))?;
         for (r, alts) in self.rules.into_iter().enumerate() {
-            let alts = alts.ok_or_else(|| {
-                Error::new(Status::GrammarUndefinedRule, field!("grammar.rule[{}]", self.names[r]), 0, "referenced but never defined")
-            })?;
+            let alts =
+                alts.ok_or_else(|| Error::new(Status::GrammarUndefinedRule, field!("grammar.rule[{}]", self.names[r]), 0, "referenced but never defined"))?;
             rule_alts.push(alt_starts.len() as u32);
             alt_starts.try_reserve(alts.len()).map_err(|_| oom("grammar.alternatives", alts.len() * 4))?;
             for alt in alts {

@@ -86,7 +86,12 @@ impl VocabTrie {
     }
 
     fn push_node(&mut self, b: u8, depth: usize) -> Result<()> {
-        for r in [reserve(&mut self.byte, 1, "grammar.trie"), reserve(&mut self.depth, 1, "grammar.trie"), reserve(&mut self.subtree_end, 1, "grammar.trie"), reserve(&mut self.tok_start, 2, "grammar.trie")] {
+        for r in [
+            reserve(&mut self.byte, 1, "grammar.trie"),
+            reserve(&mut self.depth, 1, "grammar.trie"),
+            reserve(&mut self.subtree_end, 1, "grammar.trie"),
+            reserve(&mut self.tok_start, 2, "grammar.trie"),
+        ] {
             r?;
         }
         self.byte.push(b);
