@@ -98,6 +98,7 @@ function explain(e) {
   if (s === 5) return "The conversation no longer fits in the model's context. Start a new chat, or reload the model with a larger context.";
   if (s === 4) return "The runtime ran out of memory. Nothing was changed; try a smaller model or a shorter context.";
   if (s === 6) return "A sampling setting is out of range.";
+  if (s >= 96 && s <= 103) return "The grammar or JSON Schema was refused (the message names the rule or keyword). Nothing was generated.";
   if (s === 69) return "This adapter was made for another model (its parent identity differs from the loaded model's). Nothing was changed.";
   if ((s >= 64 && s <= 79) || (e.call && /adapter/.test(e.call))) return "The adapter was refused and nothing was changed (it must be made for exactly this model).";
   return "";
@@ -133,7 +134,7 @@ function bytes(n) {
 }
 
 const hex = (n) => n.toString(16).padStart(8, "0");
-const STOP_REASONS = ["none", "end of generation", "max tokens", "stop string", "context full"];
+const STOP_REASONS = ["none", "end of generation", "max tokens", "stop string", "context full", "grammar complete", "grammar incomplete (max tokens before the JSON was complete)"];
 
 // ---- diagnostics ------------------------------------------------------------------------------
 
@@ -277,6 +278,11 @@ function bubble(role, text = "") {
   return body;
 }
 
+for (const id of ["json-schema", "json-note"]) $(id).hidden = true;
+$("json-output").addEventListener("change", () => {
+  for (const id of ["json-schema", "json-note"]) $(id).hidden = !$("json-output").checked;
+});
+
 function sampling() {
   const num = (id) => Number($(id).value);
   return {
@@ -295,6 +301,10 @@ async function send() {
   clearError();
   const mode = document.querySelector('input[name="mode"]:checked').value;
   const request_ = { mode, maxTokens: Number($("max-tokens").value) || 256, sampling: sampling() };
+  if ($("json-output").checked) {
+    // Sent as text: the module parses and checks the schema (a bad one is a status, shown below).
+    request_.jsonSchema = $("json-schema").value;
+  }
   if (mode === "chat") {
     state.messages.push({ role: "user", content: text });
     request_.messages = state.messages.slice();

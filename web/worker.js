@@ -78,10 +78,10 @@ const ops = {
     requireModule().reset();
   },
 
-  async generate({ mode, prompt, messages, maxTokens, sampling, stop, continueChat }, id) {
+  async generate({ mode, prompt, messages, maxTokens, sampling, stop, continueChat, jsonSchema }, id) {
     const m = requireModule();
     generation = new AbortController();
-    const options = { maxTokens, sampling, stop: stop ?? [], signal: generation.signal, reuseContext: continueChat !== false };
+    const options = { maxTokens, sampling, stop: stop ?? [], signal: generation.signal, reuseContext: continueChat !== false, jsonSchema };
     const it = mode === "chat" ? m.chat(messages, options) : m.generate(prompt, options);
     let lastDiag = 0;
     let text = "";

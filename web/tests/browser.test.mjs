@@ -179,6 +179,28 @@ describe("demo page in Chromium", { skip: skipWithoutModel }, () => {
     assert.deepEqual(browser.problems, []);
   });
 
+  it("JSON output: the schema box constrains the answer to a valid object, as trl --json-schema does", async () => {
+    await page.click("#new-chat");
+    await idle();
+    await page.check("#json-output");
+    const schema = await page.inputValue("#json-schema");
+    const schemaFile = join(scratchDir(), "demo-schema.json");
+    writeFileSync(schemaFile, schema);
+    const ask = "Describe a fictional person.";
+    const expected = trl(["generate", "--model", Q8_0, "--chat", "--json-schema", schemaFile, "--prompt", ask, "-n", "96", "--json"]);
+    await send("chat", ask, { maxTokens: 96 });
+    await idle();
+    assert.deepEqual(await lastTokens(), expected.tokens);
+    const text = await lastText();
+    assert.equal(text, expected.text);
+    const value = JSON.parse(text);
+    assert.deepEqual(Object.keys(value).sort(), ["age", "city", "name"]);
+    assert.ok(Number.isInteger(value.age) && value.age >= 0 && value.age <= 120, text);
+    await page.uncheck("#json-output");
+    await page.click("#new-chat");
+    await idle();
+  });
+
   it("draws the lineage of dropped release packets as trl lineage does", { skip: trlHas("packet") ? false : "trl has no packet subcommand yet" }, async () => {
     const { dir, files } = syntheticPackets();
     // Dropped out of order, and without the parent's packet: the parent is drawn dashed, by its id.
