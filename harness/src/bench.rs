@@ -98,6 +98,7 @@ pub fn prompt_of(rt: &mut Runtime, n: usize) -> Result<String> {
     Ok(text)
 }
 
+#[derive(Clone)]
 pub struct BenchConfig {
     pub runs: usize,
     pub prompt_tokens: usize,
@@ -105,6 +106,9 @@ pub struct BenchConfig {
     pub context: u32,
     /// `load_model` flags for the wasm engine (`LOAD_KV_F16`).
     pub load_flags: u32,
+    /// A JSON Schema every generation follows (`trl bench --json-schema`): decode tokens/s is then
+    /// over the tokens generated before the schema completed, masking included.
+    pub json_schema: Option<Vec<u8>>,
 }
 
 /// Per-run measurements of one engine on one package, reduced to medians by [`Samples::figures`].
@@ -143,6 +147,9 @@ pub const WASM_ENGINE: &str = "tinyrustlm wasm (wasmtime)";
 /// Engine label of the relaxed-SIMD flavour.
 pub const WASM_RELAXED_ENGINE: &str = "tinyrustlm wasm, relaxed SIMD (wasmtime)";
 
+/// Engine label of the default module generating under a JSON Schema.
+pub const WASM_SCHEMA_ENGINE: &str = "tinyrustlm wasm, JSON schema (wasmtime)";
+
 /// Engine label of the threaded flavour at `threads` threads.
 pub fn wasm_threads_engine(threads: u32) -> String {
     format!("tinyrustlm wasm, threaded module (wasmtime, {threads} thread{})", if threads == 1 { "" } else { "s" })
@@ -175,6 +182,9 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
         samples.load.push(ms(t));
         samples.copy.push(copy_ms);
         let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
+        if let Some(schema) = &cfg.json_schema {
+            rt.set_grammar(schema, true)?;
+        }
         let t = Instant::now();
         rt.generate_start(&prompt, cfg.decode_tokens as u32, GEN_IGNORE_EOG)?;
         samples.prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
@@ -183,7 +193,8 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
             rt.generate_step(16)?;
         }
         let n = rt.read_u32s(result_kind::TOKENS)?.len();
-        anyhow::ensure!(n == cfg.decode_tokens, "generated {n} tokens, wanted {}", cfg.decode_tokens);
+        // Under a schema the generation ends where the JSON is complete.
+        anyhow::ensure!(n == cfg.decode_tokens || (cfg.json_schema.is_some() && n > 0), "generated {n} tokens, wanted {}", cfg.decode_tokens);
         samples.decode.push(n as f64 * 1000.0 / ms(t));
         peak = peak.max(rt.memory_size() as u64);
         let diagnostics = rt.diagnostics()?;
@@ -389,6 +400,7 @@ pub fn markdown(report: &Report) -> String {
             w.label,
             match w.engine.as_str() {
                 WASM_RELAXED_ENGINE => " (relaxed SIMD)",
+                WASM_SCHEMA_ENGINE => " (JSON schema)",
                 WASM_ENGINE => "",
                 _ => " (threaded module)",
             },
@@ -419,6 +431,23 @@ pub fn markdown(report: &Report) -> String {
                 r.prefill_tokens_per_s / one.prefill_tokens_per_s
             ));
         }
+    }
+    // The cost of a JSON Schema: decode with it ÷ without, same module and package.
+    let mut schema = String::new();
+    for r in report.results.iter().filter(|r| r.engine == WASM_SCHEMA_ENGINE) {
+        if let Some(free) = report.results.iter().find(|o| o.label == r.label && o.engine == WASM_ENGINE) {
+            schema.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.2} |\n",
+                r.label,
+                free.decode_tokens_per_s,
+                r.decode_tokens_per_s,
+                r.decode_tokens_per_s / free.decode_tokens_per_s
+            ));
+        }
+    }
+    if !schema.is_empty() {
+        s.push_str("\n| storage | decode tok/s | with the JSON schema | ratio |\n|---|---|---|---|\n");
+        s.push_str(&schema);
     }
     if !scaling.is_empty() {
         s.push_str("\n| storage | engine | threads | decode ÷ 1 thread | prefill ÷ 1 thread |\n|---|---|---|---|---|\n");

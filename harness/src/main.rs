@@ -137,6 +137,9 @@ struct BenchArgs {
     /// llama.cpp rows at the same counts.
     #[arg(long)]
     wasm_threads: Option<PathBuf>,
+    /// Also decode every package under this JSON Schema (the cost of constrained output).
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
     /// Thread counts for the threaded module and llama.cpp (with --wasm-threads).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     thread_counts: Vec<u32>,
@@ -666,7 +669,9 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
         decode_tokens: a.decode_tokens,
         context: 512,
         load_flags: if a.kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 },
+        json_schema: None,
     };
+    let schema = a.json_schema.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display()))).transpose()?;
     let gguf = a.models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let python = match a.llama_cpp_python.clone().or_else(|| std::env::var_os("TRL_LLAMA_CPP_PYTHON").map(PathBuf::from)) {
         Some(dir) => LlamaCppPython::Existing(dir),
@@ -711,6 +716,13 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
             eprintln!("{q}: wasm, relaxed SIMD…");
             let r = bench_wasm(relaxed, q, WASM_RELAXED_ENGINE, &package, &cfg)?;
             eprintln!("  load {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s", r.load_ms, r.prefill_tokens_per_s, r.decode_tokens_per_s);
+            results.push(r);
+        }
+        if let Some(schema) = &schema {
+            eprintln!("{q}: wasm, JSON schema…");
+            let with_schema = BenchConfig { json_schema: Some(schema.clone()), ..cfg.clone() };
+            let r = bench_wasm(&module, q, WASM_SCHEMA_ENGINE, &package, &with_schema)?;
+            eprintln!("  decode {:.1} tok/s", r.decode_tokens_per_s);
             results.push(r);
         }
         if let Some(threaded) = &threaded {
