@@ -455,7 +455,8 @@ describe("pure helpers", () => {
   it("statusName knows the header's names", () => {
     assert.equal(statusName(5), "CONTEXT_FULL");
     assert.equal(statusName(36), "ARTIFACT_CHECKSUM");
-    assert.equal(statusName(99), "STATUS_99");
+    assert.equal(statusName(99), "GRAMMAR_EMPTY_LANGUAGE");
+    assert.equal(statusName(200), "STATUS_200");
   });
 });
 
