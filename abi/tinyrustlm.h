@@ -401,10 +401,12 @@ trl_status reset_adapters(void);
                                        ln P(token | the tokens before it); 0 bytes before any */
 #define TRL_RESULT_SCORE_ARGMAX  9u /* u32 per scored position of the last successful score_tokens
                                        (one more than SCORE_LOGPROBS); 0 bytes before any */
-#define TRL_RESULT_GRAMMAR_STATS 10u /* 32 bytes, of the current generation: u32 constrained (0/1),
+#define TRL_RESULT_GRAMMAR_STATS 10u /* 36 bytes, of the current generation: u32 constrained (0/1),
                                        u32 masked_steps, u32 mask_cache_hits, u32 mask_cache_entries,
-                                       f32 mask_ms (computing and applying masks), u32 trie_nodes,
-                                       f32 trie_build_ms, u32 grammar_rules */
+                                       f32 mask_ms (deciding and applying what is allowed), u32 trie_nodes,
+                                       f32 trie_build_ms, u32 grammar_rules, u32 whole_mask_steps
+                                       (masked steps that needed the whole-vocabulary mask; the others
+                                       were decided by testing the best tokens one by one) */
 #define TRL_RESULT_GRAMMAR       11u /* GBNF text of the grammar set_grammar set (for a JSON Schema the
                                        grammar it compiled to); 0 bytes when none */
 

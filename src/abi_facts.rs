@@ -200,7 +200,7 @@ abi_enum! {
         ChatPrompt = 7 => CHAT_PROMPT: "the UTF-8 text of the last successful render_chat (whole value)",
         ScoreLogprobs = 8 => SCORE_LOGPROBS: "f32 LE per scored token: ln P(token | the tokens before it), from the last successful score_tokens",
         ScoreArgmax = 9 => SCORE_ARGMAX: "u32 LE per scored position: the most likely next token there, from the last successful score_tokens",
-        GrammarStats = 10 => GRAMMAR_STATS: "32 bytes: constrained, masked_steps, mask_cache_hits, mask_cache_entries (u32), mask_ms (f32), trie_nodes (u32), trie_build_ms (f32), grammar_rules (u32)",
+        GrammarStats = 10 => GRAMMAR_STATS: "36 bytes: constrained, masked_steps, mask_cache_hits, mask_cache_entries (u32), mask_ms (f32), trie_nodes (u32), trie_build_ms (f32), grammar_rules, whole_mask_steps (u32)",
         Grammar = 11 => GRAMMAR: "the GBNF text of the grammar set_grammar set (for a JSON Schema, the grammar it compiled to); empty when none",
     }
 }

@@ -13,7 +13,7 @@ use crate::diag::Diagnostics;
 use crate::error::{oom, Error, Result, Status};
 use crate::format::ModelIdentity;
 use crate::grammar::matcher::Matcher;
-use crate::grammar::trie::{self, MaskCache, VocabTrie};
+use crate::grammar::trie::{MaskCache, VocabTrie};
 use crate::grammar::Grammar;
 use crate::model::{self, Model};
 use crate::quant::DType;
@@ -53,6 +53,8 @@ struct Session {
     /// Time spent computing and applying token masks, and how many steps were masked.
     mask_ms: f64,
     masked_steps: u32,
+    /// Masked steps that needed the whole-vocabulary mask (the others decided from leading tokens).
+    whole_mask_steps: u32,
     /// The mask cache's hit count when the generation started.
     cache_hits_at_start: u64,
 }
@@ -76,6 +78,7 @@ impl Session {
             matcher: None,
             mask_ms: 0.0,
             masked_steps: 0,
+            whole_mask_steps: 0,
             cache_hits_at_start: 0,
         }
     }
@@ -104,9 +107,9 @@ struct Loaded {
     /// The vocabulary's byte trie, built by the first constrained generation, and its build time.
     vocab_trie: Option<VocabTrie>,
     trie_build_ms: f64,
-    /// Token masks of the current grammar by matcher state; the mask of the running step.
+    /// Token masks of the current grammar by matcher state, and a constrained step's scratch.
     mask_cache: MaskCache,
-    mask: Vec<u64>,
+    constrain_scratch: constrain::Scratch,
 }
 
 /// What `score_tokens` computed: `logprobs[j]` is ln P(token `first_scored + j`) and `argmax[j]` the
@@ -246,7 +249,7 @@ impl Engine {
             vocab_trie: None,
             trie_build_ms: 0.0,
             mask_cache: MaskCache::default(),
-            mask: Vec::new(),
+            constrain_scratch: constrain::Scratch::default(),
         });
         Ok(())
     }
@@ -497,11 +500,7 @@ impl Engine {
                     l.vocab_trie = Some(VocabTrie::build(tok, |id| tok.is_end_of_generation(id))?);
                     l.trie_build_ms = clock() - t0;
                 }
-                let words = l.vocab_trie.as_ref().map_or(0, VocabTrie::mask_words);
-                if l.mask.len() != words {
-                    l.mask.try_reserve_exact(words).map_err(|_| oom("grammar.mask", words * 8))?;
-                    l.mask.resize(words, 0);
-                }
+                l.constrain_scratch.reserve()?;
                 if l.mask_cache.grammar_serial != *serial {
                     l.mask_cache = MaskCache::new(*serial);
                 }
@@ -571,23 +570,16 @@ impl Engine {
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),
             }
-            // Under a grammar: which tokens may come next, decided before the model runs, so a
-            // sentence no token can extend ends here without a wasted forward pass.
+            // Under a grammar: whether any token may come next, decided before the model runs, so
+            // a sentence no token can extend ends here without a wasted forward pass.
             let mut eog_allowed = !l.session.ignore_eog;
             if let (Some(m), Some(trie)) = (l.session.matcher.as_mut(), l.vocab_trie.as_ref()) {
                 let t = clock();
-                let (n_allowed, complete) = match l.mask_cache.get(trie, m) {
-                    Ok((mask, n)) => {
-                        l.mask.copy_from_slice(mask);
-                        (n, m.is_complete())
-                    }
-                    Err(_) if done > 0 => break,
-                    Err(e) => return Err(e),
-                };
-                l.session.masked_steps += 1;
+                let any_allowed = trie.any_allowed(m);
+                let complete = m.is_complete();
                 l.session.mask_ms += clock() - t;
                 eog_allowed &= complete;
-                if n_allowed == 0 {
+                if !any_allowed {
                     finish(l, if complete { StopReason::GrammarComplete } else { StopReason::GrammarIncomplete });
                     break;
                 }
@@ -605,21 +597,31 @@ impl Engine {
             let window = l.sampler.params().repetition_window as usize;
             let recent = &l.context_tokens[l.context_tokens.len().saturating_sub(window)..];
             let mut logits = core::mem::take(&mut l.work_logits);
-            if l.session.matcher.is_some() {
-                // Forbidden tokens get -inf, which the sampler never picks; its arithmetic on the
-                // others is unchanged. End of generation only where the sentence is complete.
-                let t = clock();
-                trie::apply(&l.mask, &mut logits);
-                if eog_allowed {
-                    for &id in l.tokenizer.eog_ids().iter().chain(l.tokenizer.eos_id().as_ref()) {
-                        if let (Some(x), Some(&y)) = (logits.get_mut(id as usize), l.model.logits().get(id as usize)) {
-                            *x = y;
+            let token = match (l.session.matcher.as_mut(), l.vocab_trie.as_ref()) {
+                (Some(m), Some(trie)) => {
+                    // Forbidden tokens get -inf, which the sampler never picks; its arithmetic on
+                    // the others is unchanged. End of generation only where the sentence is complete.
+                    let t = clock();
+                    l.sampler.adjust(&mut logits, recent);
+                    let vocab = constrain::Vocab { trie, tokens: &l.tokenizer, eog_allowed };
+                    match constrain::constrain(&mut logits, m, &vocab, &mut l.sampler, &mut l.mask_cache, &mut l.constrain_scratch) {
+                        Ok(route) => l.session.whole_mask_steps += (route == constrain::Route::WholeMask) as u32,
+                        Err(e) => {
+                            // The token is fed and the matcher unchanged: a later call picks up here.
+                            logits.copy_from_slice(l.model.logits());
+                            l.work_logits = logits;
+                            if done > 0 {
+                                break;
+                            }
+                            return Err(e);
                         }
                     }
+                    l.session.masked_steps += 1;
+                    l.session.mask_ms += clock() - t;
+                    l.sampler.choose(&logits)
                 }
-                l.session.mask_ms += clock() - t;
-            }
-            let token = l.sampler.sample(&mut logits, recent);
+                _ => l.sampler.sample(&mut logits, recent),
+            };
             // Keep the logits as they were before the sampler rewrote them.
             logits.copy_from_slice(l.model.logits());
             l.work_logits = logits;
@@ -726,8 +728,9 @@ impl Engine {
                     l.vocab_trie.as_ref().map_or(0, VocabTrie::n_nodes) as u32,
                     f(l.trie_build_ms),
                     s.matcher.as_ref().map_or(0, |m| m.grammar().n_rules()) as u32,
+                    s.whole_mask_steps,
                 ];
-                whole(&mut words.iter().map(|w| w.to_le_bytes()), 8, dst)
+                whole(&mut words.iter().map(|w| w.to_le_bytes()), words.len(), dst)
             }
             ResultKind::Grammar => whole_bytes(self.settings.grammar.as_ref().map_or(&[][..], |(_, g)| g.source().as_bytes()), dst),
             ResultKind::State => {
@@ -836,6 +839,8 @@ fn find_stop(text: &[u8], before: usize, stops: &[Vec<u8>]) -> Option<usize> {
 fn held_back(text: &[u8], stops: &[Vec<u8>]) -> usize {
     stops.iter().map(|stop| (1..stop.len()).rev().find(|&k| k <= text.len() && text.ends_with(&stop[..k])).unwrap_or(0)).max().unwrap_or(0)
 }
+
+mod constrain;
 
 // The tests' allocator refuses allocations on request (the only way to reach OUT_OF_MEMORY natively).
 #[cfg(test)]

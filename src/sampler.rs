@@ -273,11 +273,52 @@ impl Sampler {
     /// `repetition_window` count.
     /// The result is below `min(logits.len(), vocab_size)`, or 0 if that is 0.
     pub fn sample(&mut self, logits: &mut [f32], recent: &[u32]) -> u32 {
+        self.adjust(logits, recent);
+        self.choose(logits)
+    }
+
+    /// Stages 0-1 of [`Sampler::sample`]: sanitizes and penalizes `logits` in place. Elementwise,
+    /// and `-inf` stays `-inf`, so forbidding tokens before or after it gives the same row.
+    pub fn adjust(&mut self, logits: &mut [f32], recent: &[u32]) {
         let n_logits = logits.len().min(self.n_vocab);
         let logits = &mut logits[..n_logits];
-
         sanitize_logits(logits);
         self.apply_repetition_penalty(logits, recent);
+    }
+
+    /// How many of the best tokens (in the stable order of the adjusted logits) decide the choice:
+    /// with every other logit at `-inf`, [`Sampler::choose`] returns the same token and draws the
+    /// same random numbers. `None` when every token can matter (sampling without top-k).
+    pub fn decisive_len(&self) -> Option<usize> {
+        match (self.params.temperature == 0.0, self.params.top_k) {
+            (true, _) => Some(1),
+            (false, 0) => None,
+            (false, k) => Some(k as usize),
+        }
+    }
+
+    /// Writes into `out` the ids of the (at most) `n` best tokens of the adjusted `logits`, best
+    /// first in the stable order (value descending, lower id first on ties), `-inf` left out.
+    pub fn leading_tokens(&mut self, logits: &[f32], n: usize, out: &mut Vec<u32>) {
+        let logits = &logits[..logits.len().min(self.n_vocab)];
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        candidates.extend(logits.iter().enumerate().filter(|(_, &l)| l > f32::NEG_INFINITY).map(|(id, &value)| Candidate { id: id as u32, value }));
+        if n == 0 {
+            candidates.clear();
+        } else if n < candidates.len() {
+            candidates.select_nth_unstable_by_key(n - 1, stable_order_key);
+            candidates.truncate(n);
+        }
+        candidates.sort_unstable_by_key(stable_order_key);
+        out.clear();
+        out.extend(candidates.iter().map(|c| c.id));
+    }
+
+    /// Stages 2-7 of [`Sampler::sample`], on logits [`Sampler::adjust`] has prepared.
+    pub fn choose(&mut self, logits: &[f32]) -> u32 {
+        let n_logits = logits.len().min(self.n_vocab);
+        let logits = &logits[..n_logits];
 
         let temperature = self.params.temperature;
         if temperature == 0.0 {

@@ -44,6 +44,10 @@ pub struct Figures {
     pub runs: usize,
     /// Threads the engine ran with (ours: 1 + workers; llama.cpp: n_threads and n_threads_batch).
     pub threads: u32,
+    /// Rows decoding under a JSON Schema: the median over runs of (decode tok/s with the schema ÷
+    /// without it), both measured back to back in the same instance, so machine noise cancels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_decode_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,9 +110,6 @@ pub struct BenchConfig {
     pub context: u32,
     /// `load_model` flags for the wasm engine (`LOAD_KV_F16`).
     pub load_flags: u32,
-    /// A JSON Schema every generation follows (`trl bench --json-schema`): decode tokens/s is then
-    /// over the tokens generated before the schema completed, masking included.
-    pub json_schema: Option<Vec<u8>>,
 }
 
 /// Per-run measurements of one engine on one package, reduced to medians by [`Samples::figures`].
@@ -138,6 +139,7 @@ impl Samples {
             kv_cache_bytes: 0,
             runs: cfg.runs,
             threads: 1,
+            schema_decode_ratio: None,
         }
     }
 }
@@ -182,9 +184,6 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
         samples.load.push(ms(t));
         samples.copy.push(copy_ms);
         let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
-        if let Some(schema) = &cfg.json_schema {
-            rt.set_grammar(schema, true)?;
-        }
         let t = Instant::now();
         rt.generate_start(&prompt, cfg.decode_tokens as u32, GEN_IGNORE_EOG)?;
         samples.prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
@@ -193,8 +192,7 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
             rt.generate_step(16)?;
         }
         let n = rt.read_u32s(result_kind::TOKENS)?.len();
-        // Under a schema the generation ends where the JSON is complete.
-        anyhow::ensure!(n == cfg.decode_tokens || (cfg.json_schema.is_some() && n > 0), "generated {n} tokens, wanted {}", cfg.decode_tokens);
+        anyhow::ensure!(n == cfg.decode_tokens, "generated {n} tokens, wanted {}", cfg.decode_tokens);
         samples.decode.push(n as f64 * 1000.0 / ms(t));
         peak = peak.max(rt.memory_size() as u64);
         let diagnostics = rt.diagnostics()?;
@@ -205,6 +203,58 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
     figures.package_bytes = bytes.len() as u64;
     figures.kv_cache_bytes = kv_cache_bytes;
     figures.threads = threads;
+    Ok(figures)
+}
+
+/// Decoding under `schema` against decoding free, paired: each run loads one instance, decodes the
+/// prompt under the schema (at most `cfg.decode_tokens`, until the JSON is complete), then free for
+/// as many tokens.
+/// The row carries the schema's figures and the median of the per-run ratios.
+pub fn bench_wasm_schema(module: &ModuleFile, label: &str, package: &Path, cfg: &BenchConfig, schema: &[u8]) -> Result<Figures> {
+    let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
+    let mut samples = Samples::default();
+    let mut ratios = Vec::new();
+    let mut peak = 0u64;
+    let mut quant = String::new();
+    for _ in 0..cfg.runs {
+        let mut rt = Runtime::new(module)?;
+        let t = Instant::now();
+        let ptr = rt.alloc(bytes.len() as u32)?;
+        rt.write(ptr, &bytes)?;
+        samples.copy.push(ms(t));
+        let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, cfg.load_flags))?;
+        anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
+        samples.load.push(ms(t));
+        let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
+        // Under the schema first, until the JSON is complete; then free for as many tokens, so
+        // both decode the same number of positions after the same prompt.
+        let decode = |rt: &mut Runtime, max_new_tokens: usize| -> Result<(f64, usize, f64)> {
+            let t = Instant::now();
+            rt.generate_start(&prompt, max_new_tokens as u32, GEN_IGNORE_EOG)?;
+            let prefill = cfg.prompt_tokens as f64 * 1000.0 / ms(t);
+            let t = Instant::now();
+            while rt.state()?.running() {
+                rt.generate_step(16)?;
+            }
+            let n = rt.read_u32s(result_kind::TOKENS)?.len();
+            Ok((prefill, n, n as f64 * 1000.0 / ms(t)))
+        };
+        rt.set_grammar(schema, true)?;
+        let (prefill, n, constrained) = decode(&mut rt, cfg.decode_tokens)?;
+        rt.clear_grammar()?;
+        anyhow::ensure!(n > 0, "generated nothing under the schema");
+        let (_, n_free, free) = decode(&mut rt, n)?;
+        anyhow::ensure!(n_free == n, "generated {n_free} tokens free, wanted {n}");
+        samples.prefill.push(prefill);
+        samples.decode.push(constrained);
+        ratios.push(constrained / free);
+        peak = peak.max(rt.memory_size() as u64);
+        let diagnostics = rt.diagnostics()?;
+        quant = quant_name(diagnostics.quant_mode);
+    }
+    let mut figures = samples.figures(label, WASM_SCHEMA_ENGINE, package, quant, cfg, peak);
+    figures.package_bytes = bytes.len() as u64;
+    figures.schema_decode_ratio = Some(median(ratios));
     Ok(figures)
 }
 
@@ -350,6 +400,7 @@ pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf:
         kv_cache_bytes: 0,
         runs: cfg.runs,
         threads,
+        schema_decode_ratio: None,
     })
 }
 
@@ -432,21 +483,16 @@ pub fn markdown(report: &Report) -> String {
             ));
         }
     }
-    // The cost of a JSON Schema: decode with it ÷ without, same module and package.
+    // The cost of a JSON Schema: decode with it ÷ without, measured in pairs (same instance, back to
+    // back), so the ratio is the median of the pairs' ratios, not a ratio of two medians.
     let mut schema = String::new();
     for r in report.results.iter().filter(|r| r.engine == WASM_SCHEMA_ENGINE) {
-        if let Some(free) = report.results.iter().find(|o| o.label == r.label && o.engine == WASM_ENGINE) {
-            schema.push_str(&format!(
-                "| {} | {:.1} | {:.1} | {:.2} |\n",
-                r.label,
-                free.decode_tokens_per_s,
-                r.decode_tokens_per_s,
-                r.decode_tokens_per_s / free.decode_tokens_per_s
-            ));
+        if let Some(ratio) = r.schema_decode_ratio {
+            schema.push_str(&format!("| {} | {:.1} | {:.2} |\n", r.label, r.decode_tokens_per_s, ratio));
         }
     }
     if !schema.is_empty() {
-        s.push_str("\n| storage | decode tok/s | with the JSON schema | ratio |\n|---|---|---|---|\n");
+        s.push_str("\n| storage | decode tok/s with the JSON schema | ÷ without it (median of paired runs) |\n|---|---|---|\n");
         s.push_str(&schema);
     }
     if !scaling.is_empty() {
@@ -487,6 +533,7 @@ mod tests {
             kv_cache_bytes: 0,
             runs: 1,
             threads: 1,
+            schema_decode_ratio: None,
         }
     }
 

@@ -449,6 +449,7 @@ impl Runtime {
     /// `TRL_RESULT_GRAMMAR_STATS` of the current generation.
     pub fn grammar_stats(&mut self) -> Result<GrammarStats> {
         let w = self.read_u32s(result_kind::GRAMMAR_STATS)?;
+        anyhow::ensure!(w.len() == 9, "TRL_RESULT_GRAMMAR_STATS: {} words, expected 9 (a module of another ABI revision?)", w.len());
         Ok(GrammarStats {
             constrained: w[0] != 0,
             masked_steps: w[1],
@@ -458,6 +459,7 @@ impl Runtime {
             trie_nodes: w[5],
             trie_build_ms: f32::from_bits(w[6]),
             grammar_rules: w[7],
+            whole_mask_steps: w[8],
         })
     }
 
@@ -648,6 +650,8 @@ pub struct GrammarStats {
     pub trie_nodes: u32,
     pub trie_build_ms: f32,
     pub grammar_rules: u32,
+    /// Masked steps that needed the whole-vocabulary mask (the rest tested leading tokens only).
+    pub whole_mask_steps: u32,
 }
 
 /// Sampling settings as `set_sampling` takes them.

@@ -275,6 +275,26 @@ impl Matcher {
         self.set.has_stacks() || self.utf8.need > 0
     }
 
+    /// Whether `bytes` would keep the output a valid prefix; the matcher is unchanged either way
+    /// (the same byte steps as [`Matcher::accept_bytes`] and the token-mask walk).
+    pub fn allows_bytes(&mut self, bytes: &[u8]) -> bool {
+        let mark = (self.arena.nodes.len(), self.arena.items.len());
+        let (mut set, mut utf8) = (self.set, self.utf8);
+        let mut ok = !bytes.is_empty();
+        for &b in bytes {
+            match self.arena.step_byte(&self.grammar, set, utf8, b) {
+                Some((s, u)) => (set, utf8) = (s, u),
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        self.arena.nodes.truncate(mark.0);
+        self.arena.items.truncate(mark.1);
+        ok
+    }
+
     /// Takes `bytes`; on `false` (not a valid prefix) the matcher is unchanged.
     pub fn accept_bytes(&mut self, bytes: &[u8]) -> bool {
         let mark = (self.arena.nodes.len(), self.arena.items.len());

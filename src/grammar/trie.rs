@@ -30,6 +30,8 @@ pub struct VocabTrie {
     /// Tokens spelled exactly by node `i`: `ids[tok_start[i]..tok_start[i + 1]]`.
     tok_start: Vec<u32>,
     ids: Vec<u32>,
+    /// Bit `id` set for every token in the trie (the only ones a grammar can allow).
+    members: Vec<u64>,
     max_depth: usize,
     n_vocab: usize,
 }
@@ -51,7 +53,21 @@ impl VocabTrie {
         reserve(&mut sorted, n_vocab, "grammar.trie")?;
         sorted.extend((0..n_vocab as u32).filter(|&id| !bytes(id).is_empty()));
         sorted.sort_unstable_by(|&a, &b| bytes(a).cmp(bytes(b)).then(a.cmp(&b)));
-        let mut t = VocabTrie { byte: Vec::new(), depth: Vec::new(), subtree_end: Vec::new(), tok_start: Vec::new(), ids: Vec::new(), max_depth: 0, n_vocab };
+        let mut t = VocabTrie {
+            byte: Vec::new(),
+            depth: Vec::new(),
+            subtree_end: Vec::new(),
+            tok_start: Vec::new(),
+            ids: Vec::new(),
+            members: Vec::new(),
+            max_depth: 0,
+            n_vocab,
+        };
+        reserve(&mut t.members, n_vocab.div_ceil(64), "grammar.trie")?;
+        t.members.resize(n_vocab.div_ceil(64), 0);
+        for &id in &sorted {
+            t.members[id as usize >> 6] |= 1 << (id & 63);
+        }
         // Roughly 3 nodes per token for BPE vocabularies; grown as needed.
         let guess = sorted.len() * 3 + 1;
         reserve(&mut t.byte, guess, "grammar.trie")?;
@@ -112,12 +128,35 @@ impl VocabTrie {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.byte.capacity() + self.depth.capacity() * 2 + (self.subtree_end.capacity() + self.tok_start.capacity() + self.ids.capacity()) * 4
+        self.byte.capacity()
+            + self.depth.capacity() * 2
+            + (self.subtree_end.capacity() + self.tok_start.capacity() + self.ids.capacity()) * 4
+            + self.members.capacity() * 8
+    }
+
+    /// Whether token `id` is in the trie (a text token a grammar can allow).
+    pub fn contains(&self, id: u32) -> bool {
+        self.members.get(id as usize >> 6).is_some_and(|w| w & (1 << (id & 63)) != 0)
+    }
+
+    /// Whether [`VocabTrie::mask`] would allow any token: the same walk, stopped at the first
+    /// token it allows (usually a few nodes in).
+    pub fn any_allowed(&self, m: &mut Matcher) -> bool {
+        self.walk(m, |_| true)
     }
 
     /// Sets in `out` (zeroed first) the bit of every token the matcher can take next.
     pub fn mask(&self, m: &mut Matcher, out: &mut [u64]) {
         out.fill(0);
+        self.walk(m, |id| {
+            out[id as usize >> 6] |= 1 << (id & 63);
+            false
+        });
+    }
+
+    /// Walks the trie with the matcher, calling `allowed` on every token the matcher can take next
+    /// until it returns `true`; returns whether it did. The matcher is unchanged.
+    fn walk(&self, m: &mut Matcher, mut allowed: impl FnMut(u32) -> bool) -> bool {
         let g = m.grammar().clone();
         let arena = &mut m.arena;
         let base = (arena.nodes.len(), arena.items.len());
@@ -140,7 +179,11 @@ impl VocabTrie {
                 None => i = self.subtree_end[i] as usize,
                 Some((set, utf8)) => {
                     for &id in &self.ids[self.tok_start[i] as usize..self.tok_start[i + 1] as usize] {
-                        out[id as usize >> 6] |= 1 << (id & 63);
+                        if allowed(id) {
+                            arena.nodes.truncate(base.0);
+                            arena.items.truncate(base.1);
+                            return true;
+                        }
                     }
                     if set.has_stacks() || utf8.need > 0 {
                         levels[d] = Level { set, utf8, nodes: arena.nodes.len(), items: arena.items.len() };
@@ -153,6 +196,7 @@ impl VocabTrie {
         }
         arena.nodes.truncate(base.0);
         arena.items.truncate(base.1);
+        false
     }
 }
 
@@ -212,20 +256,5 @@ impl MaskCache {
         self.masks.push((mask, n));
         let (mask, n) = &self.masks[self.masks.len() - 1];
         Ok((mask, *n))
-    }
-}
-
-/// Sets `logits[id]` to `-inf` for every token not in `mask` (ids past the mask included).
-pub fn apply(mask: &[u64], logits: &mut [f32]) {
-    for (w, chunk) in logits.chunks_mut(64).enumerate() {
-        let bits = mask.get(w).copied().unwrap_or(0);
-        if bits == u64::MAX && chunk.len() == 64 {
-            continue;
-        }
-        for (j, l) in chunk.iter_mut().enumerate() {
-            if bits & (1 << j) == 0 {
-                *l = f32::NEG_INFINITY;
-            }
-        }
     }
 }
