@@ -7,6 +7,7 @@ tinyrustlm.sweep` runs (adapter stack × eval suite) sweeps as Ray tasks.
 """
 
 from . import _abi
+from . import evidence
 from .errors import AdapterError, CallError, EvalError, GrammarError, ModuleError, PackageError, TinyRustLMError, status_name
 from .model import Generation, Model, Sampling, WasmModule, parse_diagnostics
 
