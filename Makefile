@@ -275,14 +275,13 @@ reference-data: $(GGUF) $(SMOLLM_KQUANT_GGUFS) | $(REF_LLAMA_CPP)/llama_cpp
 
 # ---- Python (python/, README "Python") ----------------------------------------------------------
 # The `tinyrustlm` package: pure Python over the `wasmtime` PyPI package, with the module built by
-# `make wasm` copied into it before pip installs it. A venv under target/ holds the pinned test and
+# `make wasm` copied into it when pip builds it (python/setup.py). A venv under target/ holds the pinned test and
 # sweep dependencies (`python -m venv`; virtualenv from PyPI where the interpreter lacks venv).
 PYENV       := target/pyenv
 PYENV_PY    := $(PYENV)/bin/python
 PY_PINS     := wasmtime==51.0.0 pytest==9.2.0 ray==2.60.0
 # The stamp names the pins, so changing one reinstalls.
 PYENV_STAMP := $(PYENV)/.pins-$(shell echo '$(PY_PINS)' | tr ' =' '+-')
-PY_WASM     := python/tinyrustlm/tinyrustlm.wasm
 
 .PHONY: python python-test bench-sweep
 
@@ -293,9 +292,8 @@ $(PYENV_STAMP): | $(PYENV_PY)
 	$(PYENV_PY) -m pip install --quiet --disable-pip-version-check $(PY_PINS)
 	touch $@
 
-# Copies the module into the package, then installs the package into the venv (pip install ./python).
+# Installs the package into the venv (pip install ./python); its setup.py copies the module in.
 python: wasm $(PYENV_STAMP)
-	cp $(WASM) $(PY_WASM)
 	$(PYENV_PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
 
 # The package against `trl` (byte for byte), and Ray sweeps on a local 2-CPU Ray instance. Run from
