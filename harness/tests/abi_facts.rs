@@ -1,9 +1,10 @@
 //! The ABI's facts are defined once, as tables in the runtime (`tinyrustlm::abi_facts`,
-//! `tinyrustlm::diag::FIELDS`). Four other places restate them by hand or by construction: the C
-//! header, the built module's import and export sections, and the JS wrapper with its type
-//! declarations. Each test reads one place and fails on any difference from the tables, in either
-//! direction (a constant, export, import, flag or diagnostics field missing, extra, renamed,
-//! renumbered or retyped), naming every difference at once.
+//! `tinyrustlm::diag::FIELDS`). Other places restate them by hand or by construction: the C
+//! header, the built module's import and export sections, the JS wrapper with its type
+//! declarations, and the Python package's `_abi.py` (generated from the tables). Each test reads one
+//! place and fails on any difference from the tables, in either direction (a constant, export,
+//! import, flag or diagnostics field missing, extra, renamed, renumbered or retyped), naming every
+//! difference at once.
 
 mod common;
 
