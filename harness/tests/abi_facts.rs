@@ -1,9 +1,10 @@
 //! The ABI's facts are defined once, as tables in the runtime (`tinyrustlm::abi_facts`,
-//! `tinyrustlm::diag::FIELDS`). Four other places restate them by hand or by construction: the C
-//! header, the built module's import and export sections, and the JS wrapper with its type
-//! declarations. Each test reads one place and fails on any difference from the tables, in either
-//! direction (a constant, export, import, flag or diagnostics field missing, extra, renamed,
-//! renumbered or retyped), naming every difference at once.
+//! `tinyrustlm::diag::FIELDS`). Other places restate them by hand or by construction: the C
+//! header, the built module's import and export sections, the JS wrapper with its type
+//! declarations, and the Python package's `_abi.py` (generated from the tables). Each test reads one
+//! place and fails on any difference from the tables, in either direction (a constant, export,
+//! import, flag or diagnostics field missing, extra, renamed, renumbered or retyped), naming every
+//! difference at once.
 
 mod common;
 
@@ -510,4 +511,70 @@ fn parsers_find_what_they_are_given() {
         calls("this._x.f(a, g(b, c)); this._x.h();", "this._x."),
         BTreeMap::from([("f".to_string(), BTreeSet::from([2])), ("h".to_string(), BTreeSet::from([0]))])
     );
+}
+
+// ---- the Python package's tables -----------------------------------------------------------------
+
+/// The Python package's ABI module (`python/tinyrustlm/_abi.py`) as the tables define it: it is
+/// generated from them, so the test compares the whole file and `TRL_WRITE_PYTHON_ABI=1` rewrites it.
+fn python_abi_module() -> String {
+    let mut s = String::from(
+        "\"\"\"ABI facts of the TinyRustLM module, generated from src/abi_facts.rs and src/diag.rs.\n\n\
+         Do not edit: `TRL_WRITE_PYTHON_ABI=1 cargo test --release -p harness --test abi_facts` rewrites this\n\
+         file, and the same test fails while it differs from the tables.\n\"\"\"\n\n",
+    );
+    s.push_str(&format!("ABI_VERSION = {ABI_VERSION}\n"));
+    for (name, value) in HEADER_SCALARS {
+        let name = name.trim_start_matches("TRL_");
+        if name != "ABI_VERSION" {
+            s.push_str(&format!("{name} = {value}\n"));
+        }
+    }
+    s.push_str(&format!("DIAGNOSTICS_LEN = {DIAGNOSTICS_LEN}\n"));
+    for g in CONSTANT_GROUPS {
+        // `TRL_STATUS_` -> `STATUS`: the group named as the header's prefix.
+        let group = g.header_prefix.trim_start_matches("TRL_").trim_end_matches('_');
+        s.push_str(&format!("\n# {}* ({} in the JS wrapper)\n{group} = {{\n", g.header_prefix, g.js_object));
+        for (n, v) in g.entries {
+            s.push_str(&format!("    \"{n}\": {v},\n"));
+        }
+        s.push_str("}\n");
+    }
+    s.push_str("\n# What each status means, by code (the header's comments).\nSTATUS_MEANING = {\n");
+    for st in tinyrustlm::abi_facts::Status::ALL {
+        s.push_str(&format!("    {}: {:?},\n", st.code(), st.meaning()));
+    }
+    s.push_str("}\n\n# The diagnostics record: (name, offset, type), little-endian.\nDIAGNOSTICS_FIELDS = (\n");
+    for f in DIAGNOSTICS_FIELDS {
+        s.push_str(&format!("    (\"{}\", {}, \"{}\"),\n", f.name, f.offset, f.ty().name()));
+    }
+    s.push_str(")\n\n# Every export of the single-thread module: name -> number of parameters.\nEXPORTS = {\n");
+    for f in EXPORTS {
+        s.push_str(&format!("    \"{}\": {},\n", f.name, f.params.len()));
+    }
+    s.push_str(&format!("}}\n\nIMPORT_MODULE = \"{IMPORT_MODULE}\"\nIMPORTS = ({})\n", IMPORTS.iter().map(|f| format!("\"{}\",", f.name)).collect::<String>()));
+    s.push_str(&format!("EXPORTED_MEMORY = \"{EXPORTED_MEMORY}\"\nTOKENIZE_KNOWN = {TOKENIZE_KNOWN}\n"));
+    s
+}
+
+#[test]
+fn python_tables_match_the_tables() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../python/tinyrustlm/_abi.py");
+    let want = python_abi_module();
+    if std::env::var_os("TRL_WRITE_PYTHON_ABI").is_some() {
+        std::fs::write(&path, &want).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut diff = Diff::default();
+    let (want_lines, have_lines): (BTreeSet<&str>, BTreeSet<&str>) = (want.lines().collect(), have.lines().collect());
+    for l in want_lines.difference(&have_lines) {
+        diff.0.push(format!("missing or changed: {l}"));
+    }
+    for l in have_lines.difference(&want_lines) {
+        diff.0.push(format!("not in the tables: {l}"));
+    }
+    if diff.0.is_empty() && want != have {
+        diff.0.push("same lines in another order (TRL_WRITE_PYTHON_ABI=1 rewrites the file)".into());
+    }
+    diff.assert_none("python/tinyrustlm/_abi.py");
 }
