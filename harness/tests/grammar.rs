@@ -10,6 +10,8 @@
 //! - Bad grammars and schemas: their status, the rule or path named, and nothing changed.
 //! - Max tokens before the grammar is complete: GRAMMAR_INCOMPLETE, never passed off as valid.
 //! - Seeded sampling under a grammar repeats itself; unconstrained generation keeps its tokens.
+//! - Every step of real constrained generations (greedy and seeded top-k) chooses the token the
+//!   whole-vocabulary mask, computed natively, would have let the sampler choose.
 //!
 //! A missing real-model package fails the suite (CI must never pass by skipping).
 
@@ -248,4 +250,82 @@ fn synthetic_model_grammars_and_bad_inputs() {
     let again = rt.generate_all(common::PROMPT, 12, 0).unwrap();
     assert_eq!(again.tokens, plain.tokens);
     assert!(!rt.grammar_stats().unwrap().constrained);
+}
+
+/// The module decides most constrained steps from the best tokens alone (README "Structured
+/// output"); here every step of real generations is checked against the whole mask computed
+/// natively by the trie walk: the whole mask, end of generation where the sentence is complete, and
+/// the same sampler settings must choose the token the module chose, from the logits it chose from.
+#[test]
+fn every_constrained_step_chooses_what_the_whole_mask_allows() {
+    use tinyrustlm::grammar::trie::VocabTrie;
+    use tinyrustlm::sampler::{Sampler as NativeSampler, SamplingParams};
+    use tinyrustlm::tokenizer::Tokenizer;
+
+    let greedy = Sampling::default();
+    let sampled = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, repetition_penalty: 1.1, seed: 11, ..Sampling::default() };
+    for (package, template, schemas) in [
+        (SMOLLM2, ChatTemplate::ChatMl, &["person.json", "tags_enum_array.json", "number_bounds.json"][..]),
+        (QWEN, ChatTemplate::ChatMlQwen2, &["person.json"][..]),
+    ] {
+        let bytes = std::fs::read(common::models_dir().join(package)).unwrap();
+        let pkg = tinyrustlm::format::parse(&bytes).unwrap();
+        let tok = Tokenizer::parse(&bytes[pkg.tokenizer_range.clone()], pkg.hparams.vocab_size).unwrap();
+        let trie = VocabTrie::build(&tok, |id| tok.is_end_of_generation(id)).unwrap();
+        let mut rt = real(package, 1024);
+        let mut leading_steps = 0;
+        for schema_file in schemas {
+            let schema = std::fs::read(data("json_schemas").join(schema_file)).unwrap();
+            for sampling in [greedy, sampled] {
+                rt.set_sampling(&sampling).unwrap();
+                rt.set_grammar(&schema, true).unwrap();
+                let params = SamplingParams {
+                    temperature: sampling.temperature,
+                    top_k: sampling.top_k,
+                    top_p: sampling.top_p,
+                    min_p: sampling.min_p,
+                    repetition_penalty: sampling.repetition_penalty,
+                    repetition_window: sampling.repetition_window,
+                    seed: sampling.seed,
+                };
+                let mut reference = NativeSampler::new(params, tok.n_tokens() as usize);
+                let mut m = Matcher::new(Rc::new(tinyrustlm::grammar::compile(&schema, true).unwrap()));
+                rt.generate_start(&chat_prompt(template, "Describe a fictional person."), 64, GEN_PARSE_SPECIAL).unwrap();
+                let mut context = rt.read_u32s(result_kind::PROMPT_TOKENS).unwrap();
+                let mut mask = vec![0u64; trie.mask_words()];
+                while rt.state().unwrap().running() {
+                    let before = rt.read_u32s(result_kind::TOKENS).unwrap().len();
+                    rt.generate_step(1).unwrap();
+                    let tokens = rt.read_u32s(result_kind::TOKENS).unwrap();
+                    if tokens.len() == before {
+                        break; // ended without sampling: no token could continue
+                    }
+                    let chosen = tokens[before];
+                    let mut logits = rt.logits().unwrap();
+                    trie.mask(&mut m, &mut mask);
+                    let eog_allowed = m.is_complete();
+                    for (id, l) in logits.iter_mut().enumerate() {
+                        let allowed =
+                            mask[id >> 6] & (1 << (id & 63)) != 0 || (eog_allowed && (tok.is_end_of_generation(id as u32) || tok.eos_id() == Some(id as u32)));
+                        if !allowed {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                    let window = sampling.repetition_window as usize;
+                    let expected = reference.sample(&mut logits, &context[context.len().saturating_sub(window)..]);
+                    assert_eq!(chosen, expected, "{package} {schema_file} {sampling:?}: step {} chose {chosen}, the whole mask {expected}", tokens.len());
+                    if tok.is_end_of_generation(chosen) {
+                        break;
+                    }
+                    let prev = context.last().copied();
+                    assert!(m.accept_bytes(tok.decode_piece(prev, chosen)), "{package} {schema_file}: token {chosen} not accepted");
+                    context.push(chosen);
+                }
+                let stats = rt.grammar_stats().unwrap();
+                leading_steps += stats.masked_steps - stats.whole_mask_steps;
+            }
+        }
+        // The check means something only if the module took its short route on this model.
+        assert!(leading_steps > 20, "{package}: only {leading_steps} steps decided from leading tokens");
+    }
 }

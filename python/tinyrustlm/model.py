@@ -321,6 +321,7 @@ class Model:
                 "trie_nodes": stats[5],
                 "trie_build_ms": f32(stats[6]),
                 "grammar_rules": stats[7],
+                "whole_mask_steps": stats[8],
             }
         return Generation(
             prompt_tokens=self._x.read_u32s(_abi.RESULT["PROMPT_TOKENS"]),
