@@ -575,7 +575,8 @@ impl Engine {
             let mut eog_allowed = !l.session.ignore_eog;
             if let (Some(m), Some(trie)) = (l.session.matcher.as_mut(), l.vocab_trie.as_ref()) {
                 let t = clock();
-                let any_allowed = trie.any_allowed(m);
+                let prev = l.session.unfed.or(l.context_tokens.last().copied());
+                let any_allowed = constrain::Vocab { trie, tokens: &l.tokenizer, prev, eog_allowed }.any_allowed(m);
                 let complete = m.is_complete();
                 l.session.mask_ms += clock() - t;
                 eog_allowed &= complete;
@@ -603,7 +604,7 @@ impl Engine {
                     // the others is unchanged. End of generation only where the sentence is complete.
                     let t = clock();
                     l.sampler.adjust(&mut logits, recent);
-                    let vocab = constrain::Vocab { trie, tokens: &l.tokenizer, eog_allowed };
+                    let vocab = constrain::Vocab { trie, tokens: &l.tokenizer, prev: l.context_tokens.last().copied(), eog_allowed };
                     match constrain::constrain(&mut logits, m, &vocab, &mut l.sampler, &mut l.mask_cache, &mut l.constrain_scratch) {
                         Ok(route) => l.session.whole_mask_steps += (route == constrain::Route::WholeMask) as u32,
                         Err(e) => {

@@ -43,14 +43,22 @@ impl Scratch {
 
 /// The tokens' text and which ones end a generation (the tokenizer; a table in tests).
 pub trait TokenText {
-    fn token_bytes(&self, id: u32) -> &[u8];
+    /// The text token `id` adds after token `prev` (a SentencePiece tokenizer drops the dummy-prefix
+    /// space of the token that starts the text: [`Tokenizer::decode_piece`]).
+    fn piece(&self, prev: Option<u32>, id: u32) -> &[u8];
+    /// Whether [`TokenText::piece`] after `prev` can differ from the bytes the trie holds.
+    fn piece_trimmed_after(&self, prev: Option<u32>) -> bool;
     /// An end-of-generation token (or the EOS token): allowed exactly where the sentence is complete.
     fn ends_generation(&self, id: u32) -> bool;
 }
 
 impl TokenText for Tokenizer {
-    fn token_bytes(&self, id: u32) -> &[u8] {
-        Tokenizer::token_bytes(self, id)
+    fn piece(&self, prev: Option<u32>, id: u32) -> &[u8] {
+        self.decode_piece(prev, id)
+    }
+
+    fn piece_trimmed_after(&self, prev: Option<u32>) -> bool {
+        self.adds_space_prefix() && (prev.is_none() || prev == self.bos_id())
     }
 
     fn ends_generation(&self, id: u32) -> bool {
@@ -63,6 +71,8 @@ pub struct Vocab<'a, T: TokenText + ?Sized> {
     /// The trie of `tokens`' text tokens (end-of-generation tokens left out).
     pub trie: &'a VocabTrie,
     pub tokens: &'a T,
+    /// The token the next one follows (the context's last; `None` at the start of the text).
+    pub prev: Option<u32>,
     /// End-of-generation tokens may come now (the sentence is complete and they are not ignored).
     pub eog_allowed: bool,
 }
@@ -70,7 +80,25 @@ pub struct Vocab<'a, T: TokenText + ?Sized> {
 impl<T: TokenText + ?Sized> Vocab<'_, T> {
     /// The whole mask's verdict on one token.
     fn allows(&self, m: &mut Matcher, id: u32) -> bool {
-        (self.eog_allowed && self.tokens.ends_generation(id)) || (self.trie.contains(id) && m.allows_bytes(self.tokens.token_bytes(id)))
+        (self.eog_allowed && self.tokens.ends_generation(id)) || self.allows_text(m, id)
+    }
+
+    fn allows_text(&self, m: &mut Matcher, id: u32) -> bool {
+        self.trie.contains(id) && m.allows_bytes(self.tokens.piece(self.prev, id))
+    }
+
+    /// The trie spells every token as it reads here (else tokens are tested one by one).
+    fn trie_spells_pieces(&self) -> bool {
+        !self.tokens.piece_trimmed_after(self.prev)
+    }
+
+    /// Whether any text token may come next (asked before the model runs).
+    pub fn any_allowed(&self, m: &mut Matcher) -> bool {
+        if self.trie_spells_pieces() {
+            self.trie.any_allowed(m)
+        } else {
+            (0..self.trie.n_vocab() as u32).any(|id| self.allows_text(m, id))
+        }
     }
 }
 
@@ -99,6 +127,16 @@ pub fn constrain<T: TokenText + ?Sized>(
         if keep_leading_allowed(logits, m, vocab, sampler, k, scratch) {
             return Ok(Route::Leading);
         }
+    }
+    if !vocab.trie_spells_pieces() {
+        // Where the text starts with a trimmed piece (once per generation at most) the trie's
+        // spelling is not the text's: test every token on its own, uncached.
+        for (id, l) in logits.iter_mut().enumerate() {
+            if !vocab.allows(m, id as u32) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        return Ok(Route::WholeMask);
     }
     let (mask, _) = cache.get(vocab.trie, m)?;
     for (id, l) in logits.iter_mut().enumerate() {
@@ -176,12 +214,26 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    /// A table vocabulary; the last token ends generation.
-    struct Table(Vec<Vec<u8>>);
+    /// A table vocabulary; the last token ends generation. With `space_prefix`, the text's first
+    /// piece (after no token, or after token 0 as BOS) loses a leading space.
+    struct Table(Vec<Vec<u8>>, bool);
 
-    impl TokenText for Table {
+    impl Table {
         fn token_bytes(&self, id: u32) -> &[u8] {
             self.0.get(id as usize).map_or(&[], |t| t)
+        }
+    }
+
+    impl TokenText for Table {
+        fn piece(&self, prev: Option<u32>, id: u32) -> &[u8] {
+            let bytes = self.token_bytes(id);
+            match bytes.split_first() {
+                Some((b' ', rest)) if self.piece_trimmed_after(prev) => rest,
+                _ => bytes,
+            }
+        }
+        fn piece_trimmed_after(&self, prev: Option<u32>) -> bool {
+            self.1 && matches!(prev, None | Some(0))
         }
         fn ends_generation(&self, id: u32) -> bool {
             id as usize == self.0.len() - 1
@@ -203,18 +255,28 @@ mod tests {
         ".", "x", "\\", "\"}", "1,", "ca",
     ];
 
-    fn vocab_table(extra: &[Vec<u8>]) -> Table {
+    fn vocab_table(extra: &[Vec<u8>], space_prefix: bool) -> Table {
         let mut tokens: Vec<Vec<u8>> = PIECES.iter().map(|p| if *p == "LEAD" { vec![0xC3] } else { p.as_bytes().to_vec() }).collect();
         tokens.extend(extra.iter().cloned());
         tokens.push(Vec::new()); // the end-of-generation token: no text
-        Table(tokens)
+        Table(tokens, space_prefix)
     }
 
-    /// The old way, the reference: the whole mask (computed before the sampler's adjustments),
-    /// end of generation restored where allowed, then the sampler.
+    /// The reference: the whole mask (computed before the sampler's adjustments; by the trie walk
+    /// unless the first piece is trimmed, then by feeding each token's text to a copy of the
+    /// matcher), end of generation restored where allowed, then the sampler.
     fn reference_choice(logits: &[f32], m: &mut Matcher, vocab: &Vocab<Table>, sampler: &mut Sampler, recent: &[u32]) -> u32 {
         let mut mask = vec![0u64; vocab.trie.mask_words()];
-        vocab.trie.mask(m, &mut mask);
+        if vocab.tokens.piece_trimmed_after(vocab.prev) {
+            for id in 0..vocab.tokens.0.len() as u32 - 1 {
+                let piece = vocab.tokens.piece(vocab.prev, id);
+                if !piece.is_empty() && m.clone().accept_bytes(piece) {
+                    mask[id as usize >> 6] |= 1 << (id & 63);
+                }
+            }
+        } else {
+            vocab.trie.mask(m, &mut mask);
+        }
         let mut row = logits.to_vec();
         for (id, l) in row.iter_mut().enumerate() {
             let allowed = mask[id >> 6] & (1 << (id & 63)) != 0 || (vocab.eog_allowed && vocab.tokens.ends_generation(id as u32));
@@ -266,8 +328,10 @@ mod tests {
             params in params(),
             recent in proptest::collection::vec(0u32..80, 0..6),
             eog_ignored in any::<bool>(),
+            space_prefix in any::<bool>(),
+            prev in proptest::option::of(0u32..3),
         ) {
-            let table = vocab_table(&extra);
+            let table = vocab_table(&extra, space_prefix);
             let n = table.0.len();
             let eog = n as u32 - 1;
             let trie = VocabTrie::from_tokens(n, |id| if id == eog { &[] } else { table.token_bytes(id) }).unwrap();
@@ -281,7 +345,7 @@ mod tests {
                 }
                 prop_assert!(m.accept_bytes(table.token_bytes(allowed[w as usize % allowed.len()])));
             }
-            let vocab = Vocab { trie: &trie, tokens: &table, eog_allowed: !eog_ignored && m.is_complete() };
+            let vocab = Vocab { trie: &trie, tokens: &table, prev, eog_allowed: !eog_ignored && m.is_complete() };
             let logits = &logits_seed[..n];
             let mut reference = Sampler::new(params, n);
             let mut ours = reference.clone();
@@ -290,6 +354,8 @@ mod tests {
             scratch.reserve().unwrap();
             for round in 0..3 {
                 let expected = reference_choice(logits, &mut m, &vocab, &mut reference, &recent);
+                let any = (0..eog).any(|id| !vocab.tokens.piece(prev, id).is_empty() && m.clone().accept_bytes(vocab.tokens.piece(prev, id)));
+                prop_assert_eq!(vocab.any_allowed(&mut m), any);
                 let mut row = logits.to_vec();
                 ours.adjust(&mut row, &recent);
                 constrain(&mut row, &mut m, &vocab, &mut ours, &mut cache, &mut scratch).unwrap();
@@ -301,12 +367,12 @@ mod tests {
 
     #[test]
     fn greedy_takes_the_leading_route_when_the_best_token_is_allowed() {
-        let table = vocab_table(&[]);
+        let table = vocab_table(&[], false);
         let n = table.0.len();
         let eog = n as u32 - 1;
         let trie = VocabTrie::from_tokens(n, |id| if id == eog { &[] } else { table.token_bytes(id) }).unwrap();
         let mut m = Matcher::new(Rc::new(gbnf::parse(GRAMMARS[0].as_bytes()).unwrap()));
-        let vocab = Vocab { trie: &trie, tokens: &table, eog_allowed: false };
+        let vocab = Vocab { trie: &trie, tokens: &table, prev: Some(5), eog_allowed: false };
         let mut sampler = Sampler::new(SamplingParams::default(), n);
         let (mut cache, mut scratch) = (MaskCache::new(1), Scratch::default());
         scratch.reserve().unwrap();

@@ -122,6 +122,11 @@ impl VocabTrie {
         self.byte.len()
     }
 
+    /// The vocabulary's size (token ids `0..n_vocab`).
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
     /// Words of a mask over this vocabulary.
     pub fn mask_words(&self) -> usize {
         self.n_vocab.div_ceil(64)
