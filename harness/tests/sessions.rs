@@ -274,3 +274,50 @@ fn saving_needs_a_conversation_and_changes_nothing() {
     let e = runtime().restore_session(&first).unwrap_err();
     assert_refused(&e, Status::WrongState, "model");
 }
+
+fn trl(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trl")).args(args).output().expect("running trl");
+    assert!(out.status.success(), "trl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn json_tokens(stdout: &str) -> Vec<u32> {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    v["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
+}
+
+/// `trl generate --chat --save-session F`, then `--load-session F` with the next user turn, gives
+/// the tokens of one instance that answered both turns without stopping.
+#[test]
+fn trl_generate_saves_and_continues_a_chat() {
+    use tinyrustlm::tokenizer::chat::{ChatMessage, CHAT_ADD_GENERATION_PROMPT, CHAT_CONTINUE};
+    let dir = std::env::temp_dir().join(format!("trl-sessions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("chat.ses").display().to_string();
+    let model = models_dir().join(SMOLLM).display().to_string();
+    let (first, second) = ("What is the capital of France?", "And of Italy?");
+    let (out1, err1) = trl(&["generate", "--model", &model, "--chat", "--prompt", first, "-n", "24", "--json", "--save-session", &file]);
+    assert!(err1.contains("[saved "), "{err1}");
+    let (out2, err2) = trl(&["generate", "--model", &model, "--chat", "--prompt", second, "-n", "24", "--json", "--load-session", &file]);
+    assert!(err2.contains("[restored "), "{err2}");
+
+    let mut rt = instance(&package(SMOLLM), 0, 0, &Sampling::default());
+    let p1 = rt.render_chat(&[ChatMessage { role: "user", content: first }], CHAT_ADD_GENERATION_PROMPT).unwrap();
+    let g1 = rt.generate_all(&p1, 24, harness::runtime::GEN_PARSE_SPECIAL).unwrap();
+    assert_eq!(json_tokens(&out1), g1.tokens, "first turn");
+    let p2 = rt.render_chat(&[ChatMessage { role: "user", content: second }], CHAT_ADD_GENERATION_PROMPT | CHAT_CONTINUE).unwrap();
+    let g2 = rt.generate_all(&p2, 24, harness::runtime::GEN_PARSE_SPECIAL | GEN_CONTINUE).unwrap();
+    assert_eq!(json_tokens(&out2), g2.tokens, "second turn, from the snapshot");
+    assert!(!g2.tokens.is_empty());
+
+    // A snapshot for another package is refused by name.
+    let q4 = models_dir().join("smollm2-135m-q4_0.slm").display().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trl"))
+        .args(["generate", "--model", &q4, "--prompt", "x", "-n", "1", "--load-session", &file])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SESSION_MODEL_MISMATCH"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
