@@ -154,6 +154,10 @@ struct BenchArgs {
     /// Where to write results.json and results.md.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Time to first token of a conversation of this many tokens restored from a session snapshot
+    /// vs prefilled again (SmolLM2 q8_0 and every --extra model; 0 = skip).
+    #[arg(long, default_value_t = 1000)]
+    session_tokens: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -779,7 +783,23 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
             }
         }
     }
-    let report = Report { machine: machine_description(), module_bytes: std::fs::metadata(&wasm_path)?.len(), results };
+    let mut sessions = Vec::new();
+    if a.session_tokens > 0 {
+        let q8 = a.models.join("smollm2-135m-q8_0.slm");
+        let session_models = std::iter::once(("q8_0".to_string(), q8)).chain(extras.iter().map(|(l, p, _)| (l.clone(), p.clone())));
+        for (label, package) in session_models.filter(|(_, p)| p.exists()) {
+            eprintln!("{label}: session snapshot, {}-token conversation…", a.session_tokens);
+            let r = bench_session(&module, &label, &package, a.session_tokens, a.runs, cfg.load_flags)?;
+            eprintln!(
+                "  first token from scratch {:.0} ms, from a snapshot {:.0} ms ({:.1} MB)",
+                r.from_scratch_ms,
+                r.from_snapshot_ms,
+                r.snapshot_bytes as f64 / 1e6
+            );
+            sessions.push(r);
+        }
+    }
+    let report = Report { machine: machine_description(), module_bytes: std::fs::metadata(&wasm_path)?.len(), results, sessions };
     std::fs::create_dir_all(&a.out)?;
     std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&report)?)?;
     let md = markdown(&report);
