@@ -321,3 +321,24 @@ fn trl_generate_saves_and_continues_a_chat() {
     assert!(err.contains("SESSION_MODEL_MISMATCH"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Gemma 3's sliding-window layers keep rings of 544 positions: a 600-token conversation has
+/// wrapped them. Restored into a context whose rings are the same size, or into one with global
+/// rings of another size, the continuation is the same.
+#[test]
+fn gemma3_sliding_window_rings_restore_past_their_length_into_other_contexts() {
+    let pkg = package("gemma-3-270m-q4_k_m.slm");
+    let sampling = seeded();
+    let mut a = instance(&pkg, 2048, 0, &sampling);
+    let history = harness::bench::prompt_of(&mut a, 600).unwrap();
+    a.generate_all(&history, 4, GEN_IGNORE_EOG).unwrap();
+    let snapshot = a.save_session().unwrap();
+    assert_eq!(snapshot_n_past(&snapshot), 603);
+    let never_stopped = continue_conversation(&mut a);
+    drop(a);
+    for context in [640, 1024] {
+        let mut b = instance(&pkg, context, 0, &sampling);
+        b.restore_session(&snapshot).unwrap();
+        assert_eq!(continue_conversation(&mut b), never_stopped, "Gemma 3, restored into a {context}-token context");
+    }
+}
