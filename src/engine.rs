@@ -439,8 +439,9 @@ impl Engine {
         let p = l.model.package().hparams;
         let context_len = l.model.context_len();
         let elem = if l.model.kv_dtype() == model::KvDtype::F16 { 2 } else { 4 };
-        let kv_len = model::kv_snapshot_len(&p, context_len, n_past, elem).ok_or_else(|| oom("snapshot", usize::MAX))?;
-        let total = crate::session::HEADER_LEN + 4 * n_past + 4 * p.vocab_size as usize + kv_len + crate::session::TRAILER_LEN;
+        let total = model::kv_snapshot_len(&p, context_len, n_past, elem)
+            .and_then(|kv| (crate::session::HEADER_LEN + crate::session::TRAILER_LEN + 4 * n_past + 4 * p.vocab_size as usize).checked_add(kv))
+            .ok_or_else(|| oom("snapshot", usize::MAX))?;
         let mut out = Vec::new();
         out.try_reserve_exact(total).map_err(|_| oom("snapshot", total))?;
         let conversation = crate::session::Conversation {
