@@ -155,7 +155,7 @@ struct BenchArgs {
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     /// Time to first token of a conversation of this many tokens restored from a session snapshot
-    /// vs prefilled again (SmolLM2 q8_0 and every --extra model; 0 = skip).
+    /// vs prefilled again (SmolLM2 q8_0 when --quant has it, and every --extra model; 0 = skip).
     #[arg(long, default_value_t = 1000)]
     session_tokens: usize,
 }
@@ -785,8 +785,8 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
     }
     let mut sessions = Vec::new();
     if a.session_tokens > 0 {
-        let q8 = a.models.join("smollm2-135m-q8_0.slm");
-        let session_models = std::iter::once(("q8_0".to_string(), q8)).chain(extras.iter().map(|(l, p, _)| (l.clone(), p.clone())));
+        let q8 = a.quant.iter().any(|q| q == "q8_0").then(|| ("q8_0".to_string(), a.models.join("smollm2-135m-q8_0.slm")));
+        let session_models = q8.into_iter().chain(extras.iter().map(|(l, p, _)| (l.clone(), p.clone())));
         for (label, package) in session_models.filter(|(_, p)| p.exists()) {
             eprintln!("{label}: session snapshot, {}-token conversation…", a.session_tokens);
             let r = bench_session(&module, &label, &package, a.session_tokens, a.runs, cfg.load_flags)?;
