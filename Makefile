@@ -185,11 +185,13 @@ examples: wasm harness
 # bench's llama.cpp side requantizes the shipped Q4_1 GGUF to each SmolLM2 mode into --cache as
 # smollm2-135m-instruct-MODE.gguf; pointed at $(TRL_CACHE)/gguf it finds the Q4_K_M file the q4_k_m
 # package was packed from (SMOLLM_Q4_K_M_GGUF), so both sides run the same bytes.
+# It also times the first token of a 1000-token conversation restored from a session snapshot
+# against prefilling it again (SmolLM2 q8_0 and each extra model; README "Session snapshots").
 # Results land in target/bench/results.{json,md}.
 SMOLLM_Q4_K_M_GGUF := $(TRL_CACHE)/gguf/smollm2-135m-instruct-q4_k_m.gguf
 BENCH_EXTRA = $(foreach m,$(QWEN_MODELS) gemma-3-270m-q4_k_m,--extra "$(subst -q4_k_m,,$(subst -instruct-q4_k_m,,$(m))) q4_k_m=$(MODELS)/$(m).slm=$(TRL_CACHE)/gguf/$(m).gguf")
 bench: wasm wasm-relaxed wasm-threads harness model $(MODELS)/smollm2-135m-q4_k_m.slm $(QWEN05) $(QWEN15) $(GEMMA) | $(LLAMA_CPP_SITE)/llama_cpp
-	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --cache $(dir $(SMOLLM_Q4_K_M_GGUF)) --wasm-relaxed $(RELAXED_WASM) --wasm-threads $(THREADS_WASM) --json-schema harness/tests/data/json_schemas/person.json $(BENCH_EXTRA) $(BENCH_ARGS)
+	$(TRL) bench --models $(MODELS) --llama-cpp --llama-cpp-python $(LLAMA_CPP_SITE) --cache $(dir $(SMOLLM_Q4_K_M_GGUF)) --wasm-relaxed $(RELAXED_WASM) --wasm-threads $(THREADS_WASM) --json-schema harness/tests/data/json_schemas/person.json --session-tokens 1000 $(BENCH_EXTRA) $(BENCH_ARGS)
 
 clean:
 	cargo clean

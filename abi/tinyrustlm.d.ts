@@ -72,6 +72,16 @@ export const Status: Readonly<{
   SCHEMA_INVALID: 101;
   SCHEMA_UNSUPPORTED: 102;
   SCHEMA_TOO_DEEP: 103;
+  SESSION_BAD_MAGIC: 112;
+  SESSION_UNSUPPORTED_VERSION: 113;
+  SESSION_TRUNCATED: 114;
+  SESSION_BAD_HEADER: 115;
+  SESSION_CHECKSUM: 116;
+  SESSION_MODEL_MISMATCH: 117;
+  SESSION_ADAPTER_MISMATCH: 118;
+  SESSION_KV_DTYPE_MISMATCH: 119;
+  SESSION_CONTEXT_TOO_SMALL: 120;
+  SESSION_BAD_TOKEN: 121;
 }>;
 
 /** The header's name for a status code ("CONTEXT_FULL"), or "STATUS_<n>" for an unknown code. */
@@ -88,7 +98,7 @@ export const GrammarFlags: Readonly<{ JSON_SCHEMA: 1 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind: Readonly<{
   TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6; CHAT_PROMPT: 7; SCORE_LOGPROBS: 8; SCORE_ARGMAX: 9;
-  GRAMMAR_STATS: 10; GRAMMAR: 11;
+  GRAMMAR_STATS: 10; GRAMMAR: 11; SESSION: 13;
 }>;
 /** Generation states (`TRL_STATE_*`). */
 export const GenState: Readonly<{ IDLE: 0; RUNNING: 1; FINISHED: 2 }>;
@@ -341,6 +351,10 @@ export class TinyRustLM {
   unloadModel(): void;
   /** Empties the KV cache and the session. */
   reset(): void;
+  /** The conversation in the KV cache as SES1 bytes (FORMAT.md "Session snapshots"). */
+  saveSession(): Uint8Array;
+  /** Restores saveSession() bytes (same package, adapters and KV dtype); continue with `continue: true`. */
+  restoreSession(bytes: ArrayBuffer | ArrayBufferView): void;
 
   setSampling(options?: SamplingOptions): void;
   setStopStrings(strings: string[]): void;

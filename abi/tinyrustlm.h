@@ -132,6 +132,17 @@ extern "C" {
 #define TRL_STATUS_SCHEMA_INVALID         101u  /* not JSON, or a keyword of the wrong type or impossible value */
 #define TRL_STATUS_SCHEMA_UNSUPPORTED     102u  /* a keyword or combination outside the subset, by path */
 #define TRL_STATUS_SCHEMA_TOO_DEEP        103u  /* schema nesting over 32 levels (JSON over 128) */
+/* Session snapshots (restore_session; FORMAT.md "Session snapshots"). last_error names the field. */
+#define TRL_STATUS_SESSION_BAD_MAGIC           112u  /* not "SES1" */
+#define TRL_STATUS_SESSION_UNSUPPORTED_VERSION 113u
+#define TRL_STATUS_SESSION_TRUNCATED           114u  /* shorter than the header or than total_len */
+#define TRL_STATUS_SESSION_BAD_HEADER          115u  /* header_len, total_len, flags, n_past, sampling, sizes */
+#define TRL_STATUS_SESSION_CHECKSUM            116u  /* the CRC32 does not match: damaged */
+#define TRL_STATUS_SESSION_MODEL_MISMATCH      117u  /* another model or package; field names the part */
+#define TRL_STATUS_SESSION_ADAPTER_MISMATCH    118u  /* another adapter stack (count or assembly state) */
+#define TRL_STATUS_SESSION_KV_DTYPE_MISMATCH   119u  /* saved with another KV dtype (TRL_LOAD_KV_F16) */
+#define TRL_STATUS_SESSION_CONTEXT_TOO_SMALL   120u  /* n_past above the loaded context_len */
+#define TRL_STATUS_SESSION_BAD_TOKEN           121u  /* a token id not below vocab_size */
 
 typedef uint32_t trl_status;
 typedef uint32_t trl_ptr; /* offset into the module's linear memory */
@@ -267,6 +278,29 @@ trl_status generate(trl_ptr ptr, uint32_t len, uint32_t max_new_tokens, uint32_t
 /* Empties the KV cache and the session (keeps the model, sampling and stop strings); repeating it
  * changes nothing more. Errors: WRONG_STATE (no model). */
 trl_status reset(void);
+
+/* ---- Session snapshots ---------------------------------------------------------------------- */
+
+/* Saves the conversation (FORMAT.md "Session snapshots": the token history, the last logits, the
+ * sampled token not yet run, the sampler's parameters and random stream, and the KV cache up to
+ * kv_len, bound to the package, the adapter stack, the KV dtype) as an SES1 snapshot, read whole
+ * with read_result(TRL_RESULT_SESSION). A RUNNING generation may be saved; its output text, stop
+ * strings and grammar position are not part of the snapshot. Nothing but that result changes; on
+ * failure the previous snapshot stays.
+ * Errors: WRONG_STATE (no model, or an empty KV cache: nothing to save), OUT_OF_MEMORY. */
+trl_status save_session(void);
+
+/* Restores the conversation of the snapshot in [ptr, ptr+len) (the host keeps its buffer): after
+ * every byte is checked against the loaded model, the KV cache, token history, last logits and
+ * sampler state are the snapshot's, and the generation state is IDLE; generate_start with
+ * TRL_GEN_CONTINUE then gives, for greedy and seeded sampling alike, exactly the tokens the saved
+ * conversation would have given (the same sampling set: a different one restarts the random stream
+ * from its seed, as it would have). The snapshot may come from another instance of the same package
+ * with the same adapters, applied in the same order, and the same KV dtype; the context may differ
+ * if it holds n_past positions. On any error nothing changes: KV cache, generation, sampler.
+ * Errors: WRONG_STATE (no model), OUT_OF_BOUNDS, the session statuses 112..121 (last_error names
+ * the field, e.g. header.tensor_layout_crc or header.assembly_state_crc), OUT_OF_MEMORY. */
+trl_status restore_session(trl_ptr ptr, uint32_t len);
 
 /* ---- Chat templates ------------------------------------------------------------------------- */
 
@@ -409,6 +443,9 @@ trl_status reset_adapters(void);
                                        were decided by testing the best tokens one by one) */
 #define TRL_RESULT_GRAMMAR       11u /* GBNF text of the grammar set_grammar set (for a JSON Schema the
                                        grammar it compiled to); 0 bytes when none */
+#define TRL_RESULT_SESSION       13u /* the SES1 snapshot of the last successful save_session (whole
+                                       value, FORMAT.md "Session snapshots"); 0 bytes before any since
+                                       load_model; kept until the next save_session or unload_model */
 
 #define TRL_STATE_IDLE     0u
 #define TRL_STATE_RUNNING  1u

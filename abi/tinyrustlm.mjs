@@ -106,6 +106,17 @@ export const Status = Object.freeze({
   SCHEMA_INVALID: 101,
   SCHEMA_UNSUPPORTED: 102,
   SCHEMA_TOO_DEEP: 103,
+  // Session snapshots (112..=127; FORMAT.md, "Session snapshots").
+  SESSION_BAD_MAGIC: 112,
+  SESSION_UNSUPPORTED_VERSION: 113,
+  SESSION_TRUNCATED: 114,
+  SESSION_BAD_HEADER: 115,
+  SESSION_CHECKSUM: 116,
+  SESSION_MODEL_MISMATCH: 117,
+  SESSION_ADAPTER_MISMATCH: 118,
+  SESSION_KV_DTYPE_MISMATCH: 119,
+  SESSION_CONTEXT_TOO_SMALL: 120,
+  SESSION_BAD_TOKEN: 121,
 });
 
 /**
@@ -134,7 +145,7 @@ export const GrammarFlags = Object.freeze({ JSON_SCHEMA: 1 });
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind = Object.freeze({
   TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5, EVAL_SIDECAR: 6, CHAT_PROMPT: 7, SCORE_LOGPROBS: 8, SCORE_ARGMAX: 9,
-  GRAMMAR_STATS: 10, GRAMMAR: 11,
+  GRAMMAR_STATS: 10, GRAMMAR: 11, SESSION: 13,
 });
 
 /** Generation states (`TRL_STATE_*`). */
@@ -1118,6 +1129,38 @@ export class TinyRustLM {
   reset() {
     this._assertIdle("reset");
     this._check(this._x.reset(), "reset");
+    this._transcript = null;
+  }
+
+  // ---- session snapshots ----
+
+  /**
+   * Saves the conversation in the KV cache (tokens, last logits, sampler state and the used part of
+   * the KV cache, bound to the package, the applied adapters and the KV dtype) as SES1 bytes
+   * (FORMAT.md "Session snapshots"): store them (OPFS, IndexedDB, a file) and hand them to
+   * {@link restoreSession} here, in another instance of the same package, or after a reload.
+   * @returns {Uint8Array}
+   * @throws {TrlError} WRONG_STATE without a model or with an empty KV cache; OUT_OF_MEMORY
+   */
+  saveSession() {
+    this._assertIdle("save_session");
+    this._check(this._x.save_session(), "save_session");
+    return this._readResult(ResultKind.SESSION);
+  }
+
+  /**
+   * Restores a conversation saved by {@link saveSession}; the next generation with
+   * `continue: true` gives exactly the tokens the saved conversation would have given (same
+   * sampling settings). A snapshot of another package, adapter stack or KV dtype, a damaged one,
+   * or one longer than this context is refused and nothing changes. `chat()` starts a new
+   * conversation afterwards (its transcript is not in the snapshot); continue with `start` /
+   * `complete` and `continue: true`.
+   * @param {ArrayBuffer | ArrayBufferView} bytes
+   * @throws {TrlError} a SESSION_* status naming the field (e.g. header.tensor_layout_crc)
+   */
+  restoreSession(bytes) {
+    this._assertIdle("restore_session");
+    this._withInput(bytes, "restore_session", (ptr, len) => this._x.restore_session(ptr, len));
     this._transcript = null;
   }
 

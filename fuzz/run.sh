@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
-all_targets=(slm1 adp1 asp1 alr1 tokenizer eval_cases gguf abi_sequence)
+all_targets=(slm1 adp1 asp1 alr1 tokenizer eval_cases gguf abi_sequence ses1)
 targets=("${@:-${all_targets[@]}}")
 [ $# -gt 0 ] || targets=("${all_targets[@]}")
 

@@ -288,6 +288,16 @@ pub extern "C" fn reset() -> u32 {
 }
 
 #[no_mangle]
+pub extern "C" fn save_session() -> u32 {
+    export(|engine, _| engine.save_session())
+}
+
+#[no_mangle]
+pub extern "C" fn restore_session(ptr: u32, len: u32) -> u32 {
+    export(|engine, buffers| engine.restore_session(buffers.slice(ptr, len, "snapshot")?))
+}
+
+#[no_mangle]
 pub extern "C" fn validate_adapter_delta(ptr: u32, len: u32) -> u32 {
     export(|engine, buffers| engine.validate_adapter(buffers.slice(ptr, len, "adapter")?))
 }

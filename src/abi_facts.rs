@@ -117,7 +117,8 @@ abi_enum! {
     /// Stable numeric status codes (the return value of every export), `TRL_STATUS_*`. Call-level
     /// errors are 1..=15, SLM1 package errors 16..=63, adapter errors 64..=79 (FORMAT.md
     /// "Adapters"), eval case-file errors 80..=95 (FORMAT.md "Eval cases and sidecars"), grammar and JSON Schema
-    /// errors 96..=111 (README "Structured output").
+    /// errors 96..=111 (README "Structured output"), session snapshot errors 112..=127 (FORMAT.md
+    /// "Session snapshots").
     pub enum Status in status {
         Ok = 0 => OK: "success",
         OutOfBounds = 1 => OUT_OF_BOUNDS: "a (ptr, len) is not inside one live host buffer, or ptr + len overflows",
@@ -184,6 +185,16 @@ abi_enum! {
         SchemaInvalid = 101 => SCHEMA_INVALID: "the JSON Schema is not JSON, or a keyword has the wrong type or an impossible value (the field names its path)",
         SchemaUnsupported = 102 => SCHEMA_UNSUPPORTED: "a keyword (or combination) outside the supported subset, named by its path",
         SchemaTooDeep = 103 => SCHEMA_TOO_DEEP: "the schema nests deeper than 32 levels (or its JSON deeper than 128)",
+        SessionBadMagic = 112 => SESSION_BAD_MAGIC: "a session snapshot does not start with \"SES1\"",
+        SessionUnsupportedVersion = 113 => SESSION_UNSUPPORTED_VERSION: "a snapshot format version this runtime does not read",
+        SessionTruncated = 114 => SESSION_TRUNCATED: "the snapshot is shorter than its header or its total_len",
+        SessionBadHeader = 115 => SESSION_BAD_HEADER: "a snapshot header field is inconsistent (header_len, total_len, flags, n_past, sampling, sizes)",
+        SessionChecksum = 116 => SESSION_CHECKSUM: "the snapshot's CRC32 does not match (damaged)",
+        SessionModelMismatch = 117 => SESSION_MODEL_MISMATCH: "saved from another model or package; the field names the part of the identity that differs",
+        SessionAdapterMismatch = 118 => SESSION_ADAPTER_MISMATCH: "saved with another adapter stack (count or assembly-state CRC)",
+        SessionKvDtypeMismatch = 119 => SESSION_KV_DTYPE_MISMATCH: "saved with another KV cache dtype (the KV_F16 load flag)",
+        SessionContextTooSmall = 120 => SESSION_CONTEXT_TOO_SMALL: "the saved conversation has more positions than the loaded context_len",
+        SessionBadToken = 121 => SESSION_BAD_TOKEN: "a token id in the snapshot is not below vocab_size",
     }
 }
 
@@ -202,13 +213,14 @@ abi_enum! {
         ScoreArgmax = 9 => SCORE_ARGMAX: "u32 LE per scored position: the most likely next token there, from the last successful score_tokens",
         GrammarStats = 10 => GRAMMAR_STATS: "36 bytes: constrained, masked_steps, mask_cache_hits, mask_cache_entries (u32), mask_ms (f32), trie_nodes (u32), trie_build_ms (f32), grammar_rules, whole_mask_steps (u32)",
         Grammar = 11 => GRAMMAR: "the GBNF text of the grammar set_grammar set (for a JSON Schema, the grammar it compiled to); empty when none",
+        Session = 13 => SESSION: "the SES1 snapshot of the last successful save_session (whole value; abi/FORMAT.md \"Session snapshots\")",
     }
 }
 
 abi_enum! {
     /// The state of the current generation (first word of `TRL_RESULT_STATE`), `TRL_STATE_*`.
     pub enum GenState in gen_state {
-        Idle = 0 => IDLE: "no generation since load, reset or an adapter change",
+        Idle = 0 => IDLE: "no generation since load, reset, restore_session or an adapter change",
         Running = 1 => RUNNING: "generate_step produces more tokens",
         Finished = 2 => FINISHED: "the generation ended; stop_reason says why",
     }
@@ -398,6 +410,8 @@ pub const EXPORTS: &[Function] = &[
     export("generate_step", &[("max_steps", I32)], I32),
     export("generate", &[("ptr", I32), ("len", I32), ("max_new_tokens", I32), ("flags", I32)], I32),
     export("reset", &[], I32),
+    export("save_session", &[], I32),
+    export("restore_session", &[("ptr", I32), ("len", I32)], I32),
     export("validate_adapter_delta", &[("ptr", I32), ("len", I32)], I32),
     export("apply_adapter_delta", &[("ptr", I32), ("len", I32)], I32),
     export("remove_last_adapter", &[], I32),
@@ -463,7 +477,9 @@ mod tests {
         for &k in ResultKind::ALL {
             assert_eq!(ResultKind::from_code(k.code()), Some(k));
         }
-        assert_eq!(ResultKind::from_code(ResultKind::ALL.len() as u32), None);
+        let top = ResultKind::TABLE.iter().map(|&(_, code)| code).max().unwrap();
+        assert_eq!(ResultKind::from_code(top + 1), None);
+        assert_eq!(ResultKind::from_code(13), Some(ResultKind::Session));
         assert_eq!(Status::from_code(8), None);
         assert_eq!(status::BUFFER_TOO_SMALL, Status::BufferTooSmall.code());
         assert_eq!(result_kind::EVAL_SIDECAR, 6);

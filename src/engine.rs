@@ -110,6 +110,8 @@ struct Loaded {
     /// Token masks of the current grammar by matcher state, and a constrained step's scratch.
     mask_cache: MaskCache,
     constrain_scratch: constrain::Scratch,
+    /// The last `save_session` snapshot (`ResultKind::Session`), kept until the next one or unload.
+    snapshot: Vec<u8>,
 }
 
 /// What `score_tokens` computed: `logprobs[j]` is ln P(token `first_scored + j`) and `argmax[j]` the
@@ -250,6 +252,7 @@ impl Engine {
             trie_build_ms: 0.0,
             mask_cache: MaskCache::default(),
             constrain_scratch: constrain::Scratch::default(),
+            snapshot: Vec::new(),
         });
         Ok(())
     }
@@ -407,6 +410,85 @@ impl Engine {
         l.model.reset();
         l.context_tokens.clear();
         l.session = Session::idle();
+        Ok(())
+    }
+
+    /// What a snapshot of this engine's conversation is bound to (`crate::session::Binding`).
+    fn session_binding(l: &Loaded) -> crate::session::Binding {
+        let p = l.model.package();
+        crate::session::Binding {
+            identity: p.identity,
+            artifact_crc: p.artifact_crc,
+            n_adapters: l.adapters.len() as u32,
+            assembly_state_crc: l.adapters.state_crc(l.assembly_state_crc),
+            kv_dtype: l.model.kv_dtype() as u32,
+            vocab_size: p.hparams.vocab_size,
+            n_layers: p.hparams.n_layers,
+            kv_dim: p.hparams.kv_dim() as u32,
+        }
+    }
+
+    /// Saves the conversation as an SES1 snapshot (`abi/FORMAT.md` "Session snapshots") for
+    /// `ResultKind::Session`: the token history, the last logits, the sampled token not yet run, the
+    /// sampler's parameters and random stream, and the used part of the KV cache. A running
+    /// generation may be saved; its own state (output text, stop strings, grammar position) is not
+    /// part of the conversation and is not saved. Changes nothing but the result.
+    pub fn save_session(&mut self) -> Result<()> {
+        let l = self.loaded_mut()?;
+        let n_past = l.model.kv_len();
+        if n_past == 0 {
+            return Err(wrong_state("kv_len", "there is no conversation to save (generate first)"));
+        }
+        let p = l.model.package().hparams;
+        let context_len = l.model.context_len();
+        let elem = if l.model.kv_dtype() == model::KvDtype::F16 { 2 } else { 4 };
+        let total = model::kv_snapshot_len(&p, context_len, n_past, elem)
+            .and_then(|kv| (crate::session::HEADER_LEN + crate::session::TRAILER_LEN + 4 * n_past + 4 * p.vocab_size as usize).checked_add(kv))
+            .ok_or_else(|| oom("snapshot", usize::MAX))?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(total).map_err(|_| oom("snapshot", total))?;
+        let conversation = crate::session::Conversation {
+            context_len: context_len as u32,
+            n_past: n_past as u32,
+            pending_token: l.session.unfed,
+            sampling: *l.sampler.params(),
+            rng_state: l.sampler.rng_state(),
+        };
+        out.extend_from_slice(&crate::session::encode_header(&Self::session_binding(l), &conversation, total as u64));
+        l.context_tokens.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
+        l.model.logits().iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        l.model.write_kv_snapshot(&mut out);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        debug_assert_eq!(out.len(), total);
+        l.snapshot = out;
+        Ok(())
+    }
+
+    /// Replaces the conversation with a snapshot's, after checking every byte of it against the
+    /// loaded model, its adapter stack, KV dtype and context ([`crate::session::parse`]). On success
+    /// the generation state is IDLE and `GEN_CONTINUE` continues the restored conversation with the
+    /// tokens the saved one would have given. On failure nothing changes.
+    pub fn restore_session(&mut self, bytes: &[u8]) -> Result<()> {
+        let l = self.loaded_mut()?;
+        let p = l.model.package().hparams;
+        let elem = if l.model.kv_dtype() == model::KvDtype::F16 { 2 } else { 4 };
+        let snap = crate::session::parse(bytes, &Self::session_binding(l), l.model.context_len() as u32, p.max_context, |ctx, n| {
+            model::kv_snapshot_len(&p, ctx as usize, n as usize, elem)
+        })?;
+        let c = snap.conversation;
+        let n_past = c.n_past as usize;
+        let mut tokens = Vec::new();
+        tokens.try_reserve_exact(n_past.max(l.context_tokens.capacity())).map_err(|_| oom("context_tokens", n_past * 4))?;
+        tokens.extend(snap.tokens.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+
+        // Commit: nothing below can fail.
+        l.model.restore_kv(n_past, c.context_len as usize, snap.kv, snap.logits);
+        l.context_tokens = tokens;
+        l.sampler.restore(c.sampling, c.rng_state);
+        l.work_logits.copy_from_slice(l.model.logits());
+        l.session = Session::idle();
+        l.session.unfed = c.pending_token;
         Ok(())
     }
 
@@ -733,6 +815,7 @@ impl Engine {
                 ];
                 whole(&mut words.iter().map(|w| w.to_le_bytes()), words.len(), dst)
             }
+            ResultKind::Session => whole_bytes(&l.snapshot, dst),
             ResultKind::Grammar => whole_bytes(self.settings.grammar.as_ref().map_or(&[][..], |(_, g)| g.source().as_bytes()), dst),
             ResultKind::State => {
                 let words = [s.state as u32, s.stop_reason as u32, s.prompt_tokens.len() as u32, s.generated.len() as u32];

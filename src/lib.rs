@@ -3,7 +3,7 @@
 //!
 //! Modules in pipeline order: [`format`] parses SLM1 packages, [`quant`] holds the tensor block
 //! layouts and matvec kernels, [`tokenizer`] turns text into ids and back, [`model`] runs the
-//! forward pass, [`grammar`] masks the tokens a grammar forbids, [`sampler`] picks tokens, [`pool`] shares matrix products among the host's threads, [`score`] rates a text token by token, [`adapter`] turns the model into a descendant, [`diag`]
+//! forward pass, [`grammar`] masks the tokens a grammar forbids, [`sampler`] picks tokens, [`pool`] shares matrix products among the host's threads, [`score`] rates a text token by token, [`adapter`] turns the model into a descendant, [`session`] saves and restores a conversation, [`diag`]
 //! reports, [`engine`] ties them into a session and `abi` (wasm only) exports it. [`abi_facts`]
 //! holds every fact of the ABI a host sees (status codes, flags, result kinds, the export list, the
 //! diagnostics layout) as tables, on every target.
@@ -36,6 +36,7 @@ pub mod quant;
 mod reader;
 pub mod sampler;
 pub mod score;
+pub mod session;
 pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]

@@ -190,6 +190,17 @@ impl Rng {
         result
     }
 
+    /// The four state words, for a session snapshot.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// The generator in a state [`Rng::state`] returned (all zero is a fixed point of
+    /// xoshiro256**; a snapshot with it is refused before it gets here).
+    pub fn from_state(s: [u64; 4]) -> Self {
+        Rng { s }
+    }
+
     /// Uniform in `[0, 1)`, a multiple of 2^-24 (24 bits is exactly the f32 significand).
     pub fn next_f32(&mut self) -> f32 {
         const TWO_POW_MINUS_24: f32 = 1.0 / 16_777_216.0;
@@ -261,6 +272,18 @@ impl Sampler {
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
+    }
+
+    /// Where the random stream is, for a session snapshot.
+    pub fn rng_state(&self) -> [u64; 4] {
+        self.rng.state()
+    }
+
+    /// Puts back the parameters and random stream a snapshot saved, so the next token is sampled as
+    /// it would have been in the saved conversation.
+    pub fn restore(&mut self, params: SamplingParams, rng_state: [u64; 4]) {
+        self.params = params;
+        self.rng = Rng::from_state(rng_state);
     }
 
     /// Restarts the random stream from `params.seed`, so a reset session repeats its samples.

@@ -49,9 +49,11 @@ pub enum Op {
     // Appended, so the opcodes of older seeds and corpus files keep their meaning.
     RenderChat,
     ScoreTokens,
+    SaveSession,
+    RestoreSession,
 }
 
-const N_OPS: u8 = Op::ScoreTokens as u8 + 1;
+const N_OPS: u8 = Op::RestoreSession as u8 + 1;
 /// Calls per input: bounds the time of one run.
 const MAX_CALLS: usize = 48;
 /// Linear-memory cap of the instance: a huge `alloc` fails with a status instead of growing
@@ -89,6 +91,8 @@ impl Op {
             Op::PutText,
             Op::RenderChat,
             Op::ScoreTokens,
+            Op::SaveSession,
+            Op::RestoreSession,
         ];
         ALL[(b % N_OPS) as usize]
     }
@@ -383,6 +387,12 @@ impl Session<'_> {
                 self.call(if op == Op::ApplyAdapter { "apply_adapter_delta" } else { "validate_adapter_delta" }, (ptr, len))
             }
             Op::RemoveLastAdapter => self.call("remove_last_adapter", ()),
+            Op::SaveSession => self.call("save_session", ()),
+            Op::RestoreSession => {
+                let ptr = self.ptr();
+                let len = self.len(ptr);
+                self.call("restore_session", (ptr, len))
+            }
             Op::ResetAdapters => self.call("reset_adapters", ()),
             Op::PutEval => {
                 let bytes = fixtures().eval.clone();
@@ -395,8 +405,9 @@ impl Session<'_> {
                 self.call("run_eval", (ptr, len, flags))
             }
             Op::ReadResult => {
-                // Every kind and the first undefined one.
-                let kind = self.input.byte() as u32 % (tinyrustlm::abi_facts::ResultKind::ALL.len() as u32 + 1);
+                // Every kind and the first code above them (codes may have gaps: those are undefined too).
+                let top = tinyrustlm::abi_facts::ResultKind::TABLE.iter().map(|&(_, code)| code).max().unwrap_or(0);
+                let kind = self.input.byte() as u32 % (top + 2);
                 let dst = self.ptr();
                 let cap = self.len(dst);
                 let len_out = self.ptr();

@@ -257,6 +257,56 @@ pub fn adapter(magic: [u8; 4], data: &[u8]) -> Outcome {
     })
 }
 
+// ---- session snapshots -----------------------------------------------------------------------
+
+/// Context of the engine snapshots are restored into (and the seeds saved from).
+pub const SESSION_CONTEXT: u32 = 32;
+
+/// The synthetic parent session snapshots are bound to, loaded with [`SESSION_CONTEXT`].
+pub fn session_engine() -> Engine {
+    loaded_engine(&parent_packages()[1], SESSION_CONTEXT).expect("loading the session model")
+}
+
+thread_local! {
+    static SESSION_ENGINE: RefCell<Engine> = RefCell::new(session_engine());
+}
+
+/// The snapshot bytes of the engine's last `save_session`.
+pub fn saved_session(engine: &mut Engine) -> Vec<u8> {
+    let mut buf = vec![0u8; 1 << 20];
+    let n = engine.read(ResultKind::Session, &mut buf).expect("reading the snapshot");
+    buf.truncate(n);
+    buf
+}
+
+/// A session snapshot, restored as given and again with its CRC32 recomputed (so mutations reach
+/// the rules behind it). One that restores must save back as the same bytes when it was saved with
+/// the engine's context, and the conversation must continue.
+pub fn ses1(data: &[u8]) -> Outcome {
+    let mut resealed = data.to_vec();
+    if resealed.len() >= 4 {
+        let n = resealed.len() - 4;
+        let crc = crc32fast::hash(&resealed[..n]);
+        resealed[n..].copy_from_slice(&crc.to_le_bytes());
+    }
+    SESSION_ENGINE.with(|engine| {
+        let engine = &mut *engine.borrow_mut();
+        let _ = engine.restore_session(data);
+        match engine.restore_session(&resealed) {
+            Err(e) => rejected(&e),
+            Ok(()) => {
+                engine.save_session().expect("saving a restored conversation");
+                if resealed[64..68] == SESSION_CONTEXT.to_le_bytes() {
+                    assert!(saved_session(engine) == resealed, "a restored snapshot saves back as other bytes");
+                }
+                let _ = engine.generate(b"d", 2, tinyrustlm::engine::GEN_CONTINUE);
+                read_everything(engine);
+                Outcome::Accepted
+            }
+        }
+    })
+}
+
 // ---- tokenizer -------------------------------------------------------------------------------
 
 fn normal(bytes: &[u8], score: f32) -> TokenSpec {

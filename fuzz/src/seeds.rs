@@ -13,7 +13,7 @@ use tinyrustlm::quant::DType;
 use super::abi_sequence::{Op, ProgramWriter};
 use super::checks::{byte_level_spec, parent_packages, sentencepiece_spec, tiny_shape, v2_models, v2_packages, MODEL_SEED};
 
-pub const TARGETS: &[&str] = &["slm1", "adp1", "asp1", "alr1", "tokenizer", "eval_cases", "gguf", "abi_sequence"];
+pub const TARGETS: &[&str] = &["slm1", "adp1", "asp1", "alr1", "tokenizer", "eval_cases", "gguf", "abi_sequence", "ses1"];
 
 /// `(file name, bytes)` of every seed of `target`.
 pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -26,6 +26,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "eval_cases" => eval_cases(),
         "gguf" => gguf(),
         "abi_sequence" => abi_sequence(),
+        "ses1" => ses1(),
         _ => panic!("no fuzz target {target}"),
     }
 }
@@ -37,6 +38,27 @@ pub fn rejections(target: &str) -> Vec<(String, Vec<u8>, Status)> {
         "slm1" => v2_package_rejections(),
         _ => vec![],
     }
+}
+
+/// Session snapshots of the session model: greedy with a pending token, seeded sampling, and a
+/// conversation saved right after its prompt (no pending token).
+fn ses1() -> Vec<(String, Vec<u8>)> {
+    use super::checks::{saved_session, session_engine};
+    use tinyrustlm::sampler::SamplingParams;
+    let mut out = Vec::new();
+    let seeded = SamplingParams { temperature: 0.8, top_k: 20, seed: 99, ..SamplingParams::default() };
+    for (name, sampling, prompt, n) in [
+        ("seed-greedy.ses", SamplingParams::default(), &b"abc"[..], 4),
+        ("seed-seeded.ses", seeded, &b"hello"[..], 6),
+        ("seed-prompt-only.ses", SamplingParams::default(), &b"xyz"[..], 0),
+    ] {
+        let mut engine = session_engine();
+        engine.set_sampling(sampling).unwrap();
+        engine.generate(prompt, n, tinyrustlm::engine::GEN_IGNORE_EOG).unwrap();
+        engine.save_session().unwrap();
+        out.push((name.to_string(), saved_session(&mut engine)));
+    }
+    out
 }
 
 /// The synthetic model with another tokenizer (the embedding resized to its vocabulary).

@@ -55,6 +55,91 @@ pub struct Report {
     pub machine: String,
     pub module_bytes: u64,
     pub results: Vec<Figures>,
+    /// Time to first token of a long conversation restored from a snapshot vs prefilled again.
+    pub sessions: Vec<SessionFigures>,
+}
+
+/// `trl bench --session-tokens N`: a conversation of `conversation_tokens` tokens gets one more
+/// short turn, and the first token of the answer is timed two ways, in fresh instances with the
+/// model loaded (loading not counted): prefilling the whole conversation again, or restoring it
+/// from a snapshot (the bytes copied into the module and `restore_session`) and prefilling only
+/// the new turn. Medians over `runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionFigures {
+    pub label: String,
+    pub package: String,
+    pub conversation_tokens: usize,
+    pub turn_tokens: usize,
+    pub from_scratch_ms: f64,
+    pub from_snapshot_ms: f64,
+    /// Of `from_snapshot_ms`: copying the snapshot in and `restore_session`.
+    pub restore_ms: f64,
+    pub save_ms: f64,
+    pub snapshot_bytes: u64,
+    pub kv_f16: bool,
+    pub runs: usize,
+}
+
+/// The new turn after the restored conversation.
+const SESSION_TURN: &str = " In one sentence, what changed?";
+
+/// Measures [`SessionFigures`] for `package` with the single-thread module. Both ways must give
+/// the same first token (greedy), or the figure is refused.
+pub fn bench_session(module: &ModuleFile, label: &str, package: &Path, conversation_tokens: usize, runs: usize, load_flags: u32) -> Result<SessionFigures> {
+    let bytes = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
+    let context = (conversation_tokens + 64) as u32;
+    let fresh = || -> Result<Runtime> {
+        let mut rt = Runtime::new(module)?;
+        rt.load_model_with_flags(&bytes, context, load_flags)?;
+        Ok(rt)
+    };
+    let first_token = |rt: &mut Runtime, prompt: &str, flags: u32| -> Result<u32> {
+        rt.generate_start(prompt, 1, flags | GEN_IGNORE_EOG)?;
+        rt.generate_step(1)?;
+        Ok(rt.read_u32s(result_kind::TOKENS)?[0])
+    };
+    let (mut scratch, mut restored, mut restore, mut save) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut snapshot_bytes, mut turn_tokens) = (0, 0);
+    for _ in 0..runs {
+        let mut a = fresh()?;
+        let history = prompt_of(&mut a, conversation_tokens)?;
+        turn_tokens = a.tokenize(&format!("{history}{SESSION_TURN}"), false)?.len() - conversation_tokens;
+        // The conversation so far, then saved (the generation of its one token is not timed).
+        a.generate_start(&history, 0, GEN_IGNORE_EOG)?;
+        let t = Instant::now();
+        let snapshot = a.save_session()?;
+        save.push(ms(t));
+        snapshot_bytes = snapshot.len() as u64;
+        drop(a);
+
+        let mut b = fresh()?;
+        let full = format!("{history}{SESSION_TURN}");
+        let t = Instant::now();
+        let want = first_token(&mut b, &full, 0)?;
+        scratch.push(ms(t));
+        drop(b);
+
+        let mut c = fresh()?;
+        let t = Instant::now();
+        c.restore_session(&snapshot)?;
+        restore.push(ms(t));
+        let got = first_token(&mut c, SESSION_TURN, crate::runtime::GEN_CONTINUE)?;
+        restored.push(ms(t));
+        anyhow::ensure!(got == want, "{label}: the first token after the restored conversation is {got}, prefilling it gives {want}");
+    }
+    Ok(SessionFigures {
+        label: label.into(),
+        package: package.display().to_string(),
+        conversation_tokens,
+        turn_tokens,
+        from_scratch_ms: median(scratch),
+        from_snapshot_ms: median(restored),
+        restore_ms: median(restore),
+        save_ms: median(save),
+        snapshot_bytes,
+        kv_f16: load_flags != 0,
+        runs,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -499,6 +584,26 @@ pub fn markdown(report: &Report) -> String {
         s.push_str("\n| storage | engine | threads | decode ÷ 1 thread | prefill ÷ 1 thread |\n|---|---|---|---|---|\n");
         s.push_str(&scaling);
     }
+    if !report.sessions.is_empty() {
+        s.push_str(
+            "\n| model | conversation tokens | first token from scratch ms | from a snapshot ms (restore ms) | speed-up | snapshot MB | save ms |\n|---|---|---|---|---|---|---|\n",
+        );
+        for r in &report.sessions {
+            s.push_str(&format!(
+                "| {}{} | {} + {} | {:.0} | {:.0} ({:.0}) | {:.1}× | {:.1} | {:.0} |\n",
+                r.label,
+                if r.kv_f16 { " (f16 KV)" } else { "" },
+                r.conversation_tokens,
+                r.turn_tokens,
+                r.from_scratch_ms,
+                r.from_snapshot_ms,
+                r.restore_ms,
+                r.from_scratch_ms / r.from_snapshot_ms,
+                r.snapshot_bytes as f64 / 1e6,
+                r.save_ms
+            ));
+        }
+    }
     s
 }
 
@@ -559,7 +664,7 @@ mod tests {
             row("qwen q4_k_m", "llama.cpp native (1 thread)", 200.0, 40.0),
             row("smol q4_k_m", WASM_ENGINE, 10.0, 10.0),
         ];
-        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results });
+        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results, sessions: Vec::new() });
         assert!(md.contains("| qwen q4_k_m | 1 | 0.75 | 0.25 | 2.00 | 1.10 |"), "{md}");
         // No package size known: the memory ratio is left blank rather than invented.
         assert!(md.contains("| smol q4_k_m | 1 | 0.01 | 0.01 | 2.00 | – |"), "{md}");
@@ -571,7 +676,7 @@ mod tests {
         ours.peak_memory_bytes = 300;
         ours.package_bytes = 200;
         ours.kv_cache_bytes = 100;
-        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results: vec![ours] });
+        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results: vec![ours], sessions: Vec::new() });
         assert!(md.contains("| solo | 1 | – | – | 2.00 | 1.00 |"), "{md}");
     }
 
@@ -584,7 +689,7 @@ mod tests {
             at(1, row("q8_0", &llama_cpp_engine(1), 200.0, 40.0)),
             at(2, row("q8_0", &llama_cpp_engine(2), 400.0, 60.0)),
         ];
-        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results });
+        let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results, sessions: Vec::new() });
         assert!(md.contains("| q8_0 (threaded module) | 2 | 0.60 | 0.47 |"), "{md}");
         assert!(md.contains("| q8_0 (threaded module) | 1 | 0.50 | 0.50 |"), "{md}");
         assert!(md.contains("| q8_0 | ours (threaded module) | 2 | 1.80 | 1.90 |"), "{md}");

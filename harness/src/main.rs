@@ -154,6 +154,10 @@ struct BenchArgs {
     /// Where to write results.json and results.md.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Time to first token of a conversation of this many tokens restored from a session snapshot
+    /// vs prefilled again (SmolLM2 q8_0 when --quant has it, and every --extra model; 0 = skip).
+    #[arg(long, default_value_t = 1000)]
+    session_tokens: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -286,6 +290,14 @@ struct GenerateArgs {
     /// Constrain the output to JSON valid against this JSON Schema (the supported subset).
     #[arg(long)]
     json_schema: Option<PathBuf>,
+    /// Continue the conversation saved in this session snapshot (SES1, `--save-session`): the
+    /// prompt extends it (with --chat, as the next user turn) instead of starting anew. The model,
+    /// adapters and --kv-f16 must be those it was saved with; --context may differ if it holds it.
+    #[arg(long)]
+    load_session: Option<PathBuf>,
+    /// After the generation, save the conversation (tokens and KV cache) to this file.
+    #[arg(long)]
+    save_session: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -540,13 +552,26 @@ fn generate(host: &Host, a: &GenerateArgs) -> Result<()> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         rt.set_grammar(&bytes, schema).with_context(|| format!("compiling {}", path.display()))?;
     }
+    if let Some(path) = &a.load_session {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let t0 = std::time::Instant::now();
+        rt.restore_session(&bytes).with_context(|| format!("restoring {}", path.display()))?;
+        let d = rt.diagnostics()?;
+        eprintln!("[restored {} positions from {} ({} bytes) in {:.1} ms]", d.kv_len, path.display(), bytes.len(), t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let continuing = a.load_session.is_some();
     let prompt = if a.chat {
         let (template, system) = package_chat(&mut rt, &a.system)?;
-        chat_user_turn(template, &a.prompt, system.as_deref(), 0)?
+        if continuing {
+            // The saved conversation has its system prompt; render only the next user turn.
+            chat_user_turn(template, &a.prompt, None, CHAT_CONTINUE)?
+        } else {
+            chat_user_turn(template, &a.prompt, system.as_deref(), 0)?
+        }
     } else {
         a.prompt.clone()
     };
-    let flags = if a.no_special { 0 } else { GEN_PARSE_SPECIAL };
+    let flags = (if a.no_special { 0 } else { GEN_PARSE_SPECIAL }) | if continuing { GEN_CONTINUE } else { 0 };
     let out = std::io::stdout();
     let generation = if a.json {
         rt.generate_all(&prompt, a.max_tokens, flags)?
@@ -561,6 +586,12 @@ fn generate(host: &Host, a: &GenerateArgs) -> Result<()> {
     };
     let diag = rt.diagnostics()?;
     let stats = rt.grammar_stats()?;
+    if let Some(path) = &a.save_session {
+        let t0 = std::time::Instant::now();
+        let bytes = rt.save_session()?;
+        std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("[saved {} positions to {} ({} bytes) in {:.1} ms]", diag.kv_len, path.display(), bytes.len(), t0.elapsed().as_secs_f64() * 1e3);
+    }
     let stop = tinyrustlm::abi_facts::StopReason::from_code(generation.state.stop_reason).map_or("?", |r| r.name());
     if a.json {
         println!(
@@ -751,7 +782,23 @@ fn bench(wasm: &Option<PathBuf>, a: &BenchArgs) -> Result<()> {
             }
         }
     }
-    let report = Report { machine: machine_description(), module_bytes: std::fs::metadata(&wasm_path)?.len(), results };
+    let mut sessions = Vec::new();
+    if a.session_tokens > 0 {
+        let q8 = a.quant.iter().any(|q| q == "q8_0").then(|| ("q8_0".to_string(), a.models.join("smollm2-135m-q8_0.slm")));
+        let session_models = q8.into_iter().chain(extras.iter().map(|(l, p, _)| (l.clone(), p.clone())));
+        for (label, package) in session_models.filter(|(_, p)| p.exists()) {
+            eprintln!("{label}: session snapshot, {}-token conversation…", a.session_tokens);
+            let r = bench_session(&module, &label, &package, a.session_tokens, a.runs, cfg.load_flags)?;
+            eprintln!(
+                "  first token from scratch {:.0} ms, from a snapshot {:.0} ms ({:.1} MB)",
+                r.from_scratch_ms,
+                r.from_snapshot_ms,
+                r.snapshot_bytes as f64 / 1e6
+            );
+            sessions.push(r);
+        }
+    }
+    let report = Report { machine: machine_description(), module_bytes: std::fs::metadata(&wasm_path)?.len(), results, sessions };
     std::fs::create_dir_all(&a.out)?;
     std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&report)?)?;
     let md = markdown(&report);

@@ -490,6 +490,18 @@ impl Runtime {
         self.check(s)
     }
 
+    /// Saves the conversation (`save_session`) and reads the SES1 snapshot.
+    pub fn save_session(&mut self) -> Result<Vec<u8>> {
+        let s = self.call_status("save_session", ())?;
+        self.check(s)?;
+        self.read_result(result_kind::SESSION)
+    }
+
+    /// Restores a conversation from SES1 bytes (`restore_session`).
+    pub fn restore_session(&mut self, bytes: &[u8]) -> Result<()> {
+        self.adapter_call("restore_session", bytes)
+    }
+
     fn adapter_call(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let ptr = self.put(bytes)?;
         let s = self.call_status(name, (ptr, bytes.len() as u32));

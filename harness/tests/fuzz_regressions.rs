@@ -29,6 +29,7 @@ fn run(target: &str, data: &[u8]) -> Outcome {
         "eval_cases" => fuzz::checks::eval_cases(data),
         "gguf" => fuzz::checks::gguf(data),
         "abi_sequence" => fuzz::abi_sequence::abi_sequence(data, &mut |_| {}),
+        "ses1" => fuzz::checks::ses1(data),
         _ => panic!("no fuzz target {target}"),
     }
 }

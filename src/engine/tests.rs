@@ -1,5 +1,6 @@
 //! The session state machine, driven natively on a package built here: stop-string hold-back,
-//! resuming after OUT_OF_MEMORY, BOS on continue.
+//! resuming after OUT_OF_MEMORY, BOS on continue,
+//! session snapshots (mid-generation, and OUT_OF_MEMORY while saving or restoring).
 //!
 //! The package's model answers from the last token alone: attention and feed-forward weights are
 //! zero, so the residual stream is the token's embedding. The letters `a..=h` have one-hot
@@ -540,4 +541,59 @@ fn render_chat_needs_a_template_and_checks_its_flags() {
     assert_eq!(Engine::new(|| 0.0).render_chat(&messages, 0).unwrap_err().status, Status::WrongState);
     let mut buf = [0u8; 8];
     assert_eq!(engine.read(ResultKind::ChatPrompt, &mut buf).map_err(|(e, _)| e), Ok(0), "nothing rendered yet");
+}
+
+// ---- Session snapshots ---------------------------------------------------------------------------
+
+fn snapshot(engine: &mut Engine) -> Vec<u8> {
+    engine.save_session().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let n = engine.read(ResultKind::Session, &mut buf).map_err(|(e, _)| e).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// The tokens a sampled continuation gives after `engine`'s conversation.
+fn continued(engine: &mut Engine) -> Vec<u32> {
+    engine.generate(b"", 12, GEN_CONTINUE).unwrap();
+    read_words(engine, ResultKind::Tokens)
+}
+
+#[test]
+fn a_snapshot_taken_mid_generation_continues_as_the_generation_would_have() {
+    let mut engine = loaded_engine();
+    engine.set_sampling(sampled()).unwrap();
+    engine.start(b"a", 40, 0).unwrap();
+    engine.step(5).unwrap();
+    assert_eq!(engine.state().0, GenState::Running);
+    let bytes = snapshot(&mut engine);
+    let want = continued(&mut engine);
+
+    let mut other = loaded_engine();
+    other.set_sampling(sampled()).unwrap();
+    other.restore_session(&bytes).unwrap();
+    assert_eq!(other.state(), (GenState::Idle, StopReason::None));
+    assert_eq!(continued(&mut other), want);
+}
+
+#[test]
+fn out_of_memory_in_save_or_restore_changes_nothing() {
+    let mut engine = loaded_engine();
+    engine.set_sampling(sampled()).unwrap();
+    engine.generate(b"abc", 6, 0).unwrap();
+    let first = snapshot(&mut engine);
+    engine.generate(b"d", 3, GEN_CONTINUE).unwrap();
+    let before = observe(&mut engine);
+    let e = with_memory_exhausted(|| engine.save_session()).unwrap_err();
+    assert_eq!(e.status, Status::OutOfMemory);
+    assert_eq!(observe(&mut engine), before);
+    let mut buf = vec![0u8; 1 << 20];
+    let n = engine.read(ResultKind::Session, &mut buf).map_err(|(e, _)| e).unwrap();
+    assert_eq!(&buf[..n], &first[..], "the previous snapshot stays");
+
+    let e = with_memory_exhausted(|| engine.restore_session(&first)).unwrap_err();
+    assert_eq!(e.status, Status::OutOfMemory);
+    assert_eq!(observe(&mut engine), before, "a refused restore leaves the conversation");
+    engine.restore_session(&first).unwrap();
+    assert_eq!(engine.diagnostics(0).kv_len, u32::from_le_bytes(first[68..72].try_into().unwrap()));
 }

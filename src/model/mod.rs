@@ -132,6 +132,28 @@ struct KvCache {
     len: usize,
 }
 
+/// Positions layer `layer`'s ring holds with a context of `context_len`: all of them for a global
+/// layer, the window plus one prefill batch for a sliding-window one (`abi/FORMAT.md` "Session
+/// snapshots" states the same rule for the snapshot's KV section).
+pub fn ring_slots(p: &Hyperparams, layer: usize, context_len: usize) -> usize {
+    if p.is_local_layer(layer) {
+        context_len.min(p.sliding_window as usize + MAX_BATCH)
+    } else {
+        context_len
+    }
+}
+
+/// Bytes of a session snapshot's KV section: per layer, keys and values of the last
+/// `min(n_past, ring_slots)` positions, `elem` bytes per element. `None` on overflow.
+pub fn kv_snapshot_len(p: &Hyperparams, context_len: usize, n_past: usize, elem: usize) -> Option<usize> {
+    let mut total = 0usize;
+    for l in 0..p.n_layers as usize {
+        let n = n_past.min(ring_slots(p, l, context_len));
+        total = total.checked_add(n.checked_mul(p.kv_dim())?.checked_mul(2 * elem)?)?;
+    }
+    Some(total)
+}
+
 #[derive(Clone, Copy, Debug)]
 struct LayerRing {
     base: usize,
@@ -283,7 +305,7 @@ impl Model {
         layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("kv_cache.layers", p.n_layers as usize * core::mem::size_of::<LayerRing>()))?;
         let mut kv_len = Some(0usize);
         for l in 0..p.n_layers as usize {
-            let slots = if p.is_local_layer(l) { context_len.min(p.sliding_window as usize + MAX_BATCH) } else { context_len };
+            let slots = ring_slots(&p, l, context_len);
             let base = kv_len.unwrap_or(0);
             layers.push(LayerRing { base, slots });
             kv_len = kv_len.and_then(|n| n.checked_add(slots.checked_mul(kv_dim)?));
@@ -364,6 +386,68 @@ impl Model {
     pub fn package_bytes(&self) -> usize {
         self.bytes.len()
     }
+    /// Appends the session snapshot's KV section for the positions cached now (see
+    /// [`kv_snapshot_len`]): per layer, its keys then its values of the last `min(kv_len, slots)`
+    /// positions, oldest first, each element little-endian in the cache's dtype. `out` must have
+    /// room for it (the caller reserves, so this cannot fail).
+    pub fn write_kv_snapshot(&self, out: &mut alloc::vec::Vec<u8>) {
+        let kv_dim = self.package.hparams.kv_dim();
+        let len = self.kv.len;
+        for ring in &self.kv.layers {
+            let first = len - len.min(ring.slots);
+            for store in [&self.kv.keys, &self.kv.values] {
+                for t in first..len {
+                    let at = ring.base + (t % ring.slots) * kv_dim;
+                    match store {
+                        KvStore::F32(v) => v[at..at + kv_dim].iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                        KvStore::F16(v) => v[at..at + kv_dim].iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the cache with a snapshot's KV section (checked by the caller to be
+    /// `kv_snapshot_len(snapshot_context, n_past)` bytes of this cache's dtype, `n_past` at most
+    /// this model's context) and the last logits with `logits` (`vocab_size` f32 LE). Positions a
+    /// sliding-window ring of this context no longer needs are skipped. Cannot fail.
+    pub fn restore_kv(&mut self, n_past: usize, snapshot_context: usize, kv: &[u8], logits: &[u8]) {
+        let p = self.package.hparams;
+        let kv_dim = p.kv_dim();
+        let elem = if self.kv.dtype == KvDtype::F16 { 2 } else { 4 };
+        let mut at_byte = 0;
+        for (l, ring) in self.kv.layers.iter().enumerate() {
+            let saved = n_past.min(ring_slots(&p, l, snapshot_context));
+            let first_saved = n_past - saved;
+            for store in [&mut self.kv.keys, &mut self.kv.values] {
+                for t in first_saved..n_past {
+                    let src = &kv[at_byte..at_byte + kv_dim * elem];
+                    at_byte += kv_dim * elem;
+                    if t + ring.slots < n_past {
+                        continue;
+                    }
+                    let at = ring.base + (t % ring.slots) * kv_dim;
+                    match store {
+                        KvStore::F32(v) => {
+                            for (d, b) in v[at..at + kv_dim].iter_mut().zip(src.chunks_exact(4)) {
+                                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                            }
+                        }
+                        KvStore::F16(v) => {
+                            for (d, b) in v[at..at + kv_dim].iter_mut().zip(src.chunks_exact(2)) {
+                                *d = u16::from_le_bytes([b[0], b[1]]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.kv.len = n_past;
+        for (d, b) in self.scratch.logits.iter_mut().zip(logits.chunks_exact(4)) {
+            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+
     /// Forget every cached position (a new conversation).
     pub fn reset(&mut self) {
         self.kv.len = 0;

@@ -531,6 +531,60 @@ describe("SmolLM2-135M q8_0", { skip: skipWithoutModel }, () => {
   });
 });
 
+describe("session snapshots on SmolLM2-135M q8_0", { skip: skipWithoutModel }, () => {
+  const args = ["--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.02", "--repeat-penalty", "1.1", "--seed", "777"];
+  const sampling = { temperature: 0.9, topK: 40, topP: 0.95, minP: 0.02, repetitionPenalty: 1.1, seed: 777n };
+
+  it("saveSession → restoreSession in a fresh instance continues with the same tokens, and trl reads the bytes", async () => {
+    const a = await TinyRustLM.load(WASM);
+    await a.loadModel(Q8_0);
+    await a.complete(PROMPT, { maxTokens: 8, sampling, ignoreEog: true });
+    const snapshot = a.saveSession();
+    assert.ok(snapshot instanceof Uint8Array);
+    assert.equal(new TextDecoder().decode(snapshot.subarray(0, 4)), "SES1");
+    const neverStopped = await a.complete(" Also,", { maxTokens: 12, sampling, continue: true, ignoreEog: true });
+
+    const b = await TinyRustLM.load(WASM);
+    await b.loadModel(Q8_0);
+    b.restoreSession(snapshot);
+    assert.equal(b.state().state, GenState.IDLE);
+    const restored = await b.complete(" Also,", { maxTokens: 12, sampling, continue: true, ignoreEog: true });
+    assert.deepEqual(restored.tokens, neverStopped.tokens);
+    assert.equal(restored.text, neverStopped.text);
+
+    // The wasmtime host continues the same bytes the same way (trl stops at end of generation, so
+    // compare the common prefix it produced).
+    const file = join(scratchDir(), "js.ses");
+    writeFileSync(file, snapshot);
+    const fromTrl = trl(["generate", "--model", Q8_0, "--prompt", " Also,", "-n", "12", ...args, "--load-session", file, "--json"]);
+    assert.deepEqual(fromTrl.tokens, neverStopped.tokens.slice(0, fromTrl.tokens.length));
+    assert.ok(fromTrl.tokens.length > 0);
+  });
+
+  it("restores what trl saved, and refuses a damaged snapshot or another model's without changing anything", async () => {
+    const file = join(scratchDir(), "trl.ses");
+    trl(["generate", "--model", Q8_0, "--prompt", PROMPT, "-n", "6", "--save-session", file, "--json"]);
+    const expected = trl(["generate", "--model", Q8_0, "--prompt", " Then", "-n", "10", "--load-session", file, "--json"]);
+    const lm = await TinyRustLM.load(WASM);
+    await lm.loadModel(Q8_0);
+    const bytes = readFileSync(file);
+    lm.restoreSession(bytes);
+    const damaged = Uint8Array.from(bytes);
+    damaged[damaged.length - 1000] ^= 1;
+    const e = await expectTrlError(() => lm.restoreSession(damaged), Status.SESSION_CHECKSUM);
+    assert.match(e.message, /crc32/);
+    await expectTrlError(() => lm.restoreSession(bytes.subarray(0, 100)), Status.SESSION_TRUNCATED);
+    const got = await lm.complete(" Then", { maxTokens: 10, sampling: {}, continue: true });
+    assert.deepEqual(comparable(got), comparable(expected));
+
+    const other = await TinyRustLM.load(WASM);
+    await other.loadModel(syntheticModel());
+    const m = await expectTrlError(() => other.restoreSession(bytes), Status.SESSION_MODEL_MISMATCH);
+    assert.match(m.message, /header\.n_params/);
+    await expectTrlError(() => other.saveSession(), Status.WRONG_STATE);
+  });
+});
+
 async function collect(gen) {
   for (;;) {
     const { done, value } = await gen.next();
