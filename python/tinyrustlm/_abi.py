@@ -76,6 +76,16 @@ STATUS = {
     "SCHEMA_INVALID": 101,
     "SCHEMA_UNSUPPORTED": 102,
     "SCHEMA_TOO_DEEP": 103,
+    "SESSION_BAD_MAGIC": 112,
+    "SESSION_UNSUPPORTED_VERSION": 113,
+    "SESSION_TRUNCATED": 114,
+    "SESSION_BAD_HEADER": 115,
+    "SESSION_CHECKSUM": 116,
+    "SESSION_MODEL_MISMATCH": 117,
+    "SESSION_ADAPTER_MISMATCH": 118,
+    "SESSION_KV_DTYPE_MISMATCH": 119,
+    "SESSION_CONTEXT_TOO_SMALL": 120,
+    "SESSION_BAD_TOKEN": 121,
 }
 
 # TRL_RESULT_* (ResultKind in the JS wrapper)
@@ -92,6 +102,7 @@ RESULT = {
     "SCORE_ARGMAX": 9,
     "GRAMMAR_STATS": 10,
     "GRAMMAR": 11,
+    "SESSION": 13,
 }
 
 # TRL_STATE_* (GenState in the JS wrapper)
@@ -203,6 +214,16 @@ STATUS_MEANING = {
     101: "the JSON Schema is not JSON, or a keyword has the wrong type or an impossible value (the field names its path)",
     102: "a keyword (or combination) outside the supported subset, named by its path",
     103: "the schema nests deeper than 32 levels (or its JSON deeper than 128)",
+    112: "a session snapshot does not start with \"SES1\"",
+    113: "a snapshot format version this runtime does not read",
+    114: "the snapshot is shorter than its header or its total_len",
+    115: "a snapshot header field is inconsistent (header_len, total_len, flags, n_past, sampling, sizes)",
+    116: "the snapshot's CRC32 does not match (damaged)",
+    117: "saved from another model or package; the field names the part of the identity that differs",
+    118: "saved with another adapter stack (count or assembly-state CRC)",
+    119: "saved with another KV cache dtype (the KV_F16 load flag)",
+    120: "the saved conversation has more positions than the loaded context_len",
+    121: "a token id in the snapshot is not below vocab_size",
 }
 
 # The diagnostics record: (name, offset, type), little-endian.
@@ -252,6 +273,8 @@ EXPORTS = {
     "generate_step": 1,
     "generate": 4,
     "reset": 0,
+    "save_session": 0,
+    "restore_session": 2,
     "validate_adapter_delta": 2,
     "apply_adapter_delta": 2,
     "remove_last_adapter": 0,
