@@ -202,6 +202,7 @@ abi_enum! {
         ScoreArgmax = 9 => SCORE_ARGMAX: "u32 LE per scored position: the most likely next token there, from the last successful score_tokens",
         GrammarStats = 10 => GRAMMAR_STATS: "32 bytes: constrained, masked_steps, mask_cache_hits, mask_cache_entries (u32), mask_ms (f32), trie_nodes (u32), trie_build_ms (f32), grammar_rules (u32)",
         Grammar = 11 => GRAMMAR: "the GBNF text of the grammar set_grammar set (for a JSON Schema, the grammar it compiled to); empty when none",
+        LoadProgress = 12 => LOAD_PROGRESS: "24 bytes: total, received, verified (u64 LE each) of the current or last load; readable with no model loaded",
     }
 }
 
@@ -383,6 +384,10 @@ pub const EXPORTS: &[Function] = &[
     export("alloc", &[("size", I32)], I32),
     export("dealloc", &[("ptr", I32)], I32),
     export("load_model", &[("ptr", I32), ("len", I32), ("context_len", I32), ("flags", I32)], I32),
+    export("load_begin", &[("total_len", I32), ("context_len", I32), ("flags", I32)], I32),
+    export("load_append", &[("ptr", I32), ("len", I32)], I32),
+    export("load_finish", &[], I32),
+    export("load_abort", &[], I32),
     export("unload_model", &[], I32),
     export(
         "set_sampling",
