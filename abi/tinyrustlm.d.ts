@@ -88,7 +88,7 @@ export const GrammarFlags: Readonly<{ JSON_SCHEMA: 1 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind: Readonly<{
   TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6; CHAT_PROMPT: 7; SCORE_LOGPROBS: 8; SCORE_ARGMAX: 9;
-  GRAMMAR_STATS: 10; GRAMMAR: 11;
+  GRAMMAR_STATS: 10; GRAMMAR: 11; LOAD_PROGRESS: 12;
 }>;
 /** Generation states (`TRL_STATE_*`). */
 export const GenState: Readonly<{ IDLE: 0; RUNNING: 1; FINISHED: 2 }>;
@@ -260,6 +260,9 @@ export interface LoadProgress {
   loaded: number;
   /** null when the source does not say its size. */
   total: number | null;
+  /** Bytes that passed their checks (a streamed load verifies as it receives; 0 until "done" for
+   *  bytes loaded whole). */
+  verified: number;
 }
 
 export interface LoadModelOptions {
@@ -336,8 +339,12 @@ export class TinyRustLM {
   /** Linear memory size in bytes. */
   readonly memoryBytes: number;
 
-  /** Loads and validates an SLM1 package; resolves to the diagnostics after loading. */
+  /** Loads and validates an SLM1 package; resolves to the diagnostics after loading. A source of
+   *  known size (a file, a Blob, a response with Content-Length) is streamed and verified chunk by
+   *  chunk (load_begin / load_append / load_finish). */
   loadModel(source: ModelSource, options?: LoadModelOptions): Promise<Diagnostics>;
+  /** TRL_RESULT_LOAD_PROGRESS: bytes announced, received and verified by the current or last load. */
+  loadProgress(): { total: number; received: number; verified: number };
   unloadModel(): void;
   /** Empties the KV cache and the session. */
   reset(): void;
