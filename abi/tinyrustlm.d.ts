@@ -312,6 +312,19 @@ export interface LoadOptions {
   workerUrl?: string | URL;
 }
 
+/** Where `make wasm-relaxed` puts the relaxed-SIMD module. */
+export const DEFAULT_RELAXED_WASM_URL: URL;
+/** Whether this engine validates the relaxed-SIMD instruction the relaxed flavour uses. */
+export function relaxedSimdSupported(): boolean;
+export interface ModuleChoice {
+  flavour: "threads" | "relaxed-simd" | "simd128";
+  url: string;
+  reason: string;
+}
+/** The module TinyRustLM.load() runs when given none: threaded (threads > 1 asked for and memory
+ *  can be shared), else relaxed-SIMD (the engine validates it), else SIMD128; the same bits. */
+export function chooseModule(options?: { threads?: number }): { flavour: ModuleChoice["flavour"]; url: URL; reason: string };
+
 /** One instance of the module: one model, one conversation at a time. */
 export class TinyRustLM {
   /**
@@ -329,6 +342,8 @@ export class TinyRustLM {
   readonly threaded: boolean;
   /** Why this instance runs on 1 thread although threads were asked for, or null. */
   threadsFallbackReason: string | null;
+  /** The module load() chose when given none (flavour, URL, why); null when the caller named it. */
+  moduleChoice: Readonly<ModuleChoice> | null;
   /** Stops and joins the workers; the instance keeps working alone with the same output. */
   close(): Promise<void>;
   /** Optional exports present in this build. */

@@ -279,6 +279,55 @@ export const DEFAULT_WASM_URL = new URL("../target/wasm32-unknown-unknown/wasm/t
 /** Where `make wasm-threads` puts the threaded module, relative to this file. */
 export const DEFAULT_THREADS_WASM_URL = new URL("../target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
 
+/** Where `make wasm-relaxed` puts the relaxed-SIMD module, relative to this file. */
+export const DEFAULT_RELAXED_WASM_URL = new URL("../target/relaxed/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
+
+/**
+ * A module with one function running `i32x4.relaxed_dot_i8x16_i7x16_add_s`, the relaxed
+ * instruction the relaxed-SIMD flavour's kernels use: a host that validates it runs that flavour.
+ */
+const RELAXED_PROBE = (() => {
+  const zeros = new Array(16).fill(0);
+  const v128Const = [0xfd, 0x0c, ...zeros];
+  // no locals; three v128 operands; the relaxed dot (0xfd 0x113, LEB128); drop; end
+  const body = [0x00, ...v128Const, ...v128Const, ...v128Const, 0xfd, 0x93, 0x02, 0x1a, 0x0b];
+  const code = [0x01, body.length, ...body];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x0a, code.length, ...code, // code section
+  ]);
+})();
+
+/** Whether this engine validates the relaxed-SIMD instruction the relaxed flavour uses. */
+export function relaxedSimdSupported() {
+  try {
+    return WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Which module {@link TinyRustLM.load} runs when given none: the threaded one when more than one
+ * thread was asked for and memory can be shared here; else the relaxed-SIMD one when the engine
+ * validates a relaxed instruction; else the plain SIMD128 one. All three give the same bits.
+ * @param {{ threads?: number }} [options]
+ * @returns {{ flavour: "threads" | "relaxed-simd" | "simd128", url: URL, reason: string }}
+ */
+export function chooseModule({ threads } = {}) {
+  const single = relaxedSimdSupported()
+    ? { flavour: "relaxed-simd", url: DEFAULT_RELAXED_WASM_URL, reason: "the engine validates relaxed SIMD (i32x4.relaxed_dot_i8x16_i7x16_add_s)" }
+    : { flavour: "simd128", url: DEFAULT_WASM_URL, reason: "the engine does not validate relaxed SIMD" };
+  if (threads > 1) {
+    const unavailable = sharedMemoryUnavailable();
+    if (unavailable === null) return { flavour: "threads", url: DEFAULT_THREADS_WASM_URL, reason: `${threads} threads were asked for and memory can be shared` };
+    return { ...single, reason: `${single.reason}; no threads: ${unavailable}` };
+  }
+  return single;
+}
+
 /** The script each worker thread runs (beside this file). */
 export const WORKER_URL = new URL("./tinyrustlm-worker.mjs", import.meta.url);
 
@@ -669,7 +718,8 @@ export class TinyRustLM {
    * the reason is written once with `console.warn`. A single-thread module given `threads` > 1 also
    * runs on 1 thread and says so.
    * @param {string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module} [wasm]
-   *   the module; defaults to the `make wasm` build beside this checkout ({@link DEFAULT_WASM_URL})
+   *   the module; when omitted, the build beside this checkout that suits this host
+   *   ({@link chooseModule}: threaded, relaxed-SIMD or SIMD128), named in {@link moduleChoice}
    * @param {LoadOptions} [options]
    * @returns {Promise<TinyRustLM>}
    * @throws {TrlError} OUT_OF_MEMORY (no memory for a worker's stack; `maxMemoryBytes`), or the
@@ -678,6 +728,12 @@ export class TinyRustLM {
   static async load(wasm, options = {}) {
     const { threads, fallback = DEFAULT_WASM_URL, maxMemoryBytes, workerUrl = WORKER_URL } = options;
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads: ${threads} is not a whole number ≥ 1`);
+    if (wasm === undefined) {
+      const choice = chooseModule({ threads });
+      const lm = await TinyRustLM.load(choice.url, { ...options, fallback: choice.flavour === "threads" ? fallback : null });
+      lm.moduleChoice = Object.freeze({ flavour: lm.threaded ? "threads" : choice.flavour, url: String(choice.url), reason: choice.reason });
+      return lm;
+    }
     const module = await compileModule(wasm);
     if (!importsMemory(module)) {
       const lm = new TinyRustLM(await WebAssembly.instantiate(module, imports()));
@@ -727,6 +783,12 @@ export class TinyRustLM {
      * @type {string | null}
      */
     this.threadsFallbackReason = null;
+    /**
+     * Which module {@link TinyRustLM.load} chose when given none ({@link chooseModule}): its flavour,
+     * URL and why; null when the caller named the module.
+     * @type {{ flavour: "threads" | "relaxed-simd" | "simd128", url: string, reason: string } | null}
+     */
+    this.moduleChoice = null;
     const version = this._x.abi_version();
     if (version !== ABI_VERSION) throw new Error(`module speaks ABI version ${version}; this wrapper speaks ${ABI_VERSION}`);
     /** @private one reusable buffer for small results and out-lengths */

@@ -10,11 +10,13 @@ import { pathToFileURL } from "node:url";
 
 import {
   TinyRustLM, TrlError, Status, StopReason, GenState, statusName, parseDiagnostics, formatChatML, compileModule, SMOLLM_SYSTEM,
-  encodeChatMessages, scoreWindows,
+  encodeChatMessages, scoreWindows, chooseModule, relaxedSimdSupported, DEFAULT_WASM_URL, DEFAULT_RELAXED_WASM_URL,
 } from "../../abi/tinyrustlm.mjs";
-import { WASM, Q8_0, trl, trlHas, syntheticModel, syntheticCases, adapterBetween, moduleHas, scratchDir, skipWithoutModel, comparable } from "./helpers.mjs";
+import { execFileSync } from "node:child_process";
+import { MODELS, WASM, Q8_0, trl, trlHas, syntheticModel, syntheticCases, adapterBetween, moduleHas, scratchDir, skipWithoutModel, comparable } from "./helpers.mjs";
 
 const PROMPT = "The capital of France is";
+const Q4_1_PATH = join(MODELS, "smollm2-135m-q4_1.slm");
 
 /** A Response whose body arrives in `chunk`-byte pieces, with or without a content-length. */
 function chunkedResponse(bytes, { chunk = 4096, length = true } = {}) {
@@ -65,6 +67,34 @@ describe("loading the module", () => {
     assert.equal(d.quant_name, null);
     assert.equal(typeof lm.features.adapters, "boolean");
     assert.equal(typeof lm.features.evaluate, "boolean");
+  });
+
+  it("chooses the relaxed-SIMD module where the engine validates it, and says which it took", async () => {
+    const lm = await TinyRustLM.load();
+    const want = relaxedSimdSupported() ? "relaxed-simd" : "simd128";
+    assert.equal(lm.moduleChoice.flavour, want, lm.moduleChoice.reason);
+    assert.equal(lm.moduleChoice.url, String(want === "relaxed-simd" ? DEFAULT_RELAXED_WASM_URL : DEFAULT_WASM_URL));
+    assert.equal(chooseModule({ threads: 1 }).flavour, want);
+    const named = await TinyRustLM.load(WASM);
+    assert.equal(named.moduleChoice, null, "a module the caller named is not a choice");
+  });
+
+  it("takes the relaxed-SIMD module in an engine with relaxed SIMD, with the same bits as SIMD128", { skip: skipWithoutModel }, () => {
+    // Node 20's V8 validates relaxed SIMD only behind a flag: a child process with it on.
+    const script = `
+      import { TinyRustLM } from ${JSON.stringify(new URL("../../abi/tinyrustlm.mjs", import.meta.url).href)};
+      const out = {};
+      for (const [name, wasm] of [["auto", undefined], ["simd128", ${JSON.stringify(WASM)}]]) {
+        const lm = await TinyRustLM.load(wasm);
+        await lm.loadModel(${JSON.stringify(Q4_1_PATH)}, { contextLength: 256 });
+        const r = await lm.complete(${JSON.stringify(PROMPT)}, { maxTokens: 12, ignoreEog: true });
+        out[name] = { flavour: lm.moduleChoice?.flavour ?? null, tokens: r.tokens, logits: Array.from(new Uint32Array(lm.logits().buffer)) };
+      }
+      console.log(JSON.stringify(out));`;
+    const out = JSON.parse(execFileSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { encoding: "utf8", maxBuffer: 1 << 26 }));
+    assert.equal(out.auto.flavour, "relaxed-simd");
+    assert.deepEqual(out.auto.tokens, out.simd128.tokens);
+    assert.ok(out.auto.logits.length > 0 && out.auto.logits.every((bits, i) => bits === out.simd128.logits[i]), "logits differ bit for bit");
   });
 
   it("rejects an HTTP error with a plain message", async () => {
@@ -457,6 +487,55 @@ describe("pure helpers", () => {
     assert.equal(statusName(36), "ARTIFACT_CHECKSUM");
     assert.equal(statusName(99), "GRAMMAR_EMPTY_LANGUAGE");
     assert.equal(statusName(200), "STATUS_200");
+  });
+});
+
+describe("streaming a package (load_begin / load_append / load_finish)", { skip: skipWithoutModel }, () => {
+  const good = () => readFileSync(Q4_1_PATH);
+  const fingerprint = async (lm) => {
+    const r = await lm.complete(PROMPT, { maxTokens: 8, ignoreEog: true });
+    return { tokens: r.tokens, logits: Array.from(new Uint32Array(lm.logits().buffer.slice(0))) };
+  };
+
+  it("streams a file, a Blob and a sized response, verifying as it receives; the same model as bytes loaded whole", async () => {
+    const bytes = good();
+    const lm = await TinyRustLM.load(WASM);
+    await lm.loadModel(bytes, { contextLength: 256 });
+    const want = await fingerprint(lm);
+    for (const [name, source] of [["path", Q4_1_PATH], ["Blob", new Blob([bytes])], ["Response", chunkedResponse(bytes, { chunk: 65536 })]]) {
+      lm.unloadModel();
+      const seen = [];
+      await lm.loadModel(source, { contextLength: 256, onProgress: (p) => seen.push(p) });
+      const reads = seen.filter((p) => p.phase === "read" && p.loaded > 0);
+      assert.ok(reads.length > 10, `${name}: progress while reading`);
+      assert.ok(reads.some((p) => p.verified > 0 && p.loaded < bytes.length), `${name}: bytes verified before the last one arrived`);
+      assert.ok(reads.every((p) => p.verified <= p.loaded), `${name}: verified never passes received`);
+      assert.ok(!seen.some((p) => p.phase === "validate"), `${name}: no separate validation pass`);
+      assert.deepEqual(lm.loadProgress(), { total: bytes.length, received: bytes.length, verified: bytes.length });
+      assert.deepEqual(await fingerprint(lm), want, `${name}: streamed model generates otherwise`);
+    }
+  });
+
+  it("refuses a corrupt file at the chunk that breaks a rule, and keeps nothing", async () => {
+    const bytes = good();
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const tokenizerEnd = Number(view.getBigUint64(96, true) + view.getBigUint64(104, true));
+    const corrupt = Buffer.from(bytes);
+    corrupt[tokenizerEnd - 10] ^= 0x04;
+    const path = join(scratchDir(), "corrupt-tokenizer.slm");
+    writeFileSync(path, corrupt);
+    const lm = await TinyRustLM.load(WASM);
+    const e = await expectTrlError(lm.loadModel(path), Status.TOKENIZER_CHECKSUM);
+    assert.match(e.message, /header\.tokenizer_crc/);
+    const p = lm.loadProgress();
+    assert.ok(p.received >= tokenizerEnd && p.received < bytes.length, `refused after ${p.received} of ${bytes.length} bytes`);
+    assert.equal(lm.diagnostics().model_loaded, false);
+    // A body shorter than its Content-Length: the stream is aborted and nothing is kept.
+    const short = new Response(bytes.subarray(0, bytes.length - 100), { headers: { "content-length": String(bytes.length) } });
+    await assert.rejects(lm.loadModel(short), /ended after/);
+    assert.equal(lm.exports.load_finish(), Status.WRONG_STATE, "no stream is left open");
+    await lm.loadModel(bytes);
+    assert.equal(lm.diagnostics().model_loaded, true);
   });
 });
 
