@@ -323,7 +323,7 @@ export interface ModuleChoice {
 }
 /** The module TinyRustLM.load() runs when given none: threaded (threads > 1 asked for and memory
  *  can be shared), else relaxed-SIMD (the engine validates it), else SIMD128; the same bits. */
-export function chooseModule(options?: { threads?: number }): { flavour: ModuleChoice["flavour"]; url: URL; reason: string };
+export function chooseModule(options?: { threads?: number }): { flavour: ModuleChoice["flavour"]; url: URL; reason: string; threadsUnavailable?: string };
 
 /** One instance of the module: one model, one conversation at a time. */
 export class TinyRustLM {

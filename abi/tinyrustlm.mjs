@@ -314,7 +314,8 @@ export function relaxedSimdSupported() {
  * thread was asked for and memory can be shared here; else the relaxed-SIMD one when the engine
  * validates a relaxed instruction; else the plain SIMD128 one. All three give the same bits.
  * @param {{ threads?: number }} [options]
- * @returns {{ flavour: "threads" | "relaxed-simd" | "simd128", url: URL, reason: string }}
+ * @returns {{ flavour: "threads" | "relaxed-simd" | "simd128", url: URL, reason: string, threadsUnavailable?: string }}
+ *   `threadsUnavailable`: why threads were asked for but cannot run here
  */
 export function chooseModule({ threads } = {}) {
   const single = relaxedSimdSupported()
@@ -323,7 +324,7 @@ export function chooseModule({ threads } = {}) {
   if (threads > 1) {
     const unavailable = sharedMemoryUnavailable();
     if (unavailable === null) return { flavour: "threads", url: DEFAULT_THREADS_WASM_URL, reason: `${threads} threads were asked for and memory can be shared` };
-    return { ...single, reason: `${single.reason}; no threads: ${unavailable}` };
+    return { ...single, reason: `${single.reason}; no threads: ${unavailable}`, threadsUnavailable: unavailable };
   }
   return single;
 }
@@ -732,6 +733,7 @@ export class TinyRustLM {
       const choice = chooseModule({ threads });
       const lm = await TinyRustLM.load(choice.url, { ...options, fallback: choice.flavour === "threads" ? fallback : null });
       lm.moduleChoice = Object.freeze({ flavour: lm.threaded ? "threads" : choice.flavour, url: String(choice.url), reason: choice.reason });
+      if (choice.threadsUnavailable) lm._fallBack(`${choice.threadsUnavailable}; running the ${choice.flavour} module`);
       return lm;
     }
     const module = await compileModule(wasm);

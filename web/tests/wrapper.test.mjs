@@ -12,7 +12,6 @@ import {
   TinyRustLM, TrlError, Status, StopReason, GenState, statusName, parseDiagnostics, formatChatML, compileModule, SMOLLM_SYSTEM,
   encodeChatMessages, scoreWindows, chooseModule, relaxedSimdSupported, DEFAULT_WASM_URL, DEFAULT_RELAXED_WASM_URL,
 } from "../../abi/tinyrustlm.mjs";
-import { execFileSync } from "node:child_process";
 import { MODELS, WASM, Q8_0, trl, trlHas, syntheticModel, syntheticCases, adapterBetween, moduleHas, scratchDir, skipWithoutModel, comparable } from "./helpers.mjs";
 
 const PROMPT = "The capital of France is";
@@ -77,24 +76,6 @@ describe("loading the module", () => {
     assert.equal(chooseModule({ threads: 1 }).flavour, want);
     const named = await TinyRustLM.load(WASM);
     assert.equal(named.moduleChoice, null, "a module the caller named is not a choice");
-  });
-
-  it("takes the relaxed-SIMD module in an engine with relaxed SIMD, with the same bits as SIMD128", { skip: skipWithoutModel }, () => {
-    // Node 20's V8 validates relaxed SIMD only behind a flag: a child process with it on.
-    const script = `
-      import { TinyRustLM } from ${JSON.stringify(new URL("../../abi/tinyrustlm.mjs", import.meta.url).href)};
-      const out = {};
-      for (const [name, wasm] of [["auto", undefined], ["simd128", ${JSON.stringify(WASM)}]]) {
-        const lm = await TinyRustLM.load(wasm);
-        await lm.loadModel(${JSON.stringify(Q4_1_PATH)}, { contextLength: 256 });
-        const r = await lm.complete(${JSON.stringify(PROMPT)}, { maxTokens: 12, ignoreEog: true });
-        out[name] = { flavour: lm.moduleChoice?.flavour ?? null, tokens: r.tokens, logits: Array.from(new Uint32Array(lm.logits().buffer)) };
-      }
-      console.log(JSON.stringify(out));`;
-    const out = JSON.parse(execFileSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { encoding: "utf8", maxBuffer: 1 << 26 }));
-    assert.equal(out.auto.flavour, "relaxed-simd");
-    assert.deepEqual(out.auto.tokens, out.simd128.tokens);
-    assert.ok(out.auto.logits.length > 0 && out.auto.logits.every((bits, i) => bits === out.simd128.logits[i]), "logits differ bit for bit");
   });
 
   it("rejects an HTTP error with a plain message", async () => {
