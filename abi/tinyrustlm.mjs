@@ -1171,9 +1171,9 @@ export class TinyRustLM {
           const part = value.subarray(at, Math.min(at + STREAM_CHUNK, value.byteLength));
           this._bytes(chunkPtr, part.byteLength).set(part);
           this._check(this._x.load_append(chunkPtr, part.byteLength), "load_append");
+          loaded += part.byteLength;
+          report("read", loaded, total, this.loadProgress().verified);
         }
-        loaded += value.byteLength;
-        report("read", loaded, total, this.loadProgress().verified);
       }
       signal?.throwIfAborted();
       if (loaded !== total) throw new Error(`the model source ended after ${loaded} of the ${total} bytes it announced`);
