@@ -214,6 +214,7 @@ async function loadModel(source, name) {
   const contextLength = Number($("context-len").value) || 0;
   try {
     state.modelName = null;
+    const started = performance.now();
     const { diagnostics, from, cacheError } = await request("load", { source, contextLength }, ({ progress: p }) => {
       if (p.phase === "read") {
         if (p.total) {
@@ -241,6 +242,8 @@ async function loadModel(source, name) {
       `${d.chat_template === 0 ? "no chat template (use raw prompts)" : `${chatFormatName(d.chat_template)} chat`}.`;
     if (d.chat_template === 0) document.querySelector('input[name="mode"][value="raw"]').checked = true;
     const origin = { cache: " (from this browser's cache: nothing downloaded)", network: " (downloaded)", file: "" }[from] ?? "";
+    // Read by the browser benchmark (bench-web: first and second visit).
+    document.body.dataset.loadMs = String(Math.round(performance.now() - started));
     document.body.dataset.loadedFrom = from ?? "";
     setStatus(`Ready: ${name}${origin}` + (cacheError ? ` — not kept for the next visit: ${cacheError}` : ""));
     renderCache();

@@ -33,6 +33,9 @@ const { values: opt } = parseArgs({
     wllama: { type: "string", default: "3,2" },
     threads: { type: "string", default: "1,2" },
     "no-wasmtime": { type: "boolean", default: false },
+    // The demo page's first and second visit (download, then OPFS) only; nothing else is run.
+    "visits-only": { type: "boolean", default: false },
+    "visit-package": { type: "string", default: "smollm2-135m-q8_0.slm" },
   },
 });
 const OUT = join(ROOT, "target/bench");
@@ -41,6 +44,57 @@ const date = new Date().toISOString();
 const loadBefore = loadavg()[0];
 const moduleBytes = existsSync(WASM) ? statSync(WASM).size : null; // the modules the page is about to load
 const threadsModuleBytes = existsSync(THREADS_WASM) ? statSync(THREADS_WASM).size : null;
+
+/**
+ * The demo page (web/index.html, served by web/serve.py from localhost) loading `name` on a first
+ * visit (a fresh browser profile: downloaded, streamed into the module, kept in OPFS) and a second
+ * (loaded from OPFS), `runs` times. Load ms is the page's own measure of the load request (receive,
+ * verify, set up); page ms runs from navigation to the model being ready (module compile included).
+ */
+async function demoVisits(name, runs) {
+  const visits = { first: { load: [], page: [] }, second: { load: [], page: [] } };
+  for (let i = 0; i < runs; i++) {
+    const server = await startServer({ logRequests: true });
+    const browser = await launch();
+    try {
+      for (const [visit, want] of [["first", "network"], ["second", "cache"]]) {
+        const t = performance.now();
+        await browser.page.goto(`${server.url}?model=${encodeURIComponent(name)}&autoload=1`);
+        await browser.page.waitForFunction(() => document.body.dataset.loadedFrom, null, { timeout: 10 * 60_000 });
+        const pageMs = performance.now() - t;
+        const from = await browser.page.evaluate(() => document.body.dataset.loadedFrom);
+        if (from !== want) throw new Error(`${visit} visit loaded from ${from}, expected ${want}`);
+        visits[visit].load.push(Number(await browser.page.evaluate(() => document.body.dataset.loadMs)));
+        visits[visit].page.push(pageMs);
+      }
+      const downloads = server.requests.filter((r) => r.endsWith(`/models/${name}`)).length;
+      if (downloads !== 1) throw new Error(`the package was requested ${downloads} times over two visits`);
+    } finally {
+      await browser.close();
+      server.stop();
+    }
+  }
+  const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  return { package: name, bytes: statSync(join(MODELS, name)).size, runs, first: { load_ms: median(visits.first.load), page_ms: median(visits.first.page) },
+    second: { load_ms: median(visits.second.load), page_ms: median(visits.second.page) } };
+}
+
+if (opt["visits-only"]) {
+  const v = await demoVisits(opt["visit-package"], Number(opt.runs));
+  const md = [
+    `Date: ${date}. ${cpus()[0]?.model?.trim()}, ${cpus().length} cores (1-minute load average ${loadBefore.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end). ` +
+      `Demo page served by web/serve.py from localhost, headless Chromium, ${v.package} (${(v.bytes / 1048576).toFixed(0)} MiB), median of ${v.runs} fresh profiles.`,
+    "",
+    "| visit | package from | load ms (receive + verify + set up) | page ms (navigation to model ready) |",
+    "|---|---|---:|---:|",
+    `| first | localhost download, kept in OPFS | ${v.first.load_ms} | ${v.first.page_ms.toFixed(0)} |`,
+    `| second | OPFS, no request | ${v.second.load_ms} | ${v.second.page_ms.toFixed(0)} |`,
+  ].join("\n");
+  console.log(md);
+  writeFileSync(join(OUT, "web-visits.md"), md + "\n");
+  writeFileSync(join(OUT, "web-visits.json"), JSON.stringify({ date, ...v }, null, 2) + "\n");
+  process.exit(0);
+}
 
 const server = await startServer();
 const browser = await launch();
