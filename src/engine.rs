@@ -12,10 +12,10 @@ use crate::buffer::AlignedBytes;
 use crate::diag::Diagnostics;
 use crate::error::{oom, Error, Result, Status};
 use crate::format::{LoadProgress, ModelIdentity};
-use crate::load_stream::{LoadStream, VerifiedPackage};
 use crate::grammar::matcher::Matcher;
 use crate::grammar::trie::{self, MaskCache, VocabTrie};
 use crate::grammar::Grammar;
+use crate::load_stream::{LoadStream, VerifiedPackage};
 use crate::model::{self, Model};
 use crate::quant::DType;
 use crate::sampler::{Sampler, SamplingParams};
@@ -185,7 +185,15 @@ fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
 
 impl Engine {
     pub fn new(clock: fn() -> f64) -> Engine {
-        Engine { loaded: None, settings: Settings::default(), clock, eval_sidecar: Vec::new(), grammar_serial: 0, stream: None, load_progress: LoadProgress::default() }
+        Engine {
+            loaded: None,
+            settings: Settings::default(),
+            clock,
+            eval_sidecar: Vec::new(),
+            grammar_serial: 0,
+            stream: None,
+            load_progress: LoadProgress::default(),
+        }
     }
 
     fn loaded(&self) -> Result<&Loaded> {

@@ -76,9 +76,7 @@ impl LoadStream {
     pub fn finish(mut self) -> core::result::Result<VerifiedPackage, (Error, AlignedBytes)> {
         let tokenizer = self.verifier.take_tokenizer();
         match (self.verifier.finish(), tokenizer) {
-            (Ok(package), Some(tokenizer)) => {
-                Ok(VerifiedPackage { bytes: self.bytes, package, tokenizer, context_len: self.context_len, flags: self.flags })
-            }
+            (Ok(package), Some(tokenizer)) => Ok(VerifiedPackage { bytes: self.bytes, package, tokenizer, context_len: self.context_len, flags: self.flags }),
             (Err(e), _) => Err((e, self.bytes)),
             // A finished load verifier has parsed the tokenizer (step 3 runs before the trailer).
             (Ok(_), None) => Err((Error::new(Status::Truncated, "tokenizer", 0, "the tokenizer section was not checked"), self.bytes)),

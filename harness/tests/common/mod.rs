@@ -234,7 +234,14 @@ fn check_streamed_rejection(rt: &mut Runtime, bytes: &[u8], context_len: u32, wa
             Some(b) => 1 + ends.iter().position(|&e| e >= b).expect("a chunk reaches every prefix"),
             None => ends.len() + 1,
         };
-        assert_eq!(got.call, want_call, "streamed in {} chunks: refused at call {} ({}), expected the chunk reaching byte {first:?}", ends.len(), got.call, want.message);
+        assert_eq!(
+            got.call,
+            want_call,
+            "streamed in {} chunks: refused at call {} ({}), expected the chunk reaching byte {first:?}",
+            ends.len(),
+            got.call,
+            want.message
+        );
     }
 }
 
