@@ -162,7 +162,7 @@ pub fn slm1(data: &[u8]) -> Outcome {
         assert_eq!(resealed, data, "resealing a valid package changed it");
     }
     let whole = tinyrustlm::format::parse(&resealed);
-    assert_eq!(streamed(&resealed), whole, "verified in chunks, the package is judged otherwise than whole");
+    assert_eq!(streamed(&resealed), whole.clone().map_err(Box::new), "verified in chunks, the package is judged otherwise than whole");
     let parsed = match whole {
         Ok(p) => p,
         Err(e) => return rejected(&e),
@@ -184,7 +184,7 @@ pub fn slm1(data: &[u8]) -> Outcome {
 
 /// `bytes` verified as a stream in chunks whose sizes come from the bytes themselves (1..=256), as
 /// `load_append` would feed them: the verdict must not depend on the cuts.
-fn streamed(bytes: &[u8]) -> tinyrustlm::error::Result<tinyrustlm::format::Package> {
+fn streamed(bytes: &[u8]) -> Result<tinyrustlm::format::Package, Box<Error>> {
     let mut verifier = tinyrustlm::format::PackageVerifier::new(bytes.len());
     let mut at = 0;
     verifier.advance(&bytes[..0])?;
@@ -193,7 +193,7 @@ fn streamed(bytes: &[u8]) -> tinyrustlm::error::Result<tinyrustlm::format::Packa
         at = (at + step).min(bytes.len());
         verifier.advance(&bytes[..at])?;
     }
-    verifier.finish()
+    Ok(verifier.finish()?)
 }
 
 // ---- adapters --------------------------------------------------------------------------------
