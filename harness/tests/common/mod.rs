@@ -221,6 +221,11 @@ pub fn awkward_chunk_ends(len: usize, rng: &mut harness::synth::SplitMix64, max:
 /// A package `load_model` refused must be refused the same way streamed, whatever the chunks: same
 /// status and message, at the chunk that completes the shortest refused prefix.
 fn check_streamed_rejection(rt: &mut Runtime, bytes: &[u8], context_len: u32, want: &Rejection) {
+    // Where memory runs out depends on how the host holds the bytes (a whole host buffer for
+    // load_model, a chunk buffer beside the module's copy for a stream): not comparable.
+    if want.status == Status::OutOfMemory.code() {
+        return;
+    }
     let first = first_refused_prefix(rt, bytes, context_len);
     let mut rng = harness::synth::SplitMix64(bytes.len() as u64);
     // Small chunks, but not so small that a large package takes millions of calls.
