@@ -211,13 +211,9 @@ impl Engine {
         if let Err(e) = self.check_load_call(flags) {
             return Err((e, bytes));
         }
-        let mut stream = LoadStream::whole(bytes, context_len, flags);
-        let checked = stream.verify_received();
-        self.load_progress = stream.progress();
-        let verified = match checked {
-            Ok(()) => stream.finish()?,
-            Err(e) => return Err((e, stream.into_bytes())),
-        };
+        let (verified, progress) = crate::load_stream::verify_whole(bytes, context_len, flags);
+        self.load_progress = progress;
+        let verified = verified?;
         self.install(verified)
     }
 
@@ -261,7 +257,7 @@ impl Engine {
     /// Either way the stream is over.
     pub fn load_finish(&mut self) -> Result<()> {
         let stream = self.stream.take().ok_or_else(|| wrong_state("load", "no streaming load is in progress (load_begin first)"))?;
-        let verified = stream.finish().map_err(|(e, _)| e)?;
+        let verified = stream.finish()?;
         self.install(verified).map_err(|(e, _)| e)
     }
 
