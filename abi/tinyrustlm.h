@@ -44,6 +44,7 @@
  *
  * Typical session
  *     p = alloc(n); write package bytes at p; load_model(p, n, 0, 0)   // module now owns p
+ *       (or, as the bytes arrive: load_begin(n, 0, 0); load_append(chunk, k)...; load_finish())
  *     set_sampling(...)                                                  // optional; greedy default
  *     q = alloc(m); write prompt at q; generate_start(q, m, 128, TRL_GEN_PARSE_SPECIAL)
  *     while (state == RUNNING) { generate_step(1); read_result(TRL_RESULT_TEXT, ...) }
