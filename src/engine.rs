@@ -204,9 +204,9 @@ impl Engine {
         self.loaded.as_mut().ok_or_else(|| wrong_state("model", "no model is loaded"))
     }
 
-    /// Validates `bytes` as an SLM1 package and takes them as the model: the stream of
-    /// [`Engine::load_begin`] with every byte already received. On error the bytes are handed back
-    /// so the host keeps what it passed in.
+    /// Validates `bytes` as an SLM1 package and takes them as the model: the verifier a streaming
+    /// load ([`Engine::load_begin`]) runs, fed every byte at once. On error the bytes are handed
+    /// back so the host keeps what it passed in.
     pub fn load(&mut self, bytes: AlignedBytes, context_len: u32, flags: u32) -> core::result::Result<(), (Error, AlignedBytes)> {
         if let Err(e) = self.check_load_call(flags) {
             return Err((e, bytes));
