@@ -98,7 +98,7 @@ export const GrammarFlags: Readonly<{ JSON_SCHEMA: 1 }>;
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind: Readonly<{
   TEXT: 0; TOKENS: 1; PROMPT_TOKENS: 2; STATE: 3; TOKENIZED: 4; LOGITS: 5; EVAL_SIDECAR: 6; CHAT_PROMPT: 7; SCORE_LOGPROBS: 8; SCORE_ARGMAX: 9;
-  GRAMMAR_STATS: 10; GRAMMAR: 11; SESSION: 13;
+  GRAMMAR_STATS: 10; GRAMMAR: 11; LOAD_PROGRESS: 12; SESSION: 13;
 }>;
 /** Generation states (`TRL_STATE_*`). */
 export const GenState: Readonly<{ IDLE: 0; RUNNING: 1; FINISHED: 2 }>;
@@ -270,6 +270,9 @@ export interface LoadProgress {
   loaded: number;
   /** null when the source does not say its size. */
   total: number | null;
+  /** Bytes that passed their checks (a streamed load verifies as it receives; 0 until "done" for
+   *  bytes loaded whole). */
+  verified: number;
 }
 
 export interface LoadModelOptions {
@@ -319,6 +322,19 @@ export interface LoadOptions {
   workerUrl?: string | URL;
 }
 
+/** Where `make wasm-relaxed` puts the relaxed-SIMD module. */
+export const DEFAULT_RELAXED_WASM_URL: URL;
+/** Whether this engine validates the relaxed-SIMD instruction the relaxed flavour uses. */
+export function relaxedSimdSupported(): boolean;
+export interface ModuleChoice {
+  flavour: "threads" | "relaxed-simd" | "simd128";
+  url: string;
+  reason: string;
+}
+/** The module TinyRustLM.load() runs when given none: threaded (threads > 1 asked for and memory
+ *  can be shared), else relaxed-SIMD (the engine validates it), else SIMD128; the same bits. */
+export function chooseModule(options?: { threads?: number }): { flavour: ModuleChoice["flavour"]; url: URL; reason: string; threadsUnavailable?: string };
+
 /** One instance of the module: one model, one conversation at a time. */
 export class TinyRustLM {
   /**
@@ -336,6 +352,8 @@ export class TinyRustLM {
   readonly threaded: boolean;
   /** Why this instance runs on 1 thread although threads were asked for, or null. */
   threadsFallbackReason: string | null;
+  /** The module load() chose when given none (flavour, URL, why); null when the caller named it. */
+  moduleChoice: Readonly<ModuleChoice> | null;
   /** Stops and joins the workers; the instance keeps working alone with the same output. */
   close(): Promise<void>;
   /** Optional exports present in this build. */
@@ -346,8 +364,12 @@ export class TinyRustLM {
   /** Linear memory size in bytes. */
   readonly memoryBytes: number;
 
-  /** Loads and validates an SLM1 package; resolves to the diagnostics after loading. */
+  /** Loads and validates an SLM1 package; resolves to the diagnostics after loading. A source of
+   *  known size (a file, a Blob, a response with Content-Length) is streamed and verified chunk by
+   *  chunk (load_begin / load_append / load_finish). */
   loadModel(source: ModelSource, options?: LoadModelOptions): Promise<Diagnostics>;
+  /** TRL_RESULT_LOAD_PROGRESS: bytes announced, received and verified by the current or last load. */
+  loadProgress(): { total: number; received: number; verified: number };
   unloadModel(): void;
   /** Empties the KV cache and the session. */
   reset(): void;

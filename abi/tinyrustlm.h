@@ -44,6 +44,7 @@
  *
  * Typical session
  *     p = alloc(n); write package bytes at p; load_model(p, n, 0, 0)   // module now owns p
+ *       (or, as the bytes arrive: load_begin(n, 0, 0); load_append(chunk, k)...; load_finish())
  *     set_sampling(...)                                                  // optional; greedy default
  *     q = alloc(m); write prompt at q; generate_start(q, m, 128, TRL_GEN_PARSE_SPECIAL)
  *     while (state == RUNNING) { generate_step(1); read_result(TRL_RESULT_TEXT, ...) }
@@ -173,7 +174,8 @@ trl_status dealloc(trl_ptr ptr);
  * - context_len: KV cache positions; 0 = min(max_context, 2048); > max_context: INVALID_ARGUMENT.
  * - flags: 0 or TRL_LOAD_KV_F16; any other bit is INVALID_ARGUMENT.
  * Errors: INVALID_ARGUMENT (not one whole live buffer: NULL, freed, the model's own, a length that
- * differs; flags; context_len), WRONG_STATE (a model is already loaded, including a second call),
+ * differs; flags; context_len), WRONG_STATE (a model is already loaded, including a second call, or
+ * a streaming load is open),
  * OUT_OF_MEMORY (tokenizer tables, tensor directory, KV cache, scratch or sampler: last_error names
  * which; a shorter context_len may fit), and every package status (16..43), each naming the field
  * and rule in last_error. */
@@ -182,6 +184,48 @@ trl_status load_model(trl_ptr ptr, uint32_t len, uint32_t context_len, uint32_t 
 /* load_model flags. */
 #define TRL_LOAD_KV_F16 1u /* KV cache in IEEE f16 (round to nearest even on write, widened exactly
                               on read): half the KV memory; logits differ slightly from the f32 cache */
+
+/* ---- Streaming load ------------------------------------------------------------------------- */
+/* The same load as load_model, for a package that arrives in chunks (a download, a file read):
+ *     load_begin(total_len, context_len, flags); load_append(chunk) ...; load_finish()
+ * Each chunk is copied once, into the memory the model will use in place (allocated whole by
+ * load_begin, so the package is never held twice), and every check the package takes — the three
+ * CRC32s, every header, directory and tokenizer rule, each tensor's scales — runs as soon as the
+ * bytes it needs are in (FORMAT.md, "Order of the checks"). A package is refused with the status
+ * load_model gives for the same bytes, by the call whose chunk completes what breaks the rule, and
+ * the stream then ends: its memory is freed and nothing is kept (begin again to retry). load_model
+ * itself is this stream with every byte already received: one implementation, one order.
+ * read_result(TRL_RESULT_LOAD_PROGRESS) gives (total, received, verified) at any time: `verified`
+ * counts the leading bytes that passed every check they take part in but the artifact CRC, which
+ * passes only with the last byte (verified = total then). While a stream is open, load_model and a
+ * second load_begin are WRONG_STATE; the other exports work as without a model. */
+
+/* Starts a stream of a package of total_len bytes: allocates them (OUT_OF_MEMORY when they do not
+ * fit; nothing is kept). context_len and flags as for load_model (flags are checked here,
+ * INVALID_ARGUMENT; context_len against max_context once the header is in). total_len below the
+ * smallest package already fails here with load_model's status for it (TRUNCATED, no stream).
+ * Errors: WRONG_STATE (a model is loaded or a stream is open), INVALID_ARGUMENT, OUT_OF_MEMORY,
+ * TRUNCATED. On failure no stream exists and nothing changed. */
+trl_status load_begin(uint32_t total_len, uint32_t context_len, uint32_t flags);
+
+/* Appends the chunk [ptr, ptr+len) (inside a host buffer; the module copies it, the buffer stays
+ * the host's) and runs every check it completes. Chunks may have any size, 0 included.
+ * Errors that leave the stream as it was (nothing consumed): WRONG_STATE (no stream is open),
+ * OUT_OF_BOUNDS. Errors that end the stream (memory freed, no model loaded; the progress keeps
+ * where it stopped): INVALID_ARGUMENT (the chunk runs past total_len; context_len > max_context),
+ * OUT_OF_MEMORY (tensor directory, tokenizer tables), and every package status (16..43) with the
+ * field and rule in last_error. */
+trl_status load_append(trl_ptr ptr, uint32_t len);
+
+/* Ends the stream: when all total_len bytes arrived and passed, the model is loaded exactly as by
+ * load_model. The stream is over either way. Errors: WRONG_STATE (no stream is open), TRUNCATED
+ * (fewer bytes than total_len arrived; field load.received), OUT_OF_MEMORY (KV cache, scratch or
+ * sampler; a shorter context_len may fit). On failure no model is loaded. */
+trl_status load_finish(void);
+
+/* Ends the stream without loading and frees its memory. WRONG_STATE if no stream is open (nothing
+ * changes). */
+trl_status load_abort(void);
 
 /* Frees the model, its KV cache and the session. WRONG_STATE if none is loaded. */
 trl_status unload_model(void);
@@ -443,6 +487,8 @@ trl_status reset_adapters(void);
                                        were decided by testing the best tokens one by one) */
 #define TRL_RESULT_GRAMMAR       11u /* GBNF text of the grammar set_grammar set (for a JSON Schema the
                                        grammar it compiled to); 0 bytes when none */
+#define TRL_RESULT_LOAD_PROGRESS 12u /* 24 bytes: total, received, verified (u64 each) of the current
+                                       or last load (load_model or a stream); no model needed */
 #define TRL_RESULT_SESSION       13u /* the SES1 snapshot of the last successful save_session (whole
                                        value, FORMAT.md "Session snapshots"); 0 bytes before any since
                                        load_model; kept until the next save_session or unload_model */

@@ -145,7 +145,7 @@ export const GrammarFlags = Object.freeze({ JSON_SCHEMA: 1 });
 /** `read_result` kinds (`TRL_RESULT_*`). */
 export const ResultKind = Object.freeze({
   TEXT: 0, TOKENS: 1, PROMPT_TOKENS: 2, STATE: 3, TOKENIZED: 4, LOGITS: 5, EVAL_SIDECAR: 6, CHAT_PROMPT: 7, SCORE_LOGPROBS: 8, SCORE_ARGMAX: 9,
-  GRAMMAR_STATS: 10, GRAMMAR: 11, SESSION: 13,
+  GRAMMAR_STATS: 10, GRAMMAR: 11, LOAD_PROGRESS: 12, SESSION: 13,
 });
 
 /** Generation states (`TRL_STATE_*`). */
@@ -176,6 +176,8 @@ export const SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, train
 const DIAGNOSTICS_LEN = 128;
 /** Bytes of the wrapper's reusable scratch buffer; results larger than this get a buffer of their own. */
 const SCRATCH_CAP = 16384;
+/** Bytes handed to one load_append (a larger chunk from the source is split). */
+const STREAM_CHUNK = 1 << 20;
 /** `last_error` messages are short; longer ones are cut here (must not exceed SCRATCH_CAP). */
 const ERROR_CAP = 4096;
 /** The buffer `last_error` is read into when there is no memory for the scratch buffer. */
@@ -287,6 +289,56 @@ export const DEFAULT_WASM_URL = new URL("../target/wasm32-unknown-unknown/wasm/t
 
 /** Where `make wasm-threads` puts the threaded module, relative to this file. */
 export const DEFAULT_THREADS_WASM_URL = new URL("../target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
+
+/** Where `make wasm-relaxed` puts the relaxed-SIMD module, relative to this file. */
+export const DEFAULT_RELAXED_WASM_URL = new URL("../target/relaxed/wasm32-unknown-unknown/wasm/tinyrustlm.wasm", import.meta.url);
+
+/**
+ * A module with one function running `i32x4.relaxed_dot_i8x16_i7x16_add_s`, the relaxed
+ * instruction the relaxed-SIMD flavour's kernels use: a host that validates it runs that flavour.
+ */
+const RELAXED_PROBE = (() => {
+  const zeros = new Array(16).fill(0);
+  const v128Const = [0xfd, 0x0c, ...zeros];
+  // no locals; three v128 operands; the relaxed dot (0xfd 0x113, LEB128); drop; end
+  const body = [0x00, ...v128Const, ...v128Const, ...v128Const, 0xfd, 0x93, 0x02, 0x1a, 0x0b];
+  const code = [0x01, body.length, ...body];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x0a, code.length, ...code, // code section
+  ]);
+})();
+
+/** Whether this engine validates the relaxed-SIMD instruction the relaxed flavour uses. */
+export function relaxedSimdSupported() {
+  try {
+    return WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Which module {@link TinyRustLM.load} runs when given none: the threaded one when more than one
+ * thread was asked for and memory can be shared here; else the relaxed-SIMD one when the engine
+ * validates a relaxed instruction; else the plain SIMD128 one. All three give the same bits.
+ * @param {{ threads?: number }} [options]
+ * @returns {{ flavour: "threads" | "relaxed-simd" | "simd128", url: URL, reason: string, threadsUnavailable?: string }}
+ *   `threadsUnavailable`: why threads were asked for but cannot run here
+ */
+export function chooseModule({ threads } = {}) {
+  const single = relaxedSimdSupported()
+    ? { flavour: "relaxed-simd", url: DEFAULT_RELAXED_WASM_URL, reason: "the engine validates relaxed SIMD (i32x4.relaxed_dot_i8x16_i7x16_add_s)" }
+    : { flavour: "simd128", url: DEFAULT_WASM_URL, reason: "the engine does not validate relaxed SIMD" };
+  if (threads > 1) {
+    const unavailable = sharedMemoryUnavailable();
+    if (unavailable === null) return { flavour: "threads", url: DEFAULT_THREADS_WASM_URL, reason: `${threads} threads were asked for and memory can be shared` };
+    return { ...single, reason: `${single.reason}; no threads: ${unavailable}`, threadsUnavailable: unavailable };
+  }
+  return single;
+}
 
 /** The script each worker thread runs (beside this file). */
 export const WORKER_URL = new URL("./tinyrustlm-worker.mjs", import.meta.url);
@@ -678,7 +730,8 @@ export class TinyRustLM {
    * the reason is written once with `console.warn`. A single-thread module given `threads` > 1 also
    * runs on 1 thread and says so.
    * @param {string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module} [wasm]
-   *   the module; defaults to the `make wasm` build beside this checkout ({@link DEFAULT_WASM_URL})
+   *   the module; when omitted, the build beside this checkout that suits this host
+   *   ({@link chooseModule}: threaded, relaxed-SIMD or SIMD128), named in {@link moduleChoice}
    * @param {LoadOptions} [options]
    * @returns {Promise<TinyRustLM>}
    * @throws {TrlError} OUT_OF_MEMORY (no memory for a worker's stack; `maxMemoryBytes`), or the
@@ -687,6 +740,13 @@ export class TinyRustLM {
   static async load(wasm, options = {}) {
     const { threads, fallback = DEFAULT_WASM_URL, maxMemoryBytes, workerUrl = WORKER_URL } = options;
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads: ${threads} is not a whole number ≥ 1`);
+    if (wasm === undefined) {
+      const choice = chooseModule({ threads });
+      const lm = await TinyRustLM.load(choice.url, { ...options, fallback: choice.flavour === "threads" ? fallback : null });
+      lm.moduleChoice = Object.freeze({ flavour: lm.threaded ? "threads" : choice.flavour, url: String(choice.url), reason: choice.reason });
+      if (choice.threadsUnavailable) lm._fallBack(`${choice.threadsUnavailable}; running the ${choice.flavour} module`);
+      return lm;
+    }
     const module = await compileModule(wasm);
     if (!importsMemory(module)) {
       const lm = new TinyRustLM(await WebAssembly.instantiate(module, imports()));
@@ -736,6 +796,12 @@ export class TinyRustLM {
      * @type {string | null}
      */
     this.threadsFallbackReason = null;
+    /**
+     * Which module {@link TinyRustLM.load} chose when given none ({@link chooseModule}): its flavour,
+     * URL and why; null when the caller named the module.
+     * @type {{ flavour: "threads" | "relaxed-simd" | "simd128", url: string, reason: string } | null}
+     */
+    this.moduleChoice = null;
     const version = this._x.abi_version();
     if (version !== ABI_VERSION) throw new Error(`module speaks ABI version ${version}; this wrapper speaks ${ABI_VERSION}`);
     /** @private one reusable buffer for small results and out-lengths */
@@ -1008,8 +1074,13 @@ export class TinyRustLM {
 
   /**
    * Loads an SLM1 package and validates every byte of it (FORMAT.md). Sources: bytes (ArrayBuffer or
-   * typed array), a `Blob`/`File`, a `Response`, or a URL (in Node also a file path). Bytes are
-   * streamed straight into the module's memory when the size is known up front.
+   * typed array), a `Blob`/`File`, a `Response`, or a URL (in Node also a file path). When the size
+   * is known up front (a file, a `Blob`, a response with a Content-Length) the package is streamed
+   * (`load_begin` / `load_append` / `load_finish`): each chunk is copied once into the memory the
+   * model will use and verified as it arrives, so the checks overlap the download or the file read
+   * and a corrupt package is refused at the chunk that breaks a rule. Bytes already in memory, or a
+   * body of unknown size, go through `load_model` (the same checks, in the same order).
+   * `onProgress` gets `{ phase, loaded, total, verified }`: bytes received and bytes verified.
    * @param {ModelSource} source
    * @param {LoadModelOptions} [options]
    * @returns {Promise<Diagnostics>} the diagnostics right after loading
@@ -1020,26 +1091,43 @@ export class TinyRustLM {
     if (this.diagnostics().model_loaded) {
       throw new TrlError(Status.WRONG_STATE, "load_model: a model is already loaded (unload it first)", "load_model");
     }
-    const report = (phase, loaded, total) => onProgress?.({ phase, loaded, total });
-    const { ptr, len } = await this._receivePackage(source, report, signal);
-    report("validate", len, len);
-    const status = this._x.load_model(ptr, len, contextLength, kvF16 ? LoadFlags.KV_F16 : 0);
-    if (status !== 0) {
-      const err = new TrlError(status, this._lastError(), "load_model");
-      this._free(ptr); // on failure the buffer stays the host's
-      throw err;
+    const report = (phase, loaded, total, verified = 0) => onProgress?.({ phase, loaded, total, verified });
+    const flags = kvF16 ? LoadFlags.KV_F16 : 0;
+    const received = await this._receivePackage(source, report, signal, contextLength, flags);
+    const len = received.len;
+    if (!received.streamed) {
+      report("validate", len, len, 0);
+      const status = this._x.load_model(received.ptr, len, contextLength, flags);
+      if (status !== 0) {
+        const err = new TrlError(status, this._lastError(), "load_model");
+        this._free(received.ptr); // on failure the buffer stays the host's
+        throw err;
+      }
     }
     this._transcript = null;
     this._endOfTurnId = undefined;
-    report("done", len, len);
+    report("done", len, len, len);
     return this.diagnostics();
   }
 
   /**
-   * @private Copies a package into a host buffer, reporting progress. Returns the buffer, which
-   * the caller passes to load_model (or frees).
+   * Where the current or last load stands (`TRL_RESULT_LOAD_PROGRESS`): bytes announced, received
+   * and verified (every check but the artifact CRC passed; `verified === total` once it passed too).
+   * Readable at any time, with or without a model.
+   * @returns {{ total: number, received: number, verified: number }}
    */
-  async _receivePackage(source, report, signal) {
+  loadProgress() {
+    const b = this._readResult(ResultKind.LOAD_PROGRESS);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    return { total: Number(v.getBigUint64(0, true)), received: Number(v.getBigUint64(8, true)), verified: Number(v.getBigUint64(16, true)) };
+  }
+
+  /**
+   * @private Receives a package: streamed through the module's checks when its size is known
+   * (returns `{ streamed: true, len }`, the model loaded), else copied into a host buffer that the
+   * caller passes to load_model (returns `{ ptr, len }`).
+   */
+  async _receivePackage(source, report, signal, contextLength, flags) {
     signal?.throwIfAborted();
     const bytes = asBytes(source);
     if (bytes) {
@@ -1048,68 +1136,88 @@ export class TinyRustLM {
       report("read", bytes.byteLength, bytes.byteLength);
       return { ptr, len: bytes.byteLength };
     }
+    const load = { contextLength, flags };
     const path = nodeFilePath(source);
     if (path !== null) {
       const { stat } = await import("node:fs/promises");
       const { createReadStream } = await import("node:fs");
       const { size } = await stat(path);
-      const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+      const stream = createReadStream(path, { highWaterMark: STREAM_CHUNK });
       try {
-        return await this._streamInto(stream, size, report, signal);
+        return await this._streamInto(stream, size, report, signal, load);
       } finally {
         stream.destroy();
       }
     }
     if (typeof Blob !== "undefined" && source instanceof Blob) {
-      return this._streamInto(readChunks(source.stream()), source.size, report, signal);
+      return this._streamInto(readChunks(source.stream()), source.size, report, signal, load);
     }
     const response = typeof Response !== "undefined" && source instanceof Response ? source : await fetch(source, { signal });
     if (!response.ok) throw new Error(`fetching the model: HTTP ${response.status} ${response.statusText} for ${response.url || source}`);
     // With a content-encoding the length header counts compressed bytes: size unknown then.
     const header = response.headers.get("content-length");
     const total = header !== null && !response.headers.get("content-encoding") ? Number(header) : null;
-    if (response.body === null) return this._receivePackage(await response.arrayBuffer(), report, signal);
-    return this._streamInto(readChunks(response.body), total, report, signal);
+    if (response.body === null) return this._receivePackage(await response.arrayBuffer(), report, signal, contextLength, flags);
+    return this._streamInto(readChunks(response.body), total, report, signal, load);
   }
 
   /**
-   * @private Copies chunks into module memory as they arrive. With `total` known the buffer is
-   * allocated first and filled in place; `total` null (size unknown) collects the chunks first.
+   * @private With `total` known: a streaming load, each chunk handed to load_append as it arrives
+   * (through one reusable host buffer of STREAM_CHUNK bytes). With `total` null (size unknown) the
+   * chunks are collected into a host buffer for load_model.
    */
-  async _streamInto(chunks, total, report, signal) {
+  async _streamInto(chunks, total, report, signal, { contextLength, flags }) {
+    if (total === null) return this._collect(chunks, report, signal);
+    if (total > MAX_U32) throw new TrlError(Status.OUT_OF_MEMORY, `a package of ${total} bytes does not fit in the module's 4 GiB memory`, "load_begin");
+    this._check(this._x.load_begin(total, contextLength, flags), "load_begin");
+    let chunkPtr = 0;
     let loaded = 0;
-    let ptr = 0;
-    const held = [];
     try {
-      if (total !== null) ptr = this._alloc(Math.max(total, 1));
-      report("read", 0, total);
+      chunkPtr = this._alloc(STREAM_CHUNK);
+      report("read", 0, total, 0);
       for await (const value of chunks) {
         signal?.throwIfAborted();
-        if (total !== null) {
-          if (loaded + value.byteLength > total) throw new Error(`the model source sent more than the ${total} bytes it announced`);
-          this._bytes(ptr + loaded, value.byteLength).set(value);
-        } else {
-          held.push(value);
+        if (loaded + value.byteLength > total) throw new Error(`the model source sent more than the ${total} bytes it announced`);
+        for (let at = 0; at < value.byteLength; at += STREAM_CHUNK) {
+          const part = value.subarray(at, Math.min(at + STREAM_CHUNK, value.byteLength));
+          this._bytes(chunkPtr, part.byteLength).set(part);
+          this._check(this._x.load_append(chunkPtr, part.byteLength), "load_append");
+          loaded += part.byteLength;
+          report("read", loaded, total, this.loadProgress().verified);
         }
-        loaded += value.byteLength;
-        report("read", loaded, total);
       }
       signal?.throwIfAborted();
-      if (total === null) {
-        ptr = this._alloc(Math.max(loaded, 1));
-        let at = ptr;
-        for (const c of held) {
-          this._bytes(at, c.byteLength).set(c);
-          at += c.byteLength;
-        }
-      } else if (loaded !== total) {
-        throw new Error(`the model source ended after ${loaded} of the ${total} bytes it announced`);
-      }
-      return { ptr, len: loaded };
+      if (loaded !== total) throw new Error(`the model source ended after ${loaded} of the ${total} bytes it announced`);
+      this._check(this._x.load_finish(), "load_finish");
+      return { streamed: true, len: total };
     } catch (e) {
-      if (ptr !== 0) this._x.dealloc(ptr);
+      // A refused chunk or load_finish has ended the stream already (then this is WRONG_STATE).
+      this._x.load_abort();
       throw e;
+    } finally {
+      if (chunkPtr !== 0) this._x.dealloc(chunkPtr);
     }
+  }
+
+  /** @private Collects chunks of unknown total size into one host buffer. */
+  async _collect(chunks, report, signal) {
+    let loaded = 0;
+    const held = [];
+    report("read", 0, null);
+    for await (const value of chunks) {
+      signal?.throwIfAborted();
+      held.push(value);
+      loaded += value.byteLength;
+      report("read", loaded, null);
+    }
+    signal?.throwIfAborted();
+    const ptr = this._alloc(Math.max(loaded, 1));
+    let at = ptr;
+    for (const c of held) {
+      this._bytes(at, c.byteLength).set(c);
+      at += c.byteLength;
+    }
+    return { ptr, len: loaded };
   }
 
   /**
@@ -1667,7 +1775,9 @@ export const DEFAULT_SAMPLING = Object.freeze({
  * @typedef {{ maxTokens?: number, ignoreEog?: boolean, signal?: AbortSignal, sampling?: SamplingOptions,
  *   stop?: string[], defaultSystem?: string | null, reuseContext?: boolean, jsonSchema?: object | string,
  *   grammar?: string }} ChatOptions
- * @typedef {{ phase: "read" | "validate" | "done", loaded: number, total: number | null }} LoadProgress
+ * @typedef {{ phase: "read" | "validate" | "done", loaded: number, total: number | null, verified: number }} LoadProgress
+ *   `loaded`: bytes received; `verified`: bytes that passed their checks (streamed loads; 0 until
+ *   `done` for bytes loaded whole)
  * @typedef {{ contextLength?: number, kvF16?: boolean, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal }} LoadModelOptions
  * @typedef {ArrayBuffer | ArrayBufferView | Blob | Response | URL | string} ModelSource
  * @typedef {{ threads?: number, fallback?: string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module | null,

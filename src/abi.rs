@@ -227,6 +227,26 @@ pub extern "C" fn load_model(ptr: u32, len: u32, context_len: u32, flags: u32) -
 }
 
 #[no_mangle]
+pub extern "C" fn load_begin(total_len: u32, context_len: u32, flags: u32) -> u32 {
+    export(|engine, _| engine.load_begin(total_len, context_len, flags))
+}
+
+#[no_mangle]
+pub extern "C" fn load_append(ptr: u32, len: u32) -> u32 {
+    export(|engine, buffers| engine.load_append(buffers.slice(ptr, len, "chunk")?))
+}
+
+#[no_mangle]
+pub extern "C" fn load_finish() -> u32 {
+    export(|engine, _| engine.load_finish())
+}
+
+#[no_mangle]
+pub extern "C" fn load_abort() -> u32 {
+    export(|engine, _| engine.load_abort())
+}
+
+#[no_mangle]
 pub extern "C" fn unload_model() -> u32 {
     export(|engine, _| engine.unload())
 }

@@ -213,6 +213,7 @@ abi_enum! {
         ScoreArgmax = 9 => SCORE_ARGMAX: "u32 LE per scored position: the most likely next token there, from the last successful score_tokens",
         GrammarStats = 10 => GRAMMAR_STATS: "36 bytes: constrained, masked_steps, mask_cache_hits, mask_cache_entries (u32), mask_ms (f32), trie_nodes (u32), trie_build_ms (f32), grammar_rules, whole_mask_steps (u32)",
         Grammar = 11 => GRAMMAR: "the GBNF text of the grammar set_grammar set (for a JSON Schema, the grammar it compiled to); empty when none",
+        LoadProgress = 12 => LOAD_PROGRESS: "24 bytes: total, received, verified (u64 LE each) of the current or last load; readable with no model loaded",
         Session = 13 => SESSION: "the SES1 snapshot of the last successful save_session (whole value; abi/FORMAT.md \"Session snapshots\")",
     }
 }
@@ -395,6 +396,10 @@ pub const EXPORTS: &[Function] = &[
     export("alloc", &[("size", I32)], I32),
     export("dealloc", &[("ptr", I32)], I32),
     export("load_model", &[("ptr", I32), ("len", I32), ("context_len", I32), ("flags", I32)], I32),
+    export("load_begin", &[("total_len", I32), ("context_len", I32), ("flags", I32)], I32),
+    export("load_append", &[("ptr", I32), ("len", I32)], I32),
+    export("load_finish", &[], I32),
+    export("load_abort", &[], I32),
     export("unload_model", &[], I32),
     export(
         "set_sampling",

@@ -62,6 +62,53 @@ impl AlignedBytes {
     }
 }
 
+/// An [`AlignedBytes`] filled front to back (a streaming load) without being zeroed first: its
+/// memory is reserved whole at the start, so the address never moves, and its length grows only by
+/// what is appended. Skipping the zeroing saves a pass over the whole package.
+#[derive(Debug)]
+pub struct AlignedFill {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedFill {
+    /// Room for `len` bytes, none filled; fails (instead of aborting) when memory runs out.
+    pub fn with_capacity(len: usize) -> Result<Self, TryReserveError> {
+        let total = len.saturating_add(BUFFER_ALIGN - 1);
+        let mut storage: Vec<u8> = Vec::new();
+        storage.try_reserve_exact(total)?;
+        let start = storage.as_ptr().align_offset(BUFFER_ALIGN).min(BUFFER_ALIGN - 1);
+        storage.resize(start, 0);
+        Ok(AlignedFill { storage, start, len })
+    }
+
+    /// The bytes appended so far.
+    pub fn filled(&self) -> &[u8] {
+        &self.storage[self.start..]
+    }
+
+    /// Bytes that may still be appended.
+    pub fn room(&self) -> usize {
+        self.len - self.filled().len()
+    }
+
+    /// Appends `chunk`; `false` (nothing appended) when it does not fit in the room left.
+    pub fn append(&mut self, chunk: &[u8]) -> bool {
+        if chunk.len() > self.room() {
+            return false;
+        }
+        // Within the reserved capacity: no reallocation, the address stays.
+        self.storage.extend_from_slice(chunk);
+        true
+    }
+
+    /// The filled buffer, once every byte has been appended.
+    pub fn into_bytes(self) -> Option<AlignedBytes> {
+        (self.room() == 0).then_some(AlignedBytes { storage: self.storage, start: self.start, len: self.len })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +121,24 @@ mod tests {
             assert_eq!(b.as_ptr() as usize % BUFFER_ALIGN, 0);
             assert!(b.as_slice().iter().all(|&x| x == 0));
         }
+    }
+
+    #[test]
+    fn a_fill_stays_aligned_in_place_and_becomes_the_bytes_when_full() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut fill = AlignedFill::with_capacity(data.len()).unwrap();
+        let at = fill.filled().as_ptr();
+        assert_eq!(at as usize % BUFFER_ALIGN, 0);
+        assert!(fill.append(&data[..1]) && fill.append(&data[1..60]));
+        assert_eq!(fill.filled(), &data[..60]);
+        assert!(!fill.append(&[0u8; 41]), "past the length");
+        assert_eq!(fill.room(), 40);
+        assert!(fill.append(&data[60..]));
+        assert_eq!(fill.filled().as_ptr(), at, "the address never moves");
+        let bytes = fill.into_bytes().unwrap();
+        assert_eq!(bytes.as_slice(), &data[..]);
+        assert_eq!(bytes.as_ptr() as usize % BUFFER_ALIGN, 0);
+        assert!(AlignedFill::with_capacity(2).unwrap().into_bytes().is_none(), "not full");
     }
 
     #[test]

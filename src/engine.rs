@@ -11,10 +11,11 @@ use crate::adapter::AdapterStack;
 use crate::buffer::AlignedBytes;
 use crate::diag::Diagnostics;
 use crate::error::{oom, Error, Result, Status};
-use crate::format::ModelIdentity;
+use crate::format::{LoadProgress, ModelIdentity};
 use crate::grammar::matcher::Matcher;
 use crate::grammar::trie::{MaskCache, VocabTrie};
 use crate::grammar::Grammar;
+use crate::load_stream::{LoadStream, VerifiedPackage};
 use crate::model::{self, Model};
 use crate::quant::DType;
 use crate::sampler::{Sampler, SamplingParams};
@@ -167,6 +168,10 @@ pub struct Engine {
     eval_sidecar: Vec<u8>,
     /// Serial number of the last grammar set.
     grammar_serial: u64,
+    /// A streaming load between `load_begin` and `load_finish`.
+    stream: Option<LoadStream>,
+    /// Where the current or last load stands (`ResultKind::LoadProgress`).
+    load_progress: LoadProgress,
 }
 
 fn wrong_state(field: &'static str, rule: &'static str) -> Error {
@@ -185,7 +190,15 @@ fn push_token(v: &mut Vec<u32>, t: u32, field: &'static str) -> Result<()> {
 
 impl Engine {
     pub fn new(clock: fn() -> f64) -> Engine {
-        Engine { loaded: None, settings: Settings::default(), clock, eval_sidecar: Vec::new(), grammar_serial: 0 }
+        Engine {
+            loaded: None,
+            settings: Settings::default(),
+            clock,
+            eval_sidecar: Vec::new(),
+            grammar_serial: 0,
+            stream: None,
+            load_progress: LoadProgress::default(),
+        }
     }
 
     fn loaded(&self) -> Result<&Loaded> {
@@ -196,28 +209,78 @@ impl Engine {
         self.loaded.as_mut().ok_or_else(|| wrong_state("model", "no model is loaded"))
     }
 
-    /// Validates `bytes` as an SLM1 package and takes them as the model. On error the bytes are
-    /// handed back so the host keeps what it passed in.
+    /// Validates `bytes` as an SLM1 package and takes them as the model: the verifier a streaming
+    /// load ([`Engine::load_begin`]) runs, fed every byte at once. On error the bytes are handed
+    /// back so the host keeps what it passed in.
     pub fn load(&mut self, bytes: AlignedBytes, context_len: u32, flags: u32) -> core::result::Result<(), (Error, AlignedBytes)> {
+        if let Err(e) = self.check_load_call(flags) {
+            return Err((e, bytes));
+        }
+        let (verified, progress) = crate::load_stream::verify_whole(bytes, context_len, flags);
+        self.load_progress = progress;
+        let verified = verified?;
+        self.install(verified)
+    }
+
+    fn check_load_call(&self, flags: u32) -> Result<()> {
         if self.loaded.is_some() {
-            return Err((wrong_state("model", "a model is already loaded; unload it first"), bytes));
+            return Err(wrong_state("model", "a model is already loaded; unload it first"));
+        }
+        if self.stream.is_some() {
+            return Err(wrong_state("load", "a streaming load is in progress; finish or abort it first"));
         }
         if flags & !LOAD_KNOWN != 0 {
-            return Err((invalid("flags", flags as u64, "only KV_F16 (1) is defined"), bytes));
+            return Err(invalid("flags", flags as u64, "only KV_F16 (1) is defined"));
         }
-        // Parse first so a rejected package is returned untouched.
-        let package = match crate::format::parse(bytes.as_slice()) {
-            Ok(p) => p,
-            Err(e) => return Err((e, bytes)),
-        };
-        let tokenizer = match Tokenizer::parse(&bytes.as_slice()[package.tokenizer_range.clone()], package.hparams.vocab_size) {
-            Ok(t) => t,
-            Err(e) => return Err((e, bytes)),
-        };
+        Ok(())
+    }
+
+    /// Starts a streaming load of a package of `total_len` bytes: the memory it will live in is
+    /// allocated now, and [`Engine::load_append`] fills and checks it chunk by chunk.
+    pub fn load_begin(&mut self, total_len: u32, context_len: u32, flags: u32) -> Result<()> {
+        self.check_load_call(flags)?;
+        self.load_progress = LoadProgress { total: total_len as u64, ..LoadProgress::default() };
+        let stream = LoadStream::begin(total_len, context_len, flags)?;
+        self.load_progress = stream.progress();
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Appends a chunk to the streaming load and runs every check it completes. On error the stream
+    /// ends and its memory is freed (the progress keeps where it failed).
+    pub fn load_append(&mut self, chunk: &[u8]) -> Result<()> {
+        let stream = self.stream.as_mut().ok_or_else(|| wrong_state("load", "no streaming load is in progress (load_begin first)"))?;
+        let r = stream.append(chunk);
+        self.load_progress = stream.progress();
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    /// Ends the streaming load: the model is taken when every announced byte arrived and passed.
+    /// Either way the stream is over.
+    pub fn load_finish(&mut self) -> Result<()> {
+        let stream = self.stream.take().ok_or_else(|| wrong_state("load", "no streaming load is in progress (load_begin first)"))?;
+        let verified = stream.finish()?;
+        self.install(verified).map_err(|(e, _)| e)
+    }
+
+    /// Drops the streaming load and its memory.
+    pub fn load_abort(&mut self) -> Result<()> {
+        self.stream.take().ok_or_else(|| wrong_state("load", "no streaming load is in progress"))?;
+        Ok(())
+    }
+
+    /// Where the current (or last) load stands.
+    pub fn load_progress(&self) -> LoadProgress {
+        self.load_progress
+    }
+
+    /// Takes a verified package as the model, with the scratch it needs.
+    fn install(&mut self, verified: VerifiedPackage) -> core::result::Result<(), (Error, AlignedBytes)> {
+        let VerifiedPackage { bytes, package, tokenizer, context_len, flags } = verified;
         let p = package.hparams;
-        if context_len > p.max_context {
-            return Err((invalid("context_len", context_len as u64, "must not exceed the package's max_context"), bytes));
-        }
         let identity = package.identity;
         let vocab = p.vocab_size as usize;
         let mut work_logits = Vec::new();
@@ -761,6 +824,10 @@ impl Engine {
     /// and not even its next character fits, `BufferTooSmall` with that character's length. For the
     /// other kinds the whole value must fit, else `BufferTooSmall` with the needed length.
     pub fn read(&mut self, kind: ResultKind, dst: &mut [u8]) -> core::result::Result<usize, (Error, usize)> {
+        // The only kind that needs no model.
+        if kind == ResultKind::LoadProgress {
+            return whole_bytes(&self.load_progress.to_bytes(), dst);
+        }
         let l = self.loaded.as_mut().ok_or((wrong_state("model", "no model is loaded"), 0))?;
         let s = &mut l.session;
         let whole = |bytes: &mut dyn Iterator<Item = [u8; 4]>, n: usize, dst: &mut [u8]| -> core::result::Result<usize, (Error, usize)> {
@@ -815,6 +882,7 @@ impl Engine {
                 ];
                 whole(&mut words.iter().map(|w| w.to_le_bytes()), words.len(), dst)
             }
+            ResultKind::LoadProgress => whole_bytes(&self.load_progress.to_bytes(), dst),
             ResultKind::Session => whole_bytes(&l.snapshot, dst),
             ResultKind::Grammar => whole_bytes(self.settings.grammar.as_ref().map_or(&[][..], |(_, g)| g.source().as_bytes()), dst),
             ResultKind::State => {

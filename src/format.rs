@@ -14,6 +14,9 @@ use crate::model::arch::{Arch, NormKind, RopeKind, TensorSlot, TensorsByRole};
 use crate::quant::DType;
 use crate::reader::{Entry, Reader};
 
+mod stream;
+pub use stream::{LoadProgress, PackageVerifier};
+
 pub const MAGIC: [u8; 4] = *b"SLM1";
 /// SLM1 v1: llama, every matrix in `quant_mode`.
 pub const FORMAT_VERSION: u32 = 1;
@@ -298,28 +301,6 @@ fn check_sections(h: &RawHeader, file_len: usize) -> Result<Sections> {
     Ok(Sections { dir: dir_offset..dir_end as usize, tokenizer: tok_offset..tok_end as usize, data: data_offset..data_offset + h.data_len as usize })
 }
 
-fn check_checksums(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<u32> {
-    let body_len = bytes.len() - TRAILER_LEN;
-    let stored = u32_at(bytes, body_len);
-    let actual = crc32fast::hash(&bytes[..body_len]);
-    if stored != actual {
-        return Err(bad(Status::ArtifactChecksum, "trailer.artifact_crc", stored as u64, "must equal the CRC32 of all preceding bytes"));
-    }
-    let layout = crc32fast::hash(&bytes[s.dir.clone()]);
-    if layout != h.tensor_layout_crc {
-        return Err(bad(Status::TensorLayoutChecksum, "header.tensor_layout_crc", h.tensor_layout_crc as u64, "must equal the CRC32 of the tensor directory"));
-    }
-    let tok = crc32fast::hash(&bytes[s.tokenizer.clone()]);
-    if tok != h.tokenizer_crc {
-        return Err(bad(Status::TokenizerChecksum, "header.tokenizer_crc", h.tokenizer_crc as u64, "must equal the CRC32 of the tokenizer section"));
-    }
-    // Padding between the tokenizer section and the data.
-    if let Some(i) = bytes[s.tokenizer.end..s.data.start].iter().position(|&b| b != 0) {
-        return Err(bad(Status::BadPadding, "padding.tokenizer_to_data", (s.tokenizer.end + i) as u64, "padding bytes must be zero"));
-    }
-    Ok(stored)
-}
-
 /// The v2 architecture block's own rules (FORMAT.md "Header v2"), in field order except
 /// `head_dim`, `rope_kind` and `norm_kind`, which [`check_hparams`] checks among the hyperparameters.
 fn check_arch_block(b: &RawArchBlock) -> Result<Arch> {
@@ -458,8 +439,10 @@ pub fn dominant_dtype(tensors: &[TensorEntry]) -> DType {
     best.0
 }
 
-fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<TensorEntry>> {
-    let mut r = Reader::new(&bytes[s.dir.clone()], s.dir.start, "tensor", Status::Truncated);
+/// Reads the directory entries from the directory section's bytes (`dir`) and checks each on its own
+/// and against the header; the tensor data are not looked at.
+fn read_directory(dir: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<TensorEntry>> {
+    let mut r = Reader::new(dir, s.dir.start, "tensor", Status::Truncated);
     // The smallest entry is 2 + 1 + 1 + 1 + 4 + 8 + 8 = 25 bytes: bound the allocation by the bytes present.
     let n = h.n_tensors as usize;
     r.room_for(n as u64, 25, "header.n_tensors", n as u64, "directory is too short for this many entries")?;
@@ -517,13 +500,8 @@ fn read_directory(bytes: &[u8], h: &RawHeader, s: &Sections) -> Result<Vec<Tenso
         let end = end.ok_or_else(|| bad(Status::BadSectionBounds, named("byte_len"), byte_len, "tensor must end inside the data section"))?;
         let start_abs = s.data.start + offset as usize;
         let end_abs = s.data.start + end as usize;
-        let next = align_up(end, TENSOR_ALIGN as u64).unwrap_or(u64::MAX);
-        // Padding up to the next tensor (or up to data_len for the last) must be zero.
-        let pad_end = s.data.start as u64 + next.min(h.data_len);
-        if let Some(p) = bytes[end_abs..pad_end as usize].iter().position(|&b| b != 0) {
-            return Err(bad(Status::BadPadding, named("padding"), (end_abs + p) as u64, "padding after a tensor must be zero"));
-        }
-        expected_offset = next;
+        // The padding after the tensor is checked as the data arrive (`stream`).
+        expected_offset = align_up(end, TENSOR_ALIGN as u64).unwrap_or(u64::MAX);
         if entries.iter().any(|e| e.name == name) {
             return Err(bad(Status::DuplicateTensor, named("name"), i as u64, "each tensor name may appear once"));
         }
@@ -577,16 +555,16 @@ fn require(entries: &[TensorEntry], found: &mut [bool], slot: &TensorSlot, h: &H
     Ok(i)
 }
 
-/// Parses and validates an SLM1 package. See `abi/FORMAT.md` for every rule and its status.
-pub fn parse(bytes: &[u8]) -> Result<Package> {
-    let h = read_header(bytes)?;
-    let sections = check_sections(&h, bytes.len())?;
-    let artifact_crc = check_checksums(bytes, &h, &sections)?;
-    let (p, quant) = check_hparams(&h)?;
-    let tensors = read_directory(bytes, &h, &sections)?;
+/// Where each tensor of the architecture is in the directory, and the parameter count.
+struct Resolved {
+    model_tensors: TensorsByRole,
+    layers: Vec<TensorsByRole>,
+    n_params: u64,
+}
 
-    // The architecture's tensor table (model/arch.rs) says which tensors, shapes and dtypes.
-    let arch = p.arch;
+/// Checks the directory against the architecture's tensor table (model/arch.rs: which tensors,
+/// shapes and dtypes), `n_params` and (v2) the dominant-dtype rule; needs no tensor data.
+fn resolve_tensors(h: &RawHeader, p: &Hyperparams, quant: DType, tensors: &[TensorEntry]) -> Result<Resolved> {
     let as_shipped = h.version == FORMAT_VERSION_2;
     let mut found = Vec::new();
     found.try_reserve_exact(tensors.len()).map_err(|_| oom("directory", tensors.len()))?;
@@ -595,8 +573,8 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
     let mut layers: Vec<TensorsByRole> = Vec::new();
     layers.try_reserve_exact(p.n_layers as usize).map_err(|_| oom("layers", (p.n_layers as usize).saturating_mul(core::mem::size_of::<TensorsByRole>())))?;
     layers.resize(p.n_layers as usize, TensorsByRole::default());
-    for slot in arch.tensors(&p) {
-        let i = require(&tensors, &mut found, &slot, &p, quant, as_shipped)?;
+    for slot in p.arch.tensors(p) {
+        let i = require(tensors, &mut found, &slot, p, quant, as_shipped)?;
         match slot.layer {
             None => model_tensors.set(slot.desc.role, i),
             Some(l) => layers[l as usize].set(slot.desc.role, i),
@@ -610,12 +588,11 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
             "not a tensor of this architecture (or output.weight with TIED_EMBEDDINGS set)",
         ));
     }
-
     let n_params: u64 = tensors.iter().map(TensorEntry::n_elements).sum();
     if n_params != h.n_params {
         return Err(bad(Status::BadParameterCount, "header.n_params", h.n_params, "must equal the sum of all tensors' element counts"));
     }
-    if as_shipped && dominant_dtype(&tensors) != quant {
+    if as_shipped && dominant_dtype(tensors) != quant {
         return Err(bad(
             Status::BadQuantMode,
             "header.quant_mode",
@@ -623,27 +600,14 @@ pub fn parse(bytes: &[u8]) -> Result<Package> {
             "v2: must be the dtype holding the most matrix elements (lowest code on a tie)",
         ));
     }
-    for e in &tensors {
-        if let Some(at) = crate::quant::first_non_finite(e.dtype, &bytes[e.range.clone()]) {
-            return Err(bad(
-                Status::BadTensorData,
-                field!("tensor[{}]", e.name),
-                at as u64,
-                "scales and f32 values must be finite (value = block/element index)",
-            ));
-        }
-    }
+    Ok(Resolved { model_tensors, layers, n_params })
+}
 
-    Ok(Package {
-        hparams: p,
-        quant,
-        identity: ModelIdentity { n_params, tensor_layout_crc: h.tensor_layout_crc, tokenizer_crc: h.tokenizer_crc, flags: h.flags, n_tensors: h.n_tensors },
-        tensors,
-        format_version: h.version,
-        arch,
-        model_tensors,
-        layers,
-        tokenizer_range: sections.tokenizer,
-        artifact_crc,
-    })
+/// Parses and validates an SLM1 package held whole in memory. See `abi/FORMAT.md` for every rule
+/// and its status. It is the streaming verifier fed every byte at once, so a package is checked by
+/// one implementation (and in one order) however it arrives.
+pub fn parse(bytes: &[u8]) -> Result<Package> {
+    let mut verifier = PackageVerifier::new(bytes.len());
+    verifier.advance(bytes)?;
+    verifier.finish()
 }

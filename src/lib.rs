@@ -30,6 +30,7 @@ pub mod error;
 pub mod eval;
 pub mod format;
 pub mod grammar;
+pub mod load_stream;
 pub mod model;
 pub mod pool;
 pub mod quant;

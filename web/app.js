@@ -214,12 +214,13 @@ async function loadModel(source, name) {
   const contextLength = Number($("context-len").value) || 0;
   try {
     state.modelName = null;
-    const { diagnostics } = await request("load", { source, contextLength }, ({ progress: p }) => {
+    const started = performance.now();
+    const { diagnostics, from, cacheError } = await request("load", { source, contextLength }, ({ progress: p }) => {
       if (p.phase === "read") {
         if (p.total) {
           bar.max = p.total;
           bar.value = p.loaded;
-          setStatus(`Loading ${name}: ${bytes(p.loaded)} of ${bytes(p.total)}`);
+          setStatus(`Loading ${name}: ${bytes(p.loaded)} of ${bytes(p.total)} received, ${bytes(p.verified)} verified`);
         } else {
           bar.removeAttribute("value");
           setStatus(`Loading ${name}: ${bytes(p.loaded)}`);
@@ -240,7 +241,12 @@ async function loadModel(source, name) {
     $("model-summary").textContent = `${name}: ${d.n_params.toLocaleString("en")} parameters, ${d.quant_name}, context ${d.context_len}, ` +
       `${d.chat_template === 0 ? "no chat template (use raw prompts)" : `${chatFormatName(d.chat_template)} chat`}.`;
     if (d.chat_template === 0) document.querySelector('input[name="mode"][value="raw"]').checked = true;
-    setStatus(`Ready: ${name}`);
+    const origin = { cache: " (from this browser's cache: nothing downloaded)", network: " (downloaded)", file: "" }[from] ?? "";
+    // Read by the browser benchmark (bench-web: first and second visit).
+    document.body.dataset.loadMs = String(Math.round(performance.now() - started));
+    document.body.dataset.loadedFrom = from ?? "";
+    setStatus(`Ready: ${name}${origin}` + (cacheError ? ` — not kept for the next visit: ${cacheError}` : ""));
+    renderCache();
   } catch (e) {
     bar.hidden = true;
     showError(e);
@@ -249,6 +255,37 @@ async function loadModel(source, name) {
   } finally {
     setBusy("idle");
   }
+}
+
+/** Lists the packages kept in OPFS, each with a button that deletes it. */
+async function renderCache() {
+  const { available, entries } = await request("cacheList");
+  const status = $("cache-status");
+  const list = $("cache-list");
+  document.body.dataset.cacheEntries = String(entries.length);
+  if (!available) {
+    status.textContent = "This browser gives the page no Origin Private File System: packages are downloaded on every visit.";
+    list.replaceChildren();
+    return;
+  }
+  status.textContent = entries.length === 0
+    ? "None yet. A package loaded from this server is kept here (keyed by its artifact CRC and size) and loads without a download next time."
+    : `${entries.length} package${entries.length === 1 ? "" : "s"}, ${bytes(entries.reduce((n, e) => n + e.size, 0))}. A kept package is verified again on every load.`;
+  list.replaceChildren(...entries.map((e) => {
+    const li = document.createElement("li");
+    const label = decodeURIComponent(new URL(e.url).pathname.split("/").pop());
+    li.textContent = `${label}: ${bytes(e.size)}, artifact CRC ${e.crc.toString(16).padStart(8, "0")} `;
+    const del = document.createElement("button");
+    del.type = "button";
+    del.textContent = "Delete";
+    del.dataset.name = e.name;
+    del.onclick = async () => {
+      await request("cacheDelete", { name: e.name });
+      renderCache();
+    };
+    li.append(del);
+    return li;
+  }));
 }
 
 $("model-load-url").onclick = () => {
@@ -518,18 +555,20 @@ document.addEventListener("drop", (e) => {
 // ---- start ----------------------------------------------------------------------------------------
 
 const SINGLE_THREAD_WASM = "../target/wasm32-unknown-unknown/wasm/tinyrustlm.wasm";
-const THREADS_WASM = "../target/threads/wasm32-unknown-unknown/wasm/tinyrustlm.wasm";
 
 /** Shows how many threads the runtime runs on, and why only one when more were wanted. */
-function showThreads({ threads, threadsFallbackReason }) {
+function showThreads({ threads, threadsFallbackReason, moduleChoice }) {
   const el = $("threads");
   el.dataset.threads = String(threads);
   el.dataset.fallback = threadsFallbackReason ? "1" : "0";
-  el.textContent = `Running on ${threads} thread${threads === 1 ? "" : "s"}` + (threadsFallbackReason ? ` — ${threadsFallbackReason}.` : ".");
+  el.textContent = `Running on ${threads} thread${threads === 1 ? "" : "s"}` + (threadsFallbackReason ? ` — ${threadsFallbackReason}.` : ".") +
+    (moduleChoice ? ` Module: ${moduleChoice.flavour} (${moduleChoice.reason}).` : "");
+  el.dataset.module = moduleChoice?.flavour ?? "";
 }
 
 async function start() {
-  const wasmUrl = new URL(params.get("wasm") ?? THREADS_WASM, location.href).href;
+  // No ?wasm: the wrapper chooses the module (threaded, relaxed-SIMD or SIMD128) and says which.
+  const wasmUrl = params.has("wasm") ? new URL(params.get("wasm"), location.href).href : undefined;
   const fallbackUrl = new URL(SINGLE_THREAD_WASM, location.href).href;
   const threads = params.has("threads") ? Number(params.get("threads")) : undefined;
   try {
@@ -537,6 +576,7 @@ async function start() {
     const { features } = init;
     state.features = features;
     showThreads(init);
+    renderCache();
     $("adapter-support").textContent = features.adapters ? "Apply adapters made for the loaded model; remove them to return to the parent." : "This build of the module has no adapter exports.";
     $("eval-support").textContent = features.evaluate ? "Run an eval-case file (.jsonl) greedily and download its sidecar." : "This build of the module has no eval export.";
     setStatus("Runtime ready. Load a model.");

@@ -161,7 +161,9 @@ pub fn slm1(data: &[u8]) -> Outcome {
     if raw.is_ok() {
         assert_eq!(resealed, data, "resealing a valid package changed it");
     }
-    let parsed = match tinyrustlm::format::parse(&resealed) {
+    let whole = tinyrustlm::format::parse(&resealed);
+    assert_eq!(streamed(&resealed), whole.clone().map_err(Box::new), "verified in chunks, the package is judged otherwise than whole");
+    let parsed = match whole {
         Ok(p) => p,
         Err(e) => return rejected(&e),
     };
@@ -178,6 +180,20 @@ pub fn slm1(data: &[u8]) -> Outcome {
     let _ = engine.generate(b"Once upon", 6, 0);
     read_everything(&mut engine);
     Outcome::Accepted
+}
+
+/// `bytes` verified as a stream in chunks whose sizes come from the bytes themselves (1..=256), as
+/// `load_append` would feed them: the verdict must not depend on the cuts.
+fn streamed(bytes: &[u8]) -> Result<tinyrustlm::format::Package, Box<Error>> {
+    let mut verifier = tinyrustlm::format::PackageVerifier::new(bytes.len());
+    let mut at = 0;
+    verifier.advance(&bytes[..0])?;
+    while at < bytes.len() {
+        let step = 1 + bytes[at] as usize;
+        at = (at + step).min(bytes.len());
+        verifier.advance(&bytes[..at])?;
+    }
+    Ok(verifier.finish()?)
 }
 
 // ---- adapters --------------------------------------------------------------------------------

@@ -32,6 +32,12 @@ pub struct Figures {
     pub load_ms: f64,
     /// Time to copy the package bytes into the module's memory (the floor for load_ms).
     pub copy_ms: f64,
+    /// The same load streamed (wasm rows; NaN elsewhere): `load_begin`, one `load_append` per MiB
+    /// from the bytes in the host's memory, `load_finish`, each chunk verified as it arrives.
+    pub stream_ms: f64,
+    /// Of `stream_ms`, the last chunk's `load_append` and `load_finish`: the wait left once the last
+    /// byte has arrived, when the rest overlapped the download or file read.
+    pub stream_tail_ms: f64,
     pub prefill_tokens: usize,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens: usize,
@@ -202,6 +208,8 @@ pub struct BenchConfig {
 struct Samples {
     load: Vec<f64>,
     copy: Vec<f64>,
+    stream: Vec<f64>,
+    stream_tail: Vec<f64>,
     prefill: Vec<f64>,
     decode: Vec<f64>,
 }
@@ -215,6 +223,8 @@ impl Samples {
             quant,
             load_ms: median(self.load),
             copy_ms: median(self.copy),
+            stream_ms: median(self.stream),
+            stream_tail_ms: median(self.stream_tail),
             prefill_tokens: cfg.prompt_tokens,
             prefill_tokens_per_s: median(self.prefill),
             decode_tokens: cfg.decode_tokens,
@@ -233,6 +243,9 @@ impl Samples {
 pub const WASM_ENGINE: &str = "tinyrustlm wasm (wasmtime)";
 /// Engine label of the relaxed-SIMD flavour.
 pub const WASM_RELAXED_ENGINE: &str = "tinyrustlm wasm, relaxed SIMD (wasmtime)";
+
+/// Bytes per `load_append` in the streamed-load figure (as `trl` reads a package file).
+const STREAM_CHUNK: usize = 1 << 20;
 
 /// Engine label of the default module generating under a JSON Schema.
 pub const WASM_SCHEMA_ENGINE: &str = "tinyrustlm wasm, JSON schema (wasmtime)";
@@ -283,6 +296,11 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
         let diagnostics = rt.diagnostics()?;
         quant = quant_name(diagnostics.quant_mode);
         kv_cache_bytes = diagnostics.kv_cache_bytes;
+        drop(rt);
+        let mut rt = Runtime::with_threads(module, threads, None)?;
+        let (stream_ms, tail_ms) = stream_load(&mut rt, &bytes, cfg)?;
+        samples.stream.push(stream_ms);
+        samples.stream_tail.push(tail_ms);
     }
     let mut figures = samples.figures(label, engine, package, quant, cfg, peak);
     figures.package_bytes = bytes.len() as u64;
@@ -341,6 +359,25 @@ pub fn bench_wasm_schema(module: &ModuleFile, label: &str, package: &Path, cfg: 
     figures.package_bytes = bytes.len() as u64;
     figures.schema_decode_ratio = Some(median(ratios));
     Ok(figures)
+}
+
+/// A streamed load of `bytes` in STREAM_CHUNK pieces: its whole time, and the time from the last
+/// chunk's `load_append` to the end of `load_finish` (what is left once the last byte has arrived).
+fn stream_load(rt: &mut Runtime, bytes: &[u8], cfg: &BenchConfig) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    rt.load_begin(bytes.len() as u32, cfg.context, cfg.load_flags)?;
+    let scratch = rt.alloc(STREAM_CHUNK as u32)?;
+    let chunks: Vec<&[u8]> = bytes.chunks(STREAM_CHUNK).collect();
+    let (last, rest) = chunks.split_last().context("an empty package")?;
+    for chunk in rest {
+        rt.load_append_via(scratch, chunk)?;
+    }
+    let tail = Instant::now();
+    rt.load_append_via(scratch, last)?;
+    rt.load_finish()?;
+    let (tail_ms, stream_ms) = (ms(tail), ms(t));
+    rt.free(scratch)?;
+    Ok((stream_ms, tail_ms))
 }
 
 fn quant_name(code: u32) -> String {
@@ -476,6 +513,8 @@ pub fn bench_llama_cpp(python: &LlamaCppPython, cache: &Path, label: &str, gguf:
         quant,
         load_ms: f("load_ms"),
         copy_ms: f64::NAN,
+        stream_ms: f64::NAN,
+        stream_tail_ms: f64::NAN,
         prefill_tokens: v["prompt_tokens"].as_u64().unwrap_or(0) as usize,
         prefill_tokens_per_s: f("prefill_tokens_per_s"),
         decode_tokens: cfg.decode_tokens,
@@ -532,7 +571,7 @@ pub fn markdown(report: &Report) -> String {
         let llama = report.results.iter().find(|r| r.engine.starts_with("llama.cpp") && r.label == w.label && r.threads == w.threads);
         let against_llama = |ours: f64, theirs: Option<f64>| theirs.map_or("–".to_string(), |t| format!("{:.2}", ours / t));
         ratios.push_str(&format!(
-            "| {}{} | {} | {} | {} | {:.2} | {} |\n",
+            "| {}{} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {} |\n",
             w.label,
             match w.engine.as_str() {
                 WASM_RELAXED_ENGINE => " (relaxed SIMD)",
@@ -544,12 +583,14 @@ pub fn markdown(report: &Report) -> String {
             against_llama(w.decode_tokens_per_s, llama.map(|l| l.decode_tokens_per_s)),
             against_llama(w.prefill_tokens_per_s, llama.map(|l| l.prefill_tokens_per_s)),
             w.load_ms / w.copy_ms,
+            w.stream_ms / w.copy_ms,
+            w.stream_tail_ms,
             memory_ratio(w),
         ));
     }
     if !ratios.is_empty() {
         s.push_str(
-            "\n| storage | threads | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy | peak memory ÷ (package + KV cache) |\n|---|---|---|---|---|---|\n",
+            "\n| storage | threads | decode ours ÷ llama.cpp | prefill ours ÷ llama.cpp | load ÷ copy | streamed load ÷ copy | ms left after the last streamed MiB | peak memory ÷ (package + KV cache) |\n|---|---|---|---|---|---|---|---|\n",
         );
         s.push_str(&ratios);
     }
@@ -629,6 +670,8 @@ mod tests {
             quant: String::new(),
             load_ms: 20.0,
             copy_ms: 10.0,
+            stream_ms: 12.0,
+            stream_tail_ms: 1.0,
             prefill_tokens: 32,
             prefill_tokens_per_s: prefill,
             decode_tokens: 16,
@@ -665,9 +708,9 @@ mod tests {
             row("smol q4_k_m", WASM_ENGINE, 10.0, 10.0),
         ];
         let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results, sessions: Vec::new() });
-        assert!(md.contains("| qwen q4_k_m | 1 | 0.75 | 0.25 | 2.00 | 1.10 |"), "{md}");
+        assert!(md.contains("| qwen q4_k_m | 1 | 0.75 | 0.25 | 2.00 | 1.20 | 1 | 1.10 |"), "{md}");
         // No package size known: the memory ratio is left blank rather than invented.
-        assert!(md.contains("| smol q4_k_m | 1 | 0.01 | 0.01 | 2.00 | – |"), "{md}");
+        assert!(md.contains("| smol q4_k_m | 1 | 0.01 | 0.01 | 2.00 | 1.20 | 1 | – |"), "{md}");
     }
 
     #[test]
@@ -677,7 +720,7 @@ mod tests {
         ours.package_bytes = 200;
         ours.kv_cache_bytes = 100;
         let md = markdown(&Report { machine: "m".into(), module_bytes: 1, results: vec![ours], sessions: Vec::new() });
-        assert!(md.contains("| solo | 1 | – | – | 2.00 | 1.00 |"), "{md}");
+        assert!(md.contains("| solo | 1 | – | – | 2.00 | 1.20 | 1 | 1.00 |"), "{md}");
     }
 
     #[test]

@@ -350,6 +350,9 @@ fn package_chat(rt: &mut Runtime, system: &Option<String>) -> Result<(ChatTempla
     Ok((template, system.clone().or_else(|| template.default_system().map(String::from))))
 }
 
+/// Bytes `trl` reads from a package file and hands to one `load_append`.
+const STREAM_CHUNK: usize = 1 << 20;
+
 /// The module a command runs (`--wasm`) and its thread count (`--threads`).
 struct Host {
     wasm: Option<PathBuf>,
@@ -359,9 +362,12 @@ struct Host {
 fn open_runtime(host: &Host, model: &Path, context: u32, kv_f16: bool) -> Result<Runtime> {
     let (file, threads) = harness::open_module(&host.wasm, host.threads)?;
     let mut rt = Runtime::with_threads(&file, threads, None)?;
-    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let mut file = std::fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
+    let len = file.metadata().with_context(|| format!("reading {}", model.display()))?.len();
     let flags = if kv_f16 { harness::runtime::LOAD_KV_F16 } else { 0 };
-    rt.load_model_with_flags(&bytes, context, flags).with_context(|| format!("loading {}", model.display()))?;
+    // Streamed: the file is read in chunks that the module verifies while the next one is read,
+    // and the package is never held twice (not in this process, not in the module).
+    rt.load_model_streaming(&mut file, len, STREAM_CHUNK, context, flags).with_context(|| format!("loading {}", model.display()))?;
     Ok(rt)
 }
 

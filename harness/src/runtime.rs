@@ -405,6 +405,65 @@ impl Runtime {
         Ok(())
     }
 
+    /// `load_begin`: starts a streaming load of `total_len` bytes.
+    pub fn load_begin(&mut self, total_len: u32, context_len: u32, flags: u32) -> Result<()> {
+        let s = self.call_status("load_begin", (total_len, context_len, flags))?;
+        self.check(s)
+    }
+
+    /// `load_append` of one chunk, passed through a scratch host buffer of `scratch_cap` bytes at
+    /// `scratch` (the caller allocates it once; `chunk.len() <= scratch_cap`).
+    pub fn load_append_via(&mut self, scratch: u32, chunk: &[u8]) -> Result<()> {
+        self.write(scratch, chunk)?;
+        let s = self.call_status("load_append", (scratch, chunk.len() as u32))?;
+        self.check(s)
+    }
+
+    pub fn load_finish(&mut self) -> Result<()> {
+        let s = self.call_status("load_finish", ())?;
+        self.check(s)
+    }
+
+    pub fn load_abort(&mut self) -> Result<()> {
+        let s = self.call_status("load_abort", ())?;
+        self.check(s)
+    }
+
+    /// `TRL_RESULT_LOAD_PROGRESS`: (total, received, verified).
+    pub fn load_progress(&mut self) -> Result<(u64, u64, u64)> {
+        let b = self.read_result(result_kind::LOAD_PROGRESS)?;
+        anyhow::ensure!(b.len() == 24, "load progress is {} bytes, expected 24", b.len());
+        let u = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+        Ok((u(0), u(1), u(2)))
+    }
+
+    /// Loads a package streamed from `source` (`total_len` bytes) in chunks of at most `chunk`
+    /// bytes, each verified as it arrives (`load_begin`, `load_append`, `load_finish`). A failure
+    /// ends the stream in the module; the scratch buffer is freed either way.
+    pub fn load_model_streaming(&mut self, source: &mut dyn std::io::Read, total_len: u64, chunk: usize, context_len: u32, flags: u32) -> Result<()> {
+        let total = u32::try_from(total_len).map_err(|_| anyhow!("a package of {total_len} bytes does not fit in wasm32 memory"))?;
+        self.load_begin(total, context_len, flags)?;
+        let chunk = chunk.clamp(1, total.max(1) as usize);
+        let scratch = self.alloc(chunk as u32)?;
+        let mut buf = vec![0u8; chunk];
+        let r = (|| {
+            let mut left = total_len as usize;
+            while left > 0 {
+                let n = source.read(&mut buf[..chunk.min(left)]).context("reading the package")?;
+                anyhow::ensure!(n > 0, "the package ended {left} bytes early");
+                self.load_append_via(scratch, &buf[..n])?;
+                left -= n;
+            }
+            self.load_finish()
+        })();
+        if r.is_err() {
+            // Ends a stream the module still holds (an I/O error above); WRONG_STATE when it is over already.
+            let _ = self.call_status("load_abort", ());
+        }
+        self.free(scratch)?;
+        r
+    }
+
     pub fn unload_model(&mut self) -> Result<()> {
         let s = self.call_status("unload_model", ())?;
         self.check(s)

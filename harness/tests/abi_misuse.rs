@@ -277,9 +277,14 @@ fn calls_in_the_wrong_order_are_wrong_state() {
     // No model loaded.
     expect_call(&mut rt, "reset before load", "reset", (), ws);
     expect_call(&mut rt, "generate_step before load", "generate_step", 1u32, ws);
-    for kind in ResultKind::ALL.iter().map(|k| k.code()) {
+    // LOAD_PROGRESS is the one kind readable with no model (the current or last load's progress).
+    for kind in ResultKind::ALL.iter().filter(|&&k| k != ResultKind::LoadProgress).map(|k| k.code()) {
         expect_call(&mut rt, &format!("read_result({kind}) before load"), "read_result", (kind, out, 4096u32, len_out), ws);
     }
+    expect_call(&mut rt, "read_result(LOAD_PROGRESS) before load", "read_result", (ResultKind::LoadProgress.code(), out, 4096u32, len_out), Status::Ok);
+    expect_call(&mut rt, "load_append before load_begin", "load_append", (input, 4u32), ws);
+    expect_call(&mut rt, "load_finish before load_begin", "load_finish", (), ws);
+    expect_call(&mut rt, "load_abort before load_begin", "load_abort", (), ws);
     expect_call(&mut rt, "render_chat before load", "render_chat", (input, 4u32, 0u32), ws);
     expect_call(&mut rt, "score_tokens before load", "score_tokens", (input, 1u32, 1u32, 0u32), ws);
     expect_call(&mut rt, "tokenize before load", "tokenize", (input, 4u32, 0u32), ws);

@@ -102,6 +102,7 @@ RESULT = {
     "SCORE_ARGMAX": 9,
     "GRAMMAR_STATS": 10,
     "GRAMMAR": 11,
+    "LOAD_PROGRESS": 12,
     "SESSION": 13,
 }
 
@@ -262,6 +263,10 @@ EXPORTS = {
     "alloc": 1,
     "dealloc": 1,
     "load_model": 4,
+    "load_begin": 3,
+    "load_append": 2,
+    "load_finish": 0,
+    "load_abort": 0,
     "unload_model": 0,
     "set_sampling": 7,
     "add_stop_string": 2,

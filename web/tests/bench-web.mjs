@@ -4,11 +4,15 @@
 // weights, per storage mode and thread count (--threads, default 1,2: ours on 1 thread is the
 // single-thread module, on more the threaded module; wllama 3.x at n_threads of each count, 2.4.0 on
 // 1), fed the same 128-token prompt; and our module's figures under wasmtime (`trl bench`, 1 thread)
-// from the same run. Prints the tables and writes target/bench/web.{json,md}. Figures only: nothing
-// here is asserted (the target verdicts are printed, not enforced).
+// from the same run. First, the demo page's first visit (downloads the package from web/serve.py on
+// localhost, keeps it in OPFS) and second visit (loads it from OPFS), in fresh profiles
+// (target/bench/web-visits.{json,md}; --visits-only stops there). Prints the tables and writes
+// target/bench/web.{json,md}. Figures only: nothing here is asserted (the target verdicts are
+// printed, not enforced; a visit that loads from the wrong place stops the run).
 //
 //   node tests/bench-web.mjs [--runs 3] [--prompt 128] [--decode 128] [--quants q8_0,q4_0,q4_1]
 //                            [--threads 1,2] [--wllama 3,2 | --wllama 0] [--no-wasmtime]
+//                            [--visits-only] [--visit-package smollm2-135m-q8_0.slm]
 
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -33,6 +37,9 @@ const { values: opt } = parseArgs({
     wllama: { type: "string", default: "3,2" },
     threads: { type: "string", default: "1,2" },
     "no-wasmtime": { type: "boolean", default: false },
+    // The demo page's first and second visit (download, then OPFS) only; nothing else is run.
+    "visits-only": { type: "boolean", default: false },
+    "visit-package": { type: "string", default: "smollm2-135m-q8_0.slm" },
   },
 });
 const OUT = join(ROOT, "target/bench");
@@ -41,6 +48,63 @@ const date = new Date().toISOString();
 const loadBefore = loadavg()[0];
 const moduleBytes = existsSync(WASM) ? statSync(WASM).size : null; // the modules the page is about to load
 const threadsModuleBytes = existsSync(THREADS_WASM) ? statSync(THREADS_WASM).size : null;
+
+/**
+ * The demo page (web/index.html, served by web/serve.py from localhost) loading `name` on a first
+ * visit (a fresh browser profile: downloaded, streamed into the module, kept in OPFS) and a second
+ * (loaded from OPFS), `runs` times. Load ms is the page's own measure of the load request (receive,
+ * verify, set up); page ms runs from navigation to the model being ready (module compile included).
+ */
+async function demoVisits(name, runs) {
+  const visits = { first: { load: [], page: [] }, second: { load: [], page: [] } };
+  for (let i = 0; i < runs; i++) {
+    const server = await startServer({ logRequests: true });
+    const browser = await launch();
+    try {
+      for (const [visit, want] of [["first", "network"], ["second", "cache"]]) {
+        const t = performance.now();
+        await browser.page.goto(`${server.url}?model=${encodeURIComponent(name)}&autoload=1`);
+        await browser.page.waitForFunction(() => document.body.dataset.loadedFrom, null, { timeout: 10 * 60_000 });
+        const pageMs = performance.now() - t;
+        const from = await browser.page.evaluate(() => document.body.dataset.loadedFrom);
+        if (from !== want) throw new Error(`${visit} visit loaded from ${from}, expected ${want}`);
+        visits[visit].load.push(Number(await browser.page.evaluate(() => document.body.dataset.loadMs)));
+        visits[visit].page.push(pageMs);
+      }
+      const downloads = server.requests.filter((r) => r.endsWith(`/models/${name}`)).length;
+      if (downloads !== 1) throw new Error(`the package was requested ${downloads} times over two visits`);
+    } finally {
+      await browser.close();
+      server.stop();
+    }
+  }
+  const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  return { package: name, bytes: statSync(join(MODELS, name)).size, runs, first: { load_ms: median(visits.first.load), page_ms: median(visits.first.page) },
+    second: { load_ms: median(visits.second.load), page_ms: median(visits.second.page) } };
+}
+
+/** The visits as a markdown table, with the conditions. */
+function visitsMarkdown(v) {
+  return [
+    `Demo page served by web/serve.py from localhost, headless Chromium, ${v.package} (${(v.bytes / 1048576).toFixed(0)} MiB), median of ${v.runs} fresh profiles.`,
+    "",
+    "| visit | package from | load ms (receive + verify + set up) | page ms (navigation to model ready) |",
+    "|---|---|---:|---:|",
+    `| first | localhost download, kept in OPFS | ${v.first.load_ms} | ${v.first.page_ms.toFixed(0)} |`,
+    `| second | OPFS, no request | ${v.second.load_ms} | ${v.second.page_ms.toFixed(0)} |`,
+  ].join("\n");
+}
+
+// Every run measures the visits first; --visits-only stops there.
+const visits = await demoVisits(opt["visit-package"], Number(opt.runs));
+{
+  const md = `Date: ${date}. ${cpus()[0]?.model?.trim()}, ${cpus().length} cores (1-minute load average ${loadBefore.toFixed(1)} at the start, ` +
+    `${loadavg()[0].toFixed(1)} after the visits). ${visitsMarkdown(visits)}`;
+  console.log(md);
+  writeFileSync(join(OUT, "web-visits.md"), md + "\n");
+  writeFileSync(join(OUT, "web-visits.json"), JSON.stringify({ date, ...visits }, null, 2) + "\n");
+  if (opt["visits-only"]) process.exit(0);
+}
 
 const server = await startServer();
 const browser = await launch();
@@ -165,9 +229,10 @@ if (wasmtime.size) {
       `${f1(b.prefill_tokens_per_s)} | ${f1(w?.prefill_tokens_per_s)} |`);
   }
 }
+lines.push("", visitsMarkdown(visits));
 const md = lines.join("\n");
 console.log(md);
 writeFileSync(join(OUT, "web.md"), md + "\n");
 writeFileSync(join(OUT, "web.json"), JSON.stringify({ date, machine, load, module_bytes: moduleBytes, threads_module_bytes: threadsModuleBytes, decode_target: DECODE_TARGET,
-  threads_decode_target: THREADS_DECODE_TARGET, ...report, comparisons, scaling, wasmtime: [...wasmtime.values()] }, null, 2) + "\n");
+  threads_decode_target: THREADS_DECODE_TARGET, ...report, comparisons, scaling, wasmtime: [...wasmtime.values()], visits }, null, 2) + "\n");
 console.log(`\nwrote ${join(OUT, "web.md")} and web.json`);

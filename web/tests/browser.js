@@ -14,12 +14,19 @@ import { ROOT } from "./helpers.mjs";
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /**
- * Starts web/serve.py on a free port; resolves to { url, stop }. `isolated: false` leaves out the
- * COOP/COEP headers (the page is then not cross-origin isolated).
+ * Starts web/serve.py on a free port; resolves to { url, requests, stop }. `isolated: false` leaves
+ * out the COOP/COEP headers (the page is then not cross-origin isolated); `logRequests: true` fills
+ * `requests` with each request the server answers ("GET /path").
  */
-export function startServer({ isolated = true } = {}) {
-  const args = [join(ROOT, "web/serve.py"), "--port", "0", "--quiet", ...(isolated ? [] : ["--no-isolation"])];
-  const child = spawn(process.env.PYTHON ?? "python3", args, { stdio: ["ignore", "pipe", "inherit"] });
+export function startServer({ isolated = true, logRequests = false } = {}) {
+  const args = [join(ROOT, "web/serve.py"), "--port", "0", ...(logRequests ? [] : ["--quiet"]), ...(isolated ? [] : ["--no-isolation"])];
+  const child = spawn(process.env.PYTHON ?? "python3", args, { stdio: ["ignore", "pipe", logRequests ? "pipe" : "inherit"] });
+  // With logRequests, every request line the server logs ("GET /models/x.slm HTTP/1.1"), in order.
+  const requests = [];
+  if (logRequests) createInterface({ input: child.stderr }).on("line", (line) => {
+    const request = line.match(/"([A-Z]+ \S+) HTTP/)?.[1];
+    if (request) requests.push(request);
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("web/serve.py did not start in 10 s")), 10_000);
     child.once("error", reject);
@@ -28,7 +35,7 @@ export function startServer({ isolated = true } = {}) {
       clearTimeout(timer);
       const url = line.match(/http:\/\/\S+/)?.[0];
       if (!url) return reject(new Error(`unexpected first line from serve.py: ${line}`));
-      resolve({ url, stop: () => child.kill() });
+      resolve({ url, requests, stop: () => child.kill() });
     });
   });
 }

@@ -10,11 +10,12 @@ import { pathToFileURL } from "node:url";
 
 import {
   TinyRustLM, TrlError, Status, StopReason, GenState, statusName, parseDiagnostics, formatChatML, compileModule, SMOLLM_SYSTEM,
-  encodeChatMessages, scoreWindows,
+  encodeChatMessages, scoreWindows, chooseModule, relaxedSimdSupported, DEFAULT_WASM_URL, DEFAULT_RELAXED_WASM_URL,
 } from "../../abi/tinyrustlm.mjs";
-import { WASM, Q8_0, trl, trlHas, syntheticModel, syntheticCases, adapterBetween, moduleHas, scratchDir, skipWithoutModel, comparable } from "./helpers.mjs";
+import { MODELS, WASM, Q8_0, trl, trlHas, syntheticModel, syntheticCases, adapterBetween, moduleHas, scratchDir, skipWithoutModel, comparable } from "./helpers.mjs";
 
 const PROMPT = "The capital of France is";
+const Q4_1_PATH = join(MODELS, "smollm2-135m-q4_1.slm");
 
 /** A Response whose body arrives in `chunk`-byte pieces, with or without a content-length. */
 function chunkedResponse(bytes, { chunk = 4096, length = true } = {}) {
@@ -67,6 +68,16 @@ describe("loading the module", () => {
     assert.equal(typeof lm.features.evaluate, "boolean");
   });
 
+  it("chooses the relaxed-SIMD module where the engine validates it, and says which it took", async () => {
+    const lm = await TinyRustLM.load();
+    const want = relaxedSimdSupported() ? "relaxed-simd" : "simd128";
+    assert.equal(lm.moduleChoice.flavour, want, lm.moduleChoice.reason);
+    assert.equal(lm.moduleChoice.url, String(want === "relaxed-simd" ? DEFAULT_RELAXED_WASM_URL : DEFAULT_WASM_URL));
+    assert.equal(chooseModule({ threads: 1 }).flavour, want);
+    const named = await TinyRustLM.load(WASM);
+    assert.equal(named.moduleChoice, null, "a module the caller named is not a choice");
+  });
+
   it("rejects an HTTP error with a plain message", async () => {
     await assert.rejects(compileModule(new Response("nope", { status: 404, statusText: "Not Found" })), /HTTP 404/);
   });
@@ -97,7 +108,10 @@ describe("loading a model", () => {
       const reads = progress.filter((p) => p.phase === "read");
       for (let i = 1; i < reads.length; i++) assert.ok(reads[i].loaded >= reads[i - 1].loaded, "progress never goes back");
       assert.equal(reads.at(-1).loaded, bytes.length);
-      assert.deepEqual(progress.slice(-2).map((p) => p.phase), ["validate", "done"]);
+      // A source of known size is streamed and verified as it arrives: no separate validation.
+      const streamed = !["an ArrayBuffer", "a Uint8Array", "a Response without a length"].includes(name);
+      assert.deepEqual(progress.slice(-2).map((p) => p.phase), [streamed ? "read" : "validate", "done"]);
+      assert.equal(progress.at(-1).verified, bytes.length);
       lm.unloadModel();
     });
   }
@@ -457,6 +471,55 @@ describe("pure helpers", () => {
     assert.equal(statusName(36), "ARTIFACT_CHECKSUM");
     assert.equal(statusName(99), "GRAMMAR_EMPTY_LANGUAGE");
     assert.equal(statusName(200), "STATUS_200");
+  });
+});
+
+describe("streaming a package (load_begin / load_append / load_finish)", { skip: skipWithoutModel }, () => {
+  const good = () => readFileSync(Q4_1_PATH);
+  const fingerprint = async (lm) => {
+    const r = await lm.complete(PROMPT, { maxTokens: 8, ignoreEog: true });
+    return { tokens: r.tokens, logits: Array.from(new Uint32Array(lm.logits().buffer.slice(0))) };
+  };
+
+  it("streams a file, a Blob and a sized response, verifying as it receives; the same model as bytes loaded whole", async () => {
+    const bytes = good();
+    const lm = await TinyRustLM.load(WASM);
+    await lm.loadModel(bytes, { contextLength: 256 });
+    const want = await fingerprint(lm);
+    for (const [name, source] of [["path", Q4_1_PATH], ["Blob", new Blob([bytes])], ["Response", chunkedResponse(bytes, { chunk: 65536 })]]) {
+      lm.unloadModel();
+      const seen = [];
+      await lm.loadModel(source, { contextLength: 256, onProgress: (p) => seen.push(p) });
+      const reads = seen.filter((p) => p.phase === "read" && p.loaded > 0);
+      assert.ok(reads.length > 10, `${name}: progress while reading`);
+      assert.ok(reads.some((p) => p.verified > 0 && p.loaded < bytes.length), `${name}: bytes verified before the last one arrived`);
+      assert.ok(reads.every((p) => p.verified <= p.loaded), `${name}: verified never passes received`);
+      assert.ok(!seen.some((p) => p.phase === "validate"), `${name}: no separate validation pass`);
+      assert.deepEqual(lm.loadProgress(), { total: bytes.length, received: bytes.length, verified: bytes.length });
+      assert.deepEqual(await fingerprint(lm), want, `${name}: streamed model generates otherwise`);
+    }
+  });
+
+  it("refuses a corrupt file at the chunk that breaks a rule, and keeps nothing", async () => {
+    const bytes = good();
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const tokenizerEnd = Number(view.getBigUint64(96, true) + view.getBigUint64(104, true));
+    const corrupt = Buffer.from(bytes);
+    corrupt[tokenizerEnd - 10] ^= 0x04;
+    const path = join(scratchDir(), "corrupt-tokenizer.slm");
+    writeFileSync(path, corrupt);
+    const lm = await TinyRustLM.load(WASM);
+    const e = await expectTrlError(lm.loadModel(path), Status.TOKENIZER_CHECKSUM);
+    assert.match(e.message, /header\.tokenizer_crc/);
+    const p = lm.loadProgress();
+    assert.ok(p.received >= tokenizerEnd && p.received < bytes.length, `refused after ${p.received} of ${bytes.length} bytes`);
+    assert.equal(lm.diagnostics().model_loaded, false);
+    // A body shorter than its Content-Length: the stream is aborted and nothing is kept.
+    const short = new Response(bytes.subarray(0, bytes.length - 100), { headers: { "content-length": String(bytes.length) } });
+    await assert.rejects(lm.loadModel(short), /ended after/);
+    assert.equal(lm.exports.load_finish(), Status.WRONG_STATE, "no stream is left open");
+    await lm.loadModel(bytes);
+    assert.equal(lm.diagnostics().model_loaded, true);
   });
 });
 

@@ -101,6 +101,17 @@ pub struct Rejection {
 /// host buffer is unchanged and still the host's (`dealloc` succeeds), and no model is loaded. A trap
 /// panics (it is a runtime bug, never an acceptable rejection).
 pub fn try_load(rt: &mut Runtime, bytes: &[u8], context_len: u32) -> Result<u32, Rejection> {
+    match try_load_once(rt, bytes, context_len) {
+        Ok(ptr) => Ok(ptr),
+        Err(rejection) => {
+            check_streamed_rejection(rt, bytes, context_len, &rejection);
+            Err(rejection)
+        }
+    }
+}
+
+/// [`try_load`] without streaming the refused package.
+pub fn try_load_once(rt: &mut Runtime, bytes: &[u8], context_len: u32) -> Result<u32, Rejection> {
     assert!(!bytes.is_empty(), "try_load needs at least one byte (alloc(0) is invalid)");
     let len = bytes.len() as u32;
     let ptr = rt.alloc(len).expect("alloc for the package");
@@ -116,6 +127,127 @@ pub fn try_load(rt: &mut Runtime, bytes: &[u8], context_len: u32) -> Result<u32,
     let d = diagnostics(rt);
     assert!(!d.model_loaded, "load_model failed ({message}) but diagnostics say a model is loaded");
     Err(Rejection { status, message })
+}
+
+/// Where a streaming load failed: the call (0 = `load_begin`, i = the i-th `load_append`,
+/// `n_chunks + 1` = `load_finish`) and the rejection.
+#[derive(Debug)]
+pub struct StreamFailure {
+    pub call: usize,
+    pub rejection: Rejection,
+}
+
+/// Streams `bytes` with `load_begin(bytes.len())`, then one `load_append` per chunk ending at each
+/// of `ends` (ascending, the last at most `bytes.len()`), then `load_finish`. On failure checks what
+/// the header promises: the stream is over (a further `load_append` is WRONG_STATE), no model is
+/// loaded, and the progress says the failing chunk was received.
+pub fn stream_load(rt: &mut Runtime, bytes: &[u8], context_len: u32, ends: &[usize]) -> Result<(), StreamFailure> {
+    let max_chunk = ends.iter().scan(0, |start, &end| Some(end - std::mem::replace(start, end))).max().unwrap_or(0).max(1);
+    let scratch = rt.alloc(max_chunk as u32).expect("alloc for the chunks");
+    let failure = (|| {
+        let fail = |rt: &mut Runtime, call: usize, status: u32| {
+            let message = rt.last_error().expect("last_error after a failed streaming call");
+            StreamFailure { call, rejection: Rejection { status, message } }
+        };
+        let s = rt.call_status("load_begin", (bytes.len() as u32, context_len, 0u32)).expect("load_begin trapped");
+        if s != 0 {
+            return Some(fail(rt, 0, s));
+        }
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            rt.write(scratch, &bytes[start..end]).expect("writing a chunk");
+            let s = rt.call_status("load_append", (scratch, (end - start) as u32)).unwrap_or_else(|e| panic!("load_append trapped at {end}: {e:#}"));
+            if s != 0 {
+                let f = fail(rt, i + 1, s);
+                let (_, received, _) = rt.load_progress().expect("load progress");
+                assert_eq!(received, end as u64, "after a failed load_append the progress must count the failing chunk");
+                return Some(f);
+            }
+            start = end;
+        }
+        let s = rt.call_status("load_finish", ()).expect("load_finish trapped");
+        (s != 0).then(|| fail(rt, ends.len() + 1, s))
+    })();
+    if let Some(f) = &failure {
+        let s = rt.call_status("load_append", (scratch, 1u32)).expect("load_append trapped");
+        assert_eq!(s, Status::WrongState.code(), "after a failed stream ({}), load_append must find no stream", f.rejection.message);
+        assert!(!diagnostics(rt).model_loaded, "a failed stream ({}) left a model loaded", f.rejection.message);
+    }
+    rt.free(scratch).expect("freeing the chunk buffer");
+    failure.map_or(Ok(()), Err)
+}
+
+/// The shortest prefix of `bytes` that a stream announcing `bytes.len()` refuses (`None`: only
+/// `load_finish` refuses, or nothing does). Prefixes fail monotonically, so a bisection finds it.
+pub fn first_refused_prefix(rt: &mut Runtime, bytes: &[u8], context_len: u32) -> Option<usize> {
+    let refused = |rt: &mut Runtime, len: usize| {
+        let ends: &[usize] = if len == 0 { &[] } else { &[len] };
+        match stream_load(rt, bytes, context_len, ends) {
+            Err(f) => f.call <= ends.len(),
+            Ok(()) => {
+                rt.call_status("unload_model", ()).expect("unload_model trapped");
+                false
+            }
+        }
+    };
+    if !refused(rt, bytes.len()) {
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, bytes.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if refused(rt, mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
+/// Chunk ends for a stream of `len` bytes: 1-byte chunks through the header, then sizes drawn from
+/// `rng` up to `max`.
+pub fn awkward_chunk_ends(len: usize, rng: &mut harness::synth::SplitMix64, max: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let step = if at < 200 { 1 } else { 1 + (rng.next_u64() as usize % max) };
+        at = (at + step).min(len);
+        ends.push(at);
+    }
+    ends
+}
+
+/// A package `load_model` refused must be refused the same way streamed, whatever the chunks: same
+/// status and message, at the chunk that completes the shortest refused prefix.
+fn check_streamed_rejection(rt: &mut Runtime, bytes: &[u8], context_len: u32, want: &Rejection) {
+    // Where memory runs out depends on how the host holds the bytes (a whole host buffer for
+    // load_model, a chunk buffer beside the module's copy for a stream): not comparable.
+    if want.status == Status::OutOfMemory.code() {
+        return;
+    }
+    let first = first_refused_prefix(rt, bytes, context_len);
+    let mut rng = harness::synth::SplitMix64(bytes.len() as u64);
+    // Small chunks, but not so small that a large package takes millions of calls.
+    let scale = bytes.len() / 2000;
+    let chunkings = [vec![bytes.len()], awkward_chunk_ends(bytes.len(), &mut rng, 4096.max(scale)), awkward_chunk_ends(bytes.len(), &mut rng, 97.max(scale))];
+    for ends in chunkings {
+        let got = stream_load(rt, bytes, context_len, &ends).expect_err("load_model refused the package but a stream of it loaded");
+        assert_eq!(got.rejection, *want, "streamed in {} chunks, refused otherwise than by load_model", ends.len());
+        let want_call = match first {
+            Some(0) => 0,
+            Some(b) => 1 + ends.iter().position(|&e| e >= b).expect("a chunk reaches every prefix"),
+            None => ends.len() + 1,
+        };
+        assert_eq!(
+            got.call,
+            want_call,
+            "streamed in {} chunks: refused at call {} ({}), expected the chunk reaching byte {first:?}",
+            ends.len(),
+            got.call,
+            want.message
+        );
+    }
 }
 
 /// Checks a rejection: the exact status, and a `last_error` text that starts with the status name
