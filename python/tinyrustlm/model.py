@@ -13,7 +13,10 @@ from pathlib import Path
 import wasmtime
 
 from . import _abi, _json
-from .errors import ModuleError, error_for
+from .errors import CallError, ModuleError, error_for
+
+# Bytes per `load_append` when a package is streamed in (as `trl` reads packages).
+STREAM_CHUNK = 1 << 20
 
 PACKAGED_WASM = Path(__file__).with_name("tinyrustlm.wasm")
 
@@ -104,6 +107,36 @@ class _Instance:
 
     def call_checked(self, name, *args):
         self.check(self.call(name, *args), name)
+
+    def stream_load(self, total, read, context, flags, chunk=STREAM_CHUNK):
+        """Streams `total` bytes, `read(offset, n)` giving each chunk, into the module. On any
+        failure the module holds no stream and no model (`load_abort` ends one an I/O error left)."""
+        if total > 0xFFFFFFFF:
+            raise CallError(_abi.STATUS["INVALID_ARGUMENT"], f"a package of {total} bytes does not fit in wasm32 memory", "load_begin")
+        status = self.call("load_begin", _i32(total), _i32(context), flags)
+        if status != 0:
+            raise error_for(status, self.last_error(), "load_begin")
+        chunk = max(1, min(chunk, total or 1))
+        scratch = self.alloc(chunk)
+        try:
+            offset = 0
+            while offset < total:
+                data = read(offset, min(chunk, total - offset))
+                if not data:
+                    raise OSError(f"the package ended {total - offset} bytes before its size said")
+                self.write(scratch, data)
+                status = self.call("load_append", _i32(scratch), _i32(len(data)))
+                if status != 0:
+                    raise error_for(status, self.last_error(), "load_append")
+                offset += len(data)
+            status = self.call("load_finish")
+            if status != 0:
+                raise error_for(status, self.last_error(), "load_finish")
+        except BaseException:
+            self.call("load_abort")  # WRONG_STATE when the module ended the stream already
+            raise
+        finally:
+            self.free(scratch)
 
     def alloc(self, size):
         ptr = self.call("alloc", _i32(size))
@@ -247,17 +280,21 @@ class Model:
     @classmethod
     def load(cls, package, context=0, kv_f16=False, wasm=None):
         """Loads a package (a path or its bytes) into a fresh instance of the module; `context` 0 =
-        the runtime's default. Raises `PackageError` (with the status) for a package it refuses."""
+        the runtime's default. Raises `PackageError` (with the status) for a package it refuses.
+
+        The package is streamed in 1 MiB chunks (`load_begin` / `load_append` / `load_finish`), as
+        `trl` does: each chunk is verified as it arrives and the package is held once, in the module,
+        so a file is never read whole into Python's memory (and the diagnostics match trl's)."""
         module = WasmModule.open(wasm)
-        data = package if isinstance(package, (bytes, bytearray, memoryview)) else Path(package).read_bytes()
         x = _Instance(module)
-        ptr = x.alloc(len(data))
-        x.write(ptr, bytes(data))
-        status = x.call("load_model", _i32(ptr), _i32(len(data)), _i32(context), _abi.LOAD["KV_F16"] if kv_f16 else 0)
-        if status != 0:
-            err = error_for(status, x.last_error(), "load_model")
-            x.free(ptr)
-            raise err
+        flags = _abi.LOAD["KV_F16"] if kv_f16 else 0
+        if isinstance(package, (bytes, bytearray, memoryview)):
+            data = memoryview(package).cast("B")
+            x.stream_load(len(data), lambda off, n: bytes(data[off : off + n]), context, flags)
+        else:
+            path = Path(package)
+            with path.open("rb") as f:
+                x.stream_load(path.stat().st_size, lambda off, n: f.read(n), context, flags)
         return cls(x, module)
 
     # ---- tokenizer and chat ----------------------------------------------------------------------
