@@ -278,17 +278,28 @@ class Model:
         self.module = module
 
     @classmethod
-    def load(cls, package, context=0, kv_f16=False, wasm=None):
+    def load(cls, package, context=0, kv_f16=False, wasm=None, streamed=True):
         """Loads a package (a path or its bytes) into a fresh instance of the module; `context` 0 =
         the runtime's default. Raises `PackageError` (with the status) for a package it refuses.
 
-        The package is streamed in 1 MiB chunks (`load_begin` / `load_append` / `load_finish`), as
-        `trl` does: each chunk is verified as it arrives and the package is held once, in the module,
-        so a file is never read whole into Python's memory (and the diagnostics match trl's)."""
+        By default the package is streamed in 1 MiB chunks (`load_begin` / `load_append` /
+        `load_finish`), as `trl generate` does: each chunk is verified as it arrives and a file is
+        never read whole into Python's memory. `streamed=False` hands it over whole (`load_model`), as
+        `trl eval` and `trl packet build` do. The two load the same model; only the module's memory
+        figure in the diagnostics (`linear_memory_bytes`) tells them apart."""
         module = WasmModule.open(wasm)
         x = _Instance(module)
         flags = _abi.LOAD["KV_F16"] if kv_f16 else 0
-        if isinstance(package, (bytes, bytearray, memoryview)):
+        if not streamed:
+            data = bytes(package) if isinstance(package, (bytes, bytearray, memoryview)) else Path(package).read_bytes()
+            ptr = x.alloc(len(data))
+            x.write(ptr, data)
+            status = x.call("load_model", _i32(ptr), _i32(len(data)), _i32(context), flags)
+            if status != 0:
+                err = error_for(status, x.last_error(), "load_model")
+                x.free(ptr)
+                raise err
+        elif isinstance(package, (bytes, bytearray, memoryview)):
             data = memoryview(package).cast("B")
             x.stream_load(len(data), lambda off, n: bytes(data[off : off + n]), context, flags)
         else:

@@ -81,7 +81,8 @@ def eval_task(wasm, parent, cases, label, attempts_dir, *adapters):
         Path(attempts_dir).mkdir(parents=True, exist_ok=True)
         evidence.write_atomic(Path(attempts_dir) / f"{label}.{pid}.{time.time_ns()}.json", json.dumps({"label": label, "pid": pid, "host": host}).encode())
     t0 = time.perf_counter()
-    model = Model.load(parent, wasm=wasm)
+    # Whole, as `trl eval` / `trl packet build` load it: the packet's diagnostics record then matches theirs.
+    model = Model.load(parent, wasm=wasm, streamed=False)
     for a in adapters:
         model.apply_adapter(a)
     diagnostics = model.diagnostics()
@@ -238,7 +239,7 @@ def run(
         if diagnostics:
             record = diag_of.get(stack.name)
             if record is None:
-                m = Model.load(package, wasm=wasm_bytes)
+                m = Model.load(package, wasm=wasm_bytes, streamed=False)
                 for p in stack.adapters:
                     m.apply_adapter(adapter_bytes[p])
                 record = m.diagnostics()
