@@ -273,25 +273,12 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
     let mut kv_cache_bytes = 0;
     for _ in 0..cfg.runs {
         let mut rt = Runtime::with_threads(module, threads, None)?;
-        let t = Instant::now();
-        let ptr = rt.alloc(bytes.len() as u32)?;
-        rt.write(ptr, &bytes)?;
-        let copy_ms = ms(t);
-        let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, cfg.load_flags))?;
-        anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
-        samples.load.push(ms(t));
-        samples.copy.push(copy_ms);
+        timed_load(&mut rt, &bytes, cfg, &mut samples)?;
         let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
-        let t = Instant::now();
-        rt.generate_start(&prompt, cfg.decode_tokens as u32, GEN_IGNORE_EOG)?;
-        samples.prefill.push(cfg.prompt_tokens as f64 * 1000.0 / ms(t));
-        let t = Instant::now();
-        while rt.state()?.running() {
-            rt.generate_step(16)?;
-        }
-        let n = rt.read_u32s(result_kind::TOKENS)?.len();
+        let (prefill, n, decode) = timed_generation(&mut rt, &prompt, cfg.decode_tokens, cfg)?;
         anyhow::ensure!(n == cfg.decode_tokens, "generated {n} tokens, wanted {}", cfg.decode_tokens);
-        samples.decode.push(n as f64 * 1000.0 / ms(t));
+        samples.prefill.push(prefill);
+        samples.decode.push(decode);
         peak = peak.max(rt.memory_size() as u64);
         let diagnostics = rt.diagnostics()?;
         quant = quant_name(diagnostics.quant_mode);
@@ -309,6 +296,33 @@ pub fn bench_wasm_threads(module: &ModuleFile, threads: u32, label: &str, engine
     Ok(figures)
 }
 
+/// Copies `bytes` into a fresh buffer of `rt` and loads it (`load_model`), recording the copy's
+/// time and the whole load's (copy included) in `samples`.
+fn timed_load(rt: &mut Runtime, bytes: &[u8], cfg: &BenchConfig, samples: &mut Samples) -> Result<()> {
+    let t = Instant::now();
+    let ptr = rt.alloc(bytes.len() as u32)?;
+    rt.write(ptr, bytes)?;
+    samples.copy.push(ms(t));
+    let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, cfg.load_flags))?;
+    anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
+    samples.load.push(ms(t));
+    Ok(())
+}
+
+/// One generation of at most `max_new_tokens` after `prompt` (`cfg.prompt_tokens` long), end of
+/// generation ignored: prefill tokens/s, tokens generated, decode tokens/s.
+fn timed_generation(rt: &mut Runtime, prompt: &str, max_new_tokens: usize, cfg: &BenchConfig) -> Result<(f64, usize, f64)> {
+    let t = Instant::now();
+    rt.generate_start(prompt, max_new_tokens as u32, GEN_IGNORE_EOG)?;
+    let prefill = cfg.prompt_tokens as f64 * 1000.0 / ms(t);
+    let t = Instant::now();
+    while rt.state()?.running() {
+        rt.generate_step(16)?;
+    }
+    let n = rt.read_u32s(result_kind::TOKENS)?.len();
+    Ok((prefill, n, n as f64 * 1000.0 / ms(t)))
+}
+
 /// Decoding under `schema` against decoding free, paired: each run loads one instance, decodes the
 /// prompt under the schema (at most `cfg.decode_tokens`, until the JSON is complete), then free for
 /// as many tokens.
@@ -321,32 +335,15 @@ pub fn bench_wasm_schema(module: &ModuleFile, label: &str, package: &Path, cfg: 
     let mut quant = String::new();
     for _ in 0..cfg.runs {
         let mut rt = Runtime::new(module)?;
-        let t = Instant::now();
-        let ptr = rt.alloc(bytes.len() as u32)?;
-        rt.write(ptr, &bytes)?;
-        samples.copy.push(ms(t));
-        let s = rt.call_status("load_model", (ptr, bytes.len() as u32, cfg.context, cfg.load_flags))?;
-        anyhow::ensure!(s == 0, "load_model: {}", rt.last_error()?);
-        samples.load.push(ms(t));
+        timed_load(&mut rt, &bytes, cfg, &mut samples)?;
         let prompt = prompt_of(&mut rt, cfg.prompt_tokens)?;
         // Under the schema first, until the JSON is complete; then free for as many tokens, so
         // both decode the same number of positions after the same prompt.
-        let decode = |rt: &mut Runtime, max_new_tokens: usize| -> Result<(f64, usize, f64)> {
-            let t = Instant::now();
-            rt.generate_start(&prompt, max_new_tokens as u32, GEN_IGNORE_EOG)?;
-            let prefill = cfg.prompt_tokens as f64 * 1000.0 / ms(t);
-            let t = Instant::now();
-            while rt.state()?.running() {
-                rt.generate_step(16)?;
-            }
-            let n = rt.read_u32s(result_kind::TOKENS)?.len();
-            Ok((prefill, n, n as f64 * 1000.0 / ms(t)))
-        };
         rt.set_grammar(schema, true)?;
-        let (prefill, n, constrained) = decode(&mut rt, cfg.decode_tokens)?;
+        let (prefill, n, constrained) = timed_generation(&mut rt, &prompt, cfg.decode_tokens, cfg)?;
         rt.clear_grammar()?;
         anyhow::ensure!(n > 0, "generated nothing under the schema");
-        let (_, n_free, free) = decode(&mut rt, n)?;
+        let (_, n_free, free) = timed_generation(&mut rt, &prompt, n, cfg)?;
         anyhow::ensure!(n_free == n, "generated {n_free} tokens free, wanted {n}");
         samples.prefill.push(prefill);
         samples.decode.push(constrained);
